@@ -28,8 +28,9 @@ _EXPORTS = {
     # calling apps in-process, with transcripts
     "call_wsgi": "calling", "call_asgi": "calling", "acall_asgi": "calling",
     "call_lifespan": "calling", "WSGICall": "calling", "ASGICall": "calling",
+    "build_environ": "calling", "build_scope": "calling", "CallTimeout": "calling",
     # display helpers
-    "show_bytes": "display",
+    "show_bytes": "display", "show_headers": "display", "show_transcript": "display",
     # exercise check cells
     "check": "exercises",
 }
