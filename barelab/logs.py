@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
@@ -41,9 +42,35 @@ class ServerLog:
     maxlen: int = 1000
     _entries: deque = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    _settled: threading.Condition = field(init=False, repr=False)
+    _in_flight: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         self._entries = deque(maxlen=self.maxlen)
+        self._settled = threading.Condition(self._lock)
+
+    @contextmanager
+    def in_flight(self):
+        """Mark one request as being answered until the block ends.
+
+        A client has the whole response a moment before the server thread gets to log it.
+        Engines wrap each exchange in this block, so :meth:`settle` (and so a cell showing
+        ``server.log``) can wait for that moment instead of showing a log one line short.
+        """
+        with self._lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._settled.notify_all()
+
+    def settle(self, timeout: float = 0.5) -> bool:
+        """Wait until no request is in flight (at most ``timeout``); True if none is."""
+        with self._lock:
+            return self._settled.wait_for(lambda: not self._in_flight, timeout)
 
     def _add(self, entry: LogEntry) -> None:
         with self._lock:

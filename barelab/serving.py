@@ -105,7 +105,7 @@ class Server:
         self.kind = kind
         self.engine_cls = engine_cls
         self.options = options
-        self.log = ServerLog()
+        self._log = ServerLog()
         self.port: int | None = None
         self._engine = None
         self._lock = threading.Lock()
@@ -114,7 +114,7 @@ class Server:
     def _start(self, port: int, *, port_is_fixed: bool) -> None:
         sock = self._bind_with_retry(port, port_is_fixed=port_is_fixed)
         self.port = sock.getsockname()[1]
-        engine = self.engine_cls(self.app, sock, self.log, **self.options)
+        engine = self.engine_cls(self.app, sock, self._log, **self.options)
         try:
             engine.start()
         except BaseException:
@@ -123,7 +123,7 @@ class Server:
             sock.close()
             raise
         self._engine = engine
-        self.log.info(f"serving {self.name!r} ({self.kind}) on {self.url}")
+        self._log.info(f"serving {self.name!r} ({self.kind}) on {self.url}")
 
     def _bind_with_retry(self, port: int, *, port_is_fixed: bool) -> socket.socket:
         last_error: OSError | None = None
@@ -139,8 +139,18 @@ class Server:
             raise ServerStartError(
                 f"port {port} on {self.host} is in use by another program; "
                 f"pick another port or leave port=None for a free one") from last_error
-        self.log.info(f"port {port} stayed busy; moved to a free port")
+        self._log.info(f"port {port} stayed busy; moved to a free port")
         return _bind(self.host, 0)
+
+    @property
+    def log(self) -> ServerLog:
+        """What this server saw: requests, app errors with tracebacks, lifecycle events.
+
+        Asked for right after a response arrived, it waits a moment for the server to
+        finish logging that response, so the cell shows it.
+        """
+        self._log.settle()
+        return self._log
 
     @property
     def running(self) -> bool:
@@ -152,7 +162,7 @@ class Server:
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.stop(timeout)
-            self.log.info(f"stopped {self.name!r}")
+            self._log.info(f"stopped {self.name!r}")
         with _registry_lock:
             if _registry.get(self.name) is self:
                 del _registry[self.name]

@@ -71,7 +71,7 @@ def test_notebook_has_the_parts_of_a_chapter(notebook):
     for i in checks:
         text = "".join(cells[i]["source"])
         assert "check(" in text
-        printed = "".join(o.get("text", "") for o in cells[i].get("outputs", []))
+        printed = "".join("".join(o.get("text", "")) for o in cells[i].get("outputs", []))
         assert "✅" in printed and "❌" not in printed, f"check cell {i} does not pass"
 
 
@@ -99,5 +99,6 @@ def test_run_all_twice_in_one_kernel_then_nothing_is_left_running(notebook):
         for _ in range(2):
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)  # raises CellExecutionError on an error
-        client.execute_cell(probe, len(nb.cells))
+        nb.cells.append(probe)
+        client.execute_cell(probe, len(nb.cells) - 1)
     assert probe.outputs[0]["text"].strip() == "clean"
