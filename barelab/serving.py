@@ -224,13 +224,17 @@ def serve(app, *, name: str | None = None, port: int | None = None,
                 callable(getattr(server, m, None)) for m in ("start", "stop"))):
             raise TypeError("server= takes an engine class with start() and stop() "
                             "(see barelab.engines.base.Engine)")
-        engine_kind = getattr(server, "kind", None)
-        kind = kind or engine_kind or detect_kind(app)
+        # A chapter's own server may speak neither WSGI nor ASGI (a raw socket app, say):
+        # its kind is then only a label, so any non-empty string is fine.
+        kind = kind or getattr(server, "kind", None) or detect_kind(app)
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"kind must be a non-empty string, not {kind!r}")
+        engine_cls = server
     else:
         kind = kind or detect_kind(app)
-    if kind not in ("wsgi", "asgi"):
-        raise ValueError(f"kind must be 'wsgi' or 'asgi', not {kind!r}")
-    engine_cls = server or _default_engine(kind)
+        if kind not in ("wsgi", "asgi"):
+            raise ValueError(f"kind must be 'wsgi' or 'asgi', not {kind!r}")
+        engine_cls = _default_engine(kind)
     name = name or _app_name(app)
 
     with _registry_lock:

@@ -98,33 +98,39 @@ def serve_stop_latency(app, repeats: int = 50) -> tuple[float, float]:
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
-async def one_connection(port: int, deadline: float, counts: list[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def one_connection(port: int, deadline: float, counts: list[int],
+                         errors: list[str]) -> None:
     done = 0
-    try:
-        while time.perf_counter() < deadline:
-            writer.write(REQUEST)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            await reader.readexactly(length)
-            done += 1
-    finally:
-        counts.append(done)
-        writer.close()
+    while time.perf_counter() < deadline:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline:
+                writer.write(REQUEST)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                done += 1
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            errors.append(type(exc).__name__)  # counted, then a new connection
+        finally:
+            writer.close()
+    counts.append(done)
 
 
-async def load(port: int, seconds: float, connections: int) -> float:
+async def load(port: int, seconds: float, connections: int) -> tuple[float, int]:
     counts: list[int] = []
+    errors: list[str] = []
     started = time.perf_counter()
     deadline = started + seconds
-    await asyncio.gather(*(one_connection(port, deadline, counts) for _ in range(connections)))
-    return sum(counts) / (time.perf_counter() - started)
+    await asyncio.gather(*(one_connection(port, deadline, counts, errors)
+                           for _ in range(connections)))
+    return sum(counts) / (time.perf_counter() - started), len(errors)
 
 
-def requests_per_second(script: str, seconds: float, connections: int) -> float:
+def requests_per_second(script: str, seconds: float, connections: int) -> tuple[float, int]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", script.replace("{port}", str(port))],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, text=True)
@@ -157,8 +163,9 @@ def main() -> None:
           f"{args.seconds:g} s each:")
     results = {}
     for label, script in SERVERS.items():
-        results[label] = requests_per_second(script, args.seconds, args.connections)
-        print(f"  {label:22} {results[label]:9.0f}")
+        results[label], errors = requests_per_second(script, args.seconds, args.connections)
+        note = f"   (closed the connection {errors} times; the client reconnected)" if errors else ""
+        print(f"  {label:22} {results[label]:9.0f}{note}")
     print("\nratios (same run):")
     for ours, theirs in (("barelab wsgi", "wsgiref (threading)"), ("barelab asgi", "uvicorn (h11)")):
         if ours in results and theirs in results:

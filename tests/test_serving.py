@@ -243,3 +243,12 @@ def test_a_chapter_server_plugs_in_with_server_equals():
     assert fetch(server.url) == b"mine"
     again = barelab.serve(hello_wsgi, server=RecordingEngine)
     assert again.port == server.port
+
+
+def test_a_chapter_server_may_label_its_own_kind():
+    class SocketEngine(RecordingEngine):
+        kind = "socket"
+
+    server = barelab.serve(lambda conn: None, name="raw", server=SocketEngine)
+    assert server.kind == "socket" and "socket" in repr(server)
+    assert fetch(server.url) == b"mine"
