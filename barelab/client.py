@@ -339,12 +339,13 @@ class RawExchange:
     """What happened when exact bytes were sent: what came back and how it ended."""
 
     def __init__(self, sent: bytes, received: bytes, closed_by_server: bool,
-                 reset: bool = False, timeout: float = 1.0):
+                 reset: bool = False, timeout: float = 1.0, complete: bool = False):
         self.sent = sent
         self.received = received
         self.closed_by_server = closed_by_server
         self.reset = reset
         self.timeout = timeout
+        self.complete = complete  # stopped at a complete response (read_until_close=False)
 
     @property
     def responses(self) -> list[int]:
@@ -364,6 +365,8 @@ class RawExchange:
             return "the server reset the connection"
         if self.closed_by_server:
             return "the server closed the connection"
+        if self.complete:
+            return "a complete response arrived; the connection was left open"
         return f"the connection was still open after {self.timeout}s of silence"
 
     def transcript(self) -> Transcript:
@@ -393,7 +396,7 @@ def raw_exchange(target, data: bytes, *, timeout: float = 1.0,
         raise TypeError("raw_exchange() sends bytes; write b'...' (and \\r\\n line endings)")
     host, port, _ = _resolve(target, None)
     received = bytearray()
-    closed = reset = False
+    closed = reset = complete = False
     with _connect(host, port, timeout) as sock:
         try:
             sock.sendall(data)
@@ -413,8 +416,9 @@ def raw_exchange(target, data: bytes, *, timeout: float = 1.0,
                 break
             received += chunk
             if not read_until_close and _scan_responses(bytes(received))[1]:
+                complete = True
                 break
-    return RawExchange(bytes(data), bytes(received), closed, reset, timeout)
+    return RawExchange(bytes(data), bytes(received), closed, reset, timeout, complete)
 
 
 # -- WebSocket -------------------------------------------------------------------------------

@@ -330,6 +330,7 @@ def test_raw_exchange_silence_ends_reading(raw_server):
                             read_until_close=False)
     assert time.monotonic() - start < 1.0
     assert exchange.received.endswith(b"ok")
+    assert exchange.complete and "complete response arrived" in repr(exchange)
 
 
 def test_raw_exchange_wants_bytes(wsgi_server):
