@@ -17,7 +17,7 @@ import re
 
 import h11
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from barelab.built.http_wire import (

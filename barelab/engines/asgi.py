@@ -139,8 +139,6 @@ class ASGIEngine(Engine):
         await self.lifespan.startup()
         self.ctx.state = self.lifespan.state
         server = await asyncio.start_server(self._on_connection, sock=self.sock)
-        host, port = self.sock.getsockname()[:2]
-        self.log.info(f"ASGI server started on http://{host}:{port}/")
         self._ready.set()
         await self._stop_requested.wait()  # woken by stop() via call_soon_threadsafe
         await self._shutdown(server)
@@ -172,5 +170,4 @@ class ASGIEngine(Engine):
         await self.lifespan.shutdown(max(0.05, deadline - loop.time()))
         for connection in list(self.ctx.connections):
             connection.stream.abort()
-        self.log.info("ASGI server stopped")
 

@@ -104,6 +104,9 @@ class Stream:
         if written is not None:
             written()
         self.writer.write(data)
+        transport = self.writer.transport
+        if not transport.is_closing() and transport.get_write_buffer_size() == 0:
+            return  # all sent at once: no backpressure to wait for, skip drain's task
         try:
             await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT)
         except OSError as exc:

@@ -116,13 +116,12 @@ class WSGIEngine(Engine):
         self.sock.setblocking(False)
         self.server_address = self.sock.getsockname()[:2]
         self.wake_fd, self._wake_writer = socket.socketpair()
-        host, port = self.server_address
-        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True,
-                                               name=f"barelab-wsgi-{port}-accept")
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, daemon=True,
+            name=f"barelab-wsgi-{self.server_address[1]}-accept")
         self._accept_thread.start()
         if not self._ready.wait(5.0):
             raise ServerStartError("WSGIEngine: the accept thread did not start")
-        self.log.info(f"WSGI server (barelab, h11) listening on http://{host}:{port}/")
 
     def stop(self, timeout: float = 2.0) -> None:
         with self._lock:
@@ -157,7 +156,6 @@ class WSGIEngine(Engine):
         if forced:
             self.log.info(f"force-closed {len(forced)} connection(s) still busy after "
                           f"{timeout:g}s")
-        self.log.info("WSGI server stopped")
 
     # -- accepting ------------------------------------------------------------------------
 
