@@ -1,0 +1,88 @@
+"""`make lab` starts JupyterLab on notebooks/, and its proxy reaches barelab servers.
+
+Under Binder/JupyterHub a server link is ``{prefix}proxy/{port}/``, answered by
+jupyter-server-proxy inside the very Jupyter server `make lab` starts. This test starts it
+as a learner would, then fetches a barelab server through that proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import barelab
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "barelab-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def fetch(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+@pytest.fixture(scope="module")
+def lab():
+    port = free_port()
+    args = (f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={TOKEN} "
+            f"--ServerApp.port_retries=0")
+    proc = subprocess.Popen(["make", "-s", "lab", f"LAB_ARGS={args}"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                fetch(base + "api/status", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    output = proc.stdout.read().decode(errors="replace")
+                    pytest.fail(f"JupyterLab did not start:\n{output[-3000:]}")
+                time.sleep(0.25)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def test_make_lab_serves_jupyterlab_on_the_notebooks(lab):
+    status, body = fetch(lab + "api/contents")
+    names = {item["name"] for item in json.loads(body)["content"]}
+    assert status == 200
+    assert "01_frameworks_are_callables.ipynb" in names, "lab should open on notebooks/"
+    status, body = fetch(lab + "lab")
+    assert status == 200 and b"JupyterLab" in body
+
+
+def test_server_links_work_through_jupyter_server_proxy(lab, monkeypatch):
+    def hello(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"through the proxy: " + environ["PATH_INFO"].encode("latin-1")]
+
+    with barelab.serve(hello, name="proxied") as server:
+        monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/")
+        assert server.link == f"/proxy/{server.port}/"
+        status, body = fetch(lab.rstrip("/") + server.link + "deep/path")
+    assert status == 200
+    assert body == b"through the proxy: /deep/path"  # /proxy/<port>/ strips its prefix
