@@ -13,31 +13,18 @@ on its own when the h11 connection may already be unusable (400, 408, 413, 431, 
 
 from __future__ import annotations
 
-from email.utils import formatdate
-from http import HTTPStatus
-
 import h11
 
 from .asgi_stream import Stream
+from .http_common import http_date, reason_phrase
 
 SERVER_NAME = b"barelab"
-
-
-def http_date() -> bytes:
-    return formatdate(usegmt=True).encode("ascii")
-
-
-def reason_phrase(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
 
 
 def error_response(status: int, message: str = "", *, head_only: bool = False,
                    headers=()) -> bytes:
     """A complete ``Connection: close`` response with a one-line plain-text body."""
-    phrase = reason_phrase(status)
+    phrase = reason_phrase(status).encode("ascii")
     body = phrase + (b": " + message.encode("utf-8", "replace") if message else b"") + b"\n"
     lines = [b"HTTP/1.1 %d %s" % (status, phrase),
              b"Content-Type: text/plain; charset=utf-8",
@@ -130,7 +117,7 @@ class ResponseWriter:
             # RFC 9112 §9.6: say so when this response is the connection's last
             headers.append((b"connection", b"close"))
         return h11.Response(status_code=self.status, headers=headers,
-                            reason=reason_phrase(self.status))
+                            reason=reason_phrase(self.status).encode("ascii"))
 
     def _send(self, event) -> bytes:
         try:

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 
+# asyncio.timeout arrived in Python 3.11; on 3.10 every read takes the general path.
+_timeout = getattr(asyncio, "timeout", None)
+
 READ_SIZE = 64 * 1024
 WRITE_TIMEOUT = 30.0  # seconds a client may leave our output unread before we give up
 LINGER_SECONDS = 1.0
@@ -61,6 +64,8 @@ class Stream:
         """Interrupt every pending read on this connection: the server is stopping."""
         if not self._shutdown.done():
             self._shutdown.set_result(None)
+            # Ends a read pending in the fast path below, which does not watch _shutdown.
+            self.reader.feed_eof()
 
     async def read(self, timeout: float | None, wake: asyncio.Future | None = None):
         """The next bytes from the client.
@@ -70,6 +75,8 @@ class Stream:
         """
         if self.eof or self.shutting_down or (wake is not None and wake.done()):
             return b""
+        if wake is None and _timeout is not None:
+            return await self._read_fast(timeout)
         read = asyncio.ensure_future(self.reader.read(READ_SIZE))
         waits = {read, self._shutdown} if wake is None else {read, self._shutdown, wake}
         try:
@@ -88,6 +95,20 @@ class Stream:
         if self.shutting_down or (wake is not None and wake.done()):
             return b""
         return None
+
+    async def _read_fast(self, timeout: float | None):
+        # The common case (the next request head, no wake future): a timer instead of a
+        # task and a wait set per read. Shutdown still ends it: wake() feeds EOF.
+        try:
+            async with _timeout(timeout):
+                data = await self.reader.read(READ_SIZE)
+        except TimeoutError:
+            return b"" if self.shutting_down else None
+        except OSError:  # ConnectionResetError and friends: the client is gone
+            data = b""
+        if not data:
+            self.eof = True
+        return data
 
     async def wait_woken(self, wake: asyncio.Future) -> None:
         """Wait, without reading, until ``wake`` resolves or the server stops."""

@@ -32,7 +32,8 @@ import h11
 
 from ..errors import ServerStartError
 from .base import Engine
-from .wsgi_checks import (SERVER_SOFTWARE, check_request, http_date, parse_headers,
+from .http_common import http_date
+from .wsgi_checks import (SERVER_SOFTWARE, check_request, parse_headers,
                           parse_status, transfer_coding_status)
 from .wsgi_connection import _LINGER_SECONDS, _RECV_SIZE, _Connection, _wait_readable
 from .wsgi_environ import (ClientDisconnected, ErrorStream, RequestBody, RequestBodyError,

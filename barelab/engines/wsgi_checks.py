@@ -10,10 +10,7 @@ it enforces: PEP 3333, RFC 9110 or RFC 9112.
 
 from __future__ import annotations
 
-import http
 import re
-import time
-from email.utils import formatdate
 
 import h11
 
@@ -188,12 +185,3 @@ def parse_headers(headers) -> list[tuple[bytes, bytes]]:
     return pairs
 
 
-def http_date() -> bytes:
-    return formatdate(time.time(), usegmt=True).encode("ascii")
-
-
-def _reason(status_code: int) -> str:
-    try:
-        return http.HTTPStatus(status_code).phrase
-    except ValueError:
-        return ""

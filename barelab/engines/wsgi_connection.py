@@ -21,7 +21,8 @@ from typing import Callable, Protocol
 import h11
 
 from ..logs import ServerLog
-from .wsgi_checks import (SERVER_SOFTWARE, _reason, check_request, http_date,
+from .http_common import http_date, reason_phrase
+from .wsgi_checks import (SERVER_SOFTWARE, check_request,
                           transfer_coding_status)
 from .wsgi_environ import ClientDisconnected, RequestBody, RequestBodyError, build_environ
 from .wsgi_exchange import _DRAIN_LIMIT, _Exchange
@@ -254,7 +255,7 @@ class _Connection:
     def send_error_response(self, status_code: int, detail: str = "", close: bool = True,
                             head: bool = False) -> int:
         """Answer with a short text/plain error (never a traceback); returns body bytes sent."""
-        reason = _reason(status_code)
+        reason = reason_phrase(status_code)
         text = f"{status_code} {reason}\n"
         if detail:
             text += (detail if len(detail) <= 300 else detail[:300] + "...") + "\n"

@@ -17,7 +17,8 @@ from typing import Protocol
 import h11
 
 from ..logs import ServerLog
-from .wsgi_checks import SERVER_SOFTWARE, http_date, parse_headers, parse_status
+from .http_common import http_date
+from .wsgi_checks import SERVER_SOFTWARE, parse_headers, parse_status
 from .wsgi_environ import ClientDisconnected, ErrorStream, RequestBodyError
 
 _DRAIN_LIMIT = 64 * 1024     # unread request body we read and discard to keep a connection alive
