@@ -67,3 +67,4 @@ def test_binder_environment_builds_and_runs_chapter_one(tmp_path):
                    cwd=ROOT / "notebooks", check=True, timeout=300,
                    env={**os.environ, "JUPYTER_PATH": str(venv / "share" / "jupyter")})
     assert executed.exists()
+
