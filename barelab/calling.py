@@ -142,13 +142,22 @@ def build_environ(method: str = "GET", path: str = "/", *, query="", headers=(),
         "REMOTE_ADDR": "127.0.0.1",
         "HTTP_HOST": "127.0.0.1",
     }
+    given_host = False
     for name, value in _pairs(headers):
+        if "_" in name:
+            continue  # as barelab's servers do: X_User would pose as X-User (smuggling)
         key = name.upper().replace("-", "_")
         if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             key = "HTTP_" + key
-        # RFC 9110 §5.3: repeated fields combine with commas (PEP 3333 leaves it to the server).
-        environ[key] = f"{environ[key]},{value}" if key in environ and key != "HTTP_HOST" \
-            else value
+        if key == "HTTP_HOST" and not given_host:
+            given_host = True  # the caller's Host replaces the default one
+            environ[key] = value
+        elif key in environ and key != "HTTP_HOST":
+            # RFC 9110 §5.3: repeated fields combine with ", "; RFC 6265 §5.4: Cookie with "; ".
+            separator = "; " if key == "HTTP_COOKIE" else ", "
+            environ[key] = f"{environ[key]}{separator}{value}"
+        else:
+            environ[key] = value
     if body and "CONTENT_LENGTH" not in environ:
         environ["CONTENT_LENGTH"] = str(len(body))
     environ.update({

@@ -389,8 +389,10 @@ def raw_exchange(target, data: bytes, *, timeout: float = 1.0,
 
     Reading stops when the server closes (or resets) the connection, or after ``timeout``
     seconds in which nothing arrives. With ``read_until_close=False`` it also stops as soon as
-    what arrived ends with a complete response (useful against keep-alive servers). A reset
-    is recorded, not raised: seeing it is the point.
+    what arrived ends with a complete response (useful against keep-alive servers); with
+    pipelined requests that may be after the first response only, so end the last request
+    with ``Connection: close`` and keep the default instead. A reset is recorded, not
+    raised: seeing it is the point.
     """
     if isinstance(data, str):
         raise TypeError("raw_exchange() sends bytes; write b'...' (and \\r\\n line endings)")

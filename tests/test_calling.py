@@ -36,7 +36,12 @@ def test_build_environ_follows_pep3333():
     assert env["CONTENT_TYPE"] == "text/plain" and "HTTP_CONTENT_TYPE" not in env
     assert env["CONTENT_LENGTH"] == "2"
     assert env["HTTP_X_FORWARDED_FOR"] == "1.2.3.4"
-    assert env["HTTP_ACCEPT"] == "a,b"
+    assert env["HTTP_ACCEPT"] == "a, b"                   # as the servers join repeats
+    cookies = build_environ(headers=[("Cookie", "a=1"), ("Cookie", "b=2"), ("X_User", "x"),
+                                     ("Host", "example.org")])
+    assert cookies["HTTP_COOKIE"] == "a=1; b=2"            # RFC 6265 §5.4
+    assert "HTTP_X_USER" not in cookies                    # underscore names are dropped
+    assert cookies["HTTP_HOST"] == "example.org"
     assert env["wsgi.input"].read() == b"hi"
     for key in ("SCRIPT_NAME", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL",
                 "wsgi.version", "wsgi.url_scheme", "wsgi.errors", "wsgi.multithread",
