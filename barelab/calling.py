@@ -132,7 +132,7 @@ def build_environ(method: str = "GET", path: str = "/", *, query="", headers=(),
     if isinstance(body, str):
         body = body.encode("utf-8")
     environ = {
-        "REQUEST_METHOD": method.upper(),
+        "REQUEST_METHOD": method,  # case-sensitive (RFC 9110 §9.1): as given
         "SCRIPT_NAME": "",
         "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
         "QUERY_STRING": query_string,
@@ -397,7 +397,7 @@ def build_scope(type: str = "http", method: str = "GET", path: str = "/", *, que
         "server": ("127.0.0.1", 80),
     }
     if type == "http":
-        scope["method"] = method.upper()
+        scope["method"] = method.upper()  # ASGI HTTP spec: "The HTTP method name, uppercased"
     elif type == "websocket":
         protocols = _header(pairs, "sec-websocket-protocol")
         scope["subprotocols"] = [p.strip() for p in protocols.split(",")] if protocols else []

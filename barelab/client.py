@@ -186,7 +186,8 @@ def http_request(target, method: str = "GET", path: str | None = None, *, header
     are not valid HTTP/1.1 (the bytes received are attached as a note).
     """
     host, port, request_target = _resolve(target, path)
-    method = method.upper()
+    # Sent exactly as given: methods are case-sensitive (RFC 9110 §9.1), and a cell may
+    # want to show what a server does with `get`.
     extra = _normalise_headers(headers)
     if json is not _NO_JSON:
         if body:

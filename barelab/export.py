@@ -12,6 +12,7 @@ so later chapters import them instead of re-pasting code (the nbdev idea, in 100
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import json
 import re
@@ -37,6 +38,26 @@ def _cell_source(cell: dict) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
+def _check_exportable(notebook_name: str, chunk: str) -> None:
+    """Refuse an export cell that would not import cleanly as module code.
+
+    A cell that ends with a demo expression (``HTTPError("x")`` to show its repr) shows
+    something in the notebook but would run that expression at every import of the module.
+    """
+    try:
+        tree = ast.parse(chunk)
+    except SyntaxError as exc:
+        raise ExportError(f"{notebook_name}: an '#| export' cell is not plain Python "
+                          f"({exc.msg}, line {exc.lineno})") from None
+    for node in tree.body:
+        is_docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
+            and isinstance(node.value.value, str)
+        if isinstance(node, ast.Expr) and not is_docstring:
+            raise ExportError(
+                f"{notebook_name}: an '#| export' cell has a bare expression at line "
+                f"{node.lineno} ({ast.unparse(node)[:60]!r}); move demos to their own cell")
+
+
 def exported_modules(notebook: Path) -> dict[str, str]:
     """Return ``{module_name: source}`` for one notebook (empty if it exports nothing)."""
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
@@ -56,7 +77,9 @@ def exported_modules(notebook: Path) -> dict[str, str]:
             module = match.group(1)
             continue
         if _EXPORT.match(lines[0]):
-            chunks.append("\n".join(lines[1:]).strip("\n"))
+            chunk = "\n".join(lines[1:]).strip("\n")
+            _check_exportable(notebook.name, chunk)
+            chunks.append(chunk)
     if chunks and module is None:
         raise ExportError(f"{notebook.name}: '#| export' cells but no '#| default_exp' cell")
     if module is None:
@@ -123,7 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="report drift and exit 1 instead of writing")
     args = parser.parse_args(argv)
-    if args.check:
+    try:
+        return _run(args.check)
+    except ExportError as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(check: bool) -> int:
+    if check:
         problems = drift()
         for problem in problems:
             print(problem, file=sys.stderr)

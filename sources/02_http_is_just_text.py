@@ -222,6 +222,7 @@ class HTTPError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.status}, {self.message!r})"
 
+# %%
 HTTPError("no reason given")
 
 # %% [markdown]

@@ -27,7 +27,7 @@ def hello_app(environ, start_response):
 
 
 def test_build_environ_follows_pep3333():
-    env = build_environ("post", "/caf%C3%A9/x%2Fy?a=1&b=%20", headers=[
+    env = build_environ("POST", "/caf%C3%A9/x%2Fy?a=1&b=%20", headers=[
         ("Content-Type", "text/plain"), ("X-Forwarded-For", "1.2.3.4"),
         ("Accept", "a"), ("Accept", "b")], body=b"hi")
     assert env["REQUEST_METHOD"] == "POST"
@@ -48,6 +48,7 @@ def test_build_environ_follows_pep3333():
                 "wsgi.multiprocess", "wsgi.run_once"):
         assert key in env
     assert "CONTENT_LENGTH" not in build_environ()
+    assert build_environ("get")["REQUEST_METHOD"] == "get"  # methods are case-sensitive
 
 
 def test_build_environ_query_argument_forms():

@@ -496,3 +496,8 @@ def test_raw_exchange_response_framing_is_followed():
     exchange = RawExchange(b"", received, closed_by_server=True)
     assert exchange.responses == [200, 304, 201, 500, 999]  # loose: the last is in a body
     assert RawExchange(b"", b"garbage", True).responses == []
+
+
+def test_http_request_sends_the_method_exactly_as_written(wsgi_server):
+    result = http_request(wsgi_server, "get", "/")
+    assert result.raw_request.startswith(b"get / HTTP/1.1\r\n")  # RFC 9110 §9.1

@@ -79,3 +79,17 @@ def test_check_command_exit_codes(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(export, "drift", lambda: ["x.py: differs"])
     assert export.main(["--check"]) == 1
     assert "x.py: differs" in capsys.readouterr().err
+
+
+def test_export_cells_must_not_end_with_a_demo_expression(tmp_path):
+    make_notebook(tmp_path / "04.ipynb", ("code", "#| default_exp demo"),
+                  ("code", '#| export\n"""A docstring is fine."""\nclass E(Exception): pass\nE("demo")'))
+    with pytest.raises(export.ExportError, match="bare expression at line 3"):
+        export.expected_files(tmp_path)
+
+
+def test_export_cells_must_be_plain_python(tmp_path):
+    make_notebook(tmp_path / "05.ipynb", ("code", "#| default_exp demo"),
+                  ("code", "#| export\n!curl http://example.org"))
+    with pytest.raises(export.ExportError, match="not plain Python"):
+        export.expected_files(tmp_path)

@@ -28,8 +28,6 @@ class HTTPError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.status}, {self.message!r})"
 
-HTTPError("no reason given")
-
 
 class BadRequest(HTTPError): status = 400                    # RFC 9110 §15.5.1
 class ContentTooLarge(HTTPError): status = 413               # RFC 9110 §15.5.14
