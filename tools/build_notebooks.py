@@ -38,13 +38,18 @@ def notebook_from_source(source: Path) -> nbformat.NotebookNode:
 
 def build(source: Path, timeout: int = 120) -> Path:
     nb = notebook_from_source(source)
+    target = NOTEBOOKS / (source.stem + ".ipynb")
+    # Export before executing too: a cell may start a subprocess (uvicorn, say) that
+    # imports this very chapter's module from barelab/built.
+    nbformat.write(nb, target)
+    from barelab import export
+    export.write()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
     client.execute()
     for cell in nb.cells:
         # ipykernel adds its own per-cell metadata on execution; keep notebooks diff-clean.
         cell.metadata.pop("execution", None)
-    target = NOTEBOOKS / (source.stem + ".ipynb")
     nbformat.write(nb, target)
     return target
 
