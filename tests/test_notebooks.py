@@ -2,8 +2,8 @@
 
 nbval (run by the same `make test`) checks that each notebook's stored outputs are what its
 code produces. These tests check what nbval does not: the notebook is the one its source
-describes, it has the parts every chapter promises, and it survives "Run All" twice in one
-kernel, stopping every server it started.
+describes and it has the parts every chapter promises. (That it survives "Run All" twice in
+one kernel is checked in test_rerun_*.py, split in two files so both test workers share it.)
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -86,19 +85,3 @@ def test_stored_outputs_are_complete_and_error_free(notebook):
             assert output.output_type != "error", f"cell {index} stored an error"
             assert output.get("name") != "stderr" or "Warning" not in output.get("text", ""), \
                 f"cell {index} stored a warning"
-
-
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=chapter_id)
-def test_run_all_twice_in_one_kernel_then_nothing_is_left_running(notebook):
-    nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(notebook.parent)}})
-    probe = nbformat.v4.new_code_cell(
-        "import barelab\nassert not barelab.running(), barelab.running()\nprint('clean')")
-    with client.setup_kernel():
-        for _ in range(2):
-            for index, cell in enumerate(nb.cells):
-                client.execute_cell(cell, index)  # raises CellExecutionError on an error
-        nb.cells.append(probe)
-        client.execute_cell(probe, len(nb.cells) - 1)
-    assert probe.outputs[0]["text"].strip() == "clean"
