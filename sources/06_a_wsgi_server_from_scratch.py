@@ -41,37 +41,65 @@
 #     S->>C: response bytes
 # ```
 #
-# Chapter 02 gave you a parser for the request bytes, so a first server is short. It reads
-# once from the socket, parses the request, builds an `environ` with the keys most apps
-# use, calls the app, and writes back what it returned.
+# Chapter 02 gave you a parser for the request bytes, so a first server is short. Start
+# with the half that turns a parsed request into an `environ`: the method; the path and
+# the query string, split at the `?`; the body wrapped in a `BytesIO`, because apps *read*
+# the body as if from a file; and one `HTTP_` key per header, the way CGI named them.
 
 # %%
 import io
 from barelab.built.http_wire import parse_request, format_response
 
-def naive_handle(conn, app):
-    request = parse_request(conn.recv(65536))      # one read: the whole request, we hope
+def naive_environ(request):
     path, _, query = request.target.decode().partition("?")
     environ = {"REQUEST_METHOD": request.method.decode(), "PATH_INFO": path,
                "QUERY_STRING": query, "wsgi.input": io.BytesIO(request.body)}
     for name, value in request.headers:
         environ["HTTP_" + name.decode().upper().replace("-", "_")] = value.decode()
+    return environ
+
+# %% [markdown]
+# Feed it a small request and look at what an app would be told (`wsgi.input` is left
+# out of the display: it is just a file object):
+
+# %%
+sample = naive_environ(parse_request(b"GET /hello?lang=fr HTTP/1.1\r\nHost: x\r\n"
+                                     b"User-Agent: curl\r\n\r\n"))
+{key: value for key, value in sample.items() if key != "wsgi.input"}
+
+# %% [markdown]
+# It looks right, and most tutorials write exactly this. Keep it in mind: the next section
+# finds four things wrong with it.
+#
+# The other half talks to the socket. It reads once, calls the app with a
+# `start_response` that only remembers the status and headers it is given, joins the body
+# the app returns into one `bytes`, and sends the whole response in one go with chapter
+# 02's `format_response`, which adds a `Content-Length`.
+
+# %%
+def naive_handle(conn, app):
+    request = parse_request(conn.recv(65536))      # one read: the whole request, we hope
     response = []
     def start_response(status, headers, exc_info=None):
-        response[:] = [status, headers]
-    body = b"".join(app(environ, start_response))
+        response[:] = [status, headers]            # kept for after the app returns
+    body = b"".join(app(naive_environ(request), start_response))
     status, headers = response
     conn.sendall(format_response(int(status[:3]), headers, body, reason=status[4:]))
 
 # %% [markdown]
-# Around that sits the part that accepts connections. barelab starts servers for you, so
-# a re-run cell replaces the old server instead of failing with "address already in use";
-# any class with three methods plugs in (`barelab.engines.base.Engine`): `__init__(app,
-# sock, log, **options)` receives a socket that is already listening, `start()` serves in
-# the background, and `stop()` ends it.
+# Around that sits the part that accepts connections. You do not open the listening
+# socket yourself: barelab does, so that re-running a cell replaces the old server on the
+# same port instead of failing with "address already in use". Any class with three
+# methods plugs in (the base class is `barelab.engines.base.Engine`):
 #
-# This first version serves one client at a time on one thread, and to notice `stop()` it
-# wakes up ten times a second to look at a flag.
+# - `__init__(app, sock, log, **options)` receives the app and a socket that is already
+#   listening; the base class keeps them as `self.app`, `self.sock` and `self.log`;
+# - `start()` begins serving in the background and returns at once;
+# - `stop()` ends it.
+#
+# This first version serves one client at a time, on one background thread. To notice
+# `stop()`, it gives `accept()` a timeout of 0.1 s, so the thread wakes up ten times a
+# second to look at a `running` flag.
 
 # %%
 import threading
@@ -79,28 +107,43 @@ from barelab.engines.base import Engine
 
 class NaiveServer(Engine):
     def start(self):
-        self.sock.settimeout(0.1)            # accept() gives up every 0.1 s...
+        self.sock.settimeout(0.1)            # accept() gives up every 0.1 s
         self.running = True
         self.thread = threading.Thread(target=self.accept_forever, daemon=True)
         self.thread.start()
 
-    def accept_forever(self):
-        while self.running:                  # ...so this line can notice stop()
-            try:
-                conn, client = self.sock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(2.0)
-                try:
-                    naive_handle(conn, self.app)
-                except Exception as error:
-                    self.log.error(f"{type(error).__name__}: {error}")
-
     def stop(self, timeout=2.0):
-        self.running = False
+        self.running = False                 # the loop notices within 0.1 s
         self.thread.join(timeout)
         self.sock.close()
+
+# %% [markdown]
+# `start()` gives the thread `self.accept_forever` to run, and the class has no such
+# method yet. Writing every method inside the `class` block makes one long cell, so this
+# chapter often writes a method as a plain function in a cell of its own and attaches it
+# to the class afterwards (chapter 02's parser was built the same way). Python does not
+# mind: a function stored on a class *is* a method, and `self` arrives as usual.
+#
+# The loop accepts a client, handles its one request, closes the connection (the `with`
+# block does that), and goes back to `accept()`. An exception from the parser or the app
+# goes into the server's log rather than onto your screen, because the thread runs in
+# the background and has no cell to print into.
+
+# %%
+def accept_forever(self):
+    while self.running:
+        try:
+            conn, client = self.sock.accept()
+        except TimeoutError:
+            continue                         # nobody came: look at self.running again
+        with conn:
+            conn.settimeout(2.0)             # a silent client holds us 2 s at most
+            try:
+                naive_handle(conn, self.app)
+            except Exception as error:
+                self.log.error(f"{type(error).__name__}: {error}")
+
+NaiveServer.accept_forever = accept_forever
 
 # %% [markdown]
 # Serve a small app with it. `server=NaiveServer` tells barelab which class to use, and
@@ -124,14 +167,15 @@ naive
 
 # %% [markdown]
 # It answers, with a status line, a `Content-Length` from `format_response`, and the body.
-# Many tutorials stop here. The rest of this section sends it requests that real clients
-# send every day, one trap at a time.
+# Many tutorials stop here. The next section sends it requests that real clients send
+# every day, one trap at a time.
 
 # %% [markdown]
 # ## Twelve ways to break it
 #
 # To see what the server hands the app, use an app that answers with the parts of the
-# `environ` that matter here: the path, and every key that came from a header.
+# `environ` that matter here: the path, and every key that came from a header. Serving it
+# under the same name, `"naive"`, replaces the hello app on the same port.
 
 # %%
 def show_environ(environ, start_response):
@@ -141,12 +185,17 @@ def show_environ(environ, start_response):
     return ["\n".join(lines).encode("utf-8")]
 
 naive = barelab.serve(show_environ, server=NaiveServer, name="naive")
+naive
 
 # %% [markdown]
 # Now one request with four traps in it. The path has an `é`, which a browser sends
 # percent-encoded as its two UTF-8 bytes (`%C3%A9`). `Accept` and `Cookie` come twice, which
 # HTTP allows. `X-User_Id` is spelled with an underscore. And it is a form POST, so it has
 # a `Content-Type` and a `Content-Length`.
+#
+# `barelab.raw_exchange` sends bytes exactly as written, on a fresh connection, and
+# records what comes back; the cell prints only the response body, which is the app's
+# report.
 
 # %%
 four_traps = (b"POST /caf%C3%A9 HTTP/1.1\r\nHost: x\r\n"
@@ -177,7 +226,8 @@ print(barelab.raw_exchange(naive, four_traps).received.partition(b"\r\n\r\n")[2]
 
 # %% [markdown]
 # The next traps need their own apps. A helper keeps each demonstration to one line: it
-# serves an app on the naive server, sends raw bytes, and shows the exchange.
+# serves an app on the naive server, sends raw bytes, and shows the exchange, sent bytes
+# marked `→` and received bytes `←`. The first one sends a `HEAD` request to `hello`:
 
 # %%
 def try_naive(app, request):
@@ -214,7 +264,15 @@ try_naive(hello, big_post).received, naive.log
 # also arrive as *chunks* (`Transfer-Encoding: chunked`, chapter 02), again in any number
 # of `recv()`s.
 
+# %% [markdown]
+# **8. Streaming, buffered.** A WSGI app may return a generator, and PEP 3333 says a server
+# must send each block as it comes: "the server or gateway must transmit the yielded
+# bytestrings to the client in an unbuffered fashion". This app yields three words, with
+# a pause before each, as if it were waiting for a slow query:
+
 # %%
+import time
+
 def streaming(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     for word in (b"one ", b"two ", b"three\n"):
@@ -222,13 +280,13 @@ def streaming(environ, start_response):
         yield word
 
 # %% [markdown]
-# **8. Streaming, buffered.** A WSGI app may return a generator, and PEP 3333 says a server
-# must send each block as it comes: "the server or gateway must transmit the yielded
-# bytestrings to the client in an unbuffered fashion". Here is a clock that notes when each
-# piece of the response arrives:
+# To see *when* each piece arrives, you need a client with a clock. `arrival_times` sends
+# a request and notes the time of every burst of bytes it receives; bytes less than 50 ms
+# apart count as one burst. It stops at the end of this app's body, whichever way the
+# body is framed, so it works on a server that keeps the connection open, too.
 
 # %%
-import socket, time
+import socket
 
 def arrival_times(server, request):
     """Send request; return [seconds since sending, bytes] for each burst received
@@ -248,6 +306,11 @@ def arrival_times(server, request):
                 break
     return bursts
 
+# %% [markdown]
+# Each burst is shown as `[seconds after sending, the bytes]`. If the server streams, you
+# should see three bursts, 0.3 s apart:
+
+# %%
 naive = barelab.serve(streaming, server=NaiveServer, name="naive")
 arrival_times(naive, GET)
 
@@ -255,6 +318,9 @@ arrival_times(naive, GET)
 # One piece, after 0.9 s: `b"".join()` waited for the whole generator. A page that
 # streams a long report, or a server-sent-events feed, never reaches the client until it
 # is over.
+#
+# Next, an app in the oldest WSGI style. `start_response` returns a function, `write`,
+# and this app sends the first part of its body through it before returning the rest:
 
 # %%
 def writer(environ, start_response):
@@ -265,9 +331,15 @@ def writer(environ, start_response):
 try_naive(writer, GET), naive.log
 
 # %% [markdown]
-# **9. No `write()`.** Before iterables, WSGI's ancestor CGI apps *wrote* their output, and
-# PEP 3333 keeps that: `start_response` must return a `write(data)` callable. It is
-# deprecated, but old apps (and some framework adapters) still use it.
+# **9. No `write()`.** The naive `start_response` returns `None`, so the app's
+# `write(...)` call fails, and the client gets nothing. Before iterables, CGI apps, WSGI's
+# ancestors, *wrote* their output, and PEP 3333 keeps that: `start_response` must return a
+# `write(data)` callable. It is deprecated, but old apps (and some framework adapters)
+# still use it.
+#
+# Next, cleanup. The iterable an app returns may have a `close()` method, and the server
+# is meant to call it. `Tracked` is a body that remembers whether anyone did, and can fail
+# halfway through if asked to:
 
 # %%
 class Tracked:
@@ -281,6 +353,11 @@ class Tracked:
     def close(self):
         self.closed = True
 
+# %% [markdown]
+# The app returns whatever the global name `body` refers to when the request arrives, so
+# a cell can put a fresh `Tracked` there before each request and look at it afterwards:
+
+# %%
 def tracked_app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return body                              # whichever Tracked `body` is at the time
@@ -294,6 +371,8 @@ body.closed
 # server must call it when the response is done, "whether the request was completed
 # normally, or terminated early due to an application error". That is where apps give
 # back database connections and delete temporary files.
+#
+# Now an app with a bug in it:
 
 # %%
 def broken(environ, start_response):
@@ -307,6 +386,9 @@ try_naive(broken, GET), naive.log
 # serving. And if the error happens *after* the status line went out, it can no longer
 # change the status: then the only honest thing left is to break the connection, so the
 # client sees an incomplete response rather than a short one that looks complete.
+#
+# The last trap needs two clients at once. The first connects and then says nothing; the
+# second is you, timing how long your ordinary request takes:
 
 # %%
 naive = barelab.serve(hello, server=NaiveServer, name="naive")
@@ -318,8 +400,9 @@ answer.status, f"{time.perf_counter() - started:.1f} s"
 
 # %% [markdown]
 # **12. One slow client stops everyone.** The first client connected and has not sent its
-# request yet (a phone on a bad network, say); the naive server waited for it (two seconds, its socket timeout) while your
-# request, with nothing wrong with it, queued behind. It did get a 200 in the end, because
+# request yet (a phone on a bad network, say). The naive server waited for it for two
+# seconds, its socket timeout, while your request, with nothing wrong with it, queued
+# behind. It did get a 200 in the end, because
 # the stalled connection's timeout unblocked the server; without that timeout it would
 # have waited forever. The fix is a thread per connection, with a bound on how many.
 #
@@ -371,6 +454,22 @@ from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 from wsgiref.util import FileWrapper
 
+# %% [markdown]
+# From chapter 02 come the parsing pieces. You will meet each of them again below:
+#
+# - `split_head(buffer, max_line, max_headers)` finds the end of a request head and cuts
+#   it into the request line, the field lines and the offset where the body starts; it
+#   returns `None` while the head is incomplete, and refuses one over the limits;
+# - `parse_request_line` and `parse_fields` check those lines, and `body_length` reads
+#   `Content-Length` and `Transfer-Encoding` to say how long the body is (`None`: chunked);
+# - `ChunkedDecoder` decodes a chunked body from a buffer that is still growing;
+# - `format_response_head` and `reason_phrase` write a status line and headers;
+# - `TOKEN` and `FIELD_VALUE` are the patterns a header name and a header value must match;
+# - `HTTPError` and its subclasses (`BadRequest`, `HeaderFieldsTooLarge`, ...) carry the
+#   status code to refuse a request with.
+
+# %%
+#| export
 from barelab.built.http_wire import (FIELD_VALUE, TOKEN, BadRequest, ChunkedDecoder,
                                      HeaderFieldsTooLarge, HTTPError, body_length,
                                      format_response_head, parse_fields, parse_request_line,
@@ -411,6 +510,15 @@ def server_options(given: dict) -> dict:
 server_options({"max_connections": 8})["max_connections"]
 
 # %% [markdown]
+# And a typo, on purpose:
+
+# %%
+try:
+    server_options({"max_conections": 8})            # one "n" short
+except TypeError as error:
+    print(error)
+
+# %% [markdown]
 # Chapter 02's `HTTPError` family already names the statuses for a bad request (400), a
 # body too large (413), a target too long (414) and a head too large (431). A server needs
 # two more: 408 for a client that stops sending in the middle of a request, and 501 for a
@@ -429,9 +537,14 @@ class ClientDisconnected(ConnectionError):
 RequestTimeout("the client went quiet")
 
 # %% [markdown]
+# The `408` in that repr comes from the class: every `HTTPError` knows the status code to
+# answer with, so the code that refuses a request never has to look it up.
+
+# %% [markdown]
 # Every response carries a `Date` (RFC 9110 §6.6.1). Formatting a date costs more than
-# the rest of a small response, and it changes once a second, so it is formatted once a
-# second. Refusals get a short plain-text answer that says why, and `Connection: close`.
+# the rest of a small response, and its value changes only once a second, so `http_date`
+# keeps the last one it formatted, with the second it belongs to, and formats a new one
+# only when the clock has moved on.
 
 # %%
 #| export
@@ -444,6 +557,9 @@ def http_date() -> bytes:
     if now != _date[0]:
         _date = (now, formatdate(now, usegmt=True).encode("ascii"))
     return _date[1]
+
+# %%
+http_date()
 
 # %% [markdown]
 # A refusal is a complete little response: status line, a plain-text body that says what
@@ -466,6 +582,10 @@ def error_response(status: int, text: str, *, keep_alive: bool = False,
 barelab.show_bytes(error_response(408, "the client went quiet"))
 
 # %% [markdown]
+# That is what a client whose request stalled will receive, byte for byte: the status
+# line, five headers, the blank line, and a body a human can read in `curl`.
+
+# %% [markdown]
 # ## The request head
 #
 # `parse_request_line`, `parse_fields` and `body_length` from chapter 02 refuse malformed
@@ -474,6 +594,10 @@ barelab.show_bytes(error_response(408, "the client went quiet"))
 # which HTTP/1.1 requires exactly once (RFC 9112 §3.2), and the shapes a request-target
 # may take: `/path?query` almost always, `*` for `OPTIONS`, and `http://host/path` (the
 # *absolute form*, which a client sends to a proxy, and whose host then replaces `Host`).
+#
+# `check_host` comes first. The `HOST` pattern accepts a name or an IPv4 address, or an
+# IPv6 address in brackets, each with an optional `:port`. Field names arrive lower-cased
+# from `parse_fields`, so the code looks for `b"host"`.
 
 # %%
 #| export
@@ -488,6 +612,23 @@ def check_host(fields, version: bytes) -> None:
         raise BadRequest("an HTTP/1.1 request must carry a Host field (RFC 9112 §3.2)")
     if hosts and not HOST.fullmatch(hosts[0]):
         raise BadRequest(f"Host is not host[:port] (RFC 9112 §3.2): {hosts[0][:40]!r}")
+
+# %% [markdown]
+# Three bad heads: two `Host` fields, none at all, and one with a space in it. Each is a
+# `BadRequest`, which means a 400:
+
+# %%
+for fields in ([(b"host", b"a.test"), (b"host", b"b.test")], [], [(b"host", b"a b")]):
+    try:
+        check_host(fields, b"1.1")
+    except BadRequest as error:
+        print(error.status, error.message)
+
+# %% [markdown]
+# `split_target` sorts the request-target into its shapes. The usual `/path?query` is a
+# `partition`; `CONNECT` (which asks for a tunnel) is refused with 501; `*` is accepted
+# only for `OPTIONS`; anything else must be the absolute form, matched by the `ABSOLUTE`
+# pattern, with no `user@` part and a valid host.
 
 # %%
 #| export
@@ -513,11 +654,20 @@ def split_target(method: bytes, target: bytes) -> tuple[bytes, bytes, bytes | No
 split_target(b"GET", b"/search?q=caf%C3%A9"), split_target(b"GET", b"http://example.org/a?b")
 
 # %% [markdown]
+# The query stays percent-encoded: decoding it is the app's job. The third element is
+# `None` for the usual form, and the host (`example.org`) for the absolute form;
+# `build_environ` below uses it to replace `HTTP_HOST`.
+
+# %% [markdown]
 # Two more facts are decided from the head. Does the client want the connection kept
 # open after this exchange? In HTTP/1.1 yes, unless `Connection` lists `close`; in
 # HTTP/1.0 no, unless it lists `keep-alive` (RFC 9112 §9.3). And does it wait for a
 # `100 Continue` before it sends the body (`Expect: 100-continue`, more on that below)?
-# Both fields are lists, maybe spread over several lines.
+# Both fields are comma-separated lists, maybe spread over several lines, and their
+# tokens are case-insensitive: `list_tokens` collects them all, lower-cased, into a set.
+#
+# `RequestHead` holds the answers. `__slots__` fixes its attributes: a typo such as
+# `head.lenght = 5` raises instead of quietly creating a new attribute.
 
 # %%
 #| export
@@ -530,6 +680,14 @@ class RequestHead:
     """What the server knows about a request before the app runs: all but the body."""
     __slots__ = ("method", "target", "version", "fields", "path", "query", "authority",
                  "length", "keep_alive", "expect_continue")
+
+# %%
+sorted(list_tokens([(b"connection", b"Keep-Alive, Upgrade"), (b"connection", b"close")],
+                   b"connection"))
+
+# %% [markdown]
+# `parse_head` runs every check in order and fills in a `RequestHead`. Any of the checks
+# may raise an `HTTPError`; the connection code further down turns that into a refusal.
 
 # %%
 #| export
@@ -560,6 +718,11 @@ trap_head = parse_head(request_line, field_lines, max_body=1_000_000)
 trap_head.path, trap_head.length, trap_head.keep_alive, trap_head.expect_continue
 
 # %% [markdown]
+# The path is still encoded (decoding is the environ's job, next), the body is 7 bytes
+# long, the connection may stay open (HTTP/1.1, and nobody said `close`), and the client
+# is not waiting for a `100 Continue`.
+
+# %% [markdown]
 # ## The environ, right this time
 #
 # Traps 1 to 4 are all about names and values in the `environ`. One function maps a header
@@ -584,6 +747,10 @@ def environ_key(name: bytes) -> str | None:
 [environ_key(name) for name in (b"accept", b"x-user_id", b"content-type", b"proxy")]
 
 # %% [markdown]
+# The two `None`s are headers the app will never see: the underscore name that could
+# pose as `X-User-Id`, and `Proxy`.
+
+# %% [markdown]
 # A repeated header is joined into one value (trap 2), with `", "`, the list separator of
 # RFC 9110 §5.3, except for `Cookie`, whose separator is `"; "` (RFC 6265 §5.4). Values are
 # decoded as latin-1, which maps each byte to one character and never fails: PEP 3333's
@@ -600,6 +767,17 @@ def add_headers(environ: dict, fields) -> None:
         if key in environ:     # RFC 9110 §5.3; cookies are joined with "; " (RFC 6265 §5.4)
             value = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
         environ[key] = value
+
+# %%
+joined = {}
+add_headers(joined, [(b"accept", b"text/html"), (b"cookie", b"theme=dark"),
+                     (b"accept", b"application/json"), (b"cookie", b"lang=fr")])
+joined
+
+# %% [markdown]
+# Each header's lines keep their order, even with another header between them. That
+# matters: RFC 9110 §5.3 says the order of field lines with the same name is significant,
+# because together they are one list.
 
 # %% [markdown]
 # Most of the `environ` is the same for every request on a connection: who the client is,
@@ -660,8 +838,12 @@ trap_environ = build_environ(trap_head, base_environ(("127.0.0.1", 8000), ("127.
 # %% [markdown]
 # All four right. The odd-looking `/cafÃ©` is correct: it is the two bytes of `é` as
 # latin-1 characters, and `.encode("latin-1").decode("utf-8")` gives the app `/café`
-# (Flask and Django do that for you). The last piece of the environ is `wsgi.errors`, a
-# text stream for the app's error messages; here it writes them into the server's log.
+# (Flask and Django do that for you).
+#
+# The last piece of the environ is `wsgi.errors`, a text stream for the app's error
+# messages, like `sys.stderr`. Here it writes them into the server's log. An app may write
+# half a line and the rest later, so `write` keeps the unfinished end in `pending` and
+# logs only complete lines.
 
 # %%
 #| export
@@ -680,14 +862,35 @@ class ErrorLog:
             if line.strip():
                 self.log.error(f"wsgi.errors: {line}")
 
-    def writelines(self, lines) -> None:
-        for line in lines:
-            self.write(line)
+# %% [markdown]
+# PEP 3333 asks for two more methods: `writelines`, and `flush`, which here logs whatever
+# unfinished line is left.
 
-    def flush(self) -> None:
-        if self.pending.strip():
-            self.log.error(f"wsgi.errors: {self.pending}")
-        self.pending = ""
+# %%
+#| export
+def _writelines(self, lines) -> None:
+    for line in lines:
+        self.write(line)
+
+def _flush(self) -> None:
+    if self.pending.strip():
+        self.log.error(f"wsgi.errors: {self.pending}")
+    self.pending = ""
+
+ErrorLog.writelines, ErrorLog.flush = _writelines, _flush
+
+# %% [markdown]
+# Try it on a log of its own. The first `write` finishes one line and starts another; only
+# `flush` gets the second one out:
+
+# %%
+from barelab.logs import ServerLog
+
+errors = ErrorLog(ServerLog())
+errors.write("disk almost full\nretrying")
+before_flush = [entry.message for entry in errors.log.entries]
+errors.flush()
+before_flush, [entry.message for entry in errors.log.entries]
 
 # %% [markdown]
 # ## `wsgi.input`: the body, read only when asked
@@ -726,9 +929,11 @@ class RequestBody:
         self.error = None                        # what reading the body failed with
 
 # %% [markdown]
-# A class with many methods would make one huge cell, so from here on methods are written
-# one at a time, as plain functions, and attached to their class right after
-# (`RequestBody._more = _more`). From that line on they are methods like any other.
+# The constructor only sets up bookkeeping: how many bytes are `left` (or a decoder, for a
+# chunked body), whether the body is `done`, whether a `100 Continue` is still owed, and
+# `pending`, bytes already received that the app has not read yet. As with `NaiveServer`,
+# the methods follow one cell at a time, each attached to the class right after it is
+# written (`RequestBody._more = _more`).
 #
 # `_more()` is the one place where body bytes come from. It sends the `100 Continue` once,
 # and remembers an error (a malformed chunk, a body over the limit, a client gone), so the
@@ -798,7 +1003,9 @@ RequestBody._next_chunk = _next_chunk
 
 # %% [markdown]
 # On top of `_more()` sit the methods PEP 3333 requires of `wsgi.input`: `read(size)`,
-# `readline(size)`, `readlines(hint)` and iteration, which yields lines.
+# `readline(size)`, `readlines(hint)` and iteration, which yields lines. `read` collects
+# pieces in `pending` until it has `size` bytes (or, without a size, until the body ends)
+# and hands back exactly that many, keeping the rest for the next call.
 
 # %%
 #| export
@@ -818,6 +1025,71 @@ def _read(self, size: int | None = -1) -> bytes:
     return data
 
 RequestBody.read = _read
+
+# %% [markdown]
+# Time to see it work, without a socket or a server. A `RequestBody` needs very little of
+# its connection: a `buffer` of received bytes, the `options`, `receive_body()` to get
+# more, and `sendall()` for the `100 Continue`. `FakeConnection` offers just that, and
+# records what would have been sent; its client never sends anything more.
+
+# %%
+import types
+
+class FakeConnection:
+    """Just enough of a connection to try RequestBody and Exchange without a socket."""
+    def __init__(self, received=b""):
+        self.buffer = bytearray(received)    # what the client sent after the head
+        self.options, self.sent = server_options({}), []
+        self.server = types.SimpleNamespace(stopping=False)
+        self.log, self.peer = ServerLog(), "fake client"
+    def receive_body(self):
+        raise ClientDisconnected("the fake client has nothing more to send")
+    def sendall(self, data):
+        self.sent.append(bytes(data))
+
+# %% [markdown]
+# `fake_request` parses a head with the functions from above and puts the bytes after it
+# into a `FakeConnection`, as if they had arrived with the head:
+
+# %%
+def fake_request(request: bytes):
+    request_line, field_lines, body_start = split_head(request)
+    head = parse_head(request_line, field_lines, max_body=1_000_000)
+    return head, FakeConnection(request[body_start:])
+
+# %% [markdown]
+# A 5-byte body, followed on the same connection by the next request. Read 3 bytes, then
+# the rest, then once more, and look at what is left in the buffer:
+
+# %%
+POST_HELLO = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+head, conn = fake_request(POST_HELLO + GET)
+wsgi_input = RequestBody(conn, head)
+wsgi_input.read(3), wsgi_input.read(), wsgi_input.read(), bytes(conn.buffer)
+
+# %% [markdown]
+# `hel`, then `lo`, then `b""`: the end of the body looks like the end of a file, as PEP
+# 3333 asks. And the next request is untouched in the buffer, ready to be parsed. The
+# same with a chunked body, whose two chunks the app receives as one decoded stream:
+
+# %%
+head, conn = fake_request(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"6\r\nHello,\r\n7\r\n world!\r\n0\r\n\r\n" + GET)
+RequestBody(conn, head).read(), bytes(conn.buffer)
+
+# %% [markdown]
+# A client that promises 10 bytes, sends 3 and goes away. The app sees an exception it
+# can let fly, and the body remembers it in `error`, so the server can tell later that
+# the failure was the client's doing:
+
+# %%
+head, conn = fake_request(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+wsgi_input = RequestBody(conn, head)
+try:
+    wsgi_input.read()
+except ClientDisconnected as error:
+    print("the app sees:", repr(error))
+wsgi_input.error
 
 # %%
 #| export
@@ -858,6 +1130,26 @@ def _readlines(self, hint: int | None = -1) -> list[bytes]:
 
 RequestBody.readlines = _readlines
 RequestBody.__iter__ = lambda self: iter(self.readline, b"")
+
+# %% [markdown]
+# `iter(self.readline, b"")` calls `readline` until it returns `b""`, the end of the body.
+# So an app can loop over `wsgi.input` line by line, like over a file:
+
+# %%
+head, conn = fake_request(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\n\r\n"
+                          b"one\ntwo\nthree\n")
+list(RequestBody(conn, head))
+
+# %% [markdown]
+# And `Expect: 100-continue`: nothing is sent until the app's first read, which sends the
+# interim response first and then returns the body:
+
+# %%
+head, conn = fake_request(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                          b"Expect: 100-continue\r\n\r\nhi")
+wsgi_input = RequestBody(conn, head)
+sent_before_reading = list(conn.sent)
+sent_before_reading, wsgi_input.read(), conn.sent
 
 # %% [markdown]
 # Three questions about the body come up when the response goes out.
@@ -921,6 +1213,18 @@ def _finish(self) -> bool:
 RequestBody.finish = _finish
 
 # %% [markdown]
+# An app that ignored a small body: `finish` skips it, and the next request is at the
+# front of the buffer. Then one that ignored a body of 900 kB, most of which has not even
+# arrived: that connection is not worth keeping, and `finish` says so with `False`.
+
+# %%
+head, conn = fake_request(POST_HELLO + GET)
+small_finished = RequestBody(conn, head).finish()
+big_head, big_conn = fake_request(b"POST / HTTP/1.1\r\nHost: x\r\n"
+                                  b"Content-Length: 900000\r\n\r\n")
+small_finished, bytes(conn.buffer), RequestBody(big_conn, big_head).finish()
+
+# %% [markdown]
 # ## `start_response`, `write()` and framing the response
 #
 # The app's side of PEP 3333 is `start_response(status, headers, exc_info=None)`. The
@@ -941,8 +1245,9 @@ def check_status(status) -> tuple[int, bytes]:
     encoded = status.encode("latin-1")
     if not (space and len(code) == 3 and code.isascii() and code.isdigit()
             and 200 <= int(code) <= 599 and FIELD_VALUE.fullmatch(encoded)):
-        raise ValueError(f'PEP 3333: the status is "a status code and reason phrase, '
-                         f'separated by a single space", code 200-599, got {status!r}')
+        raise ValueError(f'PEP 3333: the status is "a Status-Code and a Reason-Phrase, in '
+                         f'that order and separated by a single space", code 200-599, '
+                         f'got {status!r}')
     return int(code), encoded
 
 # %% [markdown]
@@ -988,6 +1293,12 @@ def check_headers(headers, code: int):
 
 # %%
 check_headers([("Content-Type", "text/plain"), ("Connection", "close")], 200)
+
+# %% [markdown]
+# Four things come back: the headers to send, now as bytes; the app's `Content-Length`
+# (`None`: it gave none); whether the app asked to close (`True`: its `Connection: close`
+# is gone from the list but remembered); and the set of names it set, so the server knows
+# not to add a second `Date` or `Server`.
 
 # %% [markdown]
 # An `Exchange` is one request and its response, seen from the app's side. Its most
@@ -1038,8 +1349,11 @@ def _start_response(self, status, headers, exc_info=None):
 Exchange.start_response = _start_response
 
 # %% [markdown]
-# `write(data)` is trap 9's fix: it checks its argument and sends at once, as PEP 3333
-# says ("the data must be transmitted before write() returns").
+# `write(data)` is trap 9's fix: it checks its argument and sends at once. PEP 3333 allows
+# a little less ("before write() returns, it must guarantee that the passed-in bytestring
+# was either completely sent to the client, or that it is buffered for transmission while
+# the application proceeds onward"), but sending right away is the simplest way to keep
+# that promise.
 
 # %%
 #| export
@@ -1052,6 +1366,31 @@ def _write(self, data: bytes) -> None:
     self.send(data)
 
 Exchange.write = _write
+
+# %% [markdown]
+# An `Exchange` needs a connection, a head and a body, and `FakeConnection` provides all
+# three. `fake_exchange` builds one for a request, so you can call its methods directly:
+
+# %%
+def fake_exchange(request=GET):
+    head, conn = fake_request(request)
+    return Exchange(conn, head, RequestBody(conn, head)), conn
+
+exchange, conn = fake_exchange()
+exchange.start_response("200 OK", [("Content-Type", "text/plain")])
+exchange.code, exchange.status, exchange.headers
+
+# %% [markdown]
+# Nothing was sent yet (`conn.sent` is still empty): `start_response` only records. Now
+# break it on purpose: a status without its reason phrase, and a header value that tries
+# to smuggle in a `Set-Cookie` of its own. Both raise inside the app, where the bug is:
+
+# %%
+for status, headers in [("200", []), ("200 OK", [("X-Note", "hi\r\nSet-Cookie: admin=1")])]:
+    try:
+        fake_exchange()[0].start_response(status, headers)
+    except ValueError as error:
+        print(error)
 
 # %% [markdown]
 # Now the question the naive server never asked: how will the client know where the body
@@ -1086,10 +1425,30 @@ def _framing(self, length: int | None) -> list[bytes]:
 Exchange._framing = _framing
 
 # %% [markdown]
-# The head itself: status line, the app's headers, the framing, `Date` and `Server` unless
-# the app set them, and the decision about the connection. It stays open only if the
-# client wants it, the app did not say `close`, the request body is out of the way, and the
-# server is not stopping; an HTTP/1.0 client that asked for keep-alive is told it got it.
+# Then the decision about the connection. It stays open only if the client wants it, the
+# app did not say `close`, the request body is out of the way (`reusable()`, from above),
+# and the server is not stopping. If it closes, the response says so; an HTTP/1.0 client
+# that asked for keep-alive is told it got it, because for HTTP/1.0 closing is the default.
+
+# %%
+#| export
+def _connection_lines(self) -> list[bytes]:
+    """Decide whether the connection stays open after this exchange, and tell the client."""
+    self.keep_alive = (self.keep_alive and not self.app_close and self.body.reusable()
+                       and not self.connection.server.stopping)
+    if not self.keep_alive:
+        return [b"Connection: close\r\n"]
+    if self.head.version == b"1.0":
+        return [b"Connection: keep-alive\r\n"]
+    return []
+
+Exchange.connection_lines = _connection_lines
+
+# %% [markdown]
+# The head itself puts it all together: the status line, the app's headers, the framing,
+# `Date` and `Server` unless the app set them, and the `Connection` line. Setting
+# `head_sent` here, as the head is built, is what makes "too late to change" true from
+# this moment on.
 
 # %%
 #| export
@@ -1106,16 +1465,17 @@ def _response_head(self, length: int | None) -> bytes:
         lines.append(b"Date: " + http_date() + b"\r\n")
     if b"server" not in self.names:
         lines.append(b"Server: " + SERVER + b"\r\n")
-    self.keep_alive = (self.keep_alive and not self.app_close and self.body.reusable()
-                       and not self.connection.server.stopping)
-    if not self.keep_alive:
-        lines.append(b"Connection: close\r\n")
-    elif self.head.version == b"1.0":
-        lines.append(b"Connection: keep-alive\r\n")
+    lines += self.connection_lines()
     self.head_sent = True
     return b"".join(lines) + b"\r\n"
 
 Exchange.response_head = _response_head
+
+# %% [markdown]
+# The head for the exchange from before, if the body is known to be 13 bytes long:
+
+# %%
+barelab.show_bytes(exchange.response_head(13))
 
 # %% [markdown]
 # `send` is the only way body bytes leave. The head goes out with the first piece, in one
@@ -1146,10 +1506,9 @@ Exchange.send = _send
 
 # %% [markdown]
 # What the app returned: a list (or tuple) is the whole body already, so it goes out in one
-# piece with a `Content-Length`. Anything else is iterated, and each non-empty piece sent
-# as it comes. For HEAD, 204 and 304 the loop stops once the head is out. At the end,
-# `finish` sends the last chunk, or notices an app that sent less than it promised: the
-# client would wait forever for the rest, so the connection is closed.
+# piece with a `Content-Length`. Anything else goes to `send_stream`, below. A `bytes`
+# object is refused, although Python would happily iterate it: it would yield one
+# *integer* per byte, and the app almost certainly meant `[body]`.
 
 # %%
 #| export
@@ -1163,17 +1522,35 @@ def _send_result(self, result) -> None:
             raise TypeError("PEP 3333: the app's iterable must yield bytes")
         self.send(b"".join(result), whole=True)
     else:
-        for chunk in result:
-            if type(chunk) is not bytes:
-                raise TypeError(f"PEP 3333: the app's iterable must yield bytes, "
-                                f"not {type(chunk).__name__}")
-            if chunk:                      # an empty chunk would end a chunked body
-                self.send(chunk)
-                if self.bodyless:
-                    break                  # HEAD, 204, 304: the head is out, that is all
+        self.send_stream(result)
     self.finish()
 
 Exchange.send_result = _send_result
+
+# %% [markdown]
+# `send_stream` sends each non-empty piece as it comes, which is all streaming is. For
+# HEAD, 204 and 304 it stops once the head is out: no body will be sent, so there is no
+# reason to make the app compute one.
+
+# %%
+#| export
+def _send_stream(self, result) -> None:
+    for chunk in result:
+        if type(chunk) is not bytes:
+            raise TypeError(f"PEP 3333: the app's iterable must yield bytes, "
+                            f"not {type(chunk).__name__}")
+        if chunk:                          # an empty chunk would end a chunked body
+            self.send(chunk)
+            if self.bodyless:
+                break                      # HEAD, 204, 304: the head is out, that is all
+
+Exchange.send_stream = _send_stream
+
+# %% [markdown]
+# At the end, `finish` sends the head if nothing was sent yet (an empty body), or the
+# last chunk of a chunked body. Or it notices an app that sent less than its
+# `Content-Length` promised: the client would wait forever for the rest, so the
+# connection is marked `aborted` and will be closed.
 
 # %%
 #| export
@@ -1190,12 +1567,57 @@ def _finish_response(self) -> None:
 Exchange.finish = _finish_response
 
 # %% [markdown]
+# The response side is complete, so you can watch the framing decisions on the fake
+# connection. `framed` builds an exchange for a request, calls the app and sends its
+# result, and shows every byte the server would have written:
+
+# %%
+def framed(app, request=GET):
+    exchange, conn = fake_exchange(request)
+    environ = build_environ(exchange.head, {}, exchange.body)
+    exchange.send_result(app(environ, exchange.start_response))
+    return barelab.show_bytes(b"".join(conn.sent))
+
+def words(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"one "
+    yield b"two\n"
+
+# %% [markdown]
+# `hello` returns a list, so its length is known and it gets a `Content-Length`:
+
+# %%
+framed(hello)
+
+# %% [markdown]
+# `words` is a generator, so the length is unknown until the end. Each piece is a chunk:
+# its size in hex (`4`), CR LF, the bytes, CR LF, and `0` with an empty line at the end.
+
+# %%
+framed(words)
+
+# %% [markdown]
+# The same generator for an HTTP/1.0 client, which does not understand chunks: the body
+# is sent as it is, and the connection closes after it to mark the end.
+
+# %%
+framed(words, b"GET / HTTP/1.0\r\n\r\n")
+
+# %% [markdown]
+# And `HEAD`: exactly the head a `GET` would get, `Content-Length: 13` included, and no
+# body (trap 5).
+
+# %%
+framed(hello, HEAD)
+
+# %% [markdown]
 # ## Errors, and `close()` always
 #
-# `run` calls the app and sends its response, and its `finally` calls the iterable's
-# `close()` however that went: a normal end, an app error, a client that vanished
-# (trap 10). A vanished client is not an app error, so it gets one line in the log, not a
-# traceback.
+# `run` calls the app and sends its response. Three endings are possible: all went well;
+# the client vanished (`ClientDisconnected`, from a send or from `wsgi.input`), which is
+# not the app's fault and gets one line in the log; or any other exception, which `fail`
+# below deals with. However it ended, the `finally` calls the iterable's `close()`
+# (trap 10).
 
 # %%
 #| export
@@ -1211,34 +1633,58 @@ def _run(self, app, environ: dict) -> None:
     except Exception as error:
         self.fail(error)
     finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception as error:
-                self.connection.log.error("the app's iterable failed in close()", error)
+        self.close_result(result)
 
 Exchange.run = _run
 
 # %% [markdown]
-# `fail` decides what an error becomes (trap 11). If it came from a bad request body (a
-# malformed chunk, a body over the limit), the client gets that 4xx. Otherwise it is a bug:
-# the traceback goes to the log and the client gets a plain 500 that gives nothing away.
-# Either way that is only possible while the head is unsent; afterwards the connection is
-# broken off, and the client sees the response end too early.
+# `close()` is the app's code too, and it can fail. Its error is logged, and it does not
+# stop the server from going on with the connection.
+
+# %%
+#| export
+def _close_result(self, result) -> None:
+    """Call the iterable's close(), if it has one (PEP 3333), and log its errors."""
+    close = getattr(result, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception as error:
+            self.connection.log.error("the app's iterable failed in close()", error)
+
+Exchange.close_result = _close_result
+
+# %% [markdown]
+# What does an error become (trap 11)? First, whose fault is it? If it is the error the
+# request body failed with (a malformed chunk, a body over the limit), the client gets
+# that 4xx, and the log one line. Otherwise it is a bug in the app: the traceback goes to
+# the log, and the client gets a plain 500 that gives nothing away.
+
+# %%
+#| export
+def _blame(self, error: Exception) -> tuple[int, str]:
+    """Log the error; return the status and text the client should get for it."""
+    where = f"{self.head.method.decode()} {self.head.target.decode('latin-1')}"
+    if error is self.body.error:           # a bad request body: the client's fault
+        self.connection.log.info(f"{self.connection.peer}: {where}: {error.message}")
+        return error.status, error.message
+    moment = " after the response started; closing the connection" if self.head_sent else ""
+    self.connection.log.error(f"application error in {where}{moment}: {error!r}", error)
+    return 500, "The application raised an error; the server log has details."
+
+Exchange.blame = _blame
+
+# %% [markdown]
+# Then `fail` answers, if it still can. That is only possible while the head is unsent;
+# afterwards the connection is broken off (`aborted`), and the client sees the response
+# end too early. A 500 may even keep the connection open: the request was fine, so the
+# next one on the connection can still be found.
 
 # %%
 #| export
 def _fail(self, error: Exception) -> None:
     """Answer an error: a 500 (or the body's 4xx) if the head is not out, else hang up."""
-    where = f"{self.head.method.decode()} {self.head.target.decode('latin-1')}"
-    if error is self.body.error:           # a bad request body: the client's fault
-        status, text = error.status, error.message
-        self.connection.log.info(f"{self.connection.peer}: {where}: {text}")
-    else:
-        status, text = 500, "The application raised an error; the server log has details."
-        moment = " after the response started; closing the connection" if self.head_sent else ""
-        self.connection.log.error(f"application error in {where}{moment}: {error!r}", error)
+    status, text = self.blame(error)
     if self.head_sent:
         self.aborted = True
         return
@@ -1252,12 +1698,43 @@ def _fail(self, error: Exception) -> None:
 Exchange.fail = _fail
 
 # %% [markdown]
+# Both halves of trap 11 on the fake connection. The `broken` app fails before it calls
+# `start_response`, so there is still time for a 500:
+
+# %%
+exchange, conn = fake_exchange()
+exchange.run(broken, {})
+barelab.show_bytes(b"".join(conn.sent))
+
+# %% [markdown]
+# A `Tracked` body that fails after its first piece: the head and that piece are out, so
+# the exchange is marked `aborted` and no last chunk follows. `close()` was called anyway,
+# and the log holds the error:
+
+# %%
+body = Tracked(b"partial\n", fail=True)
+exchange, conn = fake_exchange()
+exchange.run(tracked_app, {})
+exchange.aborted, body.closed, b"".join(conn.sent).partition(b"\r\n\r\n")[2]
+
+# %% [markdown]
 # ## One connection, many requests
 #
 # A `Connection` owns one client socket and a buffer of bytes received but not yet used.
 # It runs on its own thread, and reads requests one after the other until the client or
 # the server is done with them (trap 6). Its `idle` flag tells `stop()` whether an app is
-# running on it right now.
+# running on it right now. Here is the life of a connection's thread, which the next
+# cells build piece by piece:
+#
+# ```mermaid
+# flowchart TD
+#     R["read_head()<br/>wait for a whole request head"] -->|a head| P["respond()<br/>run the app in an Exchange"]
+#     R -->|"client closed, or idle too long"| X["close()<br/>linger, then close the socket"]
+#     R -->|"malformed head: HTTPError"| J["reject()<br/>400, 408, 413, 414, 431 or 501"]
+#     J --> X
+#     P -->|"keep-alive, body skipped"| R
+#     P -->|"Connection: close, aborted, stopping"| X
+# ```
 
 # %%
 #| export
@@ -1281,7 +1758,8 @@ class Connection:
 # `keep_alive_timeout` between requests, `io_timeout` for everything else. A connection
 # reset is treated as the client closing. A failed send becomes `ClientDisconnected`, so an
 # app streaming to a vanished client stops at its next `yield` instead of computing for
-# nobody.
+# nobody. `settimeout` is a system call, so `receive` remembers the current timeout and
+# calls it only when the timeout changes.
 
 # %%
 #| export
@@ -1409,7 +1887,8 @@ Connection.respond = _respond
 # %% [markdown]
 # A request the server refuses (any `HTTPError` from the head) gets its status and
 # `Connection: close`: after a malformed head, nobody can say where the next request would
-# begin. The log keeps the reason.
+# begin. The log keeps the reason. `log.request` writes the access-log line that
+# `server.log.requests` shows; `-` stands for the method and target it could not read.
 
 # %%
 #| export
@@ -1428,8 +1907,11 @@ def _reject(self, error: HTTPError) -> None:
 Connection.reject = _reject
 
 # %% [markdown]
-# The thread's whole life: read, answer, repeat. Whatever happens, the socket is closed
-# and the server forgets the connection, so its count stays right.
+# The thread's whole life: read, answer, repeat. The loop ends when a head is refused,
+# when the client closed or stayed quiet between requests (`read_head` returned `None`),
+# when `respond` says the connection cannot carry another request, or when the server is
+# stopping. Whatever happens, the socket is closed and the server forgets the
+# connection, so its count stays right.
 
 # %%
 #| export
@@ -1495,12 +1977,46 @@ def _shutdown(self) -> None:
 Connection.shutdown = _shutdown
 
 # %% [markdown]
+# A `Connection` can run without any server around it. `socket.socketpair()` gives two
+# connected sockets, one for you and one for the connection; a `SimpleNamespace` plays
+# the server, with the few attributes a connection reads from it. Send a `HEAD` and then a
+# `GET` that asks to close, and shut your sending side, as a client that has nothing more
+# to say:
+
+# %%
+LAST_GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+pretend_server = types.SimpleNamespace(app=hello, options=server_options({}), log=ServerLog(),
+                                       address=("127.0.0.1", 8000), stopping=False,
+                                       forget=lambda connection: None)
+yours, its = socket.socketpair()
+yours.sendall(HEAD + LAST_GET)
+yours.shutdown(socket.SHUT_WR)
+
+# %% [markdown]
+# `serve()` is the method a connection's thread runs. Call it right here, on the
+# notebook's own thread: it returns when the connection is done, and everything it sent
+# is waiting in your socket.
+
+# %%
+Connection(pretend_server, its, ("127.0.0.1", 5000)).serve()
+print(b"".join(iter(lambda: yours.recv(65536), b"")).decode())
+yours.close()
+
+# %% [markdown]
+# Two responses on one connection, in order: the `HEAD` answer with no body, then the
+# `GET` answer with `Connection: close`, after which the connection closed. The access
+# log has both:
+
+# %%
+[entry.message for entry in pretend_server.log.requests]
+
+# %% [markdown]
 # ## Many clients, and a prompt stop
 #
 # The server itself accepts connections and gives each its own thread (trap 12), up to
-# `max_connections`. A thread costs memory, so the number is bounded: one client more gets
-# `503 Service Unavailable` with `Retry-After`, right away, instead of waiting in a queue
-# with no answer.
+# `max_connections`. A thread costs memory (its stack, at least), so the number is
+# bounded: one client more gets `503 Service Unavailable` with `Retry-After`, right away,
+# instead of waiting in a queue with no answer.
 #
 # How does a thread blocked in `accept()` learn that it should stop, without waking up
 # every 0.1 s to look? It does not block in `accept()` at all. It waits in a *selector* on
@@ -1530,6 +2046,16 @@ class WSGIServer(Engine):
     def forget(self, connection: Connection) -> None:
         with self.lock:
             self.connections.discard(connection)
+
+# %% [markdown]
+# The constructor checks the options (a typo fails here, when you call `barelab.serve`)
+# and notes the address it listens on, for `SERVER_NAME` and `SERVER_PORT`. `connections`
+# is the set of open connections, guarded by `lock`; `forget` is what a connection's
+# thread calls on its way out.
+#
+# `start()` makes the alarm, a `socketpair()`, and starts the accept thread. The listening
+# socket is made non-blocking: the thread will only call `accept()` when the selector says
+# a client is waiting.
 
 # %%
 #| export
@@ -1567,17 +2093,16 @@ def _accept_loop(self) -> None:
                     self.accept_all(selector, turned_away)
                 else:
                     self.drain_turned_away(key.fileobj, selector, turned_away)
-            for sock in [s for s, until in turned_away.items() if until < time.monotonic()]:
-                self.drop_turned_away(sock, selector, turned_away)
+            self.expire_turned_away(selector, turned_away)
 
 WSGIServer.accept_loop = _accept_loop
 
 # %% [markdown]
-# Accepting takes every waiting client at once. Each socket gets `TCP_NODELAY`: without
-# it, the kernel may hold a small packet back for up to 40 ms, hoping to merge it with the
-# next one (Nagle's algorithm), which a request-response protocol pays for on every
-# request. The count is checked under a lock, because threads forget their connections
-# concurrently.
+# Accepting takes every waiting client at once: the listening socket is non-blocking, so
+# `accept()` raises `BlockingIOError` when nobody is left. Each socket gets `TCP_NODELAY`:
+# without it, the kernel may hold a small packet back for up to 40 ms, hoping to merge it
+# with the next one (Nagle's algorithm), which a request-response protocol pays for on
+# every request.
 
 # %%
 #| export
@@ -1591,19 +2116,30 @@ def _accept_all(self, selector, turned_away) -> None:
             self.log.error(f"accept() failed: {error}")
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = Connection(self, sock, client)
-        with self.lock:
-            room = len(self.connections) < self.options["max_connections"]
-            if room:
-                self.connections.add(connection)
-        if room:
-            connection.thread = threading.Thread(target=connection.serve, daemon=True,
-                                                 name=f"wsgi-server-{connection.peer}")
-            connection.thread.start()
-        else:
+        if not self.admit(Connection(self, sock, client)):
             self.turn_away(sock, client, selector, turned_away)
 
 WSGIServer.accept_all = _accept_all
+
+# %% [markdown]
+# `admit` counts a connection in and gives it its thread, unless `max_connections` are
+# already open. The count is checked and changed under a lock, because connection
+# threads remove themselves from the set (`forget`) at any moment.
+
+# %%
+#| export
+def _admit(self, connection: Connection) -> bool:
+    """Count the connection in and start its thread; False if the server is full."""
+    with self.lock:
+        if len(self.connections) >= self.options["max_connections"]:
+            return False
+        self.connections.add(connection)
+    connection.thread = threading.Thread(target=connection.serve, daemon=True,
+                                         name=f"wsgi-server-{connection.peer}")
+    connection.thread.start()
+    return True
+
+WSGIServer.admit = _admit
 
 # %% [markdown]
 # A client turned away gets its 503 without a thread of its own: the accept loop sends it,
@@ -1625,6 +2161,13 @@ def _turn_away(self, sock, client, selector, turned_away) -> None:
     turned_away[sock] = time.monotonic() + 1.0
     self.log.request(client, "-", "-", "-", 503, 0, 0.0)
 
+WSGIServer.turn_away = _turn_away
+
+# %% [markdown]
+# When a turned-away socket becomes readable, the accept loop reads what came. Bytes mean
+# the client is still talking: keep waiting. `b""` or an error means it closed: drop it.
+# And once a second has passed, `expire_turned_away` drops it anyway.
+
 # %%
 #| export
 def _drain_turned_away(self, sock, selector, turned_away) -> None:
@@ -1637,19 +2180,27 @@ def _drain_turned_away(self, sock, selector, turned_away) -> None:
         pass
     self.drop_turned_away(sock, selector, turned_away)
 
+WSGIServer.drain_turned_away = _drain_turned_away
+
+# %%
+#| export
 def _drop_turned_away(self, sock, selector, turned_away) -> None:
     selector.unregister(sock)
     del turned_away[sock]
     sock.close()
 
-WSGIServer.turn_away, WSGIServer.drain_turned_away = _turn_away, _drain_turned_away
-WSGIServer.drop_turned_away = _drop_turned_away
+def _expire_turned_away(self, selector, turned_away) -> None:
+    now = time.monotonic()
+    for sock in [sock for sock, until in turned_away.items() if until < now]:
+        self.drop_turned_away(sock, selector, turned_away)
+
+WSGIServer.drop_turned_away, WSGIServer.expire_turned_away = (_drop_turned_away,
+                                                              _expire_turned_away)
 
 # %% [markdown]
-# And `stop()`: ring the alarm and join the accept thread, close the listening socket,
-# then end the connections. An idle one is shut down at once, which wakes its thread's
-# `recv()`. A busy one (an app is running) gets `timeout` seconds to finish its response,
-# which will say `Connection: close`; then its socket is shut down too.
+# And `stop()`: set `stopping`, ring the alarm, and join the accept thread, which returns
+# as soon as it hears the alarm. Then close the listening socket, so no new client can
+# connect, and end the connections that are still open.
 
 # %%
 #| export
@@ -1664,6 +2215,22 @@ def _stop(self, timeout: float = 2.0) -> None:
     self.wake_writer.send(b"\0")
     self.accept_thread.join()
     self.sock.close()
+    self.end_connections(timeout)
+    self.wake_reader.close()
+    self.wake_writer.close()
+
+WSGIServer.stop = _stop
+
+# %% [markdown]
+# Ending the connections: an idle one is shut down at once, which wakes its thread's
+# `recv()`. A busy one (an app is running) gets `timeout` seconds to finish its response,
+# which will say `Connection: close` because the server is stopping; then its socket is
+# shut down too.
+
+# %%
+#| export
+def _end_connections(self, timeout: float) -> None:
+    """Shut idle connections now; give busy ones ``timeout`` seconds, then shut them too."""
     with self.lock:
         connections = list(self.connections)
     for connection in connections:
@@ -1675,10 +2242,8 @@ def _stop(self, timeout: float = 2.0) -> None:
         if connection.thread.is_alive():   # still busy: cut its socket, wait a little more
             connection.shutdown()
             connection.thread.join(1.0)
-    self.wake_reader.close()
-    self.wake_writer.close()
 
-WSGIServer.stop = _stop
+WSGIServer.end_connections = _end_connections
 
 # %% [markdown]
 # ## The same twelve requests, again
@@ -1709,7 +2274,6 @@ def try_course(app, request):
     server = barelab.serve(app, server=WSGIServer, name="course")
     return barelab.raw_exchange(server, request)
 
-LAST_GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 try_course(hello, HEAD + LAST_GET)
 
 # %% [markdown]
@@ -1778,7 +2342,8 @@ for body in bodies:
 try_course(broken, LAST_GET)
 
 # %% [markdown]
-# A 500 that reveals nothing, and the traceback in the log:
+# A 500 that reveals nothing. The log has the message, and the full traceback with it
+# (`server.log` shows it behind a "traceback" fold):
 
 # %%
 server.log.errors[-1].message
@@ -2020,6 +2585,12 @@ django_server = barelab.serve(get_wsgi_application(), server=WSGIServer, name="d
 # !curl -s -i {django_server.url}hello/ada
 
 # %% [markdown]
+# The answer is chunked, although it is short. Django returns its response object itself
+# as the iterable, not a list, and sets no `Content-Length`; your server cannot know the
+# length before iterating, so it frames the body with chunks. A full Django project
+# usually has `CommonMiddleware`, which adds a `Content-Length` to responses like this.
+
+# %% [markdown]
 # And a POST through barelab's client, whose body Django reads from your `wsgi.input`
 # (Django's CSRF check is middleware, and this minimal project has none):
 
@@ -2058,7 +2629,7 @@ barelab.http_request(django_server, "GET", "/hello/ada", headers={"Host": "evil.
 # ## Summary
 #
 # - A WSGI server turns bytes into `app(environ, start_response)` and back. The naive
-#   version is twenty lines, and it gets twelve everyday requests wrong.
+#   version is about forty lines, and it gets twelve everyday requests wrong.
 # - You built `barelab.built.wsgi_server.WSGIServer`: a thread per connection up to
 #   `max_connections` (then 503), HTTP/1.1 parsed with chapter 02's functions, and
 #   `barelab.serve(app, server=WSGIServer)` to run it from a cell.

@@ -29,8 +29,13 @@
 # ## The environ is not an API
 #
 # Chapter 04 showed the environ: a dict of strings, built by the server for one request.
-# Everything the client sent is in there, but little of it is ready to use. Build one for a
-# request to `/café?tag=a&tag=b&draft=` and look at three of its keys:
+# Everything the client sent is in there, but little of it is ready to use.
+#
+# You don't need a server to get one. `barelab.build_environ(method, target)` builds the
+# environ a server would build for that request, with no network involved, so you can look
+# at it in a cell. Build one for a request to `/café?tag=a&tag=b&draft=` (the `é` travels
+# percent-encoded as its two UTF-8 bytes, `%C3%A9`) and look at three things: the path, the
+# raw query string, and what the standard library makes of the query.
 
 # %%
 import barelab
@@ -47,10 +52,9 @@ environ["PATH_INFO"], environ["QUERY_STRING"], parse_qs(environ["QUERY_STRING"])
 #   characters. Someone has to turn them back into bytes and decode them as UTF-8.
 # - `QUERY_STRING` is still percent-encoded and unsplit.
 # - `parse_qs`, the standard library's answer, silently dropped `draft`, because its value
-#   is blank. A checkbox form sends exactly that.
-#
-# (`barelab.build_environ` builds the environ a server would build for that request, with no
-# server and no network, so you can look at it in a cell.)
+#   is blank. An empty text field in a form sends exactly that, and "the field was there but
+#   empty" is not the same as "the field was missing".
+#   (`parse_qs(..., keep_blank_values=True)` keeps it; the default does not.)
 #
 # Every app needs the same dozen conversions, each with a trap in it. A `Request` object does
 # them once, correctly, and a `Response` object does the same for the way back:
@@ -63,15 +67,21 @@ environ["PATH_INFO"], environ["QUERY_STRING"], parse_qs(environ["QUERY_STRING"])
 #     P -- "start_response(status, headers)<br/>+ body iterable" --> S
 # ```
 #
-# Everything this chapter builds is saved to one module:
+# The chapter builds the right half first: `Response`, because the traps on the way out are
+# the ones that can corrupt a whole connection. `Request` comes after it.
+#
+# As in earlier chapters, every cell that starts with `#| export` is saved to a module, so
+# later chapters can import what you build here instead of pasting it again. This one is
+# `barelab.built.http_objects`:
 
 # %%
 #| default_exp http_objects
 
 # %% [markdown]
-# The module opens with its imports. Chapter 02's `http_wire` already knows the reason
-# phrase of every status code (`reason_phrase`), how to check a header line
-# (`format_field`) and a sensible body limit (`MAX_BODY`, 8 MiB); this chapter reuses them.
+# The module opens with its imports. You don't need to study the list: each name is
+# introduced where it is first used. Three come from chapter 02's `http_wire`, which
+# already knows the reason phrase of every status code (`reason_phrase`), how to check a
+# header line (`format_field`) and a sensible body limit (`MAX_BODY`, 8 MiB).
 
 # %%
 #| export
@@ -81,6 +91,7 @@ environ["PATH_INFO"], environ["QUERY_STRING"], parse_qs(environ["QUERY_STRING"])
 # `return response(environ, start_response)`, and an error can simply be raised.
 import json
 import re
+from abc import update_abstractmethods
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -95,8 +106,17 @@ from barelab.built.http_wire import MAX_BODY, format_field, reason_phrase
 # ## A dict that keeps repeats
 #
 # Query strings, forms, headers and cookies all allow the same name twice: `?tag=a&tag=b` is
-# two tags, not one. A plain `dict` keeps only the last. A *multi-dict* keeps every pair in
-# order; indexing gives the first value, as in Werkzeug, and `getall` gives all of them.
+# two tags, not one. A plain `dict` keeps only the last. A *multi-dict* keeps every pair, in
+# the order it arrived, and answers questions about them.
+#
+# The class stores a plain list of `(key, value)` pairs. It subclasses
+# `collections.abc.Mapping`, which asks for three methods, `__getitem__`, `__iter__` and
+# `__len__`, and in return gives you `get`, `in`, `keys`, `items` and `==` for free. Look
+# for two choices in it:
+#
+# - `d[key]` gives the *first* value, as in Werkzeug (Flask's `request.args["tag"]`).
+# - Every comparison of keys goes through `_key`, which returns the key unchanged. That one
+#   hook is how the next class, `Headers`, will ignore case without touching anything else.
 
 # %%
 #| export
@@ -113,48 +133,73 @@ class MultiDict(Mapping):
     def _key(key):              # Headers overrides this to ignore case
         return key
 
-    def getall(self, key) -> list:
-        """Every value of ``key``, in order; [] if there is none."""
-        return [v for k, v in self._pairs if self._key(k) == self._key(key)]
-
-    getlist = getall            # Werkzeug's name for the same thing
-
     def __getitem__(self, key):
-        if values := self.getall(key):
-            return values[0]
+        for k, v in self._pairs:
+            if self._key(k) == self._key(key):
+                return v
         raise KeyError(key)
 
-    def __iter__(self):         # each key once, in the order it first appeared
-        first = {}
-        for k, _ in self._pairs:
-            first.setdefault(self._key(k), k)
-        return iter(first.values())
+# %% [markdown]
+# `__iter__` lists each key once, in the order it first appeared, and `__len__` counts
+# those distinct keys. They are written as plain functions and attached to the class
+# afterwards: a Python class stays open after its `class` statement, so it can grow one
+# cell at a time. You will see this pattern again for `Response`.
 
-    def __len__(self) -> int:
-        return len({self._key(k) for k, _ in self._pairs})
+# %%
+#| export
+def _multidict_iter(self):      # each key once, in the order it first appeared
+    first = {}
+    for k, _ in self._pairs:
+        first.setdefault(self._key(k), k)
+    return iter(first.values())
 
-    def multi_items(self) -> list:
-        """Every (key, value) pair, repeats included, in order."""
-        return list(self._pairs)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._pairs!r})"
+MultiDict.__iter__ = _multidict_iter
+MultiDict.__len__ = lambda self: len({self._key(k) for k, _ in self._pairs})
+MultiDict = update_abstractmethods(MultiDict)   # Mapping's three methods now exist
 
 # %% [markdown]
-# Subclassing `collections.abc.Mapping` means writing three methods, `__getitem__`,
-# `__iter__` and `__len__`, and getting `get`, `in`, `keys`, `items` and `==` for free. Every
-# comparison of keys goes through `_key`, which returns the key unchanged here; the next class
-# changes only that. Try it on the query from above:
+# The last line needs a word. `Mapping` marks its three methods as *abstract*, and Python
+# refuses to create an instance while one is missing. It decides which are missing when the
+# `class` statement runs, before the two methods above existed;
+# `abc.update_abstractmethods` is the standard library's way to say "look again" (it returns
+# the same class, which is why the line is an assignment). Now try the query from the start
+# of the chapter:
 
 # %%
 tags = MultiDict([("tag", "a"), ("tag", "b"), ("draft", "")])
-tags["tag"], tags.getall("tag"), tags.get("draft"), tags.get("missing", "-"), list(tags)
+tags["tag"], tags.get("draft"), tags.get("missing", "-"), list(tags), len(tags), "draft" in tags
 
 # %% [markdown]
-# Header names ignore case (RFC 9110 §5.1), so `Headers` is the same multi-dict with a
-# different notion of "same key". In the environ, the server has renamed each request header
-# `User-Agent` to `HTTP_USER_AGENT`, except `Content-Type` and `Content-Length`, which lose
-# the prefix (PEP 3333). `from_environ` undoes that.
+# `tags["tag"]` is `'a'`, the first one; the blank `draft` is there, with `''` as its value,
+# and `in` finds it; `list(tags)` has two keys, not three. What is still missing is a way
+# to get *both* tags back, and the pairs themselves, repeats included:
+
+# %%
+#| export
+def _multidict_getall(self, key) -> list:
+    """Every value of ``key``, in order; [] if there is none."""
+    return [v for k, v in self._pairs if self._key(k) == self._key(key)]
+
+def _multidict_multi_items(self) -> list:
+    """Every (key, value) pair, repeats included, in order."""
+    return list(self._pairs)
+
+MultiDict.getall = MultiDict.getlist = _multidict_getall   # getlist: Werkzeug's name
+MultiDict.multi_items = _multidict_multi_items
+MultiDict.__repr__ = lambda self: f"{type(self).__name__}({self._pairs!r})"
+
+# %%
+tags.getall("tag"), tags.getall("missing"), tags.multi_items()
+
+# %% [markdown]
+# Header names ignore case (RFC 9110 §5.1): `content-type`, `Content-Type` and
+# `CONTENT-TYPE` are one field. So `Headers` is the same multi-dict with a different notion
+# of "same key": its `_key` lower-cases.
+#
+# The other half of the class reads headers out of the environ, where the server has
+# renamed them. Following CGI, as PEP 3333 asks, a request header `User-Agent` becomes
+# `HTTP_USER_AGENT`, except `Content-Type` and `Content-Length`, which become
+# `CONTENT_TYPE` and `CONTENT_LENGTH` with no prefix. `from_environ` undoes the renaming.
 
 # %%
 #| export
@@ -182,16 +227,23 @@ headers = Headers.from_environ(barelab.build_environ(
 headers, headers["content-TYPE"], headers.get("x-trace")
 
 # %% [markdown]
+# You passed two headers and got four: `build_environ` added the `Host` and `Content-Length`
+# a real client would send with a two-byte body. The names come back in title case
+# (`X-Trace`), since the environ kept only an upper-case spelling, and any spelling finds
+# them.
+#
 # One thing a `Headers` built from an environ cannot give back: if a client sent `X-Trace`
 # twice, the server has already joined the two values into one string with `", "` (RFC 9110
-# §5.3), and `Cookie` lines with `"; "`. The environ has one key per name.
+# §5.3), and `Cookie` lines with `"; "`. The environ has one key per name. Repeats survive
+# in query strings, forms and cookies, which is where `getall` earns its keep.
 
 # %% [markdown]
 # ## Responses: the naive way
 #
 # Before building `Response`, look at the one most tutorials write. It keeps headers in a
 # dict, because headers look like a dict, and always adds a `Content-Length`, because a body
-# has a length.
+# has a length. Calling the object is what makes it a WSGI app: it takes `environ` and
+# `start_response` like any app from chapter 05.
 
 # %%
 class NaiveResponse:
@@ -205,7 +257,10 @@ class NaiveResponse:
 
 # %% [markdown]
 # Log a user in: the app wants to set two cookies, a session id and a theme. Each cookie
-# needs its own `Set-Cookie` line. Watch what reaches `start_response`:
+# needs its own `Set-Cookie` line. `barelab.call_wsgi(app)` calls a WSGI app directly, with
+# a made-up environ and no server, and its `transcript` lists each step: the environ the app
+# got, what it passed to `start_response`, and each chunk of body it yielded. Watch the
+# `start_response()` row:
 
 # %%
 naive = NaiveResponse(b"welcome", headers=[("Content-Type", "text/plain"),
@@ -214,14 +269,15 @@ naive = NaiveResponse(b"welcome", headers=[("Content-Type", "text/plain"),
 barelab.call_wsgi(naive).transcript
 
 # %% [markdown]
-# One `Set-Cookie` left. `dict(...)` kept the last value of each name, so the session cookie
-# vanished without an error, and this user is never logged in. You cannot fix it by joining
+# One `Set-Cookie` left: `theme=dark`. `dict(...)` kept the last value of each name, so the
+# session cookie vanished without an error, and this user is never logged in. You cannot fix it by joining
 # the two values with a comma either: RFC 9110 §5.3 singles out `Set-Cookie` as the field
 # whose lines must not be combined, since a cookie's `Expires=Thu, 01 Jan 2026 ...` has a
 # comma of its own (RFC 6265 §3). Headers are a *list of pairs*, and PEP 3333 says so too.
 #
 # Second trap. `204 No Content` means "done, nothing to send", and `304 Not Modified` means
-# "your cached copy is still good". Ask the naive class for each:
+# "your cached copy is still good". Ask the naive class for each, and put the two results
+# side by side in one table (`barelab.show_transcript` draws rows of text as a table):
 
 # %%
 calls = {status: barelab.call_wsgi(NaiveResponse(body, status, {"Content-Type": "text/plain"}))
@@ -244,6 +300,10 @@ barelab.show_transcript([(s, repr(c.headers), c.body) for s, c in calls.items()]
 # spec puts the duty on whoever writes the response. `wsgiref.validate.validator`, the
 # standard library's PEP 3333 checker, catches one more mistake: a 204 or 304 may not carry a
 # `Content-Type`, since it has no content to describe.
+#
+# `validator(app)` returns a wrapped app that checks every call in both directions and
+# raises `AssertionError` at the first violation. `raise_errors=False` tells `call_wsgi` to
+# keep that exception in `.exception` instead of stopping the cell:
 
 # %%
 from wsgiref.validate import validator
@@ -264,11 +324,16 @@ result.exception
 #   chunk, with no length (the server frames it, chapter 06);
 # - 204 and 304 get no body, no `Content-Length` and no `Content-Type`.
 #
-# Every header line is checked when it is added, with chapter 02's `format_field`: a CR or
-# LF in a value is refused before it can split the response. Two more refusals come from
-# PEP 3333: names and values are `str` holding latin-1 text, and *hop-by-hop* fields
-# (`Connection`, `Transfer-Encoding`, ...) describe one connection, which only the server
-# knows about.
+# Every header line is checked when it is added, not when it is sent, so the error points
+# at the line of your code that added it. `check_header` does four checks, in order:
+#
+# 1. Names and values are `str` (PEP 3333), not bytes or numbers.
+# 2. No *hop-by-hop* field (`Connection`, `Transfer-Encoding`, ...). Those describe one
+#    connection, which only the server knows about (PEP 3333 forbids them to apps).
+# 3. No `Content-Length` on a 204 (RFC 9110 §8.6, the rule you just read).
+# 4. Chapter 02's `format_field`: the name is a token and the value has no CR, LF or other
+#    control byte, so it cannot split the response. A value that does not fit in latin-1 is
+#    refused here too, with a hint.
 
 # %%
 #| export
@@ -287,6 +352,11 @@ def check_header(name: str, value: str, status: int) -> None:
     except UnicodeEncodeError:
         raise ValueError(f"WSGI header values are latin-1; percent-encode {value!r}") from None
 
+# %% [markdown]
+# To see many outcomes at once, this chapter uses `attempt`, the same small helper as in
+# chapter 02: it calls a function and returns the result, or the exception as one line of
+# text, so a whole table of good and bad inputs fits in one output.
+
 # %%
 def attempt(function, *args, **kwargs):
     """Call function; show the result, or the exception it raised."""
@@ -295,15 +365,21 @@ def attempt(function, *args, **kwargs):
     except Exception as error:
         return f"{type(error).__name__}: {error}"
 
+# %% [markdown]
+# Six headers, one per row. `None` means the check passed (the function returns nothing);
+# every other row names the rule it broke:
+
+# %%
 barelab.show_transcript([(repr(args), attempt(check_header, *args)) for args in [
     ("X-Note", "fine", 200), ("Location", "/a\r\nSet-Cookie: admin=1", 302),
     ("Connection", "close", 200), ("Content-Length", "0", 204), ("X-Name", "Zoë", 200),
     ("X-Name", "日本", 200)]], columns=("header", "check_header"))
 
 # %% [markdown]
-# `attempt` (the same helper as in chapter 02) turns an exception into a line of text, so
-# one table can show many outcomes. `Zoë` passes because `ë` is a latin-1 character, and
-# `日本` does not: a header that must carry such text percent-encodes it or uses RFC 8187.
+# The second row is the attack from chapter 02: a value with `\r\n` in it would end the
+# `Location` line and start a `Set-Cookie` line that the attacker wrote. `Zoë` passes
+# because `ë` is a latin-1 character; `日本` does not, and a header that must carry such
+# text percent-encodes it or uses the `filename*=UTF-8''...` form of RFC 8187.
 #
 # Next, the body. A `str` becomes UTF-8 bytes and its `Content-Type` gains a charset; `bytes`
 # pass through; anything else iterable is kept as it is, to be streamed later.
@@ -327,9 +403,20 @@ def _encode_body(body, content_type: str | None):
 _encode_body("Zoë", None), _encode_body(b"\x89PNG", "image/png"), _encode_body("<p>", "text/html")
 
 # %% [markdown]
-# Now the class. Its constructor checks the status (a WSGI app cannot send a 1xx: those are
-# the server's), adds the headers one by one through `add_header`, and gives a body-carrying
-# response a `Content-Type`. `__call__` is what makes a `Response` a WSGI app.
+# `Zoë` became four bytes (`ë` is two in UTF-8) and `text/plain; charset=utf-8`; the PNG
+# bytes kept the type you gave; `text/html` gained its charset. A body with no type at all
+# would get `application/octet-stream`, which tells a browser "download this, don't show
+# it".
+
+# %% [markdown]
+# Now the class, in three steps. A `Response` is three attributes: `status` (an int),
+# `headers` (a list of pairs, never a dict) and `body`. The first cell holds the header
+# methods, since everything else goes through them:
+#
+# - `add_header` appends a line, and checks it first; a name may repeat.
+# - `set_header` replaces every line of that name: for fields like `Location` that must
+#   appear once.
+# - `header` reads the first value, ignoring case.
 
 # %%
 #| export
@@ -338,18 +425,6 @@ class Response:
 
     ``body`` is str (sent as UTF-8), bytes, or an iterable of bytes/str chunks (streamed).
     """
-
-    def __init__(self, body="", status: int = 200, headers=(), *, content_type=None):
-        if type(status) is not int or not 200 <= status <= 599:
-            raise ValueError(f"status is an int from 200 to 599, not {status!r}")
-        self.status, self.headers = status, []
-        for name, value in (headers.items() if isinstance(headers, Mapping) else headers):
-            self.add_header(name, value)
-        self.body, content_type = _encode_body(body, content_type)
-        if status in BODYLESS and self.body != b"":
-            raise ValueError(f"a {status} response has no body (RFC 9110 §6.4.1)")
-        if status not in BODYLESS and self.header("content-type") is None:
-            self.add_header("Content-Type", content_type)
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (any case), or None."""
@@ -367,13 +442,48 @@ class Response:
         self.headers.append((name, value))
 
 # %% [markdown]
+# The constructor comes second, attached the way `MultiDict` got its methods. Read it top
+# to bottom, as the checks happen:
+#
+# 1. The status is an int from 200 to 599. A WSGI app cannot send a 1xx: those are the
+#    server's to send, before the final response.
+# 2. Your headers go in one at a time through `add_header`, so each one is checked.
+# 3. The body goes through `_encode_body`, and a 204 or 304 with a body is refused.
+# 4. Any other response gets a `Content-Type`, unless you gave one.
+
+# %%
+#| export
+def _response_init(self, body="", status: int = 200, headers=(), *, content_type=None):
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError(f"status is an int from 200 to 599, not {status!r}")
+    self.status, self.headers = status, []
+    for name, value in (headers.items() if isinstance(headers, Mapping) else headers):
+        self.add_header(name, value)
+    self.body, content_type = _encode_body(body, content_type)
+    if status in BODYLESS and self.body != b"":
+        raise ValueError(f"a {status} response has no body (RFC 9110 §6.4.1)")
+    if status not in BODYLESS and self.header("content-type") is None:
+        self.add_header("Content-Type", content_type)
+
+Response.__init__ = _response_init
+
+# %% [markdown]
+# Build one, then replace a header and add a second line of another:
+
+# %%
+page = Response("<h1>Zoë</h1>", headers=[("X-Frame-Options", "SAMEORIGIN")],
+                content_type="text/html")
+page.set_header("X-Frame-Options", "DENY")
+page.add_header("Vary", "Cookie")
+page.status, page.headers, page.body
+
+# %% [markdown]
+# `set_header` removed the `SAMEORIGIN` line and appended `DENY`; the `Content-Type` came
+# from `content_type=` and gained its charset. There is no `Content-Length` yet: it is
+# computed when the response is sent, after every change you might still make.
+#
 # Sending is two steps. First the final header list: a `bytes` body gets its
 # `Content-Length` (and a length you set yourself must match it); a 204 or 304 gets none.
-# Then `start_response`, and the body as an iterable: one chunk, nothing, or a stream.
-#
-# These two are written as plain functions and attached to the class afterwards. Python
-# classes stay open after their `class` statement, and this keeps each cell to one idea; the
-# exported module reads the same way.
 
 # %%
 #| export
@@ -387,13 +497,29 @@ def _final_headers(self) -> list[tuple[str, str]]:
             raise ValueError(f"Content-Length is {given} but the body has {length} bytes")
     return headers
 
+Response._final_headers = _final_headers
+
+# %%
+page._final_headers()[-1], attempt(Response(b"abc", headers=[("Content-Length", "5")])._final_headers)
+
+# %% [markdown]
+# `<h1>Zoë</h1>` is 13 bytes in UTF-8 (12 characters; `ë` takes two bytes). A wrong
+# `Content-Length` that you set yourself is refused: sent as it is, it would make the client
+# wait for two bytes that never come.
+#
+# Then `start_response` gets the status line and those headers, and the body goes back as an
+# iterable: one chunk, nothing for a 204 or 304, or a stream. This `__call__` is what makes a
+# `Response` a WSGI app.
+
+# %%
+#| export
 def _call(self, environ, start_response):
     start_response(f"{self.status} {reason_phrase(self.status)}", self._final_headers())
     if isinstance(self.body, bytes):
         return [self.body] if self.status not in BODYLESS else []
     return _Stream(self.body)
 
-Response._final_headers, Response.__call__ = _final_headers, _call
+Response.__call__ = _call
 Response.__repr__ = lambda self: (f"<{type(self).__name__} {self.status} "
                                   f"{reason_phrase(self.status)}>")
 
@@ -421,8 +547,10 @@ class _Stream:
             self._chunks.close()
 
 # %% [markdown]
-# Try the three kinds of body. Each `Response` goes through `validator` first, so any PEP
-# 3333 slip would raise here.
+# Try the three kinds of body, a `str`, `bytes` and a stream, starting with the first two.
+# Each `Response` goes through `validator` first, so any PEP 3333 slip would raise here. In
+# each transcript, look at the `start_response()` row for the headers and at the `yield` row
+# for the bytes.
 
 # %%
 for response in [Response("Zoë"), Response(b"\x00\x01", headers=[("X-Kind", "raw")])]:
@@ -430,7 +558,11 @@ for response in [Response("Zoë"), Response(b"\x00\x01", headers=[("X-Kind", "ra
 
 # %% [markdown]
 # `Zoë` is four bytes in UTF-8, so `Content-Length: 4`, and the charset tells the client how
-# to read them. Now a stream: a generator that yields lines, with a `finally:` to show that
+# to read them. The raw bytes kept your `X-Kind` header first and got
+# `application/octet-stream`. The last row, `close()`, is the server's side of the deal:
+# PEP 3333 has it call `close()` on whatever the app returned, once it is done.
+#
+# Now a stream: a generator that yields lines, with a `finally:` to show that
 # `close()` reaches it. There is no `Content-Length`, since nobody knows the total in advance.
 
 # %%
@@ -445,7 +577,11 @@ def countdown():
 barelab.call_wsgi(validator(Response(countdown(), content_type="text/plain"))).transcript, closed
 
 # %% [markdown]
-# Now the two responses the naive class got wrong. Neither sends a body or a
+# Three `yield` rows, one per chunk, then `close()`, and the list shows the generator's
+# `finally:` ran. Had the client hung up after the first chunk, the server would still call
+# `close()`, and the cleanup would still run.
+#
+# Now the two responses the naive class got wrong. Neither should send a body or a
 # `Content-Length`; the 304 keeps its `ETag`, the header that lets the client match it with
 # its cached copy.
 
@@ -455,8 +591,9 @@ barelab.show_transcript([(str(r.status), repr(barelab.call_wsgi(validator(r)).he
                         columns=("status", "headers sent"))
 
 # %% [markdown]
-# And a body where none belongs is refused when the response is built, not discovered by a
-# confused client later:
+# Empty header lists for the 204, and only the `ETag` for the 304: no `Content-Type`, no
+# `Content-Length`, and `validator` found nothing to complain about. A body where none
+# belongs is refused when the response is built, not discovered by a confused client later:
 
 # %%
 attempt(Response, "cached page", 304)
@@ -475,7 +612,11 @@ attempt(Response, "cached page", 304)
 # Deep inside a handler, the code that finds a malformed JSON body should not have to
 # build a response and pass it back up through every caller. It should *raise*. Werkzeug's
 # idea, which this chapter borrows: an HTTP error is an exception, and it is also a WSGI app
-# that renders itself.
+# that renders itself. (Flask's `abort(404)` raises exactly such a Werkzeug exception.)
+#
+# `HTTPError` keeps a status (4xx or 5xx only: a 200 is not an error), a `detail` for the
+# client, and extra headers. `response()` turns it into a plain `Response`, and `__call__`
+# sends that, so an `HTTPError` can go wherever a WSGI app can.
 
 # %%
 #| export
@@ -527,6 +668,9 @@ class MethodNotAllowed(HTTPError):
         super().__init__(405, detail, headers=[("Allow", ", ".join(allow))])
 
 # %% [markdown]
+# `_FixedStatus` is a small trick: each subclass sets `status` as a class attribute, and the
+# shared constructor reads it, so `NotFound("no such note")` needs no number.
+#
 # These are not chapter 02's `http_wire.BadRequest` and friends, although they share names.
 # Those refuse *bytes* before any app runs, and the server catches them; these are raised by
 # app code and turn into responses. Call one as an app:
@@ -535,12 +679,22 @@ class MethodNotAllowed(HTTPError):
 barelab.call_wsgi(validator(MethodNotAllowed(["GET", "HEAD"], "this page is read-only"))).transcript
 
 # %% [markdown]
+# The status line, the `Allow` header the RFC asks for, and a two-line body a person can
+# read: what went wrong, then why. `validator` checked it like any other app.
+
+# %% [markdown]
 # ## Reading a request: path, query, cookies, URL
 #
 # Now the other direction. Most of what a request carries is text that arrived as bytes and
-# sits in the environ as latin-1 "bytes in a str". One helper turns bytes into text and, when
-# they are not UTF-8, refuses the request with a 400 that says which part was wrong; a
-# second one does the latin-1 round trip first.
+# sits in the environ as latin-1 "bytes in a str". Two helpers turn it back into text:
+#
+# - `decode_utf8(data, what)` decodes bytes as UTF-8 and, when they are not, raises a
+#   `BadRequest` that names the part of the request (`what`) and the first bad byte.
+# - `wsgi_text(value, what)` first undoes the server's latin-1 step (`.encode("latin-1")`
+#   gives back the exact bytes), then calls `decode_utf8`.
+#
+# The `what` argument exists for the person reading the 400: "the path is not UTF-8" is
+# something a client developer can act on.
 
 # %%
 #| export
@@ -565,6 +719,7 @@ attempt(wsgi_text, environ["PATH_INFO"], "path"), attempt(wsgi_text, "/caf\xe9",
 # %% [markdown]
 # The first is the `/cafÃ©` from the start of the chapter, repaired. The second is a client
 # that sent `/caf%E9`, latin-1 percent-encoded: not UTF-8, so a 400 rather than a guess.
+# The message names the part (`the path`), the position (byte 4) and the byte itself.
 # (Silently replacing the bad byte with `�` would make two different URLs look the same to
 # your app.)
 #
@@ -574,8 +729,10 @@ attempt(wsgi_text, environ["PATH_INFO"], "path"), attempt(wsgi_text, "/caf\xe9",
 # Standard (§5, "application/x-www-form-urlencoded"): pairs split on `&`, empty pieces
 # skipped, name and value split on the first `=`, `+` means a space, then `%XX` escapes are
 # decoded and the bytes read as UTF-8. A piece without `=` is a name with an empty value.
-# Only `&` separates pairs: Python 3.10 stopped accepting `;` too, after it was used to
-# poison web caches (CVE-2021-23336).
+# Only `&` separates pairs. Python's `parse_qs` used to accept `;` too, until a 2021
+# security fix (Python 3.9.2, backported to older branches) removed it after it was used
+# to poison web caches (CVE-2021-23336): a cache and an app that split the same query
+# differently see different parameters.
 
 # %%
 #| export
@@ -595,6 +752,9 @@ def _form_text(raw: bytes) -> str:
 # It works on bytes, not on `str`. That matters: `urllib.parse.unquote_to_bytes` given a
 # `str` first encodes it as UTF-8, and a query string from the environ is latin-1, so a raw
 # non-ASCII byte would be encoded twice. The caller turns the environ string back into bytes.
+#
+# One test string holds every rule at once: a repeated name, a blank value, `+` and `%XX`
+# escapes, an empty piece (`&&`), a name with no `=`, and an escaped `+` (`%2B`).
 
 # %%
 parse_urlencoded(b"tag=a&tag=b&draft=&q=caf%C3%A9+au+lait&&flag&a%2Bb=1%2B1")
@@ -631,6 +791,12 @@ def parse_cookie_header(value: str) -> MultiDict:
             pairs.append((name.strip(" \t"), content.strip(" \t")))
     return MultiDict(pairs)
 
+# %% [markdown]
+# Compare `parse_cookie_header` with `SimpleCookie` on the same header, which holds a
+# repeated `sid` and a quoted value with a backslash escape in it. `simple_cookie` below only
+# turns `SimpleCookie`'s result into a plain dict. The third result is `SimpleCookie` again,
+# with one malformed piece added at the end:
+
 # %%
 from http.cookies import SimpleCookie
 
@@ -645,7 +811,8 @@ parse_cookie_header(clean + "; broken; =x"), simple_cookie(clean), simple_cookie
 # malformed pieces at the end. `SimpleCookie` kept the *last* `sid` and turned `note` into a
 # string with a real newline in it, a value the server never set. Given one malformed piece,
 # it returned nothing at all: one bad cookie from a sibling app, and every user looks logged
-# out.
+# out. (Newer Python releases have changed `SimpleCookie`'s parsing more than once; what you
+# see is the Python this notebook was built with.)
 #
 # ### The URL the client asked for
 #
@@ -684,11 +851,16 @@ def request_url(environ: dict) -> str:
         url += "?" + environ["QUERY_STRING"]
     return url
 
+# %% [markdown]
+# Rebuild the URL of the `/café` request twice: once as it came, with a `Host` header, and
+# once as if the client had sent no `Host` and the server listened on port 8080.
+
 # %%
 request_url(environ), request_url({**environ, "HTTP_HOST": "", "SERVER_PORT": "8080"})
 
 # %% [markdown]
-# Keep in mind that `Host` is whatever the client typed: never build a password-reset link
+# Both carry `%C3%A9`, the bytes the client sent. Without `Host`, the URL falls back to
+# `SERVER_NAME` and adds `:8080`, since that is not port 80. Keep in mind that `Host` is whatever the client typed: never build a password-reset link
 # from it without checking it against the hosts you serve.
 #
 # ### RequestHead
@@ -722,10 +894,18 @@ class RequestHead:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.method} {self.environ.get('PATH_INFO', '')!r}>"
 
+# %% [markdown]
+# Try it on the `/café` request, this time with a `Cookie` header. Nothing is parsed until
+# the last line asks for it:
+
 # %%
 head = RequestHead(barelab.build_environ(
     "GET", "/caf%C3%A9?tag=a&tag=b&draft=", headers=[("Cookie", "sid=abc123; theme=dark")]))
 head.path, head.query, head.cookies.get("sid"), head.url
+
+# %% [markdown]
+# Every problem from the start of the chapter is gone: the path reads `/café`, the query
+# keeps both tags and the blank `draft`, and the URL is the one the client typed.
 
 # %% [markdown]
 # ## The body, read once
@@ -745,6 +925,11 @@ head.path, head.query, head.cookies.get("sid"), head.url
 #
 # The stream can be read only once, so the body is kept, and kept in the environ: a
 # middleware that checks a signature on the body and the app after it then see the same bytes.
+# That part comes with `Request`; first, the reading itself.
+#
+# `read_body` decides *how much* to read. It accepts only digits as a length (`-3`, `1e3`
+# or `0x10` would each mean something different to a different parser), and checks the
+# limit before reading anything.
 
 # %%
 #| export
@@ -758,19 +943,29 @@ def read_body(environ: dict, max_body: int = MAX_BODY) -> bytes:
         raise BadRequest(f"Content-Length is not a number of bytes: {raw[:20]!r}")
     if int(raw) > max_body:
         raise ContentTooLarge(f"the body is {raw} bytes; the limit is {max_body}")
-    chunks, missing = [], int(raw)
+    return _read_exactly(stream, int(raw))
+
+# %% [markdown]
+# Two helpers do the reading, both in pieces of at most 64 KiB. Every `read` gets a size:
+# `wsgiref.validate` insists on it, since `read()` with no argument on a plain socket
+# stream would wait for the client to close the connection.
+#
+# - `_read_exactly` reads the promised number of bytes, and an empty read before the end
+#   means the client went away: a 400, not a short body passed off as whole.
+# - `_read_to_end` reads until the stream says it is done, and stops as soon as the limit
+#   is passed, so a client with no `Content-Length` cannot send you a gigabyte.
+
+# %%
+#| export
+def _read_exactly(stream, size: int) -> bytes:
+    chunks, missing = [], size
     while missing:
-        chunk = stream.read(min(missing, 65536))   # never read() with no size: see below
+        chunk = stream.read(min(missing, 65536))
         if not chunk:
-            raise BadRequest(f"the body ended after {int(raw) - missing} of {raw} bytes")
+            raise BadRequest(f"the body ended after {size - missing} of {size} bytes")
         chunks.append(chunk)
         missing -= len(chunk)
     return b"".join(chunks)
-
-# %% [markdown]
-# Reading to the end goes in pieces too, and stops as soon as the limit is passed. Every
-# `read` gets a size: `wsgiref.validate` insists on it, since `read()` with no argument
-# on a plain socket stream would wait for the client to close the connection.
 
 # %%
 #| export
@@ -784,8 +979,9 @@ def _read_to_end(stream, limit: int) -> bytes:
     return b"".join(chunks)
 
 # %% [markdown]
-# Try every case on hand-made environs. `body` is what the client sent; the keys after it
-# are what the server put in the environ.
+# Try every case on hand-made environs: a `wsgi.input` made from bytes with `io.BytesIO`,
+# and only the keys `read_body` looks at. The first argument of `body_of` is what the client
+# sent; the keys after it are what the server put in the environ.
 
 # %%
 import io
@@ -804,7 +1000,9 @@ barelab.show_transcript([
 
 # %% [markdown]
 # The first row read five bytes and left the rest alone, as the length said. Without a
-# length, nothing is read, unless the server promised the stream ends with the body.
+# length, nothing is read, unless the server promised the stream ends with the body. A
+# client that promised 99 bytes and sent 5 gets a 400 that says so, and the 413 came
+# before a single byte was read.
 #
 # ## Forms
 #
@@ -834,16 +1032,28 @@ barelab.show_transcript([
 # that appears twice is refused: two parsers choosing different copies of a boundary is how
 # upload filters get bypassed.
 #
-# In the code, `_PARAMETER` matches one `; name=value` step: optional spaces, the `;`, an
-# optional `name=` followed by either a quoted string (`"..."`, where `\\.` lets one escaped
-# character through) or a token. The loop applies it from where the last match ended, so a
-# single stray character anywhere is a 400 instead of being skipped.
+# Start with the regular expression for one `; name=value` step: optional spaces, the `;`,
+# then an optional `name=` followed by either a quoted string (`"..."`, where `\\.` lets one
+# escaped character through) or a token. Its two groups are the name and the raw value.
 
 # %%
 #| export
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _PARAMETER = re.compile(rf'[ \t]*;[ \t]*(?:({_TOKEN})=("(?:[^"\\]|\\.)*"|{_TOKEN}))?')
 
+# %%
+(_PARAMETER.match('; boundary="----formdata 7d"').groups(),
+ _PARAMETER.match(";charset=UTF-8").groups(), _PARAMETER.match("; =x").group(0))
+
+# %% [markdown]
+# The quoted value comes back with its quotes; the parser strips them and undoes `\"` and
+# `\\`. The last one, a `=` with no name, matched only the `; ` and stopped in front of
+# `=x`. That is where a strict parser differs from a forgiving one: `parse_options` applies
+# the pattern again from where the last match ended, finds no `;` at `=x`, and answers 400,
+# instead of skipping what it does not understand.
+
+# %%
+#| export
 def parse_options(value: str) -> tuple[str, dict[str, str]]:
     """``'text/html; charset="utf-8"'`` -> ``('text/html', {'charset': 'utf-8'})``; 400 if bad."""
     value = value.strip(" \t")
@@ -861,6 +1071,10 @@ def parse_options(value: str) -> tuple[str, dict[str, str]]:
         pos = match.end()
     return main, params
 
+# %% [markdown]
+# Five header values: the boundary with a space in it, a charset written without spaces, a
+# Windows file name with backslashes, a parameter with no value, and a repeated one:
+
 # %%
 barelab.show_transcript([(v, attempt(parse_options, v)) for v in [
     'multipart/form-data; boundary="----formdata 7d"', "text/plain;charset=UTF-8",
@@ -868,6 +1082,10 @@ barelab.show_transcript([(v, attempt(parse_options, v)) for v in [
     "a/b; boundary=x; BOUNDARY=y"]], columns=("header value", "parse_options"))
 
 # %% [markdown]
+# The first three came out right: `----formdata 7d` with its space, the charset, and
+# `C:\notes\a.txt` with its backslashes intact. The last two are 400s. `BOUNDARY=y` is a
+# repeat because parameter names ignore case, just as header names do.
+#
 # ### The shape of a multipart body
 #
 # RFC 7578 defines `multipart/form-data` on top of RFC 2046 §5.1.1. With the boundary
@@ -906,8 +1124,51 @@ barelab.show_bytes(form_body)
 # nothing else; the text before the first boundary line (a "preamble") and after the last
 # one (the "epilogue") is ignored. A boundary is 1 to 70 characters from a small set (§5.1.1).
 #
+# The parser comes in three layers: cut the body into parts, read one part's headers, turn
+# a part into a field or a file. The first layer finds delimiters with `bytes.find`, and uses
+# one trick: it puts a CRLF in front of the body, so the first boundary line looks like every
+# later delimiter and needs no special case. After each delimiter comes either `--` (the
+# end) or optional padding and a CRLF (another part). Anything else means the boundary
+# string appeared inside a part, which RFC 2046 forbids, or the body is not what it claims
+# to be.
+
+# %%
+#| export
+def _split_parts(body: bytes, boundary: str):
+    """Yield the bytes of each part between the delimiters (RFC 2046 §5.1.1); 400 if malformed."""
+    delimiter = b"\r\n--" + boundary.encode("ascii")
+    data = b"\r\n" + body                  # now the first boundary line is a delimiter too
+    pos = data.find(delimiter)
+    if pos < 0:
+        raise BadRequest(f"the body has no --{boundary} line")
+    while not data.startswith(b"--", pos + len(delimiter)):      # "--" ends the body
+        pos += len(delimiter)
+        line_end = data.find(b"\r\n", pos)
+        if line_end < 0 or data[pos:line_end].strip(b" \t"):
+            raise BadRequest(f"a --{boundary} line must end right after the boundary")
+        end = data.find(delimiter, line_end)
+        if end < 0:
+            raise BadRequest(f"the body ends inside a part: no closing --{boundary}--")
+        yield data[line_end + 2:end]
+        pos = end
+
+# %% [markdown]
+# It is a generator, so it hands over one part at a time. Run it on the body above and look
+# at where each part ends:
+
+# %%
+list(_split_parts(form_body, "xyzzy"))
+
+# %% [markdown]
+# Two parts, each still holding its own header lines. The file's content ends in
+# `line two\r\n`: one CRLF, its own, while the CRLF that came before `--xyzzy--` went to the
+# delimiter. A body that ends before `--xyzzy--` raises instead of yielding a last part: it
+# was cut off in transit, and accepting it would hand the app a truncated file as if it
+# were whole.
+#
 # A part becomes a field (`str`, UTF-8) or, when its `Content-Disposition` has a `filename`,
 # an `UploadedFile`. The file stays in memory: the body is already limited by `max_body`.
+# It is a frozen dataclass, and its `repr` leaves out the data, which may be megabytes.
 
 # %%
 #| export
@@ -924,11 +1185,28 @@ class UploadedFile:
         return len(self.data)
 
 # %% [markdown]
+# Each part starts with header lines of its own, in the same `Name: value` shape as HTTP
+# headers. `_part_field` reads one, and refuses a line with no colon or a name that is not a
+# token:
+
+# %%
+#| export
+def _part_field(line: bytes) -> tuple[str, str]:
+    name, colon, value = line.partition(b":")
+    if not colon or not re.fullmatch(_TOKEN.encode(), name):
+        raise BadRequest(f"malformed header line in a part: {line[:40]!r}")
+    return name.decode("ascii"), decode_utf8(value.strip(b" \t"), "part header")
+
+# %%
+_part_field(b"Content-Type: text/plain"), attempt(_part_field, b"Content Type text/plain")
+
+# %% [markdown]
 # Parsing one part: split its headers from its content at the first empty line, parse the
-# header lines, then read `name` and `filename` from `Content-Disposition`. RFC 7578 §4.2
-# requires `form-data` and a `name` in every part; a part without them is a 400. A part's
-# `Content-Type` defaults to `text/plain` for fields (§4.4); browsers send one for every
-# file.
+# header lines, then read `name` and `filename` from `Content-Disposition` with
+# `parse_options`. RFC 7578 §4.2 requires `form-data` and a `name` in every part; a part
+# without them is a 400. A part's `Content-Type` defaults to `text/plain` for fields
+# (§4.4); browsers send one for every file, and a file without one is taken as
+# `application/octet-stream`.
 
 # %%
 #| export
@@ -949,19 +1227,16 @@ def _parse_part(part: bytes):
             "content-type", "application/octet-stream"), content, headers)
     return params["name"], decode_utf8(content, f"field {params['name']!r}")
 
-def _part_field(line: bytes) -> tuple[str, str]:
-    name, colon, value = line.partition(b":")
-    if not colon or not re.fullmatch(_TOKEN.encode(), name):
-        raise BadRequest(f"malformed header line in a part: {line[:40]!r}")
-    return name.decode("ascii"), decode_utf8(value.strip(b" \t"), "part header")
+# %%
+[_parse_part(part) for part in _split_parts(form_body, "xyzzy")]
 
 # %% [markdown]
-# The body parser finds delimiters with `bytes.find`. One trick: it puts a CRLF in front
-# of the body, so the first boundary line looks like every later delimiter and needs no
-# special case. After each delimiter comes either `--` (the end) or padding and a CRLF
-# (another part); anything else means the boundary string appeared inside a part, which RFC
-# 2046 forbids, or the body is not what it claims to be. A body that ends before `--xyzzy--`
-# was cut off in transit; accepting it would hand the app a truncated file as if it were whole.
+# The title came back as text, with `é` decoded from UTF-8, and the upload as an
+# `UploadedFile` named `notes.txt`.
+#
+# The last layer checks the boundary, runs the two others, and sorts the results into
+# fields and files. `max_parts` caps the number of parts: each costs a little parsing and
+# memory, and a form with a million empty parts fits in a few megabytes.
 
 # %%
 #| export
@@ -972,25 +1247,12 @@ def parse_multipart(body: bytes, boundary: str | None, *, max_parts: int = 1000)
     if not boundary or not BOUNDARY.fullmatch(boundary):
         raise BadRequest(f"multipart/form-data needs a valid boundary (RFC 2046 §5.1.1), "
                          f"not {boundary!r}")
-    delimiter = b"\r\n--" + boundary.encode("ascii")
-    data = b"\r\n" + body                  # now the first boundary line is a delimiter too
-    pos = data.find(delimiter)
-    if pos < 0:
-        raise BadRequest(f"the body has no --{boundary} line")
     fields, files = [], []
-    while not data.startswith(b"--", pos + len(delimiter)):      # "--" ends the body
-        pos += len(delimiter)
-        line_end = data.find(b"\r\n", pos)
-        if line_end < 0 or data[pos:line_end].strip(b" \t"):
-            raise BadRequest(f"a --{boundary} line must end right after the boundary")
-        end = data.find(delimiter, line_end)
-        if end < 0:
-            raise BadRequest(f"the body ends inside a part: no closing --{boundary}--")
-        if len(fields) + len(files) == max_parts:
+    for number, part in enumerate(_split_parts(body, boundary)):
+        if number == max_parts:
             raise ContentTooLarge(f"more than {max_parts} parts in one form")
-        name, value = _parse_part(data[line_end + 2:end])
+        name, value = _parse_part(part)
         (files if isinstance(value, UploadedFile) else fields).append((name, value))
-        pos = end
     return MultiDict(fields), MultiDict(files)
 
 # %%
@@ -998,9 +1260,7 @@ fields, files = parse_multipart(form_body, "xyzzy")
 fields, files, files["upload"].data
 
 # %% [markdown]
-# The title came back as text (`é` decoded from UTF-8), the file as bytes with its two lines
-# and its final CRLF, and nothing more. `max_parts` caps the number of parts: each costs a
-# little parsing and memory, and a form with a million empty parts fits in a few megabytes.
+# Two multi-dicts, and the file's bytes with its two lines and its final CRLF, nothing more.
 #
 # Now the broken bodies. Each one is the good body with one thing wrong:
 
@@ -1022,7 +1282,9 @@ barelab.show_transcript([
 # %% [markdown]
 # Every malformed body is a 400 that says what was wrong, and the last row shows the parts
 # the RFC says to ignore being ignored. Bare LF line endings are refused: RFC 2046 requires
-# CRLF, and every browser and HTTP library sends it.
+# CRLF, and every browser and HTTP library sends it. The "boundary inside the content" row
+# is the attack a lenient parser invites: whoever controls a file's content could end the
+# file early and add a field of their choosing.
 
 # %% [markdown]
 # ## JSON
@@ -1038,6 +1300,12 @@ barelab.show_transcript([
 #   cross-site `fetch` without a CORS preflight, can send a JSON-shaped body only as
 #   `text/plain`, so an endpoint that accepts any content type can be driven by another
 #   site with your user's cookies.
+#
+# `parse_json` handles the first kind; `Request.json`, later, handles the second. Three
+# things can go wrong inside `json.loads` besides a syntax error, and each gets caught: bytes
+# that are not UTF-8, a `NaN` (`parse_constant` is called for `NaN`, `Infinity` and
+# `-Infinity`, and here it refuses them), and nesting so deep that the parser runs out of
+# stack.
 
 # %%
 #| export
@@ -1057,6 +1325,9 @@ def parse_json(body: bytes):
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not a JSON value (RFC 8259 §6)")
 
+# %% [markdown]
+# Six bodies, from valid to hostile:
+
 # %%
 barelab.show_transcript([(label, attempt(parse_json, body)) for label, body in [
     ("valid", b'{"name": "Zo\xc3\xab", "tags": [1, 2]}'), ("trailing comma", b'{"name": "Zoe",}'),
@@ -1064,8 +1335,10 @@ barelab.show_transcript([(label, attempt(parse_json, body)) for label, body in [
     ("100 000 open brackets", b"[" * 100_000)]], columns=("body", "parse_json"))
 
 # %% [markdown]
-# In the last row, Python's parser recursed once per bracket and hit the recursion limit.
-# Caught and turned into a 400, it costs the server nothing.
+# The trailing comma is the mistake people make by hand, and the message says where:
+# line 1, column 16, the `}` after the comma. In the last row, Python's parser recursed once
+# per bracket and hit the recursion limit. Uncaught, that is a 500 and a traceback in your
+# logs for a 100 KB request; caught and turned into a 400, it costs the server nothing.
 
 # %% [markdown]
 # ## Request
@@ -1074,6 +1347,9 @@ barelab.show_transcript([(label, attempt(parse_json, body)) for label, body in [
 # stored in the environ under `barelab.body` (a key with a dot: PEP 3333 leaves those to
 # extensions). A refusal is stored too, so asking again gives the same 400 instead of reading
 # a half-consumed stream.
+#
+# As with `RequestHead`, the pieces are functions first, and the class only names them.
+# Each takes the request as its one argument, so each can become a property.
 
 # %%
 #| export
@@ -1089,9 +1365,11 @@ def _request_body(request) -> bytes:
     return environ["barelab.body"]
 
 # %% [markdown]
-# Forms and JSON sit on top of the body. A body that is not a form gives an empty `form`, as
-# in Flask: a GET request has no form fields, which is not an error. JSON, on the other
-# hand, insists on its content type, as decided above.
+# Forms and JSON sit on top of the body. `_form_and_files` picks the parser from the
+# `Content-Type`, and passes the multipart boundary along. A body that is not a form gives
+# an empty `form`, as in Flask: a GET request has no form fields, which is not an error.
+# `_request_json`, on the other hand, insists on its content type, as decided above, before
+# it looks at a single byte of the body.
 
 # %%
 #| export
@@ -1111,7 +1389,11 @@ def _request_json(request):
     return parse_json(request.body)
 
 # %% [markdown]
-# The class itself only names these, the way `RequestHead` did.
+# The class itself only names these, the way `RequestHead` did. Two limits come in through
+# the constructor, `max_body` and `max_parts`, so one route can accept large uploads while
+# the rest keep the default. Note which properties are cached: `body` is a plain
+# `property`, because its cache lives in the environ, where other `Request` objects can see
+# it; `form` and `files` share one cached parse.
 
 # %%
 #| export
@@ -1133,7 +1415,7 @@ class Request(RequestHead):
 
 # %% [markdown]
 # Here is a urlencoded form, and the body read once by two `Request` objects over the same
-# environ:
+# environ. Think of `first` as a middleware's request and `second` as the app's:
 
 # %%
 env = barelab.build_environ("POST", "/notes", body=b"title=Caf%C3%A9&tag=a&tag=b",
@@ -1142,7 +1424,13 @@ first, second = Request(env), Request(env)
 first.form, second.form.getall("tag"), second.body
 
 # %% [markdown]
-# And the multipart body from before, with its boundary in the `Content-Type`:
+# `second` found the body in `environ["barelab.body"]`, where `first` left it. Had it read
+# `wsgi.input` again, it would have found nothing there, and the app would have seen an
+# empty form with no error at all.
+
+# %% [markdown]
+# And the multipart body from before, with its boundary in the `Content-Type`. The
+# request's `form` gets the text fields and `files` gets the uploads:
 
 # %%
 upload = Request(barelab.build_environ(
@@ -1151,7 +1439,9 @@ upload = Request(barelab.build_environ(
 upload.form["title"], upload.files["upload"], upload.files["upload"].size
 
 # %% [markdown]
-# Finally JSON, right and wrong. Each error is an `HTTPError`, ready to be sent:
+# Finally JSON, right and wrong, through `request.json`. The first three content types are
+# all JSON (a `charset` parameter is harmless, and `+json` types count); the last two are
+# the two kinds of failure. Each error is an `HTTPError`, ready to be sent:
 
 # %%
 def json_of(body, content_type="application/json"):
@@ -1181,6 +1471,8 @@ barelab.show_transcript([
 #   purpose.
 #
 # So `set_cookie` refuses such values instead of quoting them the way `SimpleCookie` does.
+# The rule fits in a regular expression: `_COOKIE_OCTETS` lists the allowed bytes as
+# ranges, skipping `"` (`\x22`), `,` (`\x2c`), `;` (`\x3b`) and `\` (`\x5c`).
 
 # %%
 #| export
@@ -1196,12 +1488,19 @@ def check_cookie(name: str, value: str) -> None:
         raise ValueError(f"a cookie value has no space, '\"', ',', ';', '\\' or non-ASCII, "
                          f"quoted or not (RFC 6265 §4.1.1); encode it first: {value!r}")
 
+# %% [markdown]
+# Seven cookies; `None` means the pair is fine:
+
 # %%
 barelab.show_transcript([(f"{n}={v}", attempt(check_cookie, n, v)) for n, v in [
     ("sid", "abc123"), ("sid", '"abc123"'), ("note", "two words"), ("note", '"two words"'),
     ("list", "a,b"), ("my cookie", "x"), ("name", "Zoë")]], columns=("cookie", "check_cookie"))
 
 # %% [markdown]
+# Quotes are allowed around a value, but they change nothing: `"two words"` is as illegal as
+# `two words`. `Zoë` fails too, since a cookie value is ASCII only; a value that holds text
+# like that is percent-encoded or base64-encoded by the app before it is set.
+#
 # The attributes have rules of their own, and browsers drop a cookie that breaks them, with no
 # error anywhere but the browser's developer console:
 #
@@ -1209,7 +1508,8 @@ barelab.show_transcript([(f"{n}={v}", attempt(check_cookie, n, v)) for n, v in [
 #   requests, and since the 2020 revision of draft-ietf-httpbis-rfc6265bis (the successor to
 #   RFC 6265, still a draft), its storage model ignores a `SameSite=None` cookie that is not
 #   also `Secure`. Chrome has enforced it since version 80, in 2020. This `set_cookie`
-#   defaults to `SameSite=Lax`, which is what current browsers assume when it is missing.
+#   defaults to `SameSite=Lax`: Chrome assumes `Lax` when the attribute is missing, but
+#   Firefox and Safari do not, so writing it out gives the same behaviour everywhere.
 # - Names starting with `__Secure-` or `__Host-` are promises (rfc6265bis §4.1.3): both
 #   require `Secure`, and `__Host-` also requires `Path=/` and no `Domain`.
 # - `Path` and `Domain` may not contain `;` or control characters.
@@ -1266,10 +1566,14 @@ def http_date(when) -> str:
 http_date(0), http_date(datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
 
 # %% [markdown]
-# (The notebook's output checker masks every HTTP date, so stored outputs do not depend on
-# the clock; you see the real ones when you run the cell.) Now `set_cookie` itself, and
-# `delete_cookie`, which sets the same cookie to an empty value that expired long ago. To
-# delete a cookie, the browser must recognise it: same name, same `Path`, same `Domain`.
+# The first is the Unix epoch, the second the date you gave. (The notebook's output checker
+# masks every HTTP date, so stored outputs do not depend on the clock; you see the real ones
+# when you run the cell.)
+#
+# Now `set_cookie` itself. It builds the line from left to right: the checked `name=value`,
+# then the lifetime (`Max-Age`, `Expires`), then the attributes from `_cookie_attributes`,
+# then `HttpOnly`. The line goes in with `add_header`, never `set_header`, since each cookie
+# is a line of its own.
 
 # %%
 #| export
@@ -1288,25 +1592,47 @@ def set_cookie(self, name: str, value: str = "", *, max_age: int | timedelta | N
     parts += ["HttpOnly"] * httponly
     self.add_header("Set-Cookie", "; ".join(parts))
 
+Response.set_cookie = set_cookie
+
+# %% [markdown]
+# Log a user in properly this time: a session cookie that JavaScript cannot read and that
+# never travels over plain HTTP, and a theme that lasts thirty days.
+
+# %%
+welcome = Response("welcome")
+welcome.set_cookie("sid", "abc123", httponly=True, secure=True)
+welcome.set_cookie("theme", "dark", max_age=timedelta(days=30))
+barelab.show_headers(welcome.headers)
+
+# %% [markdown]
+# Two separate `Set-Cookie` lines, which the naive class could not send. `Max-Age=2592000`
+# is thirty days in seconds. `HttpOnly` hides `sid` from JavaScript (a script injected into
+# your page cannot read it); `Secure` keeps it off plain HTTP.
+#
+# There is no "delete" in the protocol. To make a browser forget a cookie, you set it again
+# with an empty value that has already expired: `Max-Age=0` for current browsers, and an
+# `Expires` in 1970 for old ones. The browser must recognise it as the same cookie, so the
+# name, `Path` and `Domain` must be those it was set with.
+
+# %%
+#| export
 def delete_cookie(self, name: str, *, path: str | None = "/", domain: str | None = None,
                   secure: bool = False, httponly: bool = False, samesite: str | None = "Lax"):
     """Ask the browser to forget a cookie; path and domain must be those it was set with."""
     self.set_cookie(name, "", max_age=0, expires=0, path=path, domain=domain, secure=secure,
                     httponly=httponly, samesite=samesite)
 
-Response.set_cookie, Response.delete_cookie = set_cookie, delete_cookie
+Response.delete_cookie = delete_cookie
 
 # %%
-welcome = Response("welcome")
-welcome.set_cookie("sid", "abc123", httponly=True, secure=True)
-welcome.set_cookie("theme", "dark", max_age=timedelta(days=30))
 welcome.delete_cookie("old_session")
-barelab.show_headers(welcome.headers)
+welcome.headers[-1]
 
 # %% [markdown]
-# Three separate `Set-Cookie` lines, which the naive class could not send. `HttpOnly` hides
-# `sid` from JavaScript (a script injected into your page cannot read it); `Secure` keeps it
-# off plain HTTP. And the cookies a browser would drop are refused here instead:
+# A third line, the one that removes `old_session`, with both kinds of expiry.
+#
+# Last, the cookies a browser would drop. Each is refused here, with a reason, instead of
+# vanishing silently in the browser:
 
 # %%
 barelab.show_transcript([(call, attempt(eval, call)) for call in [
@@ -1314,6 +1640,11 @@ barelab.show_transcript([(call, attempt(eval, call)) for call in [
     'welcome.set_cookie("__Host-sid", "1", secure=True, path="/app")',
     'welcome.set_cookie("sid", "a b")',
     'welcome.set_cookie("sid", "1", path="/; Domain=evil.example")']], columns=("call", "result"))
+
+# %% [markdown]
+# The last row is an injection one level down: a `Path` taken from user input that carries
+# its own `; Domain=...` would add an attribute of the attacker's choosing to your cookie.
+# `ATTRIBUTE_VALUE` has no `;` in it, so the attempt fails.
 
 # %% [markdown]
 # ## JSON responses and redirects
@@ -1332,9 +1663,17 @@ class JSONResponse(Response):
         text = json.dumps(data, ensure_ascii=False, allow_nan=False)
         super().__init__(text.encode("utf-8"), status, headers, content_type="application/json")
 
+# %% [markdown]
+# Send a `201 Created` with a name that is not ASCII, then try to build one with a `NaN`:
+
 # %%
 call = barelab.call_wsgi(validator(JSONResponse({"name": "Zoë", "tags": ["a"]}, 201)))
 call.status, call.headers, call.body, attempt(JSONResponse, {"x": float("nan")})
+
+# %% [markdown]
+# `ë` is the two bytes `\xc3\xab` in the body, and `Content-Length: 31` counts bytes, not
+# characters. The `NaN` never left the server: better a `ValueError` in your code than a
+# body that the client's parser rejects.
 
 # %% [markdown]
 # A redirect is a 3xx status and a `Location` header. The codes differ in two ways: whether
@@ -1345,14 +1684,17 @@ call.status, call.headers, call.body, attempt(JSONResponse, {"x": float("nan")})
 #
 # The target often comes from the request (`?next=/account`), which makes it dangerous. Here
 # is the attack from chapter 02 again, this time through a redirect helper that trusts its
-# input and a server that writes headers as they come:
+# input and a server that writes headers as they come. Put the target in the `Location`
+# line by hand and look at the bytes:
 
 # %%
 next_url = "/home\r\nSet-Cookie: admin=1"
 barelab.show_bytes(b"HTTP/1.1 302 Found\r\nLocation: " + next_url.encode() + b"\r\n\r\n")
 
 # %% [markdown]
-# A second header, chosen by whoever wrote the link. `RedirectResponse` refuses any control
+# A second header, chosen by whoever wrote the link: the browser stores `admin=1` as if your
+# site had set it. `check_header` would already refuse this value, but a redirect deserves
+# its own message. `RedirectResponse` refuses any control
 # character in the target with a clear error. Non-ASCII characters are legal in a link but
 # not in a header, so they are percent-encoded as UTF-8 (RFC 3986 §2.1); characters that
 # already mean something in a URL (`/ ? # & = %` and the like) are left alone.
@@ -1375,6 +1717,10 @@ class RedirectResponse(Response):
         super().__init__(f"Redirecting to {location}\n", status, headers)
         self.set_header("Location", location)
 
+# %% [markdown]
+# Four calls: a plain redirect, one with non-ASCII and a space in the target, the injected
+# target from above, and a status that is not a redirect:
+
 # %%
 barelab.show_transcript([(call, attempt(lambda: eval(call).headers)) for call in [
     'RedirectResponse("/account")', 'RedirectResponse("/café?next=/a b", 303)',
@@ -1395,6 +1741,10 @@ barelab.show_transcript([(call, attempt(lambda: eval(call).headers)) for call in
 # WSGI app. It builds the `Request` and calls the `Response`; an `HTTPError` raised anywhere
 # in the handler becomes the response. Any other exception is a bug, and goes to the server,
 # which answers 500 and logs it.
+#
+# This is the whole of what Flask does between the server and your view, minus routing,
+# and it is seven lines. `functools.wraps` copies the handler's name onto the app, so logs
+# and tracebacks still say `notes_app`.
 
 # %%
 #| export
@@ -1410,60 +1760,90 @@ def wsgi_app(handler):
     return app
 
 # %% [markdown]
-# A small notes app uses everything. Routing by hand is fine for five paths (chapter 08
-# builds a router). `/notes` lists or adds notes, from a form or from JSON; `/login` sets two
-# cookies and redirects with 303; `/me` reads them; `/ping` answers 204; `/page` supports a
-# conditional GET with an `ETag`: if the client already has this version, a 304.
+# A small notes app uses everything, one handler per path. Each handler takes a `Request`
+# and returns a `Response`, the shape of a Flask view with the `request` passed in instead
+# of imported. First `/notes`: a GET lists the notes, a POST adds one, from a form or from
+# JSON, and answers `201 Created`.
 
 # %%
 notes = ["first note"]
 
-@wsgi_app
-def notes_app(request):
-    if request.path == "/notes" and request.method == "POST":
+def notes_page(request):
+    if request.method == "POST":
         data = request.json if request.content_type == "application/json" else request.form
         notes.append(data.get("text") or "")
         return JSONResponse({"notes": notes}, 201)
-    if request.path == "/notes":
-        return JSONResponse({"notes": notes[: int(request.query.get("limit", 10))]})
-    if request.path == "/login":
-        response = RedirectResponse("/me", 303)
-        response.set_cookie("sid", "abc123", httponly=True)
-        response.set_cookie("theme", request.query.get("theme", "light"))
-        return response
-    if request.path == "/me":
-        return Response(f"sid={request.cookies.get('sid')} theme={request.cookies.get('theme')}\n")
-    if request.path == "/ping":
-        return Response(status=204)
-    if request.path == "/page":
-        if request.headers.get("If-None-Match") == '"v1"':
-            return Response(status=304, headers=[("ETag", '"v1"')])
-        return Response("<h1>Page, version 1</h1>", headers=[("ETag", '"v1"')],
-                        content_type="text/html")
-    raise NotFound(f"no page at {request.path}")
+    return JSONResponse({"notes": notes[: int(request.query.get("limit", 10))]})
+
+# %% [markdown]
+# `/login` sets two cookies and redirects with 303, as a login form's handler would (the
+# theme comes from the query, so you can see it travel). `/me` reads both back.
+
+# %%
+def login_page(request):
+    response = RedirectResponse("/me", 303)
+    response.set_cookie("sid", "abc123", httponly=True)
+    response.set_cookie("theme", request.query.get("theme", "light"))
+    return response
+
+def me_page(request):
+    return Response(f"sid={request.cookies.get('sid')} theme={request.cookies.get('theme')}\n")
+
+# %% [markdown]
+# Two pages for the empty responses. `/ping` answers 204. `/page` supports a conditional GET:
+# its 200 carries an `ETag`, a version label, and a client that already has version `"v1"`
+# says so in `If-None-Match` and gets a 304 with no body.
+
+# %%
+def ping_page(request):
+    return Response(status=204)
+
+def versioned_page(request):
+    if request.headers.get("If-None-Match") == '"v1"':
+        return Response(status=304, headers=[("ETag", '"v1"')])
+    return Response("<h1>Page, version 1</h1>", headers=[("ETag", '"v1"')],
+                    content_type="text/html")
+
+# %% [markdown]
+# A dict is router enough for five paths (chapter 08 builds a real one). An unknown path
+# raises `NotFound`, which `wsgi_app` turns into the 404. The app is served wrapped in
+# `validator`: any PEP 3333 violation in any exchange below would turn into an error in the
+# server's log.
+
+# %%
+PAGES = {"/notes": notes_page, "/login": login_page, "/me": me_page,
+         "/ping": ping_page, "/page": versioned_page}
+
+@wsgi_app
+def notes_app(request):
+    if request.path not in PAGES:
+        raise NotFound(f"no page at {request.path}")
+    return PAGES[request.path](request)
 
 server = barelab.serve(validator(notes_app), name="notes")
 server
 
 # %% [markdown]
-# The app is served wrapped in `validator`: any PEP 3333 violation in any exchange below would
-# turn into an error in the server's log. Start with the login, as raw bytes, to see the two
-# `Set-Cookie` lines on the wire:
+# Start with the login. `barelab.raw_exchange` sends the bytes you give it over a socket and
+# shows both directions exactly as they travelled, so you can see the two `Set-Cookie` lines
+# on the wire:
 
 # %%
 barelab.raw_exchange(server, b"GET /login?theme=dark HTTP/1.1\r\nHost: x\r\n"
                              b"Connection: close\r\n\r\n")
 
 # %% [markdown]
-# Two lines, in the order they were set, then a 303 to `/me`. A browser stores both cookies,
-# follows the redirect with a GET, and sends them back in one `Cookie` header:
+# Two lines, in the order they were set, and a 303 to `/me`. The server added `Date`,
+# `Server` and `Connection` itself: those are its business, not the app's. A browser stores
+# both cookies, follows the redirect with a GET, and sends them back in one `Cookie` header:
 
 # %%
 barelab.http_request(server, "GET", "/me", headers=[("Cookie", "sid=abc123; theme=dark")])
 
 # %% [markdown]
-# Add a note from a form and one from JSON, then send JSON that is broken and JSON that is
-# labelled as text:
+# `request.cookies` split the one header back into two values. Next, add a note from a form
+# and one from JSON, then send JSON that is broken and JSON that is labelled as text. Each
+# row is one request, and the response's status and body:
 
 # %%
 barelab.show_transcript([
@@ -1479,9 +1859,15 @@ barelab.show_transcript([
     ]], columns=("request", "response"))
 
 # %% [markdown]
-# The `text/plain` body was neither a form nor JSON, so `request.form` was empty and the app
-# stored an empty note: your handler decides what a missing field means. Now a real
-# multipart upload, sent by `curl -F`, which picks its own boundary:
+# The form's `Caf%C3%A9+at+9` arrived as `Café at 9`, and the JSON's `Zoë` intact. The bad
+# JSON got a 400 whose body (starting with its own status line, hence `400 400`) tells the
+# client's developer where to look. The `text/plain` body was neither a form nor JSON, so
+# `request.form` was empty and the app stored an empty note: your handler decides what a
+# missing field means, and this one should have refused it.
+#
+# Now a real multipart upload, sent by `curl -F`, which picks its own boundary. The
+# scratch file has two lines with CRLF endings, and the app echoes what it received as
+# JSON; a second server keeps it apart from the notes.
 
 # %%
 from pathlib import Path
@@ -1507,7 +1893,8 @@ uploads
 # !curl -s -F who=Zoë -F file=@{scratch} {uploads.url}
 
 # %% [markdown]
-# The file's CRLFs came through intact. Now the empty responses, on the wire, sent as two
+# The file's CRLFs came through intact, `Zoë` in the form field was decoded, and `curl`
+# labelled the file `text/plain` from its extension. Now the empty responses, on the wire, sent as two
 # requests on one connection (the second one asks the server to close afterwards). The 204
 # has no `Content-Length`; the 304, asked for with the `ETag` the client already has, has no
 # body.
@@ -1527,13 +1914,17 @@ barelab.raw_exchange(server, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
 barelab.raw_exchange(server, b"HEAD /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 
 # %% [markdown]
-# Finally, what the server saw. A 404 for an unknown page and a 400 for a path that is not
-# UTF-8 are answered by `HTTPError` responses; the log has one line per request and no errors
-# from `validator`.
+# Finally, two requests that fail before any page handler runs: an unknown page, and a path
+# whose `%E9` is a latin-1 `é`, not UTF-8. Both are answered by `HTTPError` responses, the
+# second one raised by `request.path` inside `notes_app`.
 
 # %%
 barelab.http_request(server, "GET", "/nowhere").status, \
     barelab.http_request(server, "GET", "/caf%E9").text
+
+# %% [markdown]
+# The server's log has one line per request, every status you have seen above, and no
+# error from `validator` anywhere:
 
 # %%
 server.log

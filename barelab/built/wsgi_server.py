@@ -19,6 +19,7 @@ from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 from wsgiref.util import FileWrapper
 
+
 from barelab.built.http_wire import (FIELD_VALUE, TOKEN, BadRequest, ChunkedDecoder,
                                      HeaderFieldsTooLarge, HTTPError, body_length,
                                      format_response_head, parse_fields, parse_request_line,
@@ -203,14 +204,17 @@ class ErrorLog:
             if line.strip():
                 self.log.error(f"wsgi.errors: {line}")
 
-    def writelines(self, lines) -> None:
-        for line in lines:
-            self.write(line)
 
-    def flush(self) -> None:
-        if self.pending.strip():
-            self.log.error(f"wsgi.errors: {self.pending}")
-        self.pending = ""
+def _writelines(self, lines) -> None:
+    for line in lines:
+        self.write(line)
+
+def _flush(self) -> None:
+    if self.pending.strip():
+        self.log.error(f"wsgi.errors: {self.pending}")
+    self.pending = ""
+
+ErrorLog.writelines, ErrorLog.flush = _writelines, _flush
 
 
 class RequestBody:
@@ -385,8 +389,9 @@ def check_status(status) -> tuple[int, bytes]:
     encoded = status.encode("latin-1")
     if not (space and len(code) == 3 and code.isascii() and code.isdigit()
             and 200 <= int(code) <= 599 and FIELD_VALUE.fullmatch(encoded)):
-        raise ValueError(f'PEP 3333: the status is "a status code and reason phrase, '
-                         f'separated by a single space", code 200-599, got {status!r}')
+        raise ValueError(f'PEP 3333: the status is "a Status-Code and a Reason-Phrase, in '
+                         f'that order and separated by a single space", code 200-599, '
+                         f'got {status!r}')
     return int(code), encoded
 
 
@@ -485,6 +490,19 @@ def _framing(self, length: int | None) -> list[bytes]:
 Exchange._framing = _framing
 
 
+def _connection_lines(self) -> list[bytes]:
+    """Decide whether the connection stays open after this exchange, and tell the client."""
+    self.keep_alive = (self.keep_alive and not self.app_close and self.body.reusable()
+                       and not self.connection.server.stopping)
+    if not self.keep_alive:
+        return [b"Connection: close\r\n"]
+    if self.head.version == b"1.0":
+        return [b"Connection: keep-alive\r\n"]
+    return []
+
+Exchange.connection_lines = _connection_lines
+
+
 def _response_head(self, length: int | None) -> bytes:
     """Status line and headers; ``length`` is the body's size when all of it is known."""
     if self.status is None:
@@ -498,12 +516,7 @@ def _response_head(self, length: int | None) -> bytes:
         lines.append(b"Date: " + http_date() + b"\r\n")
     if b"server" not in self.names:
         lines.append(b"Server: " + SERVER + b"\r\n")
-    self.keep_alive = (self.keep_alive and not self.app_close and self.body.reusable()
-                       and not self.connection.server.stopping)
-    if not self.keep_alive:
-        lines.append(b"Connection: close\r\n")
-    elif self.head.version == b"1.0":
-        lines.append(b"Connection: keep-alive\r\n")
+    lines += self.connection_lines()
     self.head_sent = True
     return b"".join(lines) + b"\r\n"
 
@@ -539,17 +552,23 @@ def _send_result(self, result) -> None:
             raise TypeError("PEP 3333: the app's iterable must yield bytes")
         self.send(b"".join(result), whole=True)
     else:
-        for chunk in result:
-            if type(chunk) is not bytes:
-                raise TypeError(f"PEP 3333: the app's iterable must yield bytes, "
-                                f"not {type(chunk).__name__}")
-            if chunk:                      # an empty chunk would end a chunked body
-                self.send(chunk)
-                if self.bodyless:
-                    break                  # HEAD, 204, 304: the head is out, that is all
+        self.send_stream(result)
     self.finish()
 
 Exchange.send_result = _send_result
+
+
+def _send_stream(self, result) -> None:
+    for chunk in result:
+        if type(chunk) is not bytes:
+            raise TypeError(f"PEP 3333: the app's iterable must yield bytes, "
+                            f"not {type(chunk).__name__}")
+        if chunk:                          # an empty chunk would end a chunked body
+            self.send(chunk)
+            if self.bodyless:
+                break                      # HEAD, 204, 304: the head is out, that is all
+
+Exchange.send_stream = _send_stream
 
 
 def _finish_response(self) -> None:
@@ -577,26 +596,39 @@ def _run(self, app, environ: dict) -> None:
     except Exception as error:
         self.fail(error)
     finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception as error:
-                self.connection.log.error("the app's iterable failed in close()", error)
+        self.close_result(result)
 
 Exchange.run = _run
 
 
-def _fail(self, error: Exception) -> None:
-    """Answer an error: a 500 (or the body's 4xx) if the head is not out, else hang up."""
+def _close_result(self, result) -> None:
+    """Call the iterable's close(), if it has one (PEP 3333), and log its errors."""
+    close = getattr(result, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception as error:
+            self.connection.log.error("the app's iterable failed in close()", error)
+
+Exchange.close_result = _close_result
+
+
+def _blame(self, error: Exception) -> tuple[int, str]:
+    """Log the error; return the status and text the client should get for it."""
     where = f"{self.head.method.decode()} {self.head.target.decode('latin-1')}"
     if error is self.body.error:           # a bad request body: the client's fault
-        status, text = error.status, error.message
-        self.connection.log.info(f"{self.connection.peer}: {where}: {text}")
-    else:
-        status, text = 500, "The application raised an error; the server log has details."
-        moment = " after the response started; closing the connection" if self.head_sent else ""
-        self.connection.log.error(f"application error in {where}{moment}: {error!r}", error)
+        self.connection.log.info(f"{self.connection.peer}: {where}: {error.message}")
+        return error.status, error.message
+    moment = " after the response started; closing the connection" if self.head_sent else ""
+    self.connection.log.error(f"application error in {where}{moment}: {error!r}", error)
+    return 500, "The application raised an error; the server log has details."
+
+Exchange.blame = _blame
+
+
+def _fail(self, error: Exception) -> None:
+    """Answer an error: a 500 (or the body's 4xx) if the head is not out, else hang up."""
+    status, text = self.blame(error)
     if self.head_sent:
         self.aborted = True
         return
@@ -839,8 +871,7 @@ def _accept_loop(self) -> None:
                     self.accept_all(selector, turned_away)
                 else:
                     self.drain_turned_away(key.fileobj, selector, turned_away)
-            for sock in [s for s, until in turned_away.items() if until < time.monotonic()]:
-                self.drop_turned_away(sock, selector, turned_away)
+            self.expire_turned_away(selector, turned_away)
 
 WSGIServer.accept_loop = _accept_loop
 
@@ -855,19 +886,24 @@ def _accept_all(self, selector, turned_away) -> None:
             self.log.error(f"accept() failed: {error}")
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = Connection(self, sock, client)
-        with self.lock:
-            room = len(self.connections) < self.options["max_connections"]
-            if room:
-                self.connections.add(connection)
-        if room:
-            connection.thread = threading.Thread(target=connection.serve, daemon=True,
-                                                 name=f"wsgi-server-{connection.peer}")
-            connection.thread.start()
-        else:
+        if not self.admit(Connection(self, sock, client)):
             self.turn_away(sock, client, selector, turned_away)
 
 WSGIServer.accept_all = _accept_all
+
+
+def _admit(self, connection: Connection) -> bool:
+    """Count the connection in and start its thread; False if the server is full."""
+    with self.lock:
+        if len(self.connections) >= self.options["max_connections"]:
+            return False
+        self.connections.add(connection)
+    connection.thread = threading.Thread(target=connection.serve, daemon=True,
+                                         name=f"wsgi-server-{connection.peer}")
+    connection.thread.start()
+    return True
+
+WSGIServer.admit = _admit
 
 
 def _turn_away(self, sock, client, selector, turned_away) -> None:
@@ -883,6 +919,8 @@ def _turn_away(self, sock, client, selector, turned_away) -> None:
     turned_away[sock] = time.monotonic() + 1.0
     self.log.request(client, "-", "-", "-", 503, 0, 0.0)
 
+WSGIServer.turn_away = _turn_away
+
 
 def _drain_turned_away(self, sock, selector, turned_away) -> None:
     try:
@@ -894,13 +932,21 @@ def _drain_turned_away(self, sock, selector, turned_away) -> None:
         pass
     self.drop_turned_away(sock, selector, turned_away)
 
+WSGIServer.drain_turned_away = _drain_turned_away
+
+
 def _drop_turned_away(self, sock, selector, turned_away) -> None:
     selector.unregister(sock)
     del turned_away[sock]
     sock.close()
 
-WSGIServer.turn_away, WSGIServer.drain_turned_away = _turn_away, _drain_turned_away
-WSGIServer.drop_turned_away = _drop_turned_away
+def _expire_turned_away(self, selector, turned_away) -> None:
+    now = time.monotonic()
+    for sock in [sock for sock, until in turned_away.items() if until < now]:
+        self.drop_turned_away(sock, selector, turned_away)
+
+WSGIServer.drop_turned_away, WSGIServer.expire_turned_away = (_drop_turned_away,
+                                                              _expire_turned_away)
 
 
 def _stop(self, timeout: float = 2.0) -> None:
@@ -914,6 +960,15 @@ def _stop(self, timeout: float = 2.0) -> None:
     self.wake_writer.send(b"\0")
     self.accept_thread.join()
     self.sock.close()
+    self.end_connections(timeout)
+    self.wake_reader.close()
+    self.wake_writer.close()
+
+WSGIServer.stop = _stop
+
+
+def _end_connections(self, timeout: float) -> None:
+    """Shut idle connections now; give busy ones ``timeout`` seconds, then shut them too."""
     with self.lock:
         connections = list(self.connections)
     for connection in connections:
@@ -925,7 +980,5 @@ def _stop(self, timeout: float = 2.0) -> None:
         if connection.thread.is_alive():   # still busy: cut its socket, wait a little more
             connection.shutdown()
             connection.thread.join(1.0)
-    self.wake_reader.close()
-    self.wake_writer.close()
 
-WSGIServer.stop = _stop
+WSGIServer.end_connections = _end_connections
