@@ -29,6 +29,7 @@ def _parse_pairs(text: str, max_fields: int) -> dict[str, list[str]]:
     except ValueError:
         raise BadRequest(f"more than {max_fields} fields in the query or form") from None
 
+
 def parse_query(query_string: str, max_fields: int = 1000) -> dict[str, list[str]]:
     """QUERY_STRING as {name: [values]}: escapes decoded as UTF-8, '+' as space, repeats kept."""
     try:
@@ -80,6 +81,7 @@ def media_type(environ: dict) -> str:
     """CONTENT_TYPE without its parameters, lower-cased: 'Text/HTML; charset=x' -> 'text/html'."""
     return environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
 
+
 def parse_form(environ: dict, max_bytes: int = MAX_BODY,
                max_fields: int = 1000) -> dict[str, list[str]]:
     """A urlencoded form body as {name: [values]}; 415 for another Content-Type."""
@@ -97,12 +99,7 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON (RFC 8259 §6)")
 
 
-def read_json(environ: dict, max_bytes: int = MAX_BODY):
-    """The body parsed as JSON; 415 for a non-JSON type, 400 with the reason for bad JSON."""
-    kind = media_type(environ)
-    if kind != "application/json" and not kind.endswith("+json"):
-        raise UnsupportedMediaType("send JSON with Content-Type: application/json")
-    body = read_body(environ, max_bytes)
+def _decode_json(body: bytes):
     if not body.strip():
         raise BadRequest("the body is empty; send a JSON document")
     try:
@@ -118,6 +115,14 @@ def read_json(environ: dict, max_bytes: int = MAX_BODY):
         raise BadRequest("invalid JSON: nested too deeply") from None
 
 
+def read_json(environ: dict, max_bytes: int = MAX_BODY):
+    """The body parsed as JSON; 415 for a non-JSON type, 400 with the reason for bad JSON."""
+    kind = media_type(environ)
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise UnsupportedMediaType("send JSON with Content-Type: application/json")
+    return _decode_json(read_body(environ, max_bytes))
+
+
 def _status_line(status: int) -> str:
     return f"{status} {reason_phrase(status)}"
 
@@ -128,12 +133,14 @@ def text_response(start_response, text: str, status: int = 200, headers=()) -> l
                                           ("Content-Length", str(len(body))), *headers])
     return [body]
 
+
 def json_response(start_response, data, status: int = 200, headers=()) -> list[bytes]:
     """Answer with ``data`` as JSON (UTF-8); returns the body to return from the app."""
     body = json.dumps(data, ensure_ascii=False).encode("utf-8") + b"\n"
     start_response(_status_line(status), [("Content-Type", "application/json"),
                                           ("Content-Length", str(len(body))), *headers])
     return [body]
+
 
 def error_response(start_response, error: HTTPError, headers=()) -> list[bytes]:
     """Answer with the status an HTTPError carries and its message as text."""
