@@ -63,6 +63,11 @@ def hello(environ, start_response):
 barelab.call_wsgi(validator(hello)).headers
 
 # %% [markdown]
+# `barelab.call_wsgi(app)` plays the server for one request: it builds an `environ`, calls
+# the app, iterates the body and closes it, and keeps a record of everything. `.headers` is
+# the list the app handed to `start_response`. The validator stayed silent, and silence is
+# what passing looks like: it only ever speaks up with an `AssertionError`.
+#
 # Now a middleware, written as a closure. `powered_by(app)` returns a new WSGI app,
 # `middleware`. When called, it calls `app`, but hands it its own `start_response`, which
 # adds one header and passes everything on to the real one. It gets a validator on **each**
@@ -79,8 +84,10 @@ def powered_by(app):
 barelab.call_wsgi(validator(powered_by(validator(hello)))).headers
 
 # %% [markdown]
-# The header is there, and `hello` never knew. Three details in `add_header` matter more
-# than they look, and the traps later in the chapter are about exactly these:
+# Read the call from the inside out: `hello`, a validator around it, `powered_by` around
+# that, and a second validator outside. The header is there, and `hello` never knew. Three
+# details in `add_header` matter more than they look, and the traps later in the chapter are
+# about exactly these:
 #
 # - it builds a **new** list (`headers + [...]`) instead of changing the app's list later;
 # - it takes `exc_info` (the error an app reports when it replaces a response it started)
@@ -113,6 +120,9 @@ class PoweredBy:
 barelab.call_wsgi(validator(PoweredBy(validator(hello), "a class"))).header("X-Powered-By")
 
 # %% [markdown]
+# `.header(name)` picks one header's value out of the response. The class did the same job
+# as the closure, and its setting, `value`, is now an argument you can change per stack.
+#
 # ### The validator at work
 #
 # So far both validators stayed quiet. Here is a middleware that gets two things wrong: it
@@ -132,8 +142,10 @@ call.exception
 # %% [markdown]
 # The outer validator caught the tuple: "Headers ... must be of type list" (PEP 3333, "The
 # start_response() Callable": `response_headers` "must be a Python list"). The dropped
-# `exc_info` goes unnoticed here, because `hello` never has an error to report; trap 4
-# shows what it costs. Typing `validator(...(validator(...)))` around every layer gets old
+# `exc_info` goes unnoticed here, because `hello` never has an error to report; trap 4,
+# further down, shows what it costs. With `raise_errors=False`, `call_wsgi` keeps the
+# exception in `call.exception` instead of raising it, so a cell can show a failure and
+# carry on. Typing `validator(...(validator(...)))` around every layer gets old
 # fast, so the first function this chapter exports, `compose`, takes a `between=` argument
 # that puts a validator at every boundary.
 
@@ -165,6 +177,10 @@ from urllib.parse import quote
 # the order a request meets them, so `compose(app, A, B)` is `A(B(app))`. A layer is
 # anything that takes an app and returns an app: a class, or `functools.partial` of one with
 # its settings filled in.
+#
+# Look at the loop: it walks the list backwards, so the last layer listed wraps the app
+# first and the first one listed ends up outermost. `between` wraps the app itself and then
+# each new layer as it is added, so every boundary gets exactly one.
 
 # %%
 #| export
@@ -183,7 +199,9 @@ stack = compose(hello, PoweredBy, between=validator)
 barelab.call_wsgi(stack).header("X-Powered-By")
 
 # %% [markdown]
-# `stack` is `validator(PoweredBy(validator(hello)))`, and it passed both checks.
+# `stack` is `validator(PoweredBy(validator(hello)))`, the same stack you typed by hand
+# before, and it passed both checks. From here on every stack in the chapter is built with
+# `between=validator`, so any layer that breaks PEP 3333 fails loudly in its own cell.
 #
 # Headers are a list of `(name, value)` pairs, and names are case-insensitive (RFC 9110
 # §5.1), so every middleware needs the same two small helpers: find the values of a header,
@@ -206,6 +224,11 @@ sample = [("Content-Type", "text/plain"), ("vary", "Accept"), ("Vary", "Cookie")
 header_values(sample, "VARY"), without(sample, "vary")
 
 # %% [markdown]
+# Asked for `VARY`, `header_values` found both `Vary` fields, whatever their spelling, in
+# the order they came. `without` returned a new list and left `sample` as it was: a
+# middleware must not change a list it did not make, because the layer that made it may
+# still hold on to it.
+#
 # ## The body: stream it, and close it
 #
 # A middleware that only changes headers hands the app's body back untouched, and that is
@@ -231,9 +254,16 @@ ticker_server = barelab.serve(compose(ticker, between=validator), name="ticker")
 ticker_server
 
 # %% [markdown]
-# To see *when* each line arrives, the client has to watch the socket itself.
+# You can click the link, but a browser is a poor stopwatch here: it holds back the first
+# few hundred bytes of a page before drawing anything, so 21 bytes of ticks may well appear
+# all at once. The honest measurement watches the socket.
+#
 # `arrivals(server, path)` sends a GET (with any extra `headers`), reads whatever comes, and
-# notes the moment each `tick N` first shows up, in seconds after the request went out.
+# notes the moment each `tick N` first shows up, in seconds after the request went out. It
+# speaks HTTP by hand, with a raw socket, because every HTTP client library you know waits
+# for the whole body before handing it over, which would hide the very thing to measure.
+# `setdefault` keeps the *first* time a tick was seen: `seen` grows, and the search runs
+# over all of it on every pass.
 
 # %%
 import re
@@ -267,14 +297,18 @@ def show_arrivals(times):
 show_arrivals(arrivals(ticker_server))
 
 # %% [markdown]
-# The numbers are masked in the stored notebook; run the cell yourself to see them: about
-# 0, 0.25 and 0.5 seconds. The server sent each line the moment the generator produced it.
+# About 0, 0.25 and 0.5 seconds: the server sent each line the moment the generator
+# produced it, and the client had it a moment later. (Durations are masked in the stored
+# notebook, so run the cell yourself to see your own numbers.) That is the baseline every
+# middleware in this chapter has to keep.
 #
 # ### Trap 1: a middleware that buffers the body
 #
 # Say you want every response to carry a `Content-Length`, so browsers can show a progress
 # bar. You need the body's length before the headers go out, so you read the whole body
-# first. Here is that middleware, written the way it usually is:
+# first. Here is that middleware, written the way it usually is. Look for the line marked
+# "waits": `b"".join(body)` cannot return before the generator is exhausted, and the real
+# `start_response` is only called after it.
 
 # %%
 def add_content_length(app):
@@ -282,17 +316,19 @@ def add_content_length(app):
         captured = []
         def capture(status, headers, exc_info=None):
             captured[:] = [status, headers]
-            return lambda data: None  # (write() is not supported: a second bug)
         body = app(environ, capture)
-        try:
-            data = b"".join(body)     # waits for the whole body
-        finally:
-            if hasattr(body, "close"):
-                body.close()
+        data = b"".join(body)     # waits for the whole body
+        if hasattr(body, "close"):
+            body.close()
         start_response(captured[0], captured[1] + [("Content-Length", str(len(data)))])
         return [data]
     return middleware
 
+# %% [markdown]
+# Serve the ticker behind it, on the same port (serving under a name that is already
+# running replaces that server), and measure again:
+
+# %%
 ticker_server = barelab.serve(compose(ticker, add_content_length, between=validator),
                               name="ticker")
 show_arrivals(arrivals(ticker_server))
@@ -300,18 +336,20 @@ show_arrivals(arrivals(ticker_server))
 # %% [markdown]
 # Every line now arrives after half a second, together. For three ticks that is a nuisance;
 # for a large CSV export it is the whole file in the server's memory; for a live feed or a
-# long poll the response never arrives at all. (It also throws away anything the app
-# passes to `write()`, and it loses `exc_info`: three bugs in a dozen lines.)
+# long poll the response never arrives at all.
+#
+# The PEP forbids exactly this. Its section "Middleware Handling of Block Boundaries" says
+# that "middleware components must not block iteration waiting for multiple values from an
+# application iterable", and puts it another way: a middleware "must yield at least one
+# value each time its underlying application yields a value". And there is more wrong in
+# these dozen lines: `capture` returns nothing, so an app that calls `write()` crashes, and
+# it swallows `exc_info`. Three bugs, in code that looks like a reasonable afternoon's work.
 #
 # The fix is to not do it. A middleware that must see the body looks at each chunk as it
 # passes and hands it on at once; if it needs the length, it counts while forwarding and
 # learns the total at the end, which is exactly what the request logger below does. The
-# server, not a middleware, decides how to frame a body of unknown length (chunked, RFC
-# 9112 §7.1). Put the plain ticker back:
-
-# %%
-ticker_server = barelab.serve(compose(ticker, between=validator), name="ticker")
-show_arrivals(arrivals(ticker_server))
+# server, not a middleware, decides how to frame a body of unknown length: barelab's
+# server, like any HTTP/1.1 server, sends it chunked (RFC 9112 §7.1).
 
 # %% [markdown]
 # ### Trap 2: a middleware that drops `close()`
@@ -324,7 +362,8 @@ show_arrivals(arrivals(ticker_server))
 # from the response's `close()`; a generator's `finally:` block runs when it is closed.
 #
 # Here is an app that streams a file and closes it in `finally:`. It notes every file it
-# opens in `opened` and every cleanup in `cleanups`, so you can check on both.
+# opens in `opened` and every cleanup in `cleanups`, so you can check on both. The file
+# lives in a fresh temporary directory, removed again in the last cell.
 
 # %%
 import tempfile
@@ -359,8 +398,11 @@ def shout(app):
 # Play the server by hand. `barelab.build_environ()` makes the `environ` a server would, and
 # the `lambda` is a `start_response` that ignores what it is given. The client hangs up
 # after the first chunk, which happens all the time (a closed tab, a `curl | head`), so the
-# server stops iterating and calls `close()` on what it got, if there is one. (Only a validator outside the middleware here: the
-# inside one would rightly complain that its iterator is never closed.)
+# server stops iterating and calls `close()` on what it got, if there is one.
+#
+# This time there is a validator only on the outside. One between `shout` and
+# `report_app` would wrap the app's generator, never be closed, and complain about it from
+# the garbage collector; that is its job, but here you want to watch the file instead.
 
 # %%
 environ, start_response = barelab.build_environ(), lambda status, headers, exc_info=None: None
@@ -414,13 +456,22 @@ except ZeroDivisionError as error:
 
 # %% [markdown]
 # The second callback raised, the third still ran, and of the two errors the first one
-# came out. Now the class. It is an iterator
-# (`__iter__` returns itself, `__next__` hands out one chunk per call) that forwards the
-# inner body chunk by chunk; `transform` may change each chunk and `on_chunk` may look at
-# it. `close()` closes the inner body exactly once and then runs the `on_close` callbacks.
-# An exception from the inner body is kept in `.error` for the logger and re-raised: the
-# server decides what a failure means on the wire. If even `iter()` fails, the body's
-# `close()` is still owed, so the constructor calls it.
+# came out: the `KeyError` from the last callback was dropped, since a function can raise
+# only one exception. For cleanup that is the right trade. A failing `close()` of one layer
+# must not stop the file of another from being closed.
+#
+# Now the class, in two steps. It wraps the app's body (`iterable`) and takes three
+# optional hooks, all keyword-only so a call says what each one is:
+#
+# - `transform(chunk)` returns a changed chunk (upper-case it, censor it);
+# - `on_chunk(chunk)` only looks (count the bytes);
+# - `on_close`, a list of callbacks that run after the inner body was closed (write the
+#   log line).
+#
+# The first step is the part the trap was about. `close()` sets a flag first, so a second
+# call does nothing; then it closes the inner body, if it has a `close()`, and runs the
+# callbacks, all through `_run_all`. If even `iter()` fails in the constructor, the body's
+# `close()` is still owed, so the constructor calls it before letting the error out.
 
 # %%
 #| export
@@ -439,19 +490,6 @@ class ClosingIterator:
     def __iter__(self):
         return self
 
-    def __next__(self) -> bytes:
-        try:
-            chunk = next(self._iterator)
-        except StopIteration:
-            raise
-        except BaseException as exc:
-            self.error = exc
-            raise
-        chunk = self._transform(chunk) if self._transform is not None else chunk
-        if self._on_chunk is not None:
-            self._on_chunk(chunk)
-        return chunk
-
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -459,8 +497,55 @@ class ClosingIterator:
             _run_all(([inner] if inner is not None else []) + self._on_close)
 
 # %% [markdown]
-# `shout`, fixed: the same upper-casing, through `ClosingIterator`. This time both
-# validators stay in place, and the same early hang-up is replayed.
+# Close one twice, and build one around something that is not iterable at all. Watch
+# how often each callback runs:
+
+# %%
+closed = []
+wrapper = ClosingIterator([b"a list body"], on_close=[lambda: closed.append("list")])
+wrapper.close()
+wrapper.close()
+try:
+    ClosingIterator(42, on_close=[lambda: closed.append("not iterable")])
+except TypeError as error:
+    print("TypeError:", error)
+closed
+
+# %% [markdown]
+# Once each, though the first wrapper was closed twice, which matters because some servers
+# (and some middleware) do call `close()` twice. A list has no `close()` of its own, so
+# only the callback ran; and `42` made
+# `iter()` raise, yet its cleanup still happened before the `TypeError` came out.
+#
+# The second step is `__next__`, which hands out one chunk per call: take the next chunk
+# from the inner body, pass it through `transform`, show it to `on_chunk`, return it.
+# `StopIteration` (the body is done) passes straight through. Any other exception from the
+# inner body is kept in `.error` for the logger and re-raised: the server, not a
+# middleware, decides what a failure means on the wire. The method is written as a plain
+# function and then attached to the class, which is how a class can grow over two cells.
+
+# %%
+#| export
+def _closing_next(self) -> bytes:
+    """The inner body's next chunk, through ``transform`` and shown to ``on_chunk``."""
+    try:
+        chunk = next(self._iterator)
+    except StopIteration:
+        raise
+    except BaseException as exc:
+        self.error = exc
+        raise
+    chunk = self._transform(chunk) if self._transform is not None else chunk
+    if self._on_chunk is not None:
+        self._on_chunk(chunk)
+    return chunk
+
+
+ClosingIterator.__next__ = _closing_next
+
+# %% [markdown]
+# `shout`, fixed: the same upper-casing, through `ClosingIterator`. The middleware shrinks
+# to one line of real work, and the wrapper it returns has the `close()` the `map` lacked.
 
 # %%
 def shout(app):
@@ -468,6 +553,11 @@ def shout(app):
         return ClosingIterator(app(environ, start_response), transform=bytes.upper)
     return middleware
 
+# %% [markdown]
+# Replay the same early hang-up. This time both validators stay in place: the inner one
+# would complain if the app's body were left unclosed.
+
+# %%
 cleanups.clear()
 body = compose(report_app, shout, between=validator)(barelab.build_environ(), start_response)
 print("first chunk:", next(iter(body)))
@@ -476,15 +566,26 @@ print("cleanups:", cleanups, "| file closed:", opened[-1].closed)
 
 # %% [markdown]
 # The `finally:` ran and the file is closed the moment the server called `close()`, not
-# whenever the garbage collector gets there. A second `close()` does nothing, which matters
-# because some servers (and some middleware) call it twice:
-
-# %%
-body.close()
-cleanups
-
-# %% [markdown]
-# Still one entry. And the streaming? `barelab.call_wsgi` plays the server and records each
+# whenever the garbage collector gets there. The server's `close()` travelled inwards
+# through every layer, each one passing it on:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant S as server
+#     participant V1 as validator (outer)
+#     participant C as ClosingIterator (shout)
+#     participant V2 as validator (inner)
+#     participant G as report_app's generator
+#     S->>V1: close()
+#     V1->>C: close()
+#     C->>V2: close()
+#     V2->>G: close()
+#     Note over G: finally: file.close()
+# ```
+#
+# With the `map` in the middle, the chain stopped at the outer validator.
+#
+# And the streaming? `barelab.call_wsgi` plays the server and records each
 # chunk as a `yield` row, so you can see three separate chunks come through, and the one
 # `close()` at the end:
 
@@ -492,6 +593,11 @@ cleanups
 barelab.call_wsgi(compose(ticker, shout, between=validator)).transcript
 
 # %% [markdown]
+# Three `yield` rows, each already upper-cased, then one `close()`. `ClosingIterator` never
+# held more than one chunk, so the ticker would reach a real client at the same pace as
+# before. That is the whole recipe for a body-changing middleware: wrap, forward one chunk
+# at a time, pass `close()` on.
+#
 # ## `start_response`, wrapped correctly
 #
 # Every middleware below changes headers, so it wraps `start_response`. PEP 3333 ("The
@@ -503,8 +609,8 @@ barelab.call_wsgi(compose(ticker, shout, between=validator)).transcript
 #
 # `write()` is the old way to send a body: instead of returning an iterable, the app pushes
 # bytes out. PEP 3333 keeps it for frameworks older than WSGI, and some still use it. Here
-# is such an app, and a middleware that keeps a reference to the header list and appends to
-# it once the app has returned:
+# is such an app: `start_response` hands back `write`, the app calls it once and returns an
+# empty body.
 
 # %%
 def pusher(environ, start_response):
@@ -512,6 +618,12 @@ def pusher(environ, start_response):
     write(b"pushed with write()\n")
     return []
 
+# %% [markdown]
+# And a middleware that wants to add a header *after* the app has done its work, say to
+# report that it finished. It keeps a reference to the app's header list, lets the app run,
+# then appends to that list:
+
+# %%
 def late_header(app):
     def middleware(environ, start_response):
         seen = {}
@@ -547,8 +659,12 @@ print("X-Done:", call.header("X-Done"))
 # When an app hits an error after calling `start_response` but before any body went out, it
 # may call `start_response` a second time with the error page's status, passing
 # `sys.exc_info()` as the third argument. That is the one case where a second call is
-# allowed (PEP 3333: it is "a fatal error to call start_response without the exc_info
-# argument if start_response has already been called").
+# allowed (PEP 3333, "The start_response() Callable": it is "a fatal error to call
+# start_response without the exc_info argument if start_response has already been
+# called"). The server then throws away the headers it was holding and sends the new ones.
+#
+# `fragile` does exactly that: it starts a 200, its database call fails, and in the
+# `except` block it starts over with a 500 and a polite body.
 
 # %%
 import sys
@@ -565,8 +681,10 @@ def fragile(environ, start_response):
 barelab.call_wsgi(compose(fragile, between=validator)).status
 
 # %% [markdown]
-# On its own, `fragile` answers a clean 500. Now two wrappers people write. The first has no
-# third parameter at all; the second accepts `exc_info` but does not pass it on.
+# On its own, `fragile` answers a clean 500, and the validator accepted the second call
+# because it carried `exc_info`. Now two wrappers people write, both adding a harmless
+# `X-Layer` header. The first has no third parameter at all; the second accepts `exc_info`
+# but does not pass it on.
 
 # %%
 def two_arguments(app):
@@ -583,15 +701,24 @@ def drops_exc_info(app):
         return app(environ, wrapped)
     return middleware
 
+# %% [markdown]
+# Put each one, and `powered_by` from the start of the chapter for comparison, between
+# `fragile` and the server:
+
 # %%
 for broken in (two_arguments, drops_exc_info, powered_by):
     call = barelab.call_wsgi(compose(fragile, broken, between=validator), raise_errors=False)
     print(f"{broken.__name__:15}", call.status, "|", repr(call.exception))
 
 # %% [markdown]
-# - `two_arguments` turns the app's careful error handling into a `TypeError`: the status
-#   the client gets is whatever the server does with a crash, and the log shows a
-#   `TypeError` in a middleware instead of the `ConnectionError` that happened.
+# The status column is the last status that reached the server. For the first two it is
+# still the `200 OK` from `fragile`'s first call, because the second call never got
+# through; then the app call ended in an exception, with no body sent.
+#
+# - `two_arguments` turns the app's careful error handling into a `TypeError`: the client
+#   gets whatever the server does with a crash (a bare 500 of its own, chapter 06), not
+#   the app's polite page, and the log shows a `TypeError` in a middleware instead of the
+#   `ConnectionError` that happened.
 # - `drops_exc_info` makes the second call look like a bug: the validator (and any strict
 #   server) raises "start_response() called a second time without exc_info".
 # - `powered_by`, which passes `exc_info` positionally, lets the 500 through.
@@ -602,7 +729,10 @@ for broken in (two_arguments, drops_exc_info, powered_by):
 # how long the response took. The last one is the tricky part. A middleware that reads the
 # clock when the app *returns* measures almost nothing: for a generator app, returning is
 # instant, and all the work happens while the server iterates. The response is finished
-# when the server calls `close()`. Each line is one `RequestRecord`:
+# when the server calls `close()`.
+#
+# Each line of the log is one `RequestRecord`, a frozen dataclass: once a request is over,
+# nothing about it changes. `__str__` turns it into the one-line form you would grep for.
 
 # %%
 #| export
@@ -624,7 +754,14 @@ class RequestRecord:
         line += f" id={self.request_id}" if self.request_id else ""
         return line + (f" error={self.error}" if self.error else "")
 
+# %%
+print(RequestRecord("GET", "/notes", 200, 38, 0.0123, request_id="checkout-7f3a"))
+print(RequestRecord("GET", "/", None, 0, 0.0001, error="ZeroDivisionError"))
+
 # %% [markdown]
+# A status of `None` prints as `-`, the way access logs have always marked "no value", and
+# the optional parts only show up when they are set.
+#
 # What goes into a log needs care: `PATH_INFO` is already percent-decoded, so a request for
 # `/a%0aGET%20/admin` would put a newline, and a forged second line, into a plain-text log.
 # `request_path` re-encodes the path (as "bytes in a str", chapter 04) and appends the query
@@ -643,8 +780,9 @@ def request_path(environ) -> str:
 request_path(barelab.build_environ(path="/a%0aGET%20/admin?x=1"))
 
 # %% [markdown]
-# The newline stays `%0A`, harmless. The status goes into the record as a number, taken
-# from the front of the status line:
+# The newline stays `%0A`, harmless: one request, one log line. The status goes into the
+# record as a number, taken from the front of the status line, or `None` if the front is
+# not three digits (PEP 3333 leaves checking the status line to the server):
 
 # %%
 #| export
@@ -656,17 +794,83 @@ def _status_code(status: str) -> int | None:
 _status_code("404 Not Found"), _status_code("OK")
 
 # %% [markdown]
-# Now the logger. Read it in four parts:
+# `_status_code` stays cautious because a logger sits outside everything else and must not
+# be the layer that crashes on a malformed status.
 #
-# - on the way in, it notes the clock, the method and the path (inner layers may change
-#   `environ` later);
-# - `logging_start_response` passes everything on, then notes the status, and returns a
-#   `write` that counts the bytes before passing them on;
-# - `finish` builds the record and stores it (and hands it to a `logging.Logger` if you
-#   gave one);
-# - the body goes back inside a `ClosingIterator` whose `on_chunk` counts bytes and whose
-#   `on_close` calls `finish`. If the app raises before it even returns a body, `finish`
-#   runs at once, with the exception's name, and the exception goes on to the server.
+# Now the logger itself. While a request runs it has to keep track of four things: when
+# it started, the method and path (noted on the way in, since inner layers may change
+# `environ`), the status once chosen, and the bytes so far. A small mutable dataclass,
+# `_RequestTally`, holds them; `count` adds a chunk's length, and `record` freezes the
+# tally into a `RequestRecord` with the time elapsed.
+
+# %%
+#| export
+@dataclass
+class _RequestTally:
+    """What RequestLogger learns about one request while the response is under way."""
+
+    started: float
+    method: str
+    path: str
+    status: int | None = None
+    bytes: int = 0
+
+    def count(self, chunk: bytes) -> None:
+        self.bytes += len(chunk)
+
+    def record(self, request_id=None, error=None) -> RequestRecord:
+        return RequestRecord(self.method, self.path, self.status, self.bytes,
+                             time.perf_counter() - self.started, request_id, error)
+
+# %%
+tally = _RequestTally(time.perf_counter(), "GET", "/notes")
+tally.count(b"first chunk, ")
+tally.count(b"second chunk")
+tally.status = 200
+print(tally.record())
+
+# %% [markdown]
+# Two chunks, 25 bytes, summed as they passed. The tally learns the status through a
+# `start_response` wrapper. `_tallying_start_response` passes everything on to the real
+# one, notes the status, and returns a `write` that counts the bytes before passing them
+# on, so an app that pushes with `write()` (trap 3) is counted too.
+
+# %%
+#| export
+def _tallying_start_response(start_response, tally: _RequestTally):
+    """A start_response that notes the status in ``tally`` and returns a counting write."""
+    def logging_start_response(status, headers, exc_info=None):
+        write = start_response(status, headers, exc_info)
+        tally.status = _status_code(status)
+
+        def counting_write(data):
+            tally.count(data)
+            return write(data)
+        return counting_write
+    return logging_start_response
+
+# %% [markdown]
+# Note the order in `logging_start_response`: the status is noted only *after* the real
+# `start_response` accepted it. If that call raises (a bad status, or `exc_info` re-raised
+# because the head was already sent), the record keeps the status the client actually
+# got. Try it on `pusher`, which sends its whole body through `write()`:
+
+# %%
+tally = _RequestTally(time.perf_counter(), "GET", "/")
+
+def tallied_pusher(environ, start_response):
+    return pusher(environ, _tallying_start_response(start_response, tally))
+
+barelab.call_wsgi(tallied_pusher)
+tally.status, tally.bytes
+
+# %% [markdown]
+# The 200 and the 20 bytes of `pushed with write()\n`, both seen from outside the app.
+#
+# Now the class. Its settings are where the records go: a list you can read (`records`,
+# a fresh one unless you pass your own) and, optionally, a `logging.Logger`. `_finish`
+# turns a tally into a record, with the request ID if an inner layer stored one in
+# `environ` (the request ID middleware below does), and files it in both places.
 
 # %%
 #| export
@@ -678,45 +882,42 @@ class RequestLogger:
         self.records = [] if records is None else records
         self.logger = logger  # a logging.Logger, or None
 
-    def __call__(self, environ, start_response):
-        started = time.perf_counter()
-        method, path = environ.get("REQUEST_METHOD", "-"), request_path(environ)
-        seen = {"status": None, "bytes": 0}
-
-        def count(chunk):
-            seen["bytes"] += len(chunk)
-
-        def logging_start_response(status, headers, exc_info=None):
-            write = start_response(status, headers, exc_info)
-            seen["status"] = _status_code(status)
-
-            def counting_write(data):
-                count(data)
-                return write(data)
-            return counting_write
-
-        def finish(error=None):
-            record = RequestRecord(method, path, seen["status"], seen["bytes"],
-                                   time.perf_counter() - started,
-                                   environ.get("barelab.request_id"), error)
-            self.records.append(record)
-            if self.logger is not None:
-                self.logger.info("%s", record)
-
-        try:
-            body = self.app(environ, logging_start_response)
-        except Exception as exc:
-            finish(type(exc).__name__)
-            raise
-        wrapper = ClosingIterator(body, on_chunk=count, on_close=[
-            lambda: finish(type(wrapper.error).__name__ if wrapper.error else None)])
-        return wrapper
+    def _finish(self, tally: _RequestTally, environ, error=None) -> None:
+        record = tally.record(environ.get("barelab.request_id"), error)
+        self.records.append(record)
+        if self.logger is not None:
+            self.logger.info("%s", record)
 
 # %% [markdown]
-# The status is noted only after the real `start_response` accepted it: if that call raises
-# (a bad status, or `exc_info` re-raised because the head was already sent), the record
-# keeps the status the client actually got. Try it on the ticker, next to a naive timer that
-# stops the clock when the app returns:
+# Handling a request puts the pieces together. A tally starts before the app is called;
+# the app gets the tallying `start_response`; the body goes back inside a
+# `ClosingIterator` whose `on_chunk` counts bytes and whose `on_close` calls `_finish`, so
+# the record is written when the server closes the response, not before. If the app raises
+# before it even returns a body, there will be no `close()`, so `_finish` runs at once,
+# with the exception's name, and the exception goes on to the server.
+
+# %%
+#| export
+def _logger_call(self, environ, start_response):
+    tally = _RequestTally(time.perf_counter(), environ.get("REQUEST_METHOD", "-"),
+                          request_path(environ))
+    try:
+        body = self.app(environ, _tallying_start_response(start_response, tally))
+    except Exception as exc:
+        self._finish(tally, environ, type(exc).__name__)
+        raise
+
+    def finish():
+        self._finish(tally, environ, type(wrapper.error).__name__ if wrapper.error else None)
+    wrapper = ClosingIterator(body, on_chunk=tally.count, on_close=[finish])
+    return wrapper
+
+
+RequestLogger.__call__ = _logger_call
+
+# %% [markdown]
+# Try it on the ticker, and put a naive timer inside it for comparison, one that stops the
+# clock as soon as the app returns:
 
 # %%
 naive = []
@@ -729,6 +930,11 @@ def naive_timer(app):
         return body
     return middleware
 
+# %% [markdown]
+# The logger goes outside, the naive timer inside, the ticker innermost. The query string
+# is there only to show that it lands in the log line:
+
+# %%
 logger = RequestLogger(compose(ticker, naive_timer, between=validator))
 barelab.call_wsgi(compose(logger, between=validator), path="/ticks?fast=no")
 print(logger.records[-1])
@@ -737,7 +943,11 @@ print(f"the naive timer saw {naive[-1] * 1e3:.3f} ms")
 # %% [markdown]
 # The logger saw about 500 ms, the real time the client waited; the naive timer saw a few
 # microseconds, the time it takes to create a generator. The byte count is the 21 bytes of
-# the three lines. The record also works with `write()`, and when the app fails:
+# the three lines. Both timers are honest about what they measured; only one measured
+# what you wanted to know.
+#
+# Two more cases: `pusher`, whose body all goes through `write()`, and an app that fails
+# before it chooses a status at all.
 
 # %%
 def broken_app(environ, start_response):
@@ -750,7 +960,9 @@ for app in (pusher, broken_app):
 
 # %% [markdown]
 # `pusher`'s 20 bytes all came through `write()`. `broken_app` never chose a status, so the
-# record says `-` and names the exception; the server turns it into a 500 (chapter 06). In
+# record says `-` and names the exception; the exception itself went on to the server,
+# which turns it into a 500 (chapter 06). A logger that swallowed it would hide the crash
+# from every layer outside it. In
 # production you would pass `logger=logging.getLogger("access")` and let the `logging`
 # module write the lines to a file; `records` is there so a notebook (or a test) can look.
 #
@@ -762,6 +974,30 @@ for app in (pusher, broken_app):
 # (a metric name and a duration in milliseconds), which browsers display in their network
 # panel. `ResponseTimer` writes either. It only changes headers, so it returns the app's body
 # untouched: streaming and `close()` come for free.
+#
+# The two headers differ in one way that matters to a middleware. `Server-Timing` is a
+# list: the app, or another layer, may already have reported a metric of its own (`db`,
+# `cache`), and each metric is welcome, so a new one is *added*. `X-Response-Time` holds
+# one value, so an old one is *replaced*. `_with_timing` does the right thing for each:
+
+# %%
+#| export
+def _with_timing(headers, header: str, metric: str, ms: float) -> list:
+    """``headers`` plus a timing header: one more Server-Timing metric, or the one
+    X-Response-Time."""
+    if header.lower() == "server-timing":
+        return list(headers) + [(header, f"{metric};dur={ms:.3f}")]
+    return without(headers, header) + [(header, f"{ms:.3f}ms")]
+
+# %%
+[_with_timing([("Server-Timing", "db;dur=4")], "Server-Timing", "app", 12.5),
+ _with_timing([("X-Response-Time", "old")], "X-Response-Time", "app", 12.5)]
+
+# %% [markdown]
+# The `db` metric kept its place next to the new `app` one; the old `X-Response-Time` is
+# gone. The class checks its settings when the stack is built (a metric name is a token,
+# like a header name) and, per request, reads the clock on the way in and again inside
+# its `start_response` wrapper:
 
 # %%
 #| export
@@ -780,13 +1016,14 @@ class ResponseTimer:
 
         def timed_start_response(status, headers, exc_info=None):
             ms = (time.perf_counter() - started) * 1000
-            if self.header.lower() == "server-timing":  # a list: other metrics may stay
-                headers = list(headers) + [(self.header, f"{self.metric};dur={ms:.3f}")]
-            else:
-                headers = without(headers, self.header) + [(self.header, f"{ms:.3f}ms")]
-            return start_response(status, headers, exc_info)
+            return start_response(status, _with_timing(headers, self.header, self.metric, ms),
+                                  exc_info)
 
         return self.app(environ, timed_start_response)
+
+# %% [markdown]
+# Give it an app that takes a known time, 100 ms of sleep before it answers, and read the
+# header back:
 
 # %%
 def slow_hello(environ, start_response):
@@ -799,7 +1036,8 @@ metric, duration = value.split(";dur=")
 print(f"metric {metric!r}: {float(duration):.0f} ms")
 
 # %% [markdown]
-# About 100 ms, the sleep. Now the ticker, which takes half a second:
+# About 100 ms, the sleep (the exact figure is masked in the stored notebook). Now the
+# ticker, which you know takes half a second:
 
 # %%
 value = barelab.call_wsgi(compose(ticker, ResponseTimer, between=validator)).header(
@@ -815,6 +1053,25 @@ print(f"{float(value.split(';dur=')[1]):.2f} ms for a response that took half a 
 # in the request log. (HTTP has a place for facts known at the end, trailer fields after a
 # chunked body, RFC 9110 §6.5, but WSGI has no way to send them.)
 #
+# Here is when each clock stops, for the ticker:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant S as server
+#     participant T as ResponseTimer
+#     participant A as ticker (a generator)
+#     S->>T: app(environ, start_response)
+#     T->>A: app(environ, timed_start_response)
+#     A-->>S: generator: nothing has run yet
+#     S->>A: next()
+#     A->>T: start_response(...)
+#     Note over T: clock read here: the timing header
+#     T->>S: start_response(..., headers + timing)
+#     A-->>S: tick 1, then 0.5 s more of ticks
+#     S->>A: close()
+#     Note over S,A: a RequestLogger's clock stops here
+# ```
+#
 # ## Request IDs
 #
 # When a user reports "it failed at 10:42", you want to find that one request in the logs of
@@ -828,6 +1085,11 @@ print(f"{float(value.split(';dur=')[1]):.2f} ms for a response that took half a 
 # them. The ID ends up in log lines and in a response header, so a client must not be able
 # to smuggle newlines or megabytes into either. Two `X-Request-ID` headers arrive joined
 # with a comma, and fail the check too.
+#
+# One detail to look for in `__init__`: the server hands request headers to the app under
+# their CGI names, so `X-Request-ID` arrives as `environ["HTTP_X_REQUEST_ID"]`, and
+# `_cgi_name` works that name out once. On the way out the ID replaces any `X-Request-ID`
+# the app set, so the response never carries two.
 
 # %%
 #| export
@@ -856,16 +1118,22 @@ class RequestID:
         return self.app(environ, id_start_response)
 
 # %% [markdown]
-# The `environ` key is `barelab.request_id`: PEP 3333 asks that keys a server or middleware
-# adds be lower case and "prefixed with a name that is unique to the defining server or
-# gateway". Three requests: one without an ID, one with a good ID, one trying to sneak a
-# second header in.
+# The `environ` key is `barelab.request_id`: PEP 3333 ("environ Variables") asks that keys a
+# server or middleware adds be lower case and "prefixed with a name that is unique to the
+# defining server or gateway". To see what the app gets, here is an app that only echoes
+# that key:
 
 # %%
 def show_id(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
     return [f"app sees {environ['barelab.request_id']}".encode()]
 
+# %% [markdown]
+# Three requests: one without an ID, one with a good ID, and one trying to sneak a second
+# header (and a cookie) into the response through the ID. The left column is the response
+# header, the right one what the app saw:
+
+# %%
 with_ids = compose(show_id, RequestID, between=validator)
 for sent in ({}, {"X-Request-ID": "checkout-7f3a"}, {"X-Request-ID": "x\r\nSet-Cookie: a=1"}):
     call = barelab.call_wsgi(with_ids, headers=sent)
@@ -909,7 +1177,9 @@ print(records[-1])
 # server; that is what the auth middleware later is for.
 #
 # The browser's decision is a short algorithm, the Fetch standard's "CORS check". It is
-# worth having as a function, because you cannot open a browser inside a test:
+# worth having as a function, because you cannot open a browser inside a test. Each
+# `return` that starts with `blocked:` is one way a browser says no, with the reason
+# its console would give:
 
 # %%
 #| export
@@ -920,21 +1190,31 @@ def browser_cors_check(headers, origin: str, credentials: bool = False) -> str:
     if not values:
         return "blocked: no Access-Control-Allow-Origin"
     allowed = ", ".join(values)  # Fetch "get": repeated fields combine into one value
-    if allowed == "*" and not credentials:
-        return "ok"
-    if allowed == "*":
+    if allowed == "*" and credentials:
         return "blocked: '*' does not count when the request carries credentials"
-    if allowed != origin:
+    if allowed not in ("*", origin):
         return f"blocked: Access-Control-Allow-Origin {allowed!r} is not {origin!r}"
-    if not credentials:
-        return "ok"
-    if ", ".join(header_values(headers, "Access-Control-Allow-Credentials")) == "true":
-        return "ok"
-    return "blocked: credentials need Access-Control-Allow-Credentials: true"
+    if credentials and header_values(headers, "Access-Control-Allow-Credentials") != ["true"]:
+        return "blocked: credentials need Access-Control-Allow-Credentials: true"
+    return "ok"
 
 # %% [markdown]
-# The comparison is exact: the header must be `*` or the very origin that asked, byte for
-# byte, and with credentials (cookies, HTTP auth) only the origin will do. Here is the API
+# Read it top to bottom as the browser does. No header: blocked. The header must then be
+# `*` or the very origin that asked, byte for byte. With credentials (cookies, HTTP auth)
+# `*` no longer counts, and the response must also say
+# `Access-Control-Allow-Credentials: true`. Here is one response's grant, judged for three
+# different requests:
+
+# %%
+grant = [("Access-Control-Allow-Origin", "https://app.example")]
+for origin, credentials in [("https://app.example", False), ("https://admin.example", False),
+                            ("https://app.example", True)]:
+    verdict = browser_cors_check(grant, origin, credentials)
+    print(f"{origin:22} credentials={credentials!s:5} {verdict}")
+
+# %% [markdown]
+# The grant is good for the origin it names, useless for any other, and not enough once
+# the request carries credentials. Here is the API
 # this section protects, a JSON app that reports who asked (auth comes later, so for now
 # it is `anonymous`):
 
@@ -951,8 +1231,13 @@ def notes_api(environ, start_response):
 barelab.call_wsgi(validator(notes_api)).text
 
 # %% [markdown]
+# It sets its own `Content-Length`, because the body is one known `bytes` object; CORS will
+# not touch it, since it only adds headers.
+#
 # One helper for the rest of the section: send the same request from several origins and
 # show, per origin, the status, the two CORS-relevant headers and the browser's verdict.
+# An origin of `None` sends no `Origin` header at all, the way a browser loads a page or
+# `curl` asks; the browser runs no CORS check for it, so its verdict column shows `-`.
 
 # %%
 def cors_table(app, origins, method="GET", path="/notes", headers=(), credentials=False):
@@ -971,7 +1256,8 @@ def cors_table(app, origins, method="GET", path="/notes", headers=(), credential
 # ### Trap 5: a comma list of origins
 #
 # Two front ends, `https://app.example` and `https://admin.example`, both call this API. The
-# header's name says "allow origin", so the obvious move is to list both:
+# header's name says "allow origin", so the obvious move is to list both. Look at the last
+# column of the table, the browser's verdict:
 
 # %%
 ALLOWED = ["https://app.example", "https://admin.example"]
@@ -987,10 +1273,12 @@ def cors_comma_list(app):
 cors_table(compose(notes_api, cors_comma_list, between=validator), ALLOWED)
 
 # %% [markdown]
-# Both front ends are blocked. The header holds one origin or `*`; a list is neither, and no
-# browser splits it. (Sending two `Access-Control-Allow-Origin` lines fails the same way:
-# the check combines them into the same comma list first.) The server must pick **the one
-# origin that matched** and echo it:
+# Both front ends are blocked, each with the reason a browser console would show. The header
+# holds one origin or `*`; a list is neither, and no browser splits it. (Sending two
+# `Access-Control-Allow-Origin` lines fails the same way: the check combines them into the
+# same comma list first.) The server must pick **the one origin that matched** and echo it.
+# This version reads `Origin` on the way in and grants it only if it is on the list. Four
+# requests this time: the two front ends, a stranger, and one with no `Origin` at all.
 
 # %%
 def cors_no_vary(app):
@@ -1022,6 +1310,10 @@ cors_table(compose(notes_api, cors_no_vary, between=validator),
 # stored response per URL, reused while the request headers its `Vary` names are unchanged.
 # (A cache must read the whole body to store it: buffering is its job, not a trap. It is
 # also missing everything else a real cache does, like expiry.)
+#
+# The cache's key question is "which request headers did the stored response depend on,
+# and what were they?". `varied_on` answers it: it reads the names in the response's `Vary`
+# and looks each one up in a request's `environ`.
 
 # %%
 def varied_on(headers, environ):
@@ -1029,6 +1321,16 @@ def varied_on(headers, environ):
     names = [n.strip() for v in header_values(headers, "Vary") for n in v.split(",")]
     return tuple(environ.get("HTTP_" + n.upper().replace("-", "_")) for n in names if n)
 
+from_a = barelab.build_environ(headers={"Origin": "https://a.example"})
+varied_on([("Vary", "Origin")], from_a), varied_on([], from_a)
+
+# %% [markdown]
+# With `Vary: Origin` the stored response remembers the origin it was made for; with no
+# `Vary` it remembers nothing, so *every* later request matches it. The cache keeps one
+# entry per URL, a tuple `(status, headers, body, varied_on)`, and answers from it while
+# the new request's `varied_on` is the same as the stored one's (`entry[3]`):
+
+# %%
 class TinyCache:
     def __init__(self, app):
         self.app, self.store = app, {}
@@ -1042,9 +1344,9 @@ class TinyCache:
         return [entry[2]]
 
 # %% [markdown]
-# `fetch` asks the app behind the cache and keeps `(status, headers, body, varied_on)`,
-# closing the body, of course. It is written as a plain function and then attached to the
-# class, which is how a class can grow over two cells.
+# `fetch` asks the app behind the cache and builds that tuple, closing the body, of course.
+# It is attached to the class afterwards, the same way `ClosingIterator` got its
+# `__next__`.
 
 # %%
 def fetch(self, environ):
@@ -1077,7 +1379,9 @@ cors_table(compose(notes_api, TinyCache, cors_no_vary, between=validator), ALLOW
 # or a refused one, since their headers depend on `Origin` just as much.
 #
 # Adding to `Vary` needs a little care: the app may have set `Vary: Accept-Encoding`
-# already, `Vary: *` already covers everything, and names are case-insensitive.
+# already, `Vary: *` already covers everything, and names are case-insensitive. `add_vary`
+# extends the app's own `Vary` field where there is one, rather than adding a second line
+# that a careless cache might read alone.
 
 # %%
 #| export
@@ -1098,13 +1402,21 @@ def add_vary(headers, name: str) -> list:
  add_vary([("vary", "origin")], "Origin"), add_vary([("Vary", "*")], "Origin")]
 
 # %% [markdown]
+# In order: a new field; `Origin` appended to the app's list; nothing to do, since
+# `origin` in any case is already there; and nothing to do for `*`, which already says
+# "this response depends on everything".
+
+# %% [markdown]
 # ### The `CORS` middleware
 #
 # Now the real thing. Its settings are checked once, when the stack is built. An allowed
 # origin is `scheme://host[:port]` in lower case, with no path: that is how browsers write
-# the `Origin` header (Fetch, "origin serialization"), so `"https://app.example/"` with a
-# trailing slash, a classic typo, would never match anything, and is refused now rather than
-# failing silently later. `"*"` means "any origin" and cannot be combined with credentials.
+# the `Origin` header (the HTML standard's "serialization of an origin", which Fetch uses
+# for it), so `"https://app.example/"` with a trailing slash, a classic typo, would never
+# match anything, and is refused now rather than failing silently later. `"*"` means "any
+# origin" and cannot be combined with credentials. The cell also defines two patterns the
+# rest of the CORS code needs: `_TOKEN`, what RFC 9110 calls a token (the characters a
+# method or header name may use), and the three methods Fetch never asks permission for.
 
 # %%
 #| export
@@ -1126,6 +1438,20 @@ def _cors_origins(origins, credentials: bool):
     return frozenset([origins] if isinstance(origins, str) else origins)
 
 # %% [markdown]
+# Three typical mistakes, refused with a message that says what to write instead:
+
+# %%
+for bad in ("https://app.example/", "https://App.example", "null"):
+    try:
+        _cors_origins([bad], credentials=False)
+    except ValueError as error:
+        print(error)
+
+# %% [markdown]
+# The trailing slash and the capital letter are typos that would have failed silently on
+# every request. `null` is the `Origin` of sandboxed frames and local files; allowing it
+# lets every one of those in, so it is refused too.
+#
 # Methods and header names must be tokens (RFC 9110 §5.6.2), listed one by one. `*` is
 # refused too: with credentials, browsers read `*` in these lists literally, as a method or
 # header named `*`, so a list that only works without credentials is a trap for later.
@@ -1138,29 +1464,22 @@ def _cors_tokens(kind: str, names) -> tuple:
             raise ValueError(f"{kind} must be listed one by one as tokens, not {name!r}")
     return tuple(names)
 
-# %% [markdown]
-# Three typical mistakes, refused with a message that says what to write instead:
-
 # %%
-for bad in ("https://app.example/", "https://App.example", "null"):
-    try:
-        _cors_origins([bad], credentials=False)
-    except ValueError as error:
-        print(error)
+try:
+    _cors_tokens("methods", ["GET", "*"])
+except ValueError as error:
+    print(error)
 
 # %% [markdown]
-# (`null` is the `Origin` of sandboxed frames and local files; allowing it lets any of those
-# in, so it is refused too.) The class itself is short, because the work is split into
-# three pieces:
+# The message names the list and the entry, so a slip in a settings file points at itself.
+#
+# The class keeps its settings and answers two questions about them:
 #
 # - `allowed(origin)` gives the `Access-Control-Allow-Origin` value for an origin: the
 #   origin itself if it is on the list, `"*"` in any-origin mode, `None` otherwise;
-# - `grant(allow)` is the list of headers that grant it;
-# - `__call__` hands preflights to `_preflight` (further down) and, for every other request,
-#   wraps `start_response` so that `_cors_headers` (next cell) rewrites the app's headers.
+# - `grant(allow)` is the list of headers that grant it.
 #
-# Both helpers are plain functions defined after the class; Python looks them up when a
-# request arrives, not when the class is defined.
+# Request headers are matched in lower case, so `headers` is stored that way.
 
 # %%
 #| export
@@ -1184,17 +1503,38 @@ class CORS:
         credentials = [("Access-Control-Allow-Credentials", "true")] if self.credentials else []
         return [("Access-Control-Allow-Origin", allow)] + credentials
 
-    def __call__(self, environ, start_response):
-        origin = environ.get("HTTP_ORIGIN")
-        if (origin is not None and environ.get("REQUEST_METHOD") == "OPTIONS"
-                and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ):
-            return _preflight(self, environ, start_response, origin)
-        allow = self.allowed(origin)
+# %%
+cors = CORS(hello, ALLOWED, credentials=True)
+[cors.allowed("https://admin.example"), cors.allowed("https://evil.example"),
+ cors.grant("https://admin.example")]
 
-        def cors_start_response(status, headers, exc_info=None):
-            return start_response(status, _cors_headers(self, headers, allow), exc_info)
+# %% [markdown]
+# The admin front end is allowed as itself, a stranger gets `None`, and a grant with
+# credentials on is two headers. `CORS(hello, "*").allowed(...)` would say `"*"` to anyone.
+#
+# Handling a request comes next, attached to the class like `ClosingIterator.__next__`. A
+# preflight (an `OPTIONS` request with `Origin` and `Access-Control-Request-Method`,
+# explained in a moment) goes to `_preflight`; every other request reaches the app through
+# a `start_response` wrapper that lets `_cors_headers` rewrite the app's headers. Both
+# helpers are plain functions defined further down; Python looks them up when a request
+# arrives, not when the method is defined.
 
-        return self.app(environ, cors_start_response)
+# %%
+#| export
+def _cors_call(self, environ, start_response):
+    origin = environ.get("HTTP_ORIGIN")
+    if (origin is not None and environ.get("REQUEST_METHOD") == "OPTIONS"
+            and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ):
+        return _preflight(self, environ, start_response, origin)
+    allow = self.allowed(origin)
+
+    def cors_start_response(status, headers, exc_info=None):
+        return start_response(status, _cors_headers(self, headers, allow), exc_info)
+
+    return self.app(environ, cors_start_response)
+
+
+CORS.__call__ = _cors_call
 
 # %% [markdown]
 # The header work happens in `_cors_headers`, called from inside the `start_response`
@@ -1224,8 +1564,10 @@ def _cors_headers(cors: CORS, headers, allow) -> list:
 _cors_headers(CORS(hello, ALLOWED, credentials=True), [("Vary", "Cookie")], ALLOWED[1])
 
 # %% [markdown]
-# With `origins="*"` the answer does not depend on `Origin` at all, so it goes out on every
-# response, and without `Vary`: exactly the Fetch standard's advice for a fixed value.
+# The app's `Vary: Cookie` became `Cookie, Origin` in place, and the grant follows: two
+# headers, since credentials are on. With `origins="*"` the answer does not depend on
+# `Origin` at all, so it goes out on every response, and without `Vary`: exactly the Fetch
+# standard's advice for a fixed value.
 #
 # ### Preflight requests
 #
@@ -1255,31 +1597,64 @@ _cors_headers(CORS(hello, ALLOWED, credentials=True), [("Vary", "Cookie")], ALLO
 # `Access-Control-Max-Age` (how many seconds the browser may reuse the answer; browsers cap
 # it, Chromium at two hours). A refused one gets a `403` whose body says why, which is what
 # you want to read in the browser's network panel at 2 a.m.
+#
+# First the decision. `_preflight_refusal` checks the three things a preflight asks for,
+# in order: the origin, the method (the three safelisted ones need no listing), and every
+# request header named in `Access-Control-Request-Headers`, compared in lower case. It
+# returns the reason for the first one that fails, or `None`. The `[:100]` and `[:40]`
+# slices keep a hostile request from putting megabytes into the refusal.
+
+# %%
+#| export
+def _preflight_refusal(cors: CORS, environ, origin: str) -> str | None:
+    """Why a CORS preflight from ``origin`` is refused, or None if it is allowed."""
+    method = environ["HTTP_ACCESS_CONTROL_REQUEST_METHOD"]
+    asked = [h.strip().lower() for h in
+             environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "").split(",") if h.strip()]
+    if cors.allowed(origin) is None:
+        return f"origin {origin[:100]!r} is not allowed"
+    if method not in cors.methods and method not in _SAFELISTED_METHODS:
+        return f"method {method[:40]!r} is not allowed"
+    if unknown := [h for h in asked if h not in cors.headers]:
+        return f"header {unknown[0][:40]!r} is not allowed"
+    return None
+
+# %%
+asking = barelab.build_environ("OPTIONS", headers={
+    "Access-Control-Request-Method": "DELETE",
+    "Access-Control-Request-Headers": "Content-Type, Authorization"})
+strict = CORS(hello, ALLOWED, methods=["DELETE"], headers=["Content-Type"])
+[_preflight_refusal(strict, asking, "https://app.example"),
+ _preflight_refusal(CORS(hello, "*", methods=["DELETE"]), asking, "https://evil.example")]
+
+# %% [markdown]
+# The strict settings allow `DELETE` but not the `Authorization` header, so that preflight
+# is refused by name. Any-origin mode lets the stranger's origin through, then refuses the
+# first header nobody listed, `content-type`: `"*"` opens the door to every origin, not to
+# every request.
+#
+# Then the answer. A refusal becomes a plain-text 403 with the reason; permission becomes
+# a 204 carrying the grant, the allowed lists and `Access-Control-Max-Age`. Either way it
+# carries `Vary: Origin` unless the origin list is `*`, for the same cache reason as
+# before.
 
 # %%
 #| export
 def _preflight(cors: CORS, environ, start_response, origin: str):
     """Answer a CORS preflight (Fetch, "CORS-preflight request") without calling the app."""
-    method = environ["HTTP_ACCESS_CONTROL_REQUEST_METHOD"]
-    asked = [h.strip().lower() for h in
-             environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "").split(",") if h.strip()]
-    allow, refusal = cors.allowed(origin), None
-    if allow is None:
-        refusal = f"origin {origin[:100]!r} is not allowed"
-    elif method not in cors.methods and method not in _SAFELISTED_METHODS:
-        refusal = f"method {method[:40]!r} is not allowed"
-    elif unknown := [h for h in asked if h not in cors.headers]:
-        refusal = f"header {unknown[0][:40]!r} is not allowed"
     vary = [] if cors.origins == "*" else [("Vary", "Origin")]
+    refusal = _preflight_refusal(cors, environ, origin)
     if refusal is not None:
         body = f"CORS preflight refused: {refusal}\n".encode()
         start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8"),
                                          ("Content-Length", str(len(body)))] + vary)
         return [body]
-    headers = cors.grant(allow) + [("Access-Control-Allow-Methods", ", ".join(cors.methods))]
+    headers = cors.grant(cors.allowed(origin))
+    headers.append(("Access-Control-Allow-Methods", ", ".join(cors.methods)))
     if cors.headers:
         headers.append(("Access-Control-Allow-Headers", ", ".join(cors.headers)))
-    start_response("204 No Content", headers + [("Access-Control-Max-Age", str(cors.max_age))] + vary)
+    headers.append(("Access-Control-Max-Age", str(cors.max_age)))
+    start_response("204 No Content", headers + vary)
     return []
 
 # %% [markdown]
@@ -1297,9 +1672,10 @@ cors_table(compose(notes_api, TinyCache, api_cors, between=validator),
 # Every response carries `Vary: Origin`, so the cache kept one entry per origin and each
 # front end got its own name back; the stranger and the plain request got no grant. (The
 # table shows the credentialed check, since this API allows credentials, and the
-# `Access-Control-Allow-Credentials: true` that goes with each grant.) Now preflights: a
-# `DELETE` with an `Authorization` header from each allowed origin, a `PUT` nobody allowed,
-# a header nobody allowed, and a stranger.
+# `Access-Control-Allow-Credentials: true` that goes with each grant.)
+#
+# Now preflights. `preflight` sends what a browser would before a non-simple request: an
+# `OPTIONS` with the origin, the method it wants, and the extra headers it wants to send.
 
 # %%
 def preflight(app, origin, method, headers=""):
@@ -1308,6 +1684,10 @@ def preflight(app, origin, method, headers=""):
         sent["Access-Control-Request-Headers"] = headers
     return barelab.call_wsgi(app, "OPTIONS", "/notes", headers=sent)
 
+# %% [markdown]
+# The admin front end wants to `DELETE` a note and send its `Authorization` header:
+
+# %%
 cors_app = compose(notes_api, api_cors, between=validator)
 call = preflight(cors_app, "https://admin.example", "DELETE", "authorization")
 print(call.status, "| body:", call.body)
@@ -1315,8 +1695,9 @@ barelab.show_headers(call.headers)
 
 # %% [markdown]
 # `204`, no body, no `Content-Type` (the validator insists: a 204 has no content), the
-# granted origin, the method and header lists, and the `Max-Age`. The refusals, one line
-# each:
+# granted origin, the method and header lists, and the `Max-Age`. `notes_api` was never
+# called: it would have answered an `OPTIONS` as if it were a `GET`. Now three refusals, a
+# `PUT` nobody allowed, a header nobody allowed and a stranger, one line each:
 
 # %%
 for origin, method, asked in [("https://app.example", "PUT", ""),
@@ -1377,6 +1758,10 @@ token = base64.b64encode("ada:pass:with:colons".encode()).decode()
  parse_basic("Basic not*base64"), parse_basic(f"Bearer {token}"), parse_basic(None)]
 
 # %% [markdown]
+# The first two found `ada` and kept every colon of her password, whatever the case of
+# `Basic` and however many spaces followed it. The last three, bad base64, another scheme
+# and no header at all, are the same `None` to the caller: no valid credentials.
+#
 # Now the password check. Comparing with `==` stops at the first differing character, so
 # how long a wrong guess takes leaks how many leading characters were right, and an attacker
 # who can measure that finds the password one character at a time. `hmac.compare_digest`
@@ -1415,6 +1800,10 @@ _NOBODY = _digest("no such user")
 hmac.compare_digest(_digest("pässword"), _digest("password")), len(_digest("pässword"))
 
 # %% [markdown]
+# `False` this time, not a `TypeError`, and 32 bytes whatever the password was. `_NOBODY`
+# is worked out once, at import, so checking an unknown user costs exactly what checking a
+# known one does: one hash of the password sent, one comparison.
+#
 # A refused request gets `401 Unauthorized`, and RFC 9110 §11.6.1 says how: "A server
 # generating a 401 (Unauthorized) response MUST send a WWW-Authenticate header field
 # containing at least one challenge." For Basic the challenge names a realm (a label the
@@ -1440,6 +1829,9 @@ def is_exempt(path: str, exempt) -> bool:
  ["/health", "/health/db", "/healthz", "/health/../admin", "/notes"]}
 
 # %% [markdown]
+# `/healthz` merely starts with the same letters, and `/health/../admin` is `/admin` once
+# anything resolves the dots; both stay behind the check, as does everything else.
+#
 # The refusal itself: a plain-text 401 with the challenge. The body does not say *whether*
 # the user name or the password was wrong, for the same reason the timing does not.
 
@@ -1453,13 +1845,44 @@ def unauthorized(start_response, challenge: str):
                                         ("WWW-Authenticate", challenge)])
     return [body]
 
+# %%
+unauthorized(lambda status, headers: print(status, headers), 'Basic realm="demo"')
+
 # %% [markdown]
-# The middleware puts it all together. Its settings are checked up front: the realm goes
-# inside a quoted string, so no quotes or backslashes; a user-id cannot contain a colon (RFC
-# 7617 §2), since the colon separates it from the password. Then, per request: an exempt
-# path goes straight to the app; otherwise `authenticate` parses the header, looks up the
-# user's digest (or the dummy) and compares in constant time; a failure gets the 401, a
-# success reaches the app with the user's name in `environ`.
+# It calls `start_response` (here a `print`) and returns the body, exactly like any other
+# WSGI app; a middleware that answers by itself is an app for that one response.
+
+# %% [markdown]
+# The middleware puts it all together, in three cells. First its settings, checked up
+# front by `_check_basic_settings`: the realm goes inside a quoted string, so no quotes or
+# backslashes; a user-id cannot contain a colon (RFC 7617 §2), since the colon separates
+# it from the password; and an exempt path is a path, so it starts with `/`.
+
+# %%
+#| export
+def _check_basic_settings(users, realm: str, exempt) -> None:
+    if not re.fullmatch(r"[\x20-\x7e]*", realm) or '"' in realm or "\\" in realm:
+        raise ValueError(f"realm must be printable ASCII without quotes or backslashes: {realm!r}")
+    if any(":" in user for user in users):
+        raise ValueError("a user-id cannot contain ':' (RFC 7617 §2)")
+    if any(not path.startswith("/") for path in exempt):
+        raise ValueError("exempt paths start with '/'")
+
+# %%
+for settings in ({"realm": 'my "app"'}, {"users": {"a:b": "pw"}}, {"exempt": ["health"]}):
+    try:
+        _check_basic_settings(**{"users": {}, "realm": "ok", "exempt": (), **settings})
+    except ValueError as error:
+        print(error)
+
+# %% [markdown]
+# Three mistakes, three messages, all raised when the stack is built, long before the
+# first request could have hit them.
+#
+# Then the class with its `authenticate` method, the one place a password is checked: parse
+# the header, look up the user's digest (or the dummy for an unknown user), compare in
+# constant time. Note the last line: the comparison runs in every case, and only then do
+# the checks that need no secret (were there credentials at all, is the user known) decide.
 
 # %%
 #| export
@@ -1467,12 +1890,7 @@ class BasicAuth:
     """HTTP Basic authentication (RFC 7617); sets REMOTE_USER, answers 401 otherwise."""
 
     def __init__(self, app, users, *, realm="barelab", exempt=()):
-        if not re.fullmatch(r"[\x20-\x7e]*", realm) or '"' in realm or "\\" in realm:
-            raise ValueError(f"realm must be printable ASCII without quotes or backslashes: {realm!r}")
-        if any(":" in user for user in users):
-            raise ValueError("a user-id cannot contain ':' (RFC 7617 §2)")
-        if any(not path.startswith("/") for path in exempt):
-            raise ValueError("exempt paths start with '/'")
+        _check_basic_settings(users, realm, exempt)
         self.app, self.exempt = app, tuple(exempt)
         self._digests = {user: _digest(password) for user, password in users.items()}
         self.challenge = f'Basic realm="{realm}", charset="UTF-8"'
@@ -1485,24 +1903,50 @@ class BasicAuth:
         matches = hmac.compare_digest(_digest(password), expected)
         return user if matches and credentials and user in self._digests else None
 
-    def __call__(self, environ, start_response):
-        if is_exempt(environ.get("PATH_INFO", ""), self.exempt):
-            return self.app(environ, start_response)
-        user = self.authenticate(environ.get("HTTP_AUTHORIZATION"))
-        if user is None:
-            return unauthorized(start_response, self.challenge)
-        environ["REMOTE_USER"] = user  # the CGI name for it (RFC 3875 §4.1.11)
-        return self.app(environ, start_response)
-
 # %% [markdown]
-# On success the user name goes into `environ["REMOTE_USER"]`, the key CGI (and so WSGI)
-# has always used for it, so the app, or Flask's `request.remote_user`, can read it. Try a
-# wrong password, a right one, an open path and a path that tries to climb out of it:
+# `basic(user, password)` builds the header a client would send, the same thing `curl -u`
+# does. Four attempts on a store with one user:
 
 # %%
 def basic(user, password):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
+auth = BasicAuth(hello, {"ada": "lovelace"})
+
+def who(user, password):
+    return auth.authenticate(basic(user, password)["Authorization"])
+
+[who("ada", "lovelace"), who("ada", "wrong"), who("grace", "lovelace"), auth.authenticate(None)]
+
+# %% [markdown]
+# Only the right pair gives a name. The wrong password, the unknown user and the missing
+# header all give `None`, and each went through the same digest comparison on the way, so
+# a stopwatch learns nothing about which one it was.
+#
+# Last, handling a request. An exempt path goes straight to the app; otherwise a failure
+# gets the 401, and a success reaches the app with the user's name in
+# `environ["REMOTE_USER"]`, the key CGI (and so WSGI) has always used for it (RFC 3875
+# §4.1.11), so the app, or Flask's `request.remote_user`, can read it.
+
+# %%
+#| export
+def _basic_auth_call(self, environ, start_response):
+    if is_exempt(environ.get("PATH_INFO", ""), self.exempt):
+        return self.app(environ, start_response)
+    user = self.authenticate(environ.get("HTTP_AUTHORIZATION"))
+    if user is None:
+        return unauthorized(start_response, self.challenge)
+    environ["REMOTE_USER"] = user
+    return self.app(environ, start_response)
+
+
+BasicAuth.__call__ = _basic_auth_call
+
+# %% [markdown]
+# Try it in front of the notes API: a wrong password, a right one, an open path and a path
+# that tries to climb out of it:
+
+# %%
 guarded = compose(notes_api, partial(BasicAuth, users={"ada": "lovelace"}, exempt=["/health"]),
                   between=validator)
 for path, headers in [("/notes", basic("ada", "wrong")), ("/notes", basic("ada", "lovelace")),
@@ -1511,8 +1955,10 @@ for path, headers in [("/notes", basic("ada", "wrong")), ("/notes", basic("ada",
     print(f"{path:17} {call.status:17} {call.text.strip()}")
 
 # %% [markdown]
-# The open path reached the app as `anonymous`; the sneaky one did not. And the whole 401
-# as a client sees it, with its challenge:
+# The wrong password got the 401 and its short explanation; the right one reached the app,
+# which now reports `ada` instead of `anonymous`. The open path reached the app with no
+# credentials at all; the one that tried to climb out of it did not. And the whole 401 as
+# a client sees it, with its challenge:
 
 # %%
 call = barelab.call_wsgi(guarded, path="/notes")
@@ -1520,6 +1966,9 @@ print(call.status)
 call.headers
 
 # %% [markdown]
+# `WWW-Authenticate` is what makes a browser open its login box; `curl` and HTTP libraries
+# read it too, and know from `Basic` what to send next time.
+#
 # ## Stacking them: the order matters
 #
 # Five layers and an app. A request passes the layers outermost first, the response passes
@@ -1531,7 +1980,11 @@ call.headers
 #
 # Browsers send preflights **without** credentials: the Fetch standard builds the preflight
 # request without the user's cookies or `Authorization`, whatever the real request carries.
-# Put auth outside CORS and it turns every preflight away before CORS can answer it:
+# Put auth outside CORS and it turns every preflight away before CORS can answer it.
+#
+# `api_auth` is the auth layer with its settings filled in, as `api_cors` is for CORS, so
+# the two can be stacked in either order. The cell prints the preflight's status and what
+# the browser makes of it:
 
 # %%
 api_auth = partial(BasicAuth, users={"ada": "lovelace"}, exempt=["/health"])
@@ -1550,8 +2003,10 @@ call = preflight(right_order, "https://app.example", "DELETE", "authorization")
 print(call.status, "|", browser_cors_check(call.headers, "https://app.example", credentials=True))
 
 # %% [markdown]
-# With CORS outside, a 401 from auth also passes back through CORS on its way out, so it
-# carries the grant and the page's script can read the 401 and show a login form:
+# A 204 the browser accepts: now the `DELETE` may go out, with the `Authorization` header
+# the page gives it, and meet auth. And if that header is missing or wrong, the 401 from
+# auth passes back out through CORS on its way to the browser, so it carries the grant
+# too, and the page's script can read the 401 and show a login form:
 
 # %%
 cors_table(right_order, ["https://app.example"], credentials=True)
@@ -1561,7 +2016,8 @@ cors_table(right_order, ["https://app.example"], credentials=True)
 #
 # The requests you most want to see in a log are the refused ones: someone is guessing
 # passwords. A logger inside auth never hears of them, because auth answers without
-# calling it:
+# calling it. To see that, put one logger on each side of auth, each with its own list, and
+# send three requests: no credentials, a wrong password, the right one.
 
 # %%
 inner_log, outer_log = [], []
@@ -1574,9 +2030,9 @@ for record in outer_log:
     print(" ", record)
 
 # %% [markdown]
-# The inner logger saw one request, the outer one saw all three, two of them 401s. So
-# logging goes **outermost**: it sees every response, including the ones other layers made
-# up, and times the whole stack.
+# The inner logger saw one request, the outer one saw all three: two 401s of 41 bytes each,
+# the 401 body, and the one 200 with the notes. So logging goes **outermost**: it sees every
+# response, including the ones other layers made up, and times the whole stack.
 #
 # ### The stack
 #
@@ -1588,6 +2044,17 @@ for record in outer_log:
 # 4. `CORS`: answers preflights before auth, and grants the 401s too;
 # 5. `BasicAuth`: lets through only known users, except on `/health`;
 # 6. the app.
+#
+# ```mermaid
+# flowchart LR
+#     S["server"] --> L["RequestLogger"] --> I["RequestID"] --> T["ResponseTimer"]
+#     T --> C["CORS"] --> B["BasicAuth"] --> APP["site"]
+#     C -. "preflight: 204 or 403" .-> T
+#     B -. "no valid credentials: 401" .-> C
+# ```
+#
+# The dotted arrows are the answers a layer makes up by itself. Each goes back out through
+# every layer outside it, and nothing inside it ever hears of the request.
 #
 # The app is a little site: `/health` for the load balancer, `/ticks` to prove streaming
 # survives all five layers, and the notes API for everything else. CORS lists
@@ -1605,6 +2072,12 @@ def site(environ, start_response):
         return ticker(environ, start_response)
     return notes_api(environ, start_response)
 
+# %% [markdown]
+# And the stack, written in the order of the list above. `compose` lists layers outermost
+# first, so the code reads like the picture at the top of the chapter, from the server
+# inwards:
+
+# %%
 access_log = []
 full_stack = compose(site, partial(RequestLogger, records=access_log), RequestID,
                      partial(ResponseTimer, header="X-Response-Time"), api_cors, api_auth,
@@ -1621,7 +2094,8 @@ server = barelab.serve(full_stack, name="notes")
 server
 
 # %% [markdown]
-# A credentialed request from the admin front end, as a browser would send it:
+# A credentialed request from the admin front end, as a browser would send it. The cell
+# prints the browser's verdict first, then shows the reply:
 
 # %%
 reply = barelab.http_request(server, "GET", "/notes",
@@ -1631,18 +2105,24 @@ print(browser_cors_check(reply.headers, "https://admin.example", credentials=Tru
 reply
 
 # %% [markdown]
-# Every layer left its mark: the grant and `Vary: Origin` from CORS, the exposed
+# `ok`, and every layer left its mark: the grant and `Vary: Origin` from CORS, the exposed
 # `X-Request-ID`, `X-Response-Time`, and `ada` in the body from auth. Now with `curl`, first
-# a preflight (`-X OPTIONS` and two headers), then the real request with `-u` for the
-# credentials (`-m 5` makes curl give up after five seconds, should anything hang):
+# a preflight (`-X OPTIONS` and two headers; `-m 5` makes curl give up after five seconds,
+# should anything hang):
 
 # %%
 # !curl -s -i -m 5 -X OPTIONS -H "Origin: https://app.example" -H "Access-Control-Request-Method: DELETE" -H "Access-Control-Request-Headers: authorization" {server.url}notes
+
+# %% [markdown]
+# CORS answered it without asking auth, and the preflight still carries an
+# `X-Response-Time` and an `X-Request-ID`: those layers sit outside CORS, so they see the
+# responses it makes up, too. Then the real request, with `-u` for the credentials:
 
 # %%
 # !curl -s -i -m 5 -u ada:lovelace -H "Origin: https://app.example" {server.url}notes
 
 # %% [markdown]
+# The same grant as in the Python request, now for `app.example`, and a fresh request ID.
 # The same without a password, and from a stranger: a 401 with its challenge, no grant for
 # `evil.example`, and still `Vary: Origin`.
 
@@ -1657,15 +2137,18 @@ show_arrivals(arrivals(server, "/ticks", basic("ada", "lovelace")))
 
 # %% [markdown]
 # Still one by one: logging counts the chunks as they pass, and the other four layers never
-# touch the body at all. Two logs tell the story of these requests. The server's log has
+# touch the body at all. (Run it yourself to see the times; the verdict is the part the
+# stored notebook can keep.) Two logs tell the story of these requests. The server's log has
 # one line per request, as the server saw it:
 
 # %%
 server.log
 
 # %% [markdown]
-# And the access log the `RequestLogger` kept, with what only the stack knows: the request
-# ID of each request and the 21 bytes of the ticker timed until its `close()`:
+# The server can time a request and count its bytes too, but it has never heard of a
+# request ID. The access log the `RequestLogger` kept has what only the stack knows: the
+# ID of each request (the same ones the curl replies showed) and the 21 bytes of the
+# ticker, timed until its `close()`:
 
 # %%
 for record in access_log:

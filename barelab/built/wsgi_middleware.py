@@ -69,24 +69,29 @@ class ClosingIterator:
     def __iter__(self):
         return self
 
-    def __next__(self) -> bytes:
-        try:
-            chunk = next(self._iterator)
-        except StopIteration:
-            raise
-        except BaseException as exc:
-            self.error = exc
-            raise
-        chunk = self._transform(chunk) if self._transform is not None else chunk
-        if self._on_chunk is not None:
-            self._on_chunk(chunk)
-        return chunk
-
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             inner = getattr(self._iterable, "close", None)
             _run_all(([inner] if inner is not None else []) + self._on_close)
+
+
+def _closing_next(self) -> bytes:
+    """The inner body's next chunk, through ``transform`` and shown to ``on_chunk``."""
+    try:
+        chunk = next(self._iterator)
+    except StopIteration:
+        raise
+    except BaseException as exc:
+        self.error = exc
+        raise
+    chunk = self._transform(chunk) if self._transform is not None else chunk
+    if self._on_chunk is not None:
+        self._on_chunk(chunk)
+    return chunk
+
+
+ClosingIterator.__next__ = _closing_next
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,37 @@ def _status_code(status: str) -> int | None:
     return int(code) if code.isdigit() and len(code) == 3 else None
 
 
+@dataclass
+class _RequestTally:
+    """What RequestLogger learns about one request while the response is under way."""
+
+    started: float
+    method: str
+    path: str
+    status: int | None = None
+    bytes: int = 0
+
+    def count(self, chunk: bytes) -> None:
+        self.bytes += len(chunk)
+
+    def record(self, request_id=None, error=None) -> RequestRecord:
+        return RequestRecord(self.method, self.path, self.status, self.bytes,
+                             time.perf_counter() - self.started, request_id, error)
+
+
+def _tallying_start_response(start_response, tally: _RequestTally):
+    """A start_response that notes the status in ``tally`` and returns a counting write."""
+    def logging_start_response(status, headers, exc_info=None):
+        write = start_response(status, headers, exc_info)
+        tally.status = _status_code(status)
+
+        def counting_write(data):
+            tally.count(data)
+            return write(data)
+        return counting_write
+    return logging_start_response
+
+
 class RequestLogger:
     """Record every request as a RequestRecord in ``records`` (and to ``logger`` if given)."""
 
@@ -129,39 +165,37 @@ class RequestLogger:
         self.records = [] if records is None else records
         self.logger = logger  # a logging.Logger, or None
 
-    def __call__(self, environ, start_response):
-        started = time.perf_counter()
-        method, path = environ.get("REQUEST_METHOD", "-"), request_path(environ)
-        seen = {"status": None, "bytes": 0}
+    def _finish(self, tally: _RequestTally, environ, error=None) -> None:
+        record = tally.record(environ.get("barelab.request_id"), error)
+        self.records.append(record)
+        if self.logger is not None:
+            self.logger.info("%s", record)
 
-        def count(chunk):
-            seen["bytes"] += len(chunk)
 
-        def logging_start_response(status, headers, exc_info=None):
-            write = start_response(status, headers, exc_info)
-            seen["status"] = _status_code(status)
+def _logger_call(self, environ, start_response):
+    tally = _RequestTally(time.perf_counter(), environ.get("REQUEST_METHOD", "-"),
+                          request_path(environ))
+    try:
+        body = self.app(environ, _tallying_start_response(start_response, tally))
+    except Exception as exc:
+        self._finish(tally, environ, type(exc).__name__)
+        raise
 
-            def counting_write(data):
-                count(data)
-                return write(data)
-            return counting_write
+    def finish():
+        self._finish(tally, environ, type(wrapper.error).__name__ if wrapper.error else None)
+    wrapper = ClosingIterator(body, on_chunk=tally.count, on_close=[finish])
+    return wrapper
 
-        def finish(error=None):
-            record = RequestRecord(method, path, seen["status"], seen["bytes"],
-                                   time.perf_counter() - started,
-                                   environ.get("barelab.request_id"), error)
-            self.records.append(record)
-            if self.logger is not None:
-                self.logger.info("%s", record)
 
-        try:
-            body = self.app(environ, logging_start_response)
-        except Exception as exc:
-            finish(type(exc).__name__)
-            raise
-        wrapper = ClosingIterator(body, on_chunk=count, on_close=[
-            lambda: finish(type(wrapper.error).__name__ if wrapper.error else None)])
-        return wrapper
+RequestLogger.__call__ = _logger_call
+
+
+def _with_timing(headers, header: str, metric: str, ms: float) -> list:
+    """``headers`` plus a timing header: one more Server-Timing metric, or the one
+    X-Response-Time."""
+    if header.lower() == "server-timing":
+        return list(headers) + [(header, f"{metric};dur={ms:.3f}")]
+    return without(headers, header) + [(header, f"{ms:.3f}ms")]
 
 
 class ResponseTimer:
@@ -179,11 +213,8 @@ class ResponseTimer:
 
         def timed_start_response(status, headers, exc_info=None):
             ms = (time.perf_counter() - started) * 1000
-            if self.header.lower() == "server-timing":  # a list: other metrics may stay
-                headers = list(headers) + [(self.header, f"{self.metric};dur={ms:.3f}")]
-            else:
-                headers = without(headers, self.header) + [(self.header, f"{ms:.3f}ms")]
-            return start_response(status, headers, exc_info)
+            return start_response(status, _with_timing(headers, self.header, self.metric, ms),
+                                  exc_info)
 
         return self.app(environ, timed_start_response)
 
@@ -220,17 +251,13 @@ def browser_cors_check(headers, origin: str, credentials: bool = False) -> str:
     if not values:
         return "blocked: no Access-Control-Allow-Origin"
     allowed = ", ".join(values)  # Fetch "get": repeated fields combine into one value
-    if allowed == "*" and not credentials:
-        return "ok"
-    if allowed == "*":
+    if allowed == "*" and credentials:
         return "blocked: '*' does not count when the request carries credentials"
-    if allowed != origin:
+    if allowed not in ("*", origin):
         return f"blocked: Access-Control-Allow-Origin {allowed!r} is not {origin!r}"
-    if not credentials:
-        return "ok"
-    if ", ".join(header_values(headers, "Access-Control-Allow-Credentials")) == "true":
-        return "ok"
-    return "blocked: credentials need Access-Control-Allow-Credentials: true"
+    if credentials and header_values(headers, "Access-Control-Allow-Credentials") != ["true"]:
+        return "blocked: credentials need Access-Control-Allow-Credentials: true"
+    return "ok"
 
 
 def add_vary(headers, name: str) -> list:
@@ -291,17 +318,21 @@ class CORS:
         credentials = [("Access-Control-Allow-Credentials", "true")] if self.credentials else []
         return [("Access-Control-Allow-Origin", allow)] + credentials
 
-    def __call__(self, environ, start_response):
-        origin = environ.get("HTTP_ORIGIN")
-        if (origin is not None and environ.get("REQUEST_METHOD") == "OPTIONS"
-                and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ):
-            return _preflight(self, environ, start_response, origin)
-        allow = self.allowed(origin)
 
-        def cors_start_response(status, headers, exc_info=None):
-            return start_response(status, _cors_headers(self, headers, allow), exc_info)
+def _cors_call(self, environ, start_response):
+    origin = environ.get("HTTP_ORIGIN")
+    if (origin is not None and environ.get("REQUEST_METHOD") == "OPTIONS"
+            and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ):
+        return _preflight(self, environ, start_response, origin)
+    allow = self.allowed(origin)
 
-        return self.app(environ, cors_start_response)
+    def cors_start_response(status, headers, exc_info=None):
+        return start_response(status, _cors_headers(self, headers, allow), exc_info)
+
+    return self.app(environ, cors_start_response)
+
+
+CORS.__call__ = _cors_call
 
 
 def _cors_headers(cors: CORS, headers, allow) -> list:
@@ -314,28 +345,35 @@ def _cors_headers(cors: CORS, headers, allow) -> list:
     return headers if cors.origins == "*" else add_vary(headers, "Origin")
 
 
-def _preflight(cors: CORS, environ, start_response, origin: str):
-    """Answer a CORS preflight (Fetch, "CORS-preflight request") without calling the app."""
+def _preflight_refusal(cors: CORS, environ, origin: str) -> str | None:
+    """Why a CORS preflight from ``origin`` is refused, or None if it is allowed."""
     method = environ["HTTP_ACCESS_CONTROL_REQUEST_METHOD"]
     asked = [h.strip().lower() for h in
              environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "").split(",") if h.strip()]
-    allow, refusal = cors.allowed(origin), None
-    if allow is None:
-        refusal = f"origin {origin[:100]!r} is not allowed"
-    elif method not in cors.methods and method not in _SAFELISTED_METHODS:
-        refusal = f"method {method[:40]!r} is not allowed"
-    elif unknown := [h for h in asked if h not in cors.headers]:
-        refusal = f"header {unknown[0][:40]!r} is not allowed"
+    if cors.allowed(origin) is None:
+        return f"origin {origin[:100]!r} is not allowed"
+    if method not in cors.methods and method not in _SAFELISTED_METHODS:
+        return f"method {method[:40]!r} is not allowed"
+    if unknown := [h for h in asked if h not in cors.headers]:
+        return f"header {unknown[0][:40]!r} is not allowed"
+    return None
+
+
+def _preflight(cors: CORS, environ, start_response, origin: str):
+    """Answer a CORS preflight (Fetch, "CORS-preflight request") without calling the app."""
     vary = [] if cors.origins == "*" else [("Vary", "Origin")]
+    refusal = _preflight_refusal(cors, environ, origin)
     if refusal is not None:
         body = f"CORS preflight refused: {refusal}\n".encode()
         start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8"),
                                          ("Content-Length", str(len(body)))] + vary)
         return [body]
-    headers = cors.grant(allow) + [("Access-Control-Allow-Methods", ", ".join(cors.methods))]
+    headers = cors.grant(cors.allowed(origin))
+    headers.append(("Access-Control-Allow-Methods", ", ".join(cors.methods)))
     if cors.headers:
         headers.append(("Access-Control-Allow-Headers", ", ".join(cors.headers)))
-    start_response("204 No Content", headers + [("Access-Control-Max-Age", str(cors.max_age))] + vary)
+    headers.append(("Access-Control-Max-Age", str(cors.max_age)))
+    start_response("204 No Content", headers + vary)
     return []
 
 
@@ -375,16 +413,20 @@ def unauthorized(start_response, challenge: str):
     return [body]
 
 
+def _check_basic_settings(users, realm: str, exempt) -> None:
+    if not re.fullmatch(r"[\x20-\x7e]*", realm) or '"' in realm or "\\" in realm:
+        raise ValueError(f"realm must be printable ASCII without quotes or backslashes: {realm!r}")
+    if any(":" in user for user in users):
+        raise ValueError("a user-id cannot contain ':' (RFC 7617 §2)")
+    if any(not path.startswith("/") for path in exempt):
+        raise ValueError("exempt paths start with '/'")
+
+
 class BasicAuth:
     """HTTP Basic authentication (RFC 7617); sets REMOTE_USER, answers 401 otherwise."""
 
     def __init__(self, app, users, *, realm="barelab", exempt=()):
-        if not re.fullmatch(r"[\x20-\x7e]*", realm) or '"' in realm or "\\" in realm:
-            raise ValueError(f"realm must be printable ASCII without quotes or backslashes: {realm!r}")
-        if any(":" in user for user in users):
-            raise ValueError("a user-id cannot contain ':' (RFC 7617 §2)")
-        if any(not path.startswith("/") for path in exempt):
-            raise ValueError("exempt paths start with '/'")
+        _check_basic_settings(users, realm, exempt)
         self.app, self.exempt = app, tuple(exempt)
         self._digests = {user: _digest(password) for user, password in users.items()}
         self.challenge = f'Basic realm="{realm}", charset="UTF-8"'
@@ -397,11 +439,15 @@ class BasicAuth:
         matches = hmac.compare_digest(_digest(password), expected)
         return user if matches and credentials and user in self._digests else None
 
-    def __call__(self, environ, start_response):
-        if is_exempt(environ.get("PATH_INFO", ""), self.exempt):
-            return self.app(environ, start_response)
-        user = self.authenticate(environ.get("HTTP_AUTHORIZATION"))
-        if user is None:
-            return unauthorized(start_response, self.challenge)
-        environ["REMOTE_USER"] = user  # the CGI name for it (RFC 3875 §4.1.11)
+
+def _basic_auth_call(self, environ, start_response):
+    if is_exempt(environ.get("PATH_INFO", ""), self.exempt):
         return self.app(environ, start_response)
+    user = self.authenticate(environ.get("HTTP_AUTHORIZATION"))
+    if user is None:
+        return unauthorized(start_response, self.challenge)
+    environ["REMOTE_USER"] = user
+    return self.app(environ, start_response)
+
+
+BasicAuth.__call__ = _basic_auth_call
