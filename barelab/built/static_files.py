@@ -21,24 +21,34 @@ from barelab.built.http_wire import BadRequest, HTTPError, reason_phrase
 BLOCK_SIZE = 64 * 1024  # bytes per read when streaming a file
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # no effect on regular files; see _open_file
 
+
 class NotFound(HTTPError): status = 404            # RFC 9110 §15.5.5
 class MethodNotAllowed(HTTPError): status = 405    # RFC 9110 §15.5.6
 
 
-_ENCODED_SPECIAL = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
-
-def path_segments(path_info: str) -> list[str]:
-    """The names in PATH_INFO, or BadRequest/NotFound for a path that could leave the root."""
+def _decoded_segments(path_info: str) -> list[str]:
+    """PATH_INFO as UTF-8 text, split into its non-empty names."""
     try:
         path = path_info.encode("latin-1").decode("utf-8")
     except UnicodeError:
         raise BadRequest("the path is not UTF-8 (PEP 3333, 'Unicode Issues')") from None
-    segments = [segment for segment in path.split("/") if segment]
+    return [segment for segment in path.split("/") if segment]
+
+
+_ENCODED_SPECIAL = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
+
+def _check_segment(segment: str) -> None:
+    if segment in (".", ".."):
+        raise BadRequest(f"the path has a {segment!r} segment (RFC 3986 §5.2.4)")
+    if "\0" in segment or "\\" in segment or _ENCODED_SPECIAL.search(segment):
+        raise BadRequest("the path has a NUL, a backslash or a doubly encoded character")
+
+
+def path_segments(path_info: str) -> list[str]:
+    """The names in PATH_INFO, or BadRequest/NotFound for a path that could leave the root."""
+    segments = _decoded_segments(path_info)
     for segment in segments:
-        if segment in (".", ".."):
-            raise BadRequest(f"the path has a {segment!r} segment (RFC 3986 §5.2.4)")
-        if "\0" in segment or "\\" in segment or _ENCODED_SPECIAL.search(segment):
-            raise BadRequest("the path has a NUL, a backslash or a doubly encoded character")
+        _check_segment(segment)
     if any(segment.startswith(".") for segment in segments):
         raise NotFound("hidden files are not served")
     return segments
@@ -63,6 +73,7 @@ def content_type(path: str) -> str:
 
 def http_date(timestamp: float) -> str:
     return formatdate(timestamp, usegmt=True)
+
 
 def not_modified(environ: dict, mtime: int) -> bool:
     """True if the client's cached copy is current (RFC 9110 §13.1.2-3, §13.2.2)."""
