@@ -74,22 +74,29 @@ def naive_compile(template):
 naive_compile("/files/v1.0/{name}").pattern
 
 # %% [markdown]
-# It looks right. Now ask it about three paths. `naive_match` returns the parameters it
-# found, or says that the template did not match. `show_transcript`, from barelab, draws
-# the rows as a table.
+# It looks right: the literal part is copied as it is, and `{name}` became a group that
+# takes anything up to the next `/`. `naive_match` puts it to work on one path, and
+# returns the parameters it found, or says that the template did not match:
 
 # %%
-from barelab import show_transcript
-
 def naive_match(template, path):
     found = naive_compile(template).match(path)
     return str(found.groupdict()) if found else "no match"
 
-show_transcript([
-    ("/files/v1.0/{name}", "/files/v1x0/readme", naive_match("/files/v1.0/{name}", "/files/v1x0/readme")),
-    ("/users/{name}", "/users/ada/delete", naive_match("/users/{name}", "/users/ada/delete")),
-    ("/users/{id:integer}", "/users/7", naive_match("/users/{id:integer}", "/users/7")),
-], columns=("template", "path", "naive router says"))
+naive_match("/files/v1.0/{name}", "/files/v1.0/readme")
+
+# %% [markdown]
+# That is the case every tutorial shows. Now ask it about three paths that a real site
+# will receive sooner or later, one for each row below. `show_transcript`, from barelab,
+# draws a list of rows as a table.
+
+# %%
+from barelab import show_transcript
+
+cases = [("/files/v1.0/{name}", "/files/v1x0/readme"), ("/users/{name}", "/users/ada/delete"),
+         ("/users/{id:integer}", "/users/7")]
+show_transcript([(template, path, naive_match(template, path)) for template, path in cases],
+                columns=("template", "path", "naive router says"))
 
 # %% [markdown]
 # Three bugs, each one a real outage somewhere:
@@ -167,6 +174,17 @@ class Converter:
         return f"{type(self).__name__}({self.regex!r})"
 
 # %% [markdown]
+# Ask the base class all three questions, with a value that holds a space and a slash:
+
+# %%
+plain = Converter()
+plain, plain.to_python("hello world/2"), plain.to_url("hello world/2")
+
+# %% [markdown]
+# The regex takes one segment, `to_python` hands the text over unchanged, and `to_url`
+# turned the space into `%20` and the slash into `%2F`: inside a parameter, a `/` is data,
+# not a separator.
+#
 # The `str` converter is the default, used when a parameter names no converter. It adds
 # one refusal to `to_url`. The segments `.` and `..` mean "this folder" and "the parent
 # folder", and every client removes them from a URL before sending it (RFC 3986 §5.2.4):
@@ -185,12 +203,23 @@ class StrConverter(Converter):
                              "(RFC 3986 §5.2.4), so no request would carry it")
         return quote(str(value), safe="")
 
+# %% [markdown]
+# Many calls in this chapter are meant to fail, and a traceback would stop the cell at
+# the first one. `attempt` calls a function and shows its result, or the exception it
+# raised, so that one cell (or one table) can hold both:
+
 # %%
-StrConverter().to_url("hello world/2"), StrConverter().regex
+def attempt(function, *args):
+    """Call function(*args); show the result, or the exception it raised."""
+    try:
+        return repr(function(*args))
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+
+attempt(StrConverter().to_url, "notes"), attempt(StrConverter().to_url, "..")
 
 # %% [markdown]
-# The space became `%20` and the slash `%2F`: inside a parameter, a `/` is data, not a
-# separator.
+# An ordinary value goes through; `..` is refused, and the message says why.
 #
 # ### `int`: one number, one URL
 #
@@ -213,6 +242,10 @@ re.fullmatch(r"\d+", digits) is not None, int(digits)
 # negative. `/users/007` is a 404, not a quiet alias. Werkzeug's `int` converter makes the
 # same choice about signs; exercise 1 builds a signed converter for when you need one.
 #
+# `to_url` has a trap of its own: `True` is an `int` in Python (`isinstance(True, int)`
+# is true, and `True + 1 == 2`), so `isinstance` alone would let it in, and `str(True)`
+# would put the text `True` in the URL. The extra check names the real mistake instead.
+#
 # One more trap hides in `to_python`: since Python 3.11, `int()` refuses strings of more
 # than 4300 digits (a defence against slow conversions). That `ValueError` is exactly the
 # "does not match" signal a converter may raise, so a 5000-digit id is a 404, never a 500.
@@ -233,26 +266,22 @@ class IntConverter(Converter):
         return str(value)
 
 # %% [markdown]
-# Try the regex and `to_python` on a few candidates. `attempt` calls a function and shows
-# its result, or the exception it raised, so one table can hold both.
+# Put six candidates through both steps: does the regex take the text, and what does
+# `to_python` make of it? The last one is a 1 followed by 5000 zeros, cut short in the
+# table (as is its error message) so that it fits on a line.
 
 # %%
-def attempt(function, *args):
-    """Call function(*args); show the result, or the exception it raised."""
-    try:
-        return repr(function(*args))
-    except Exception as error:
-        return f"{type(error).__name__}: {error}"
-
 as_int = IntConverter()
+candidates = ["42", "0", "007", "-7", "٤٢", "1" + "0" * 5000]
 show_transcript([(text[:12] + ("…" if len(text) > 12 else ""),
                   str(re.fullmatch(as_int.regex, text) is not None),
-                  attempt(as_int.to_python, text)[:60])
-                 for text in ["42", "0", "007", "-7", "٤٢", "1" + "0" * 5000]],
+                  attempt(as_int.to_python, text)[:60]) for text in candidates],
                 columns=("text", "regex matches", "to_python"))
 
 # %% [markdown]
-# `007`, `-7` and `٤٢` never reach `to_python`: the regex refuses them. The 5000-digit
+# Read the `to_python` column for the rows where the regex says `False`: `int()` would
+# have turned `007`, `-7` and `٤٢` into numbers without a murmur. The regex is the only
+# thing standing in the way, and it refuses all three, so they never reach `to_python`. The 5000-digit
 # number passes the regex and is refused by `int()`, and the router will treat that as "no
 # match". (You could also cap the length in the regex; this way the limit is Python's own.)
 #
@@ -288,7 +317,17 @@ class PathConverter(Converter):
         return quote(str(value), safe="/")
 
 # %% [markdown]
-# `to_url` keeps `/` as it is (`safe="/"`), since here it *is* a separator.
+# Check the two paths from the `os.path.join` cell against the regex, and write one back
+# as a URL:
+
+# %%
+as_path = PathConverter()
+[bool(re.fullmatch(as_path.regex, text)) for text in ("css/site.css", "/etc/passwd")], \
+    as_path.to_url("css/site map.css")
+
+# %% [markdown]
+# The file under the folder matches and the absolute path does not. `to_url` keeps `/` as
+# it is (`safe="/"`), since here it *is* a separator, and encodes only the space.
 #
 # ### `uuid`, and the table of converters
 #
@@ -309,13 +348,30 @@ class UUIDConverter(Converter):
     def to_url(self, value) -> str:
         return str(uuid.UUID(str(value)))
 
+# %% [markdown]
+# `to_url` goes through `uuid.UUID` too, so whatever spelling of a UUID you pass in, the
+# URL gets the canonical one:
 
+# %%
+as_uuid = UUIDConverter()
+as_uuid.to_python("12345678-1234-5678-1234-567812345678"), \
+    as_uuid.to_url("{12345678-1234-5678-1234-567812345678}".upper())
+
+# %% [markdown]
+# The handler gets a `UUID` object, not a string, and the braced uppercase spelling came
+# out lowercase and without braces.
+#
+# `CONVERTERS` maps the name used in a template (`{id:int}`) to a converter object. One
+# object per converter is enough, because converters keep no state between requests. A
+# router can be given more (exercise 1 adds one).
+
+# %%
+#| export
 CONVERTERS = {"str": StrConverter(), "int": IntConverter(), "path": PathConverter(),
               "uuid": UUIDConverter()}
 
 # %% [markdown]
-# `CONVERTERS` maps the name used in templates to a converter object. A router can be given
-# more (exercise 1 adds one). Here are the four, with their regexes:
+# Here are the four, with their regexes:
 
 # %%
 show_transcript([(name, converter.regex) for name, converter in CONVERTERS.items()],
@@ -351,6 +407,18 @@ def _parameter(template: str, spec: str, converters: dict, seen: set) -> tuple:
                          f"known converters: {', '.join(sorted(converters))}")
     seen.add(name)
     return name, converters[kind if colon else "str"]
+
+# %% [markdown]
+# Give it one good parameter and one with a typo in its converter. `spec` is the text
+# between the braces, and `seen` the names used so far in this template:
+
+# %%
+_parameter("/users/{id:int}", "id:int", CONVERTERS, set()), \
+    attempt(_parameter, "/users/{id:intt}", "id:intt", CONVERTERS, set())
+
+# %% [markdown]
+# The good one comes back as a pair, the name and the converter object. The typo is
+# refused, and the message lists the four names you could have meant.
 
 # %% [markdown]
 # `parse_template` walks the template from one parameter to the next and collects the
@@ -389,6 +457,13 @@ parse_template("/users/{id:int}/posts/{slug}")
 # %% [markdown]
 # Four parts: the literal `/users/`, the parameter `id` with its `IntConverter`, the
 # literal `/posts/`, and `slug` with the default `StrConverter`.
+#
+# Two lines of `parse_template` deserve a second look. Before the empty strings are
+# dropped, `parts` strictly alternates: literal, parameter, literal, ..., literal, with a
+# literal (maybe `""`) at both ends. So `parts[::2]`, every second item from the first,
+# is exactly the literal text, and that is where a stray brace would be. `parts[2:-1:2]`
+# skips the first and the last literal and keeps the ones *between* two parameters; if
+# one of those is `""`, two parameters touch.
 #
 # Gluing the regex together is where the first naive bug gets fixed: each literal part goes
 # through `re.escape`, which puts a backslash before every character that means something
@@ -470,6 +545,10 @@ def allowed_methods(methods) -> frozenset:
 sorted(allowed_methods(["get", "post"])), attempt(allowed_methods, "GET")
 
 # %% [markdown]
+# The lowercase names came out uppercase, and HEAD joined because GET is there. `METHOD`
+# is RFC 9110's `token`: letters, digits and fifteen punctuation marks, which is why a
+# name with a space or a slash in it is refused.
+#
 # The second call is a trap worth a clear error: `methods="GET"` is a string, and a string
 # is an iterable of letters, so without the check the route would accept the methods `G`,
 # `E` and `T`.
@@ -498,6 +577,21 @@ class Route:
         return f"<Route {', '.join(sorted(self.methods))} {self.template} -> {self.name}>"
 
 # %% [markdown]
+# A route needs an app to answer with. For now any function will do, since nothing will
+# call it yet; its name becomes the route's name. Declare the methods in lowercase, to see
+# what the route makes of them:
+
+# %%
+def show_post(environ, start_response):
+    raise NotImplementedError("not called yet")
+
+post_route = Route("/users/{id:int}/posts/{slug}", show_post, methods=["get"])
+post_route
+
+# %% [markdown]
+# The repr reads like a line of a route table: `get` became `GET`, HEAD joined it, and the
+# name `show_post` came from the function.
+#
 # `match(path)` answers "is this path mine?". It returns the parameters, each already
 # converted by its converter, or `None`. Two things make it strict: `fullmatch`, so the
 # regex must cover the whole path, and the `ValueError` rule, so a converter that refuses
@@ -522,14 +616,9 @@ Route.match = _match
 # short: `Route.match = _match` has the same effect as writing `def match` inside the
 # class. The chapter does this a few more times.
 #
-# A route needs an app to answer with. For now any function will do; its name becomes the
-# route's name. Try the route from the chapter's opening on four paths:
+# Try `post_route` on four paths: the one it was written for, and three near misses.
 
 # %%
-def show_post(environ, start_response):
-    raise NotImplementedError("not called yet")
-
-post_route = Route("/users/{id:int}/posts/{slug}", show_post)
 show_transcript([(path, repr(post_route.match(path))) for path in [
     "/users/7/posts/hello-world", "/users/7/posts/hello/world", "/users/07/posts/x",
     "/users/7/posts/"]], columns=("path", "match"))
@@ -546,14 +635,33 @@ show_transcript([(path, repr(post_route.match(path))) for path in [
 # a slug contains a space or a `?`. The route knows its own shape, so it can write the URL:
 # literal parts percent-encoded with `/` kept, each value through its converter's `to_url`.
 #
-# Then one check, which makes every converter safe at once: decode the text `to_url` made
-# and make sure it matches the converter's regex. A URL that would not come back to this
-# same route is an error *now*, not a 404 for a user later. The `str` parameter `a/b` is
-# the classic case: the server decodes `%2F` back to `/` (you will see why in a moment),
-# so the route could never receive it.
-#
-# The values come in as keyword arguments, one per parameter; a missing or an extra one
-# is a `TypeError`, just as it would be for a function call.
+# Each value gets one extra check, which makes every converter safe at once: decode the
+# text `to_url` made and make sure it matches the converter's regex. A URL that would not
+# come back to this same route is an error *now*, not a 404 for a user later.
+# `_param_url` does that for one parameter.
+
+# %%
+#| export
+def _param_url(template: str, name: str, converter: Converter, value) -> str:
+    """``value`` as URL text for parameter ``name``; ValueError if it would not come back."""
+    text = converter.to_url(value)
+    if not re.fullmatch(converter.regex, unquote(text), re.DOTALL):
+        raise ValueError(f"{name}={value!r} cannot go into {template!r}: "
+                         f"{text!r} would not match {{{name}}}")
+    return text
+
+# %% [markdown]
+# The `str` value `a/b` is the classic case. `to_url` happily writes `a%2Fb`, but the
+# server decodes `%2F` back to `/` (you will see why in a moment), and a `str` parameter
+# never matches a `/`:
+
+# %%
+attempt(_param_url, "/posts/{slug}", "slug", StrConverter(), "a/b")
+
+# %% [markdown]
+# The whole URL is then the pieces glued together. The values come in as keyword
+# arguments, one per parameter; a missing or an extra one is a `TypeError`, just as it
+# would be for a function call.
 
 # %%
 #| export
@@ -561,20 +669,14 @@ def _url(self, **values) -> str:
     names = [name for name, _ in self.params]
     if sorted(values) != sorted(names):
         raise TypeError(f"route {self.name!r} takes {names}, got {sorted(values)}")
-    pieces = []
-    for part in self.parts:
-        if isinstance(part, str):
-            pieces.append(quote(part, safe="/"))
-            continue
-        name, converter = part
-        text = converter.to_url(values[name])
-        if not re.fullmatch(converter.regex, unquote(text), re.DOTALL):
-            raise ValueError(f"{name}={values[name]!r} cannot go into {self.template!r}: "
-                             f"{text!r} would not match {{{name}}}")
-        pieces.append(text)
-    return "".join(pieces)
+    return "".join(quote(part, safe="/") if isinstance(part, str)
+                   else _param_url(self.template, *part, values[part[0]])
+                   for part in self.parts)
 
 Route.url = _url
+
+# %% [markdown]
+# Five sets of values for `post_route`, one that works and four that should not:
 
 # %%
 show_transcript([(repr(values), attempt(lambda: post_route.url(**values))) for values in [
@@ -609,9 +711,9 @@ show_transcript([(repr(values), attempt(lambda: post_route.url(**values))) for v
 # nothing else. The mounted app sees `PATH_INFO="/users"`, routes on that, and still
 # builds correct links with `SCRIPT_NAME` in front.
 #
-# `Mount.split` returns what is left of `PATH_INFO` below the prefix, or `None`. The prefix
-# is compared in `PATH_INFO`'s own form ("bytes in str", next section), so a prefix such as
-# `/café` works too.
+# A `Mount` holds the prefix and the app, and checks the prefix when it is made. It also
+# keeps `raw`, the prefix in `PATH_INFO`'s own form ("bytes in str", explained two sections
+# from here), so that a prefix such as `/café` works too.
 
 # %%
 #| export
@@ -625,14 +727,34 @@ class Mount:
         self.prefix, self.app = prefix, app
         self.raw = prefix.encode("utf-8").decode("latin-1")    # as it appears in PATH_INFO
 
-    def split(self, path_info: str) -> str | None:
-        """What is left of PATH_INFO below the prefix, or None if the path is not below it."""
-        if path_info == self.raw or path_info.startswith(self.raw + "/"):
-            return path_info[len(self.raw):]
-        return None
-
     def __repr__(self) -> str:
         return f"<Mount {self.prefix} -> {getattr(self.app, '__name__', type(self.app).__name__)}>"
+
+# %%
+Mount("/api", show_post), attempt(Mount, "/api/", show_post)
+
+# %% [markdown]
+# Why refuse a prefix that ends in `/`? `Mount("/api/", ...)` would keep `/api` itself
+# out, and would hand `/api/users` to the app as `users`, without the leading slash that
+# every non-empty `PATH_INFO` must have (CGI's rule, RFC 3875 §4.1.5, which
+# `wsgiref.validate` checks).
+#
+# `split` does the segment-boundary test. It returns what is left of `PATH_INFO` below the
+# prefix, which becomes the mounted app's `PATH_INFO`, or `None` when the path is not
+# below the prefix at all.
+
+# %%
+#| export
+def _split(self, path_info: str) -> str | None:
+    """What is left of PATH_INFO below the prefix, or None if the path is not below it."""
+    if path_info == self.raw or path_info.startswith(self.raw + "/"):
+        return path_info[len(self.raw):]
+    return None
+
+Mount.split = _split
+
+# %% [markdown]
+# The same four paths as the `startswith` test, and `/api/`:
 
 # %%
 api_mount = Mount("/api", show_post)
@@ -643,10 +765,6 @@ api_mount = Mount("/api", show_post)
 # 3333 allows exactly that: `PATH_INFO` "may be an empty string, if the request URL targets
 # the application root and does not have a trailing slash." Keep it in mind: the router
 # will have to treat an empty `PATH_INFO` as its root, `/`.
-#
-# The prefix may not end in `/`. `Mount("/api/", ...)` would keep `/api` out, and would
-# hand `/api/users` to the app as `users`, without the leading slash that every `PATH_INFO`
-# must have.
 
 # %% [markdown]
 # ## Which route wins?
@@ -686,6 +804,11 @@ table = [Route("/users/{name}", show_user), Route("/users/me", show_me)]
 #
 # A template with parameters is not checked: whether one regex covers another is a hard
 # question in general, and a check that is sometimes wrong is worse than none.
+#
+# Read `unreachable_reason` with that in mind. For a template with no parameters, the
+# template *is* the one path it can match, so the function simply hands the template to
+# each earlier entry as if it were a request. Routes get it as text, through `match`;
+# mounts compare in `PATH_INFO`'s "bytes in str" form, hence the `encode`/`decode` line.
 
 # %%
 #| export
@@ -712,10 +835,11 @@ unreachable_reason(table[:1], table[1])
 # stand in its way, and the check would pass:
 
 # %%
-unreachable_reason(table[:1], Route("/users/me", show_me, methods=["DELETE"]))
+print(unreachable_reason(table[:1], Route("/users/me", show_me, methods=["DELETE"])))
 
 # %% [markdown]
-# `None`: nothing stands in the way.
+# `None`: nothing stands in the way. (The `print` is there because a cell whose value is
+# `None` shows nothing at all.)
 
 # %% [markdown]
 # ## Which path? Percent-decoding and UTF-8
@@ -734,10 +858,10 @@ path_info, len(path_info)
 
 # %% [markdown]
 # Twelve characters where you expected eleven: `é` became two, `Ã` (byte `0xC3`) and `©`
-# (byte `0xA9`). This is the "bytes in str" form. Match routes on it as it is, and the handler gets `'cafÃ©'`,
-# which is garbage (called *mojibake*). The two bytes are UTF-8, which is what RFC 3986
-# §3.3 and every browser use for non-ASCII paths, so the router turns the string back into
-# bytes and decodes those as UTF-8:
+# (byte `0xA9`). This is the "bytes in str" form. Match routes on it as it is, and the
+# handler gets `'cafÃ©'`, which is garbage (called *mojibake*). The two bytes are UTF-8,
+# which RFC 3986 §2.5 recommends for text in URLs and every browser uses for non-ASCII
+# paths, so the router turns the string back into bytes and decodes those as UTF-8:
 
 # %%
 path_info.encode("latin-1").decode("utf-8")
@@ -805,12 +929,20 @@ def text_response(start_response, status: int, text: str, headers=()) -> list:
                           ("Content-Length", str(len(body))), *headers])
     return [body]
 
+# %% [markdown]
+# To see what it does, hand it a `start_response` that prints what it is given. One call
+# with a 404 and one with a 204:
+
 # %%
-barelab.call_wsgi(lambda environ, start_response: text_response(start_response, 404, "Not Found\n"))
+def print_start(status, headers):
+    print(status, headers)
+
+text_response(print_start, 404, "Not Found\n"), text_response(print_start, 204, "ignored")
 
 # %% [markdown]
-# The transcript shows the whole WSGI exchange: `start_response` got the status line and
-# two headers, and the body was one piece of bytes.
+# The 404 got its status line, both headers and a body of one piece of bytes. The 204 got
+# no headers and an empty body, even though it was given text: the function enforces the
+# rule, so no caller can get it wrong.
 #
 # ### Handing over the parameters
 #
@@ -834,10 +966,9 @@ def route_params(environ: dict) -> dict:
 # %% [markdown]
 # ### The `Router` class
 #
-# The class holds the table (`entries`: routes and mounts, in the order declared) and an
-# index of routes by name for `url_for`. It offers the decorator form, `@router.route(...)`,
-# which returns your function unchanged, so the same function can still be called or
-# tested directly. `converters=` adds converters to the four built-in ones.
+# The class holds the table, `entries`: routes and mounts, in the order they were
+# declared. Next to it sits `names`, an index of routes by name for `url_for`. `converters=`
+# adds converters to the four built-in ones. The methods come one cell at a time.
 
 # %%
 #| export
@@ -849,17 +980,16 @@ class Router:
         self.entries: list = []          # Route and Mount objects, in declaration order
         self.names: dict = {}            # route name -> Route, for url_for
 
-    def route(self, template: str, methods=("GET",), name: str | None = None):
-        """Decorator form of ``add``; returns the handler unchanged."""
-        def decorator(app):
-            self.add(template, app, methods, name)
-            return app
-        return decorator
-
     def __repr__(self) -> str:
         return "\n".join(map(repr, self.entries)) or "<Router: no routes>"
 
+# %%
+empty = Router()
+empty, sorted(empty.converters)
+
 # %% [markdown]
+# An empty table, and the four converter names its templates may use.
+#
 # `mount` applies the reachability rule to mounts: a mount at `/api/v1` added after one at
 # `/api` would never see a request, because `/api` takes all of `/api/v1/...` first.
 
@@ -878,6 +1008,17 @@ def _mount(self, prefix: str, app) -> Mount:
 Router.mount = _mount
 
 # %% [markdown]
+# Mount in the wrong order and see the refusal:
+
+# %%
+apis = Router()
+apis.mount("/api", show_post)
+attempt(apis.mount, "/api/v1", show_post)
+
+# %% [markdown]
+# The message names the mount in the way and says how to fix it: the longer prefix goes
+# first.
+#
 # `add` builds the `Route` (which checks the template and the methods), refuses a
 # `name=` that is already taken and a route that can never be reached, and only then
 # appends it. A route is never half-added.
@@ -885,7 +1026,9 @@ Router.mount = _mount
 # A name that was not given but taken from the function is allowed to repeat: one function
 # may serve `/` and `/index.html`, and every app wrapped by `validator` is a function
 # called `lint_app`. Such a name becomes *ambiguous* (`None` in the index), and `url_for`
-# refuses it with a message saying so.
+# refuses it with a message saying so. That is the job of the last two lines of `_add`:
+# the first time a function name appears it points to its route, the second time it
+# points to `None`.
 
 # %%
 #| export
@@ -905,23 +1048,6 @@ def _add(self, template: str, app, methods=("GET",), name: str | None = None) ->
 Router.add = _add
 
 # %% [markdown]
-# `url_for` finds the route by name and lets it write the URL. The name is
-# *positional-only* (the `/` in the signature), so a route may have a parameter called
-# `name` without a clash: `url_for("file", name="a.txt")` works.
-
-# %%
-#| export
-def _url_for(self, name: str, /, **params) -> str:
-    """The path, from this router's root, that route ``name`` answers with ``params``."""
-    if name not in self.names:
-        raise LookupError(f"no route named {name!r}; known: {', '.join(self.names)}")
-    if self.names[name] is None:
-        raise LookupError(f"{name!r} names several routes: add them with name=...")
-    return self.names[name].url(**params)
-
-Router.url_for = _url_for
-
-# %% [markdown]
 # Try the order trap again, on a real router this time:
 
 # %%
@@ -938,6 +1064,53 @@ users = Router()
 users.add("/users/me", show_me)
 users.add("/users/{name}", show_user)
 users
+
+# %% [markdown]
+# Flask users write routes with a decorator, and so can you. `route` takes the same
+# arguments as `add` and returns your function unchanged, so the same function can still
+# be called or tested directly.
+
+# %%
+#| export
+def _route(self, template: str, methods=("GET",), name: str | None = None):
+    """Decorator form of ``add``; returns the handler unchanged."""
+    def decorator(app):
+        self.add(template, app, methods, name)
+        return app
+    return decorator
+
+Router.route = _route
+
+# %%
+@users.route("/users/{name}/avatar")
+def avatar(environ, start_response):
+    raise NotImplementedError("not called yet")
+
+users
+
+# %% [markdown]
+# A third row in the table, named after the function. Last, `url_for` finds a route by
+# name and lets it write the URL. The name is *positional-only* (the `/` in the signature),
+# so a route may have a parameter called `name`, as these do, without a clash.
+
+# %%
+#| export
+def _url_for(self, name: str, /, **params) -> str:
+    """The path, from this router's root, that route ``name`` answers with ``params``."""
+    if name not in self.names:
+        raise LookupError(f"no route named {name!r}; known: {', '.join(self.names)}")
+    if self.names[name] is None:
+        raise LookupError(f"{name!r} names several routes: add them with name=...")
+    return self.names[name].url(**params)
+
+Router.url_for = _url_for
+
+# %%
+users.url_for("avatar", name="ada lovelace"), attempt(users.url_for, "avatars")
+
+# %% [markdown]
+# The first `name` is the route, the second the parameter, and the space in the value came
+# out as `%20`. A misspelt route name is a `LookupError` that lists the names there are.
 
 # %% [markdown]
 # ### 404 or 405?
@@ -964,10 +1137,53 @@ def naive_dispatch(router, method, path):
 # currently supported methods".
 #
 # So the loop must tell two failures apart: "no route has this path" (404) and "some
-# routes have this path, none takes this method" (405). It walks the whole table, and
-# every route whose path matches adds its methods to `allowed`. Mounts take every method:
-# the mounted app decides what it accepts. The handler gets a *copy* of `environ` with the
-# parameters added, so middleware around the router still sees the request as it came.
+# routes have this path, none takes this method" (405). Before the loop itself, the two
+# things it hands on when a request *is* taken.
+#
+# A mount's app gets a *copy* of `environ` with the prefix moved from the front of
+# `PATH_INFO` to the end of `SCRIPT_NAME`. A copy, not a change in place, so that
+# middleware around the router still sees the request as it came.
+
+# %%
+#| export
+def _mount_environ(environ: dict, mount: Mount, rest: str) -> dict:
+    """A copy of environ for ``mount``'s app: the prefix moved from PATH_INFO to SCRIPT_NAME."""
+    return {**environ, "SCRIPT_NAME": environ.get("SCRIPT_NAME", "") + mount.raw,
+            "PATH_INFO": rest}
+
+# %% [markdown]
+# Pretend the whole site is itself mounted at `/site`, so `SCRIPT_NAME` is not empty, and
+# a request arrives for `/api/users/7` below it:
+
+# %%
+outer = {"SCRIPT_NAME": "/site", "PATH_INFO": "/api/users/7"}
+_mount_environ(outer, api_mount, api_mount.split(outer["PATH_INFO"]))
+
+# %% [markdown]
+# `SCRIPT_NAME` grew by `/api` and `PATH_INFO` lost it. Glue the two back together and
+# you get `/site/api/users/7`, the path the client asked for: nothing was lost on the way.
+#
+# A route's app gets a copy with its parameters added to the named half of
+# `wsgiorg.routing_args`, next to any that an outer router put there first:
+
+# %%
+#| export
+def _params_environ(environ: dict, params: dict) -> dict:
+    """A copy of environ with ``params`` added to the named half of wsgiorg.routing_args."""
+    args, named = environ.get(ROUTING_ARGS, ((), {}))
+    return {**environ, ROUTING_ARGS: (args, {**named, **params})}
+
+# %%
+_params_environ({ROUTING_ARGS: ((), {"version": 2})}, {"id": 7})
+
+# %% [markdown]
+# `version` came from the outer router, `id` from this one, and `route_params` would give
+# the handler both.
+#
+# Now the loop. It walks the whole table, and every route whose path matches but not
+# whose method does adds its methods to `allowed`. Mounts take every method: the mounted
+# app decides what it accepts. When no entry took the request, `refuse` (next cell)
+# answers.
 #
 # Each app is called through `forward`, not directly. For every method but HEAD,
 # `forward(app, environ, start_response)` is just `app(environ, start_response)`; the HEAD
@@ -982,19 +1198,22 @@ def _dispatch(self, environ: dict, start_response):
         if isinstance(entry, Mount):
             rest = entry.split(raw)
             if rest is not None:
-                script_name = environ.get("SCRIPT_NAME", "") + entry.raw
-                return forward(entry.app, {**environ, "SCRIPT_NAME": script_name,
-                                           "PATH_INFO": rest}, start_response)
+                return forward(entry.app, _mount_environ(environ, entry, rest), start_response)
         elif path is not None and (params := entry.match(path)) is not None:
             if method in entry.methods:
-                args, named = environ.get(ROUTING_ARGS, ((), {}))
-                return forward(entry.app, {**environ, ROUTING_ARGS: (args, {**named, **params})},
-                               start_response)
+                return forward(entry.app, _params_environ(environ, params), start_response)
             allowed |= entry.methods
     answer = refuse(raw, path, method, allowed, start_response)
     return [] if method == "HEAD" else answer
 
 Router.__call__ = _dispatch
+
+# %% [markdown]
+# `(params := entry.match(path))` is Python's assignment expression: it calls `match` once,
+# keeps the result in `params`, and lets the `if` test it in the same line. And the last
+# line drops the body of a refusal to HEAD, for the same reason `forward` does for an app.
+# Assigning `_dispatch` to `Router.__call__` is what makes a `Router` object callable as
+# `router(environ, start_response)`, which is all a WSGI server asks of an app.
 
 # %% [markdown]
 # When nothing took the request, `refuse` answers, in this order:
@@ -1034,8 +1253,22 @@ def refuse(raw: str, path: str | None, method: str, allowed: set, start_response
 # Read `_dispatch` with one request in mind, `POST /users/ada` on the `users` router from
 # above. `decode_path` gives the text `/users/ada`. The first route, `/users/me`, does not
 # match. The second, `/users/{name}`, matches, but takes only GET and HEAD, so those two go
-# into `allowed` and the loop moves on. The table ends; `allowed` is not empty; the method
-# is not OPTIONS: `refuse` answers 405 with `Allow: GET, HEAD, OPTIONS`.
+# into `allowed` and the loop moves on. The third, the avatar route, does not match. The
+# table ends; `allowed` is not empty; the method is not OPTIONS: `refuse` answers 405 with
+# `Allow: GET, HEAD, OPTIONS`. Check that reading against the real thing, and compare a
+# path that really is not there:
+
+# %%
+def status_and_allow(router, method, path):
+    reply = barelab.call_wsgi(router, method, path)
+    return reply.status, reply.header("Allow")
+
+status_and_allow(users, "POST", "/users/ada"), status_and_allow(users, "GET", "/nobody")
+
+# %% [markdown]
+# The POST that the naive loop called a 404 is now a 405 with the list of methods the
+# page does take. `/nobody` matches no route at all, so it is a plain 404, with no `Allow`
+# header to offer.
 
 # %% [markdown]
 # ### HEAD: no body, whatever the server
@@ -1044,11 +1277,15 @@ def refuse(raw: str, path: str | None, method: str, allowed: set, start_response
 # duty to drop it on the server: "the server MUST NOT send content in the response". PEP
 # 3333 says nothing about HEAD at all, and servers disagree about whose job it is.
 # barelab's engine drops the body (h11 frames the response and refuses body bytes for a
-# HEAD); gunicorn's maintainers have long said it is the app's job not to produce one
-# (gunicorn issue #2598). And the standard library's `wsgiref` sends whatever it is given.
+# HEAD); gunicorn's maintainer long held that it is the app's job not to produce one
+# (gunicorn issue #2598), and only a 2026 change (pull request #3616) made it drop the
+# bytes. The standard library's `wsgiref` sends whatever it is given.
 #
 # See it. `wsgiref_once` serves an app with wsgiref for exactly one request and returns
-# what came back; `QuietHandler` keeps wsgiref from printing a log line from its thread.
+# what came back. Port `0` asks the operating system for any free port;
+# `handle_request` serves one request and returns, so the thread ends by itself, and
+# `join(timeout=5)` waits for it without risking a hang. `QuietHandler` keeps wsgiref
+# from printing a log line from its thread, which would land in a random cell.
 
 # %%
 import threading
@@ -1109,6 +1346,26 @@ def drop_body(result) -> list:
             result.close()
     return []
 
+# %% [markdown]
+# Watch it on a generator body that announces each step. It should stop after the first
+# piece and still run the generator's `finally`:
+
+# %%
+def noisy_body():
+    try:
+        yield b"first piece"
+        print("second piece made")      # never printed: drop_body stopped before
+        yield b"second piece"
+    finally:
+        print("body closed")
+
+drop_body(noisy_body())
+
+# %% [markdown]
+# One line printed, from `close()`, and nothing was returned to send. `forward` wraps it
+# up: for HEAD, the app gets a `start_response` whose `write()` does nothing, and its body
+# goes through `drop_body`.
+
 # %%
 #| export
 def forward(app, environ: dict, start_response):
@@ -1140,7 +1397,8 @@ wsgiref_once(hello_router, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
 # ## The router at work
 #
 # Time for a real app. Each handler is a WSGI app that reads its parameters with
-# `route_params` and answers with `text_response`. (Chapter 09 builds Request and Response
+# `route_params` and answers with `text_response`. `!r` in the f-strings writes the value's
+# `repr`, so the body shows whether `id` arrived as `7` or `'7'`. (Chapter 09 builds Request and Response
 # objects that make handlers shorter; what you see here is what they stand on.)
 
 # %%
@@ -1186,7 +1444,9 @@ barelab.call_wsgi(site, "GET", "/users/7/posts/hello")
 #
 # Now mount something the router did not build: a small Flask app at `/legacy`. Flask
 # reads `SCRIPT_NAME`, so its own `url_for` will know it lives under `/legacy`. The
-# handler reports what Flask saw.
+# handler reports what Flask saw: `request.script_root` is Flask's name for
+# `SCRIPT_NAME`, and `request.path` for `PATH_INFO`. (A Flask view that returns a dict
+# answers with JSON.) A Flask app is a WSGI app, so `mount` takes it like any other.
 
 # %%
 from flask import Flask, request, url_for
@@ -1224,6 +1484,8 @@ barelab.http_request(server, "GET", "/users/7")
 # %% [markdown]
 # Now the misses. Each row is one real request over the network: a leading zero, an
 # unknown path, a trailing slash, and a method that no route of this path handles.
+# `row` sends one request and keeps the four things worth comparing: the request, the
+# status line, the `Allow` header (empty when there is none) and the body.
 
 # %%
 def row(method, path, **options):
@@ -1248,18 +1510,16 @@ show_transcript([row("GET", "/users/007"), row("GET", "/nope"), row("GET", "/use
 # - `POST /users/7`: **405**, and `Allow` lists what the path does accept: GET and HEAD
 #   from `show_user`, PUT and DELETE from `change_user`, and OPTIONS from the router.
 #
-# Method names are case-sensitive (RFC 9110 §9.1). barelab's `http_request` upper-cases
-# the method you give it, so this one is an in-process call, with `REQUEST_METHOD` set to
-# a lowercase `get` through `environ=`:
+# Method names are case-sensitive (RFC 9110 §9.1). This request goes in-process, to
+# `site` itself rather than the served `validator(site)`, because `validator` would add a
+# warning of its own: it knows only eight standard method names, all in uppercase.
 
 # %%
-lowercase = barelab.call_wsgi(site, "GET", "/users/7", environ={"REQUEST_METHOD": "get"})
-lowercase.status, lowercase.header("Allow")
+status_and_allow(site, "get", "/users/7")
 
 # %% [markdown]
 # A **405**, not a 200: `get` is not `GET`, and the `Allow` header tells the client the
-# right spelling. (This call skips `validator`, which would add a warning of its own:
-# it knows only the eight standard method names in uppercase.)
+# right spelling.
 
 # %% [markdown]
 # ### HEAD and OPTIONS
@@ -1454,9 +1714,11 @@ with check("Exercise 2"):
 #
 # `url_for` writes paths from the router's own root. Under a mount, a link must start with
 # `SCRIPT_NAME`. Write `external_url_for(router, environ, name, **params)` that puts the
-# request's `SCRIPT_NAME` in front, percent-encoded the way PEP 3333's "URL Reconstruction"
-# does it. Careful: `SCRIPT_NAME` is "bytes in str", so `/café` arrives as `/cafÃ©`, and
-# the URL must say `/caf%C3%A9`.
+# request's `SCRIPT_NAME` in front, percent-encoded. Careful: `SCRIPT_NAME` is "bytes in
+# str", so `/café` arrives as `/cafÃ©`, and the URL must say `/caf%C3%A9`. PEP 3333's
+# "URL Reconstruction" recipe calls `quote(environ['SCRIPT_NAME'])` directly; in Python 3
+# that encodes each of those characters as UTF-8 a second time, so turn the string back
+# into its bytes first.
 
 # %% tags=["solution"]
 from urllib.parse import quote

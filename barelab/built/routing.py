@@ -169,22 +169,22 @@ def _match(self, path: str) -> dict | None:
 Route.match = _match
 
 
+def _param_url(template: str, name: str, converter: Converter, value) -> str:
+    """``value`` as URL text for parameter ``name``; ValueError if it would not come back."""
+    text = converter.to_url(value)
+    if not re.fullmatch(converter.regex, unquote(text), re.DOTALL):
+        raise ValueError(f"{name}={value!r} cannot go into {template!r}: "
+                         f"{text!r} would not match {{{name}}}")
+    return text
+
+
 def _url(self, **values) -> str:
     names = [name for name, _ in self.params]
     if sorted(values) != sorted(names):
         raise TypeError(f"route {self.name!r} takes {names}, got {sorted(values)}")
-    pieces = []
-    for part in self.parts:
-        if isinstance(part, str):
-            pieces.append(quote(part, safe="/"))
-            continue
-        name, converter = part
-        text = converter.to_url(values[name])
-        if not re.fullmatch(converter.regex, unquote(text), re.DOTALL):
-            raise ValueError(f"{name}={values[name]!r} cannot go into {self.template!r}: "
-                             f"{text!r} would not match {{{name}}}")
-        pieces.append(text)
-    return "".join(pieces)
+    return "".join(quote(part, safe="/") if isinstance(part, str)
+                   else _param_url(self.template, *part, values[part[0]])
+                   for part in self.parts)
 
 Route.url = _url
 
@@ -199,14 +199,17 @@ class Mount:
         self.prefix, self.app = prefix, app
         self.raw = prefix.encode("utf-8").decode("latin-1")    # as it appears in PATH_INFO
 
-    def split(self, path_info: str) -> str | None:
-        """What is left of PATH_INFO below the prefix, or None if the path is not below it."""
-        if path_info == self.raw or path_info.startswith(self.raw + "/"):
-            return path_info[len(self.raw):]
-        return None
-
     def __repr__(self) -> str:
         return f"<Mount {self.prefix} -> {getattr(self.app, '__name__', type(self.app).__name__)}>"
+
+
+def _split(self, path_info: str) -> str | None:
+    """What is left of PATH_INFO below the prefix, or None if the path is not below it."""
+    if path_info == self.raw or path_info.startswith(self.raw + "/"):
+        return path_info[len(self.raw):]
+    return None
+
+Mount.split = _split
 
 
 def unreachable_reason(entries: list, route: Route) -> str | None:
@@ -261,13 +264,6 @@ class Router:
         self.entries: list = []          # Route and Mount objects, in declaration order
         self.names: dict = {}            # route name -> Route, for url_for
 
-    def route(self, template: str, methods=("GET",), name: str | None = None):
-        """Decorator form of ``add``; returns the handler unchanged."""
-        def decorator(app):
-            self.add(template, app, methods, name)
-            return app
-        return decorator
-
     def __repr__(self) -> str:
         return "\n".join(map(repr, self.entries)) or "<Router: no routes>"
 
@@ -301,6 +297,16 @@ def _add(self, template: str, app, methods=("GET",), name: str | None = None) ->
 Router.add = _add
 
 
+def _route(self, template: str, methods=("GET",), name: str | None = None):
+    """Decorator form of ``add``; returns the handler unchanged."""
+    def decorator(app):
+        self.add(template, app, methods, name)
+        return app
+    return decorator
+
+Router.route = _route
+
+
 def _url_for(self, name: str, /, **params) -> str:
     """The path, from this router's root, that route ``name`` answers with ``params``."""
     if name not in self.names:
@@ -312,6 +318,18 @@ def _url_for(self, name: str, /, **params) -> str:
 Router.url_for = _url_for
 
 
+def _mount_environ(environ: dict, mount: Mount, rest: str) -> dict:
+    """A copy of environ for ``mount``'s app: the prefix moved from PATH_INFO to SCRIPT_NAME."""
+    return {**environ, "SCRIPT_NAME": environ.get("SCRIPT_NAME", "") + mount.raw,
+            "PATH_INFO": rest}
+
+
+def _params_environ(environ: dict, params: dict) -> dict:
+    """A copy of environ with ``params`` added to the named half of wsgiorg.routing_args."""
+    args, named = environ.get(ROUTING_ARGS, ((), {}))
+    return {**environ, ROUTING_ARGS: (args, {**named, **params})}
+
+
 def _dispatch(self, environ: dict, start_response):
     raw, method = environ.get("PATH_INFO", ""), environ["REQUEST_METHOD"]
     path, allowed = decode_path(raw), set()
@@ -319,14 +337,10 @@ def _dispatch(self, environ: dict, start_response):
         if isinstance(entry, Mount):
             rest = entry.split(raw)
             if rest is not None:
-                script_name = environ.get("SCRIPT_NAME", "") + entry.raw
-                return forward(entry.app, {**environ, "SCRIPT_NAME": script_name,
-                                           "PATH_INFO": rest}, start_response)
+                return forward(entry.app, _mount_environ(environ, entry, rest), start_response)
         elif path is not None and (params := entry.match(path)) is not None:
             if method in entry.methods:
-                args, named = environ.get(ROUTING_ARGS, ((), {}))
-                return forward(entry.app, {**environ, ROUTING_ARGS: (args, {**named, **params})},
-                               start_response)
+                return forward(entry.app, _params_environ(environ, params), start_response)
             allowed |= entry.methods
     answer = refuse(raw, path, method, allowed, start_response)
     return [] if method == "HEAD" else answer
