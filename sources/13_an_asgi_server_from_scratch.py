@@ -52,7 +52,8 @@
 # ```
 #
 # Everything below is about the arrows that touch `S`. Start with the tools: `barelab` for
-# serving and probing, and the parser you wrote in chapter 02.
+# serving and probing, `show_bytes` and `show_transcript` for looking at bytes and tables,
+# and `Engine`, the base class every barelab server engine shares.
 
 # %%
 import asyncio
@@ -64,25 +65,45 @@ from barelab.built.http_wire import parse_request
 from barelab.display import show_bytes, show_transcript
 from barelab.engines.base import Engine
 
+# %% [markdown]
+# The parser you wrote in chapter 02 is back too. Give it the bytes of a whole request and
+# it hands back a `Request`: method, target and version as bytes, and the headers as
+# (lower-cased name, value) pairs. That is most of what an ASGI scope needs.
+
+# %%
 parse_request(b"GET /hello?x=1 HTTP/1.1\r\nHost: example.org\r\n\r\n")
 
 # %% [markdown]
 # ## The simplest server that could work
 #
-# Here is the server most people write first. For each connection it reads until the empty
-# line that ends a head, parses it, builds a scope and calls the app. `receive()` always
-# says "empty body"; `send()` writes the status line and headers, then the body bytes, as
-# they come. When the app returns, it closes the connection.
+# Here is the server most people write first, in two pieces. The first turns a parsed
+# request into a scope: split the target at `?` into path and query, decode what the spec
+# wants as text, and copy the rest. `client` and `server` are the two ends of the TCP
+# connection, as (host, port) pairs.
+
+# %%
+def naive_scope(request, client, server):
+    path, _, query = request.target.partition(b"?")
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": request.method.decode(), "scheme": "http", "path": path.decode(),
+            "raw_path": path, "query_string": query, "root_path": "",
+            "headers": list(request.headers), "client": client, "server": server}
+
+naive_scope(parse_request(b"GET /hello?x=1 HTTP/1.1\r\nHost: example.org\r\n\r\n"),
+            ("127.0.0.1", 50000), ("127.0.0.1", 8000))
+
+# %% [markdown]
+# That is the dictionary chapter 11 built by hand, now built from bytes. The second piece
+# serves one connection. It reads until the empty line that ends a head
+# (`reader.readuntil`), parses it and builds the scope. Look at the two functions it gives
+# the app: `receive()` always says "empty body", and `send()` writes the status line and
+# headers, then body bytes as they come. When the app returns, it closes the connection.
 
 # %%
 async def naive_connection(app, reader, writer):
     request = parse_request(await reader.readuntil(b"\r\n\r\n"))
-    path, _, query = request.target.partition(b"?")
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": request.method.decode(), "scheme": "http", "path": path.decode(),
-             "raw_path": path, "query_string": query, "root_path": "",
-             "headers": list(request.headers), "client": writer.get_extra_info("peername"),
-             "server": writer.get_extra_info("sockname")}
+    scope = naive_scope(request, writer.get_extra_info("peername"),
+                        writer.get_extra_info("sockname"))
     async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
     async def send(message):
@@ -102,9 +123,15 @@ async def naive_connection(app, reader, writer):
 #
 # `barelab.serve(app, server=...)` takes any class with barelab's *engine* shape:
 # `__init__(app, sock, log, **options)`, where `sock` is a socket barelab has already bound,
-# then `start()` and `stop(timeout)`. The naive engine starts a thread that runs a loop that
-# serves the socket, and sends any uncaught error to the server's log (a thread's print
-# would land in a random cell).
+# then `start()` and `stop(timeout)`. `Engine` supplies the `__init__`; you write the other
+# two.
+#
+# `start` makes a new event loop and runs `main` on it in a new thread. `main` hands the
+# socket to `asyncio.start_server`, which calls `naive_connection` for every client that
+# connects, and then waits until it is told to stop. Two details: the exception handler
+# sends any uncaught error to the server's log (a thread's `print` would land in whatever
+# cell happens to be running), and `ready` makes `start` wait until the server is
+# listening.
 
 # %%
 class NaiveServer(Engine):
@@ -125,11 +152,20 @@ class NaiveServer(Engine):
         self.thread.start()
         ready.wait(5)
 
-    def stop(self, timeout=2.0):
-        self.loop.call_soon_threadsafe(self.stopping.set)
-        self.thread.join(timeout)
-        self.loop.close()
-        self.sock.close()
+# %% [markdown]
+# `stop` runs in the notebook's thread, not the server's, so it cannot just set the event:
+# asyncio objects belong to their loop's thread. `call_soon_threadsafe` asks the server's
+# loop to set it, and wakes that loop up. Then `stop` waits for the thread and closes the
+# loop and the socket.
+
+# %%
+def naive_stop(self, timeout=2.0):
+    self.loop.call_soon_threadsafe(self.stopping.set)
+    self.thread.join(timeout)
+    self.loop.close()
+    self.sock.close()
+
+NaiveServer.stop = naive_stop
 
 # %% [markdown]
 # A tiny app to serve: it answers every request with `hello` and a `Content-Length`.
@@ -255,6 +291,9 @@ naive = barelab.serve(with_pool, name="naive", server=NaiveServer)
 probe(naive, GET), naive.log.errors[-1].details.strip().splitlines()[-1]
 
 # %% [markdown]
+# No response again, and the log's last line says why: `KeyError: 'state'`. The app got an
+# `http` request before anyone ran its startup, so the pool it counts on does not exist.
+#
 # That is the list of what a real server must do beyond the happy path. The rest of the
 # chapter builds one that does it, section by section:
 #
@@ -284,12 +323,11 @@ naive
 #| default_exp asgi_server
 
 # %% [markdown]
-# The module opens with its imports and three numbers. A client that starts a request head
-# and never finishes it would tie up a connection forever (an attack called *slowloris*), so
-# a head gets `HEAD_TIMEOUT` seconds once its first byte arrived. A body gets
-# `BODY_TIMEOUT` seconds without progress. `READ_SIZE` is how much one read asks for: as
-# much as asyncio reads from the socket at once, so a 64 KiB upload usually arrives whole,
-# with its head, in a single read.
+# The module opens with a comment on its design, the same plan as the table above in a few
+# lines, and its imports. Most of them come from chapter 02's `http_wire`: the parser's
+# pieces (`split_head`, `parse_request_line`, `parse_fields`, `body_length`,
+# `ChunkedDecoder`), the response formatters, and the `HTTPError` family, whose members
+# carry the status code to answer with. Each is explained where it is first used.
 
 # %%
 #| export
@@ -310,6 +348,16 @@ from barelab.built.http_wire import (BadRequest, ChunkedDecoder, HTTPError, body
 from barelab.engines.base import Engine
 from barelab.errors import LifespanStartupFailed
 
+# %% [markdown]
+# Three numbers come next. A client that starts a request head and never finishes it would
+# tie up a connection forever (an attack called *slowloris*), so a head gets
+# `HEAD_TIMEOUT` seconds once its first byte arrived. A body gets `BODY_TIMEOUT` seconds
+# without progress. `READ_SIZE` is how much one read asks for: as much as asyncio reads from
+# the socket at once, so a 64 KiB upload usually arrives whole, with its head, in a single
+# read.
+
+# %%
+#| export
 HEAD_TIMEOUT = 10.0     # seconds for a request head once its first byte arrived (then 408)
 BODY_TIMEOUT = 30.0     # seconds without body bytes while the app waits for them
 READ_SIZE = 262144      # bytes one read asks for: asyncio's own read size on a socket
@@ -338,6 +386,10 @@ def http_date() -> bytes:
         _date[:] = [now, formatdate(now, usegmt=True).encode("ascii")]
     return _date[1]
 
+# %% [markdown]
+# Check both: the date is in the format HTTP wants, in GMT, and an app that catches
+# `OSError` will also catch `ClientDisconnected`.
+
 # %%
 http_date(), issubclass(ClientDisconnected, OSError)
 
@@ -357,22 +409,45 @@ def error_response(status: int, message: str, head_only: bool = False) -> bytes:
                                         ("Connection", "close"), ("Date", http_date())], body)
     return response[:len(response) - len(body)] if head_only else response
 
+# %% [markdown]
+# Here is the answer to the malformed request from earlier. Look for the three headers the
+# server adds by itself and the `Content-Length` that `format_response` computed (the `§`
+# sign takes two bytes in UTF-8, so the body is 57 bytes, not 56):
+
 # %%
 show_bytes(error_response(400, "whitespace between field name and colon (RFC 9112 §5.1)"))
 
 # %% [markdown]
-# A parsed head becomes a `Head`. Besides the request line and the fields, it answers the
-# two questions the server asks of every request:
-#
-# - **keep-alive?** RFC 9112 §9.3: `Connection: close` means close after this response;
-#   otherwise HTTP/1.1 stays open, and HTTP/1.0 stays open only if it asked for
-#   `Connection: keep-alive`. The field is a comma-separated list, maybe on several lines.
-# - **`Expect: 100-continue`?** A client about to upload a large body may ask first whether
-#   the server wants it (RFC 9110 §10.1.1), and waits for `100 Continue` before sending it.
-#   Any other expectation gets `417 Expectation Failed`.
-#
-# `__slots__` makes the object small and quick to create, which matters a little on a path
-# run for every request.
+# Every request raises two questions before the app is even called. The first: **does the
+# connection stay open after this response?** RFC 9112 §9.3 answers it. `Connection: close`
+# means close; otherwise an HTTP/1.1 connection stays open, and an HTTP/1.0 one stays open
+# only if the client asked for `Connection: keep-alive`. The field is a comma-separated
+# list of tokens, and may come on several lines, so join them all before splitting.
+
+# %%
+#| export
+def _keeps_alive(version: bytes, headers) -> bool:
+    """RFC 9112 §9.3: does the connection persist after this request's response?"""
+    connection = b",".join(v for n, v in headers if n == b"connection").lower()
+    tokens = {t.strip() for t in connection.split(b",")}
+    return b"close" not in tokens and (version == b"1.1" or b"keep-alive" in tokens)
+
+# %% [markdown]
+# Four requests, four answers. Note the last one: an HTTP/1.0 client must ask to stay,
+# and a list that holds `close` anywhere wins over everything else.
+
+# %%
+[_keeps_alive(b"1.1", []), _keeps_alive(b"1.0", []),
+ _keeps_alive(b"1.0", [(b"connection", b"Keep-Alive")]),
+ _keeps_alive(b"1.1", [(b"connection", b"upgrade, close")])]
+
+# %% [markdown]
+# The second question: **does the client wait for permission to send its body?** A client
+# about to upload something large may send `Expect: 100-continue` (RFC 9110 §10.1.1) and
+# hold the body back until the server answers `100 Continue`, so that a server that would
+# refuse the upload anyway can say so before the bytes travel. That is the only expectation
+# HTTP defines; a server may answer any other with `417 Expectation Failed`, and this one
+# does. `ExpectationFailed` is one more member of chapter 02's `HTTPError` family.
 
 # %%
 #| export
@@ -380,6 +455,20 @@ class ExpectationFailed(HTTPError):
     status = 417
 
 
+def _expects_continue(version: bytes, headers) -> bool:
+    """RFC 9110 §10.1.1: True for 'Expect: 100-continue'; 417 for any other expectation."""
+    expect = [v.lower() for n, v in headers if n == b"expect"]
+    if expect and not (version == b"1.1" and expect == [b"100-continue"]):
+        raise ExpectationFailed(f"Expect {expect!r} is not 100-continue (RFC 9110 §10.1.1)")
+    return bool(expect)
+
+# %% [markdown]
+# A `Head` holds the parsed request line and fields, the body's framing (`length`, which
+# comes next), and the two answers. `__slots__` makes the object small and quick to
+# create, which matters a little on a path that runs for every request.
+
+# %%
+#| export
 class Head:
     """A parsed request head, and what the server must know about it to answer."""
 
@@ -389,15 +478,8 @@ class Head:
     def __init__(self, method, target, version, headers, length):
         self.method, self.target, self.version = method, target, version
         self.headers, self.length = headers, length
-        connection = b",".join(v for n, v in headers if n == b"connection").lower()
-        tokens = {t.strip() for t in connection.split(b",")}
-        self.keep_alive = (b"close" not in tokens
-                           and (version == b"1.1" or b"keep-alive" in tokens))
-        expect = [v.lower() for n, v in headers if n == b"expect"]
-        self.expect_continue = version == b"1.1" and expect == [b"100-continue"]
-        if expect and not self.expect_continue:
-            raise ExpectationFailed(f"Expect {expect!r} is not 100-continue "
-                                    "(RFC 9110 §10.1.1)")
+        self.keep_alive = _keeps_alive(version, headers)
+        self.expect_continue = _expects_continue(version, headers)
 
 # %% [markdown]
 # `read_head` is chapter 02's `RequestReader`, minus the body. It splits the head off the
@@ -428,8 +510,10 @@ def read_head(buffer, max_line: int, max_header_bytes: int, max_body: int):
     return Head(method.decode("ascii"), target, version, headers, length), body_start
 
 # %% [markdown]
-# Try it on a head that is still arriving, then on a complete one. Note `body_start`: the
-# body (here `hello`) begins at byte 52 of the buffer, and nothing has read it yet.
+# Try it on a head that is still arriving, then on a complete one. In the output, `None`
+# is the incomplete head: not an error, just "read more". Then come the method, the body's
+# length (5), the keep-alive answer and `body_start`: the body (here `hello`) begins at
+# byte 52 of the buffer, and nothing has read it yet.
 
 # %%
 partial = b"POST /notes HTTP/1.1\r\nHost: x\r\n"
@@ -437,8 +521,10 @@ head, body_start = read_head(partial + b"Content-Length: 5\r\n\r\nhello", 8190, 
 read_head(partial, 8190, 16384, 10**6), head.method, head.length, head.keep_alive, body_start
 
 # %% [markdown]
-# And the traps from chapter 02, plus three new ones. `attempt` shows the exception instead
-# of stopping the cell; each error carries the status code the server will answer with.
+# Now the malformed ones: the traps from chapter 02, plus three new ones (no `Host`, a body
+# over the limit, an unknown expectation). `attempt` shows the exception instead of
+# stopping the cell. Read the first column of each answer: every error carries the status
+# code the server will answer with.
 
 # %%
 def attempt(data):
@@ -468,9 +554,16 @@ show_transcript([(name, attempt(data)) for name, data in bad.items()])
 # - `path` is the target's path "with percent-encoded sequences and UTF-8 byte sequences
 #   decoded into characters", and `raw_path` is the original bytes, so a router can still
 #   tell `/a%2Fb` from `/a/b`.
-# - The target comes in three forms (RFC 9112 §3.2): origin-form `/path?query`, the one
-#   browsers send; absolute-form `http://host/path`, which proxies receive and servers MUST
-#   accept; and `*` for `OPTIONS`. Anything else is a 400.
+# - The target comes in four forms (RFC 9112 §3.2), and a server that is not a proxy
+#   sees three: origin-form `/path?query`, the one browsers send; absolute-form
+#   `http://host/path`, which every server MUST accept (§3.2.2); and `*` for a server-wide
+#   `OPTIONS` (§3.2.4). The fourth, authority-form `host:port`, is only for `CONNECT` to a
+#   proxy. Anything but the three is a 400 here.
+#
+# `split_target` handles the three forms and returns the raw path and the query, both still
+# bytes. For the absolute form it drops scheme and host: the `Host` header already names
+# the host, and the app routes on the path. `ASGI_VERSION` goes into every scope: ASGI 3
+# (one callable with three arguments), version 2.4 of the HTTP spec.
 
 # %%
 #| export
@@ -511,10 +604,21 @@ def build_scope(head: Head, client, server, state: dict) -> dict:
             "headers": head.headers, "client": client, "server": server,
             "state": dict(state)}    # lifespan spec: a shallow copy per request
 
+# %% [markdown]
+# Build one from an absolute-form target with a percent-encoded `é` in it. Compare `path`,
+# decoded to text, with `raw_path`, the bytes as they came; and look at `state`, a copy of
+# the dictionary passed in:
+
 # %%
 head, _ = read_head(b"GET http://example.org/caf%C3%A9?q=1 HTTP/1.1\r\nHost: x\r\n\r\n",
                     8190, 16384, 10**6)
 build_scope(head, ("127.0.0.1", 50000), ("127.0.0.1", 8000), {"pool": "shared"})
+
+# %% [markdown]
+# `path` is `/café`, ready for a router; `raw_path` still has `%C3%A9`, and the scheme and
+# host of the absolute-form target are gone from both. Compared with the naive scope at
+# the top of the chapter, three things are new: `spec_version` in `asgi`, the decoded
+# `path`, and `state`.
 
 # %% [markdown]
 # ## `receive()`: the body, as the app asks for it
@@ -523,6 +627,13 @@ build_scope(head, ("127.0.0.1", 50000), ("127.0.0.1", 8000), {"pool": "shared"})
 # `Head`, its scope, and the state of both directions; its `receive` and `send` methods are
 # what the app is called with. Its connection (built further down) owns the socket's
 # `reader` and `writer` and a `buffer` of bytes read but not yet used.
+#
+# Read `__init__` as a list of the questions the server keeps asking. On the request side:
+# how much body is left, and has the app had all of it (`body_done`)? On the response
+# side: what status did the app choose, has the head gone out (`head_sent`), is the
+# response over (`complete`), is it chunked, how many bytes does a `Content-Length` still
+# promise (`left`), and must the connection close afterwards? Each one is set by a method
+# below.
 
 # %%
 #| export
@@ -531,19 +642,14 @@ class Exchange:
 
     def __init__(self, connection, head: Head, scope: dict):
         self.connection, self.head, self.scope = connection, head, scope
-        self.body = head.length            # bytes still to read, or a ChunkedDecoder
-        self.body_done = False             # the last http.request event was given out
-        self.continue_sent = False
+        # the request: bytes still to read (or a ChunkedDecoder), and how far it got
+        self.body, self.body_done, self.continue_sent = head.length, False, False
         self.client_gone = False           # the client closed its side
-        self.status = None                 # set by http.response.start
-        self.response_headers = None
-        self.head_sent = False
-        self.complete = False              # the last byte of the response is written
-        self.chunked = False
-        self.left = None                   # body bytes the app's Content-Length still owes
+        # the response: what the app sent, and how it is framed on the wire
+        self.status = self.response_headers = self.left = None
+        self.head_sent = self.complete = self.chunked = False
         self.close = not head.keep_alive   # close the connection after this response
-        self.body_bytes = 0
-        self.started = time.perf_counter()
+        self.body_bytes, self.started = 0, time.perf_counter()
         self._wakeup = None
 
 # %% [markdown]
@@ -615,6 +721,13 @@ stand_in.buffer += b"fg\r\n0\r\n\r\n"
 first, exchange._take_body(), stand_in.buffer
 
 # %% [markdown]
+# Read the output pair by pair. The first call found one whole chunk (`abc`) and half of
+# the next, took the whole one, and said "not done". The second call, with the rest of
+# the bytes in, took `defg`, saw the last-chunk marker `0\r\n\r\n`, and said "done". The
+# buffer is empty: every byte of the body was consumed, so a pipelined request behind it
+# would start at byte 0.
+
+# %% [markdown]
 # `_read_body` turns that into `http.request` events. If the buffer holds nothing yet, it
 # reads more from the socket, but only now, because the app asked: a server that read the
 # whole upload first would hold it all in memory, and an app that refuses it (401, 413)
@@ -622,9 +735,13 @@ first, exchange._take_body(), stand_in.buffer
 # can only send as fast as the app consumes, since the operating system's buffers fill up
 # and TCP tells the client to wait.
 #
-# Two more duties sit here: the `100 Continue` goes out on the first read, because only
-# now do we know the app wants the body; and a body that stalls for `BODY_TIMEOUT` seconds
-# gets `408 Request Timeout`.
+# The loop: take what the buffer holds; if that is some data, or the end, hand it out as
+# one event; otherwise read more and try again. A malformed chunk is refused with its
+# status code (`_refuse` comes later), and the app hears `http.disconnect`.
+#
+# One more duty sits at the top: the `100 Continue` goes out on the first read, because
+# only now does the server know the app wants the body. An app that never reads it never
+# makes the client send it.
 
 # %%
 #| export
@@ -643,21 +760,36 @@ async def _read_body(self) -> dict:
             return {"type": "http.request", "body": data, "more_body": not done}
         more = await self._read_more(BODY_TIMEOUT)
         if not more:
-            if more is None and not self.connection.stopping:
-                await self._refuse(408, f"no request body bytes for {BODY_TIMEOUT:g}s "
-                                        "(RFC 9110 §15.5.9)")
-            self.client_gone = more == b""
-            return DISCONNECT
+            return await self._body_stopped(more)
         self.connection.buffer += more
 
 Exchange._read_body = _read_body
 
 # %% [markdown]
+# When a read brings nothing, there are two cases. `b""` means the client closed its side:
+# it is gone, and the app should stop. `None` means nobody sent a byte for `BODY_TIMEOUT`
+# seconds (or the server is stopping and woke the read): a stalled upload gets
+# `408 Request Timeout` (RFC 9110 §15.5.9). Either way the app gets `http.disconnect`.
+
+# %%
+#| export
+async def _body_stopped(self, more: bytes | None) -> dict:
+    if more is None and not self.connection.stopping:
+        await self._refuse(408, f"no request body bytes for {BODY_TIMEOUT:g}s "
+                                "(RFC 9110 §15.5.9)")
+    self.client_gone = more == b""
+    return DISCONNECT
+
+Exchange._body_stopped = _body_stopped
+
+# %% [markdown]
 # `_read_more` reads from the socket but must also give up when something else happens: a
 # timeout, the response completing, the server stopping. So it waits for whichever comes
-# first, the read or a *wake-up* future that `wake_up()` resolves. The future is made only
-# when someone waits, since most requests never need it. It returns bytes, `b""` when the
-# client closed the connection, or `None` when it timed out or was woken.
+# first, the read or a *wake-up* future.
+#
+# A *future* is a box for a result that is not there yet; `await`ing it pauses until
+# someone puts a result in. `_wake` makes the exchange's box, only when someone waits,
+# since most requests never need it. `wake_up` fills it, and every wait on it ends.
 
 # %%
 #| export
@@ -670,6 +802,16 @@ def wake_up(self) -> None:
     if self._wakeup is not None and not self._wakeup.done():
         self._wakeup.set_result(None)
 
+Exchange._wake, Exchange.wake_up = _wake, wake_up
+
+# %% [markdown]
+# `_read_more` races a socket read against that future with `asyncio.wait(...,
+# return_when=FIRST_COMPLETED)`. It returns bytes, `b""` when the client closed the
+# connection, or `None` when it timed out or was woken. Cancelling the losing read is safe:
+# the stream keeps any bytes that arrive for the next `read()`.
+
+# %%
+#| export
 async def _read_more(self, timeout: float | None) -> bytes | None:
     """Bytes from the socket; b"" if the client closed; None on timeout or a wake-up."""
     read = asyncio.ensure_future(self.connection.reader.read(READ_SIZE))
@@ -683,7 +825,7 @@ async def _read_more(self, timeout: float | None) -> bytes | None:
     except OSError:
         return b""
 
-Exchange._wake, Exchange.wake_up, Exchange._read_more = _wake, wake_up, _read_more
+Exchange._read_more = _read_more
 
 # %% [markdown]
 # Once the body is done, `receive()` waits for the disconnect. The only way to notice that a
@@ -742,34 +884,51 @@ def _start(self, message: dict) -> None:
 Exchange._start = _start
 
 # %% [markdown]
-# `send` checks the order of messages: start, then body messages, the last with
-# `more_body: False`, then nothing. Then it refuses to go on for a client that is gone,
-# raising `ClientDisconnected`, the `OSError` the spec asks for (a mistake in the order is
-# reported first: it is a bug whether or not anyone is listening). Then it frames the body
-# (next cells), writes, and calls `await writer.drain()`.
-#
-# `drain()` is the writing half of flow control. `writer.write` never blocks: it puts bytes
-# in a buffer in front of the socket. If the client reads slowly, that buffer grows;
-# `drain()` pauses the app until it is back under a limit. Without it, an app streaming a
-# large file to a slow client would hold the whole file in memory.
-#
-# The log line is written just *before* the last bytes: the moment the client has its
-# response, `server.log` already shows it.
+# A common slip: the status as a string, the way it looks in the status line. A stand-in
+# connection is enough to try it, since `_start` touches no socket:
+
+# %%
+exchange = Exchange(SimpleNamespace(buffer=bytearray()), head, {})
+try:
+    exchange._start({"type": "http.response.start", "status": "200"})
+except ValueError as error:
+    print(error)
+
+# %% [markdown]
+# The other rule is the order of messages: one start, then body messages, the last with
+# `more_body: False`, then nothing. `_check_order` enforces it for every message `send`
+# gets.
+
+# %%
+#| export
+def _check_order(self, kind: str) -> None:
+    if kind == "http.response.start":
+        return                                 # _start refuses a second one
+    if kind != "http.response.body":
+        raise RuntimeError(f"ASGI HTTP spec: an http app sends 'http.response.start' "
+                           f"and 'http.response.body', not {kind!r}")
+    if self.status is None:
+        raise RuntimeError("ASGI HTTP spec: 'http.response.body' before 'http.response.start'")
+    if self.complete:
+        raise RuntimeError("ASGI HTTP spec: 'http.response.body' after the response ended "
+                           "(more_body was False)")
+
+Exchange._check_order = _check_order
+
+# %% [markdown]
+# Now `send` itself, in three steps. It checks the message; then it refuses to go on for a
+# client that is gone, raising `ClientDisconnected`, the `OSError` the spec asks for (a
+# mistake in the order is reported first: it is a bug whether or not anyone is listening);
+# then, for a body message, it frames the bytes with `_frame` and writes them with
+# `_write`, both coming next.
 
 # %%
 #| export
 async def send(self, message: dict) -> None:
     kind = message["type"]
+    self._check_order(kind)
     if kind == "http.response.start":
         self._start(message)
-    elif kind != "http.response.body":
-        raise RuntimeError(f"ASGI HTTP spec: an http app sends 'http.response.start' "
-                           f"and 'http.response.body', not {kind!r}")
-    elif self.status is None:
-        raise RuntimeError("ASGI HTTP spec: 'http.response.body' before 'http.response.start'")
-    elif self.complete:
-        raise RuntimeError("ASGI HTTP spec: 'http.response.body' after the response ended "
-                           "(more_body was False)")
     if self.client_gone or self.connection.writer.transport.is_closing():
         raise ClientDisconnected("the client closed the connection")
     if kind == "http.response.body":
@@ -779,10 +938,17 @@ async def send(self, message: dict) -> None:
 Exchange.send = send
 
 # %% [markdown]
-# `_write` is the part that touches the socket. A `ConnectionError` from `drain()` means the
-# client vanished mid-response; the app hears about it as `ClientDisconnected`. When the
-# response is complete it wakes a `receive()` that may be waiting, so that it returns
-# `http.disconnect` and the app can finish.
+# `_write` is the part that touches the socket, and its key line is `await
+# writer.drain()`, the writing half of flow control. `writer.write` never blocks: it puts
+# bytes in a buffer in front of the socket. If the client reads slowly, that buffer grows;
+# `drain()` pauses the app until it is back under a limit. Without it, an app streaming a
+# large file to a slow client would hold the whole file in memory.
+#
+# A `ConnectionError` from `drain()` means the client vanished mid-response; the app hears
+# about it as `ClientDisconnected`. When the response is complete, `_write` wakes a
+# `receive()` that may be waiting, so that it returns `http.disconnect` and the app can
+# finish. And the log line is written just *before* the last bytes: the moment the client
+# has its response, `server.log` already shows it.
 
 # %%
 #| export
@@ -823,10 +989,14 @@ Exchange._write = _write
 # already-chunked bytes. Any other transfer coding is refused, and so is sending
 # `Content-Length` and `Transfer-Encoding` together, which RFC 9112 §6.2 forbids.
 
+# `_app_fields` reads the app's headers once and pulls out what matters for framing: its
+# `Content-Length`, its `Transfer-Encoding` (dropped from the list: the server adds its
+# own), and a `Connection: close`, which the server must honour.
+
 # %%
 #| export
-def _framing(self, first_body: bytes, more: bool) -> list:
-    """Decide how the body is delimited (RFC 9112 §6.3) and return the head's fields."""
+def _app_fields(self) -> tuple[list, bytes | None, bytes | None]:
+    """The app's headers without Transfer-Encoding; its Content-Length and its codings."""
     headers, length, codings = [], None, None
     for name, value in self.response_headers:
         lower = name.lower()
@@ -838,6 +1008,19 @@ def _framing(self, first_body: bytes, more: bool) -> list:
         elif lower == b"connection" and b"close" in value.lower():
             self.close = True
         headers.append((name, value))
+    return headers, length, codings
+
+Exchange._app_fields = _app_fields
+
+# %% [markdown]
+# `_framing` applies the two rules about the app's own framing headers, then hands over to
+# `_frame_rules`, the flowchart.
+
+# %%
+#| export
+def _framing(self, first_body: bytes, more: bool) -> list:
+    """Decide how the body is delimited (RFC 9112 §6.3) and return the head's fields."""
+    headers, length, codings = self._app_fields()
     if codings is not None and codings.strip().lower() != b"chunked":
         raise RuntimeError(f"the server frames the body; an app may only ask for chunked, "
                            f"not Transfer-Encoding {codings!r} (RFC 9112 §6.1)")
@@ -904,6 +1087,24 @@ def _connection_fields(self, headers: list) -> list:
 Exchange._connection_fields = _connection_fields
 
 # %% [markdown]
+# A `Content-Length` is a promise, and `_count` holds the app to it. One byte too many and
+# the client reads it as the start of the next response; one too few and the client waits
+# for a byte that never comes. Either is a bug in the app, raised where it happens.
+
+# %%
+#| export
+def _count(self, body: bytes, more: bool) -> None:
+    self.left -= len(body)
+    if self.left < 0:
+        raise RuntimeError(f"the app sent {-self.left} bytes more than its "
+                           "Content-Length (RFC 9112 §6.3)")
+    if not more and self.left > 0:
+        raise RuntimeError(f"the response ended {self.left} bytes short of its "
+                           "Content-Length (RFC 9112 §6.3)")
+
+Exchange._count = _count
+
+# %% [markdown]
 # `_frame` puts it together: the head on the first body message (chapter 02's
 # `format_response_head` refuses header values with CR or LF, so an app cannot inject a
 # header), then the body, dropped for bodyless responses, counted against a
@@ -922,13 +1123,7 @@ def _frame(self, body: bytes, more: bool) -> bytes:
     if self.head.method == "HEAD" or self.status in (204, 304):
         body = b""
     elif self.left is not None:
-        self.left -= len(body)
-        if self.left < 0:
-            raise RuntimeError(f"the app sent {-self.left} bytes more than its "
-                               "Content-Length (RFC 9112 §6.3)")
-        if not more and self.left > 0:
-            raise RuntimeError(f"the response ended {self.left} bytes short of its "
-                               "Content-Length (RFC 9112 §6.3)")
+        self._count(body, more)
     self.body_bytes += len(body)
     if self.chunked:
         body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + \
@@ -978,18 +1173,17 @@ show_transcript([
 # %% [markdown]
 # ## When the app fails
 #
-# `run` calls the app and makes sure the client gets *something* whatever happens. The ASGI
-# HTTP spec: if the app raises before the response started, the server should answer 500;
-# after that, all it can do is close the connection, so that the client sees the response
-# is cut short (a chunked body without its last chunk, or fewer bytes than
+# `run` calls the app and makes sure the client gets *something* whatever happens. ASGI
+# leaves the details to the server, and servers agree on them: if the app raises before
+# the response started, answer 500; after that, all the server can do is close the
+# connection, so that the client sees the response is cut short (a chunked body without its last chunk, or fewer bytes than
 # `Content-Length`). This server holds the head until the first body message, so "started"
 # means "a byte went out": an app that fails between `http.response.start` and its first
 # body still gets a clean 500.
 #
-# An app that returns without finishing its response is an error too, also answered with a
-# 500. But an exception caused by a client that went away, or a long poll that returns
-# without an answer once its client left, is not the app's fault: the log records it as
-# information, not as an error.
+# An exception caused by a client that went away is not the app's fault, so the log
+# records it as information, not as an error. The spec says as much about
+# `ClientDisconnected`: a server that raised it "should not log it as an error".
 
 # %%
 #| export
@@ -1006,15 +1200,28 @@ async def run(self) -> None:
         await self._refuse(500, "Internal Server Error")
     else:
         if not self.complete:
-            where = "starting" if self.status is None else "finishing"
-            message = f"ASGI callable returned without {where} the response"
-            if self.client_gone:               # a long poll whose client gave up: fine
-                server.log.info(f"{message}; the client had gone ({self._request_line()})")
-            else:
-                server.log.error(f"{message} ({self._request_line()})")
-            await self._refuse(500, "Internal Server Error")
+            await self._unfinished()
 
 Exchange.run = run
+
+# %% [markdown]
+# An app that returns without finishing its response is an error too, also answered with a
+# 500. The exception: a long poll that returns without an answer once its client left did
+# the right thing, and gets an information line.
+
+# %%
+#| export
+async def _unfinished(self) -> None:
+    where = "starting" if self.status is None else "finishing"
+    message = f"ASGI callable returned without {where} the response"
+    if self.client_gone:                       # a long poll whose client gave up: fine
+        self.connection.server.log.info(
+            f"{message}; the client had gone ({self._request_line()})")
+    else:
+        self.connection.server.log.error(f"{message} ({self._request_line()})")
+    await self._refuse(500, "Internal Server Error")
+
+Exchange._unfinished = _unfinished
 
 # %% [markdown]
 # `_refuse` is the one place where the server answers instead of the app: for a 500, a
@@ -1041,6 +1248,15 @@ async def _refuse(self, status: int, message: str) -> None:
     self._log(status)
     writer.write(data)
 
+Exchange._refuse = _refuse
+
+# %% [markdown]
+# Two small helpers for the log: the request line as text, and one `REQUEST` entry with
+# client, method, target, version, status, body size and duration, the line you have seen
+# in every `server.log` of the course.
+
+# %%
+#| export
 def _request_line(self) -> str:
     return f"{self.head.method} {self.head.target.decode('latin-1')}"
 
@@ -1049,7 +1265,7 @@ def _log(self, status: int) -> None:
         self.scope["client"], self.head.method, self.head.target.decode("latin-1"),
         self.scope["http_version"], status, self.body_bytes, time.perf_counter() - self.started)
 
-Exchange._refuse, Exchange._request_line, Exchange._log = _refuse, _request_line, _log
+Exchange._request_line, Exchange._log = _request_line, _log
 
 # %% [markdown]
 # ## The connection loop
@@ -1087,8 +1303,10 @@ class Connection:
             self.exchange.wake_up()
 
 # %% [markdown]
-# `run` is the loop. Whatever goes wrong inside, the `finally` closes the socket: the naive
-# server's silent hang came from a task that died with its socket still open.
+# The loop itself is `Connection.run` (written as `serve_connection`, then attached): get
+# the next head, serve it, and go round again while `_exchange` says the connection can
+# carry another request. Whatever goes wrong inside, the `finally` closes the socket, so a
+# bug in the server costs one connection, never a hung client.
 
 # %%
 #| export
@@ -1115,25 +1333,40 @@ Connection.run = serve_connection
 #| export
 async def _next_head(self) -> Head | None:
     """The next request head from the buffer and the socket; None to close the connection."""
-    server = self.server
     while True:
         try:
-            parsed = read_head(self.buffer, server.max_line, server.max_header_bytes,
-                               server.max_body_bytes)
+            head = self._parse_head()
         except HTTPError as error:
             await self._reject(error.status, error.message)
             return None
-        if parsed is not None:
-            head, body_start = parsed
-            del self.buffer[:body_start]
+        if head is not None:
             return head
         started = bool(self.buffer.strip(b"\r\n"))
-        data = await self._read(HEAD_TIMEOUT if started else server.keep_alive_timeout)
+        data = await self._read(HEAD_TIMEOUT if started else self.server.keep_alive_timeout)
         if not data:
             return None
         self.buffer += data
 
 Connection._next_head = _next_head
+
+# %% [markdown]
+# `_parse_head` is `read_head` with the server's limits, plus one step: a complete head is
+# cut off the front of the buffer, so the buffer now starts with the body, or the next
+# request.
+
+# %%
+#| export
+def _parse_head(self) -> Head | None:
+    server = self.server
+    parsed = read_head(self.buffer, server.max_line, server.max_header_bytes,
+                       server.max_body_bytes)
+    if parsed is None:
+        return None
+    head, body_start = parsed
+    del self.buffer[:body_start]
+    return head
+
+Connection._parse_head = _parse_head
 
 # %% [markdown]
 # This read is the server's hottest wait: every request on a kept-alive connection starts
@@ -1209,6 +1442,19 @@ async def _exchange(self, head: Head) -> bool:
         exchange = self.exchange = Exchange(self, head, scope)
         await exchange.run()
         self.exchange = None
+    return await self._carry_on(exchange)
+
+Connection._exchange = _exchange
+
+# %% [markdown]
+# After the response, the connection goes on only if nobody asked to close it and the
+# client is still there. When the server closes, it lingers first, as for a rejected
+# request. A body the app did not read can only be skipped if it is already in the buffer
+# (`_connection_fields` made sure of that, or said `Connection: close`).
+
+# %%
+#| export
+async def _carry_on(self, exchange: Exchange) -> bool:
     if exchange.close or exchange.client_gone:
         if not exchange.client_gone:
             await self._linger()
@@ -1217,7 +1463,7 @@ async def _exchange(self, head: Head) -> bool:
         del self.buffer[:exchange.body]
     return True
 
-Connection._exchange = _exchange
+Connection._carry_on = _carry_on
 
 # %% [markdown]
 # ## Lifespan
@@ -1255,20 +1501,31 @@ class Lifespan:
         self.supported = False
         self.task = self.error = None
 
-    async def _run(self, scope: dict) -> None:
-        try:
-            await self.app(scope, self.inbox.get, self._send)
-        except Exception as exc:               # kept: the task's end is the signal
-            self.error = exc
-            if self.supported:
-                self.log.error("Exception in ASGI lifespan", exc)
+# %% [markdown]
+# `_run` is the app's lifespan call, run as a task of its own for the server's whole life.
+# Its `receive` is `inbox.get`; its `send` is `_send`. An exception is kept rather than
+# raised: the end of this task is itself the signal that the app does not speak lifespan.
+# `_send` accepts only the two answers that fit the current phase, so an app that answers
+# `lifespan.startup` with something else ends with an error quoting the spec.
 
-    async def _send(self, message: dict) -> None:
-        expected = (f"lifespan.{self.phase}.complete", f"lifespan.{self.phase}.failed")
-        if message.get("type") not in expected:
-            raise RuntimeError(f"ASGI lifespan spec: expected {' or '.join(expected)}, "
-                               f"got {message.get('type')!r}")
-        await self.outbox.put(message)
+# %%
+#| export
+async def _run(self, scope: dict) -> None:
+    try:
+        await self.app(scope, self.inbox.get, self._send)
+    except Exception as exc:                   # kept: the task's end is the signal
+        self.error = exc
+        if self.supported:
+            self.log.error("Exception in ASGI lifespan", exc)
+
+async def _send(self, message: dict) -> None:
+    expected = (f"lifespan.{self.phase}.complete", f"lifespan.{self.phase}.failed")
+    if message.get("type") not in expected:
+        raise RuntimeError(f"ASGI lifespan spec: expected {' or '.join(expected)}, "
+                           f"got {message.get('type')!r}")
+    await self.outbox.put(message)
+
+Lifespan._run, Lifespan._send = _run, _send
 
 # %% [markdown]
 # Lifespan is optional for apps. The spec: "If an exception is raised when calling the
@@ -1303,13 +1560,25 @@ Lifespan._answer = _answer
 
 # %%
 #| export
+def _launch(self) -> None:
+    """Start the app's lifespan call as a task, with the two queues it talks through."""
+    self.inbox, self.outbox = asyncio.Queue(), asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
+    self.task = asyncio.get_running_loop().create_task(self._run(scope))
+
+Lifespan._launch = _launch
+
+# %% [markdown]
+# With the task launched by `_launch`, `startup` sends the first event and reads the
+# answer:
+
+# %%
+#| export
 async def startup(self) -> None:
     """Send lifespan.startup; raise LifespanStartupFailed if the app says it failed."""
     if self.mode == "off":
         return
-    self.inbox, self.outbox = asyncio.Queue(), asyncio.Queue()
-    scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
-    self.task = asyncio.get_running_loop().create_task(self._run(scope))
+    self._launch()
     await self.inbox.put({"type": "lifespan.startup"})
     answer = await self._answer(self.timeout)
     if answer is None:
@@ -1380,10 +1649,6 @@ class ASGIServer(Engine):
 # `start` and `stop` run in *your* thread, the kernel's. `start` launches the server's
 # thread and waits until it is either serving or dead; an error raised over there (a
 # failed lifespan startup) is re-raised here, in the cell that called `serve()`.
-#
-# `stop` must not poll. `loop.call_soon_threadsafe` is the one safe way to poke an event
-# loop from another thread: it schedules `self._stop.set()` on the server's loop and wakes
-# it up at once. Then `stop` waits for the thread to end and closes the socket.
 
 # %%
 #| export
@@ -1398,6 +1663,17 @@ def start(self) -> None:
         self.sock.close()
         raise self.error
 
+ASGIServer.start = start
+
+# %% [markdown]
+# `stop` must not poll. `loop.call_soon_threadsafe` is the one safe way to poke an event
+# loop from another thread, as in `NaiveServer`: it schedules `self._stop.set()` on the
+# server's loop and wakes it up at once. Then `stop` waits for the thread to end and closes
+# the socket. It remembers the timeout, so that the graceful shutdown below can share it
+# out.
+
+# %%
+#| export
 def stop(self, timeout: float = 2.0) -> None:
     """Wake the loop (no polling), let it shut down, join the thread, close the socket."""
     self.stop_timeout = timeout
@@ -1406,7 +1682,7 @@ def stop(self, timeout: float = 2.0) -> None:
         self.thread.join(timeout + 2.0)
     self.sock.close()
 
-ASGIServer.start, ASGIServer.stop = start, stop
+ASGIServer.stop = stop
 
 # %% [markdown]
 # The thread's whole life: make a loop, run `_main` on it until it returns, cancel whatever
@@ -1450,6 +1726,15 @@ async def _main(self) -> None:
     await self._stop.wait()                    # set by stop(), from the caller's thread
     await self._shutdown(listener)
 
+ASGIServer._main = _main
+
+# %% [markdown]
+# `_accept` is what `asyncio.start_server` calls for each new client: it wraps the
+# connection in a `Connection` and runs it as a task. `_track` keeps the `Connection` in
+# `self.connections` while it runs, so that `_shutdown` can tell each one to finish.
+
+# %%
+#| export
 def _accept(self, reader, writer) -> None:
     connection = Connection(self, reader, writer)
     task = asyncio.get_running_loop().create_task(self._track(connection))
@@ -1463,7 +1748,7 @@ async def _track(self, connection) -> None:
     finally:
         self.connections.discard(connection)
 
-ASGIServer._main, ASGIServer._accept, ASGIServer._track = _main, _accept, _track
+ASGIServer._accept, ASGIServer._track = _accept, _track
 
 # %% [markdown]
 # A graceful stop, with a deadline: stop accepting, shut every connection down (idle ones
@@ -1528,6 +1813,11 @@ server.log
 probe(server, GET + GET)
 
 # %% [markdown]
+# Two statuses where the naive server gave one, and "still open": after the second
+# response the server went back to `_next_head` and waited for a third request, until
+# `probe` gave up listening.
+
+# %% [markdown]
 # The countdown, streamed as chunks: each `more_body` message became one chunk, and the
 # chunks arrived as the app sent them, not all at the end.
 
@@ -1554,6 +1844,12 @@ async def echo(scope, receive, send):
 server = barelab.serve(echo, name="course", server=ASGIServer)
 barelab.raw_exchange(server, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + with_body,
                      read_until_close=False)
+
+# %% [markdown]
+# Look at the `HEAD` response's `content-length: 10`. The app sent `you sent: ` (ten
+# bytes: the `HEAD` request had no body), the server counted it, dropped it, and kept the
+# count, exactly as a `GET` would have been framed. The `POST` behind it was read from the
+# same buffer, and its answer starts right after the empty line of the first.
 
 # %% [markdown]
 # A chunked upload, in two writes with a pause between them. An app that reads as it goes
@@ -1593,6 +1889,11 @@ with socket.create_connection((server.host, server.port), timeout=5) as sock:
     print(until_response(sock).decode())
 
 # %% [markdown]
+# Two events: `hello` with `more_body: True`, sent while the rest was still on its way,
+# then ` world` with `more_body: False`. The app saw the first half 0.2 seconds before the
+# second existed; a server that buffered whole bodies would have kept it waiting.
+
+# %% [markdown]
 # Malformed requests and crashing apps now get an answer. Each refusal closes the
 # connection, and the server goes on serving the next client:
 
@@ -1603,6 +1904,10 @@ server = barelab.serve(crash, name="course", server=ASGIServer)
 show_transcript(rows + [("app crash", probe(server, GET))])
 
 # %% [markdown]
+# Each status is the one `attempt` showed for the same bytes, now sent over the wire. The
+# good request after six bad ones got its 200 on the same server: a refusal costs one
+# connection, never the server.
+#
 # The crash's 500 says only "Internal Server Error"; the traceback is in the log, for you:
 
 # %%
@@ -1778,6 +2083,12 @@ from starlette.routing import Route
 async def lifespan(app):
     yield {"greeting": "Hello from the lifespan state"}   # Starlette puts it in scope["state"]
 
+# %% [markdown]
+# Each endpoint takes a Starlette `Request` and returns a response object; Starlette turns
+# that into the `send()` calls your server frames. `count` is the one to watch: a
+# `StreamingResponse` from an async generator, with no length known in advance.
+
+# %%
 async def home(request):
     return PlainTextResponse(request.state.greeting + "\n")
 
@@ -1791,6 +2102,11 @@ async def count(request):
             yield f"{n}\n"
     return StreamingResponse(numbers(), media_type="text/plain")
 
+# %% [markdown]
+# Three routes and the lifespan make an app. Serve it on `ASGIServer`, exactly as you served
+# `hello`:
+
+# %%
 starlette_app = Starlette(routes=[Route("/", home), Route("/double", double, methods=["POST"]),
                                   Route("/count", count)], lifespan=lifespan)
 star = barelab.serve(starlette_app, name="starlette", server=ASGIServer)

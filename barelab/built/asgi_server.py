@@ -21,6 +21,7 @@ from barelab.built.http_wire import (BadRequest, ChunkedDecoder, HTTPError, body
 from barelab.engines.base import Engine
 from barelab.errors import LifespanStartupFailed
 
+
 HEAD_TIMEOUT = 10.0     # seconds for a request head once its first byte arrived (then 408)
 BODY_TIMEOUT = 30.0     # seconds without body bytes while the app waits for them
 READ_SIZE = 262144      # bytes one read asks for: asyncio's own read size on a socket
@@ -48,8 +49,23 @@ def error_response(status: int, message: str, head_only: bool = False) -> bytes:
     return response[:len(response) - len(body)] if head_only else response
 
 
+def _keeps_alive(version: bytes, headers) -> bool:
+    """RFC 9112 §9.3: does the connection persist after this request's response?"""
+    connection = b",".join(v for n, v in headers if n == b"connection").lower()
+    tokens = {t.strip() for t in connection.split(b",")}
+    return b"close" not in tokens and (version == b"1.1" or b"keep-alive" in tokens)
+
+
 class ExpectationFailed(HTTPError):
     status = 417
+
+
+def _expects_continue(version: bytes, headers) -> bool:
+    """RFC 9110 §10.1.1: True for 'Expect: 100-continue'; 417 for any other expectation."""
+    expect = [v.lower() for n, v in headers if n == b"expect"]
+    if expect and not (version == b"1.1" and expect == [b"100-continue"]):
+        raise ExpectationFailed(f"Expect {expect!r} is not 100-continue (RFC 9110 §10.1.1)")
+    return bool(expect)
 
 
 class Head:
@@ -61,15 +77,8 @@ class Head:
     def __init__(self, method, target, version, headers, length):
         self.method, self.target, self.version = method, target, version
         self.headers, self.length = headers, length
-        connection = b",".join(v for n, v in headers if n == b"connection").lower()
-        tokens = {t.strip() for t in connection.split(b",")}
-        self.keep_alive = (b"close" not in tokens
-                           and (version == b"1.1" or b"keep-alive" in tokens))
-        expect = [v.lower() for n, v in headers if n == b"expect"]
-        self.expect_continue = version == b"1.1" and expect == [b"100-continue"]
-        if expect and not self.expect_continue:
-            raise ExpectationFailed(f"Expect {expect!r} is not 100-continue "
-                                    "(RFC 9110 §10.1.1)")
+        self.keep_alive = _keeps_alive(version, headers)
+        self.expect_continue = _expects_continue(version, headers)
 
 
 def read_head(buffer, max_line: int, max_header_bytes: int, max_body: int):
@@ -124,19 +133,14 @@ class Exchange:
 
     def __init__(self, connection, head: Head, scope: dict):
         self.connection, self.head, self.scope = connection, head, scope
-        self.body = head.length            # bytes still to read, or a ChunkedDecoder
-        self.body_done = False             # the last http.request event was given out
-        self.continue_sent = False
+        # the request: bytes still to read (or a ChunkedDecoder), and how far it got
+        self.body, self.body_done, self.continue_sent = head.length, False, False
         self.client_gone = False           # the client closed its side
-        self.status = None                 # set by http.response.start
-        self.response_headers = None
-        self.head_sent = False
-        self.complete = False              # the last byte of the response is written
-        self.chunked = False
-        self.left = None                   # body bytes the app's Content-Length still owes
+        # the response: what the app sent, and how it is framed on the wire
+        self.status = self.response_headers = self.left = None
+        self.head_sent = self.complete = self.chunked = False
         self.close = not head.keep_alive   # close the connection after this response
-        self.body_bytes = 0
-        self.started = time.perf_counter()
+        self.body_bytes, self.started = 0, time.perf_counter()
         self._wakeup = None
 
 
@@ -187,14 +191,20 @@ async def _read_body(self) -> dict:
             return {"type": "http.request", "body": data, "more_body": not done}
         more = await self._read_more(BODY_TIMEOUT)
         if not more:
-            if more is None and not self.connection.stopping:
-                await self._refuse(408, f"no request body bytes for {BODY_TIMEOUT:g}s "
-                                        "(RFC 9110 §15.5.9)")
-            self.client_gone = more == b""
-            return DISCONNECT
+            return await self._body_stopped(more)
         self.connection.buffer += more
 
 Exchange._read_body = _read_body
+
+
+async def _body_stopped(self, more: bytes | None) -> dict:
+    if more is None and not self.connection.stopping:
+        await self._refuse(408, f"no request body bytes for {BODY_TIMEOUT:g}s "
+                                "(RFC 9110 §15.5.9)")
+    self.client_gone = more == b""
+    return DISCONNECT
+
+Exchange._body_stopped = _body_stopped
 
 
 def _wake(self) -> asyncio.Future:
@@ -205,6 +215,9 @@ def _wake(self) -> asyncio.Future:
 def wake_up(self) -> None:
     if self._wakeup is not None and not self._wakeup.done():
         self._wakeup.set_result(None)
+
+Exchange._wake, Exchange.wake_up = _wake, wake_up
+
 
 async def _read_more(self, timeout: float | None) -> bytes | None:
     """Bytes from the socket; b"" if the client closed; None on timeout or a wake-up."""
@@ -219,7 +232,7 @@ async def _read_more(self, timeout: float | None) -> bytes | None:
     except OSError:
         return b""
 
-Exchange._wake, Exchange.wake_up, Exchange._read_more = _wake, wake_up, _read_more
+Exchange._read_more = _read_more
 
 
 async def _wait_for_disconnect(self) -> None:
@@ -258,18 +271,26 @@ def _start(self, message: dict) -> None:
 Exchange._start = _start
 
 
-async def send(self, message: dict) -> None:
-    kind = message["type"]
+def _check_order(self, kind: str) -> None:
     if kind == "http.response.start":
-        self._start(message)
-    elif kind != "http.response.body":
+        return                                 # _start refuses a second one
+    if kind != "http.response.body":
         raise RuntimeError(f"ASGI HTTP spec: an http app sends 'http.response.start' "
                            f"and 'http.response.body', not {kind!r}")
-    elif self.status is None:
+    if self.status is None:
         raise RuntimeError("ASGI HTTP spec: 'http.response.body' before 'http.response.start'")
-    elif self.complete:
+    if self.complete:
         raise RuntimeError("ASGI HTTP spec: 'http.response.body' after the response ended "
                            "(more_body was False)")
+
+Exchange._check_order = _check_order
+
+
+async def send(self, message: dict) -> None:
+    kind = message["type"]
+    self._check_order(kind)
+    if kind == "http.response.start":
+        self._start(message)
     if self.client_gone or self.connection.writer.transport.is_closing():
         raise ClientDisconnected("the client closed the connection")
     if kind == "http.response.body":
@@ -296,8 +317,8 @@ async def _write(self, data: bytes, more: bool) -> None:
 Exchange._write = _write
 
 
-def _framing(self, first_body: bytes, more: bool) -> list:
-    """Decide how the body is delimited (RFC 9112 §6.3) and return the head's fields."""
+def _app_fields(self) -> tuple[list, bytes | None, bytes | None]:
+    """The app's headers without Transfer-Encoding; its Content-Length and its codings."""
     headers, length, codings = [], None, None
     for name, value in self.response_headers:
         lower = name.lower()
@@ -309,6 +330,14 @@ def _framing(self, first_body: bytes, more: bool) -> list:
         elif lower == b"connection" and b"close" in value.lower():
             self.close = True
         headers.append((name, value))
+    return headers, length, codings
+
+Exchange._app_fields = _app_fields
+
+
+def _framing(self, first_body: bytes, more: bool) -> list:
+    """Decide how the body is delimited (RFC 9112 §6.3) and return the head's fields."""
+    headers, length, codings = self._app_fields()
     if codings is not None and codings.strip().lower() != b"chunked":
         raise RuntimeError(f"the server frames the body; an app may only ask for chunked, "
                            f"not Transfer-Encoding {codings!r} (RFC 9112 §6.1)")
@@ -357,6 +386,18 @@ def _connection_fields(self, headers: list) -> list:
 Exchange._connection_fields = _connection_fields
 
 
+def _count(self, body: bytes, more: bool) -> None:
+    self.left -= len(body)
+    if self.left < 0:
+        raise RuntimeError(f"the app sent {-self.left} bytes more than its "
+                           "Content-Length (RFC 9112 §6.3)")
+    if not more and self.left > 0:
+        raise RuntimeError(f"the response ended {self.left} bytes short of its "
+                           "Content-Length (RFC 9112 §6.3)")
+
+Exchange._count = _count
+
+
 def _frame(self, body: bytes, more: bool) -> bytes:
     """The bytes one http.response.body message puts on the wire."""
     out = b""
@@ -366,13 +407,7 @@ def _frame(self, body: bytes, more: bool) -> bytes:
     if self.head.method == "HEAD" or self.status in (204, 304):
         body = b""
     elif self.left is not None:
-        self.left -= len(body)
-        if self.left < 0:
-            raise RuntimeError(f"the app sent {-self.left} bytes more than its "
-                               "Content-Length (RFC 9112 §6.3)")
-        if not more and self.left > 0:
-            raise RuntimeError(f"the response ended {self.left} bytes short of its "
-                               "Content-Length (RFC 9112 §6.3)")
+        self._count(body, more)
     self.body_bytes += len(body)
     if self.chunked:
         body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + \
@@ -396,15 +431,22 @@ async def run(self) -> None:
         await self._refuse(500, "Internal Server Error")
     else:
         if not self.complete:
-            where = "starting" if self.status is None else "finishing"
-            message = f"ASGI callable returned without {where} the response"
-            if self.client_gone:               # a long poll whose client gave up: fine
-                server.log.info(f"{message}; the client had gone ({self._request_line()})")
-            else:
-                server.log.error(f"{message} ({self._request_line()})")
-            await self._refuse(500, "Internal Server Error")
+            await self._unfinished()
 
 Exchange.run = run
+
+
+async def _unfinished(self) -> None:
+    where = "starting" if self.status is None else "finishing"
+    message = f"ASGI callable returned without {where} the response"
+    if self.client_gone:                       # a long poll whose client gave up: fine
+        self.connection.server.log.info(
+            f"{message}; the client had gone ({self._request_line()})")
+    else:
+        self.connection.server.log.error(f"{message} ({self._request_line()})")
+    await self._refuse(500, "Internal Server Error")
+
+Exchange._unfinished = _unfinished
 
 
 async def _refuse(self, status: int, message: str) -> None:
@@ -423,6 +465,9 @@ async def _refuse(self, status: int, message: str) -> None:
     self._log(status)
     writer.write(data)
 
+Exchange._refuse = _refuse
+
+
 def _request_line(self) -> str:
     return f"{self.head.method} {self.head.target.decode('latin-1')}"
 
@@ -431,7 +476,7 @@ def _log(self, status: int) -> None:
         self.scope["client"], self.head.method, self.head.target.decode("latin-1"),
         self.scope["http_version"], status, self.body_bytes, time.perf_counter() - self.started)
 
-Exchange._refuse, Exchange._request_line, Exchange._log = _refuse, _request_line, _log
+Exchange._request_line, Exchange._log = _request_line, _log
 
 
 class Connection:
@@ -471,25 +516,34 @@ Connection.run = serve_connection
 
 async def _next_head(self) -> Head | None:
     """The next request head from the buffer and the socket; None to close the connection."""
-    server = self.server
     while True:
         try:
-            parsed = read_head(self.buffer, server.max_line, server.max_header_bytes,
-                               server.max_body_bytes)
+            head = self._parse_head()
         except HTTPError as error:
             await self._reject(error.status, error.message)
             return None
-        if parsed is not None:
-            head, body_start = parsed
-            del self.buffer[:body_start]
+        if head is not None:
             return head
         started = bool(self.buffer.strip(b"\r\n"))
-        data = await self._read(HEAD_TIMEOUT if started else server.keep_alive_timeout)
+        data = await self._read(HEAD_TIMEOUT if started else self.server.keep_alive_timeout)
         if not data:
             return None
         self.buffer += data
 
 Connection._next_head = _next_head
+
+
+def _parse_head(self) -> Head | None:
+    server = self.server
+    parsed = read_head(self.buffer, server.max_line, server.max_header_bytes,
+                       server.max_body_bytes)
+    if parsed is None:
+        return None
+    head, body_start = parsed
+    del self.buffer[:body_start]
+    return head
+
+Connection._parse_head = _parse_head
 
 
 async def _read(self, timeout: float) -> bytes:
@@ -541,6 +595,12 @@ async def _exchange(self, head: Head) -> bool:
         exchange = self.exchange = Exchange(self, head, scope)
         await exchange.run()
         self.exchange = None
+    return await self._carry_on(exchange)
+
+Connection._exchange = _exchange
+
+
+async def _carry_on(self, exchange: Exchange) -> bool:
     if exchange.close or exchange.client_gone:
         if not exchange.client_gone:
             await self._linger()
@@ -549,7 +609,7 @@ async def _exchange(self, head: Head) -> bool:
         del self.buffer[:exchange.body]
     return True
 
-Connection._exchange = _exchange
+Connection._carry_on = _carry_on
 
 
 class Lifespan:
@@ -561,20 +621,23 @@ class Lifespan:
         self.supported = False
         self.task = self.error = None
 
-    async def _run(self, scope: dict) -> None:
-        try:
-            await self.app(scope, self.inbox.get, self._send)
-        except Exception as exc:               # kept: the task's end is the signal
-            self.error = exc
-            if self.supported:
-                self.log.error("Exception in ASGI lifespan", exc)
 
-    async def _send(self, message: dict) -> None:
-        expected = (f"lifespan.{self.phase}.complete", f"lifespan.{self.phase}.failed")
-        if message.get("type") not in expected:
-            raise RuntimeError(f"ASGI lifespan spec: expected {' or '.join(expected)}, "
-                               f"got {message.get('type')!r}")
-        await self.outbox.put(message)
+async def _run(self, scope: dict) -> None:
+    try:
+        await self.app(scope, self.inbox.get, self._send)
+    except Exception as exc:                   # kept: the task's end is the signal
+        self.error = exc
+        if self.supported:
+            self.log.error("Exception in ASGI lifespan", exc)
+
+async def _send(self, message: dict) -> None:
+    expected = (f"lifespan.{self.phase}.complete", f"lifespan.{self.phase}.failed")
+    if message.get("type") not in expected:
+        raise RuntimeError(f"ASGI lifespan spec: expected {' or '.join(expected)}, "
+                           f"got {message.get('type')!r}")
+    await self.outbox.put(message)
+
+Lifespan._run, Lifespan._send = _run, _send
 
 
 async def _answer(self, timeout: float):
@@ -592,13 +655,20 @@ async def _answer(self, timeout: float):
 Lifespan._answer = _answer
 
 
+def _launch(self) -> None:
+    """Start the app's lifespan call as a task, with the two queues it talks through."""
+    self.inbox, self.outbox = asyncio.Queue(), asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
+    self.task = asyncio.get_running_loop().create_task(self._run(scope))
+
+Lifespan._launch = _launch
+
+
 async def startup(self) -> None:
     """Send lifespan.startup; raise LifespanStartupFailed if the app says it failed."""
     if self.mode == "off":
         return
-    self.inbox, self.outbox = asyncio.Queue(), asyncio.Queue()
-    scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
-    self.task = asyncio.get_running_loop().create_task(self._run(scope))
+    self._launch()
     await self.inbox.put({"type": "lifespan.startup"})
     answer = await self._answer(self.timeout)
     if answer is None:
@@ -664,6 +734,9 @@ def start(self) -> None:
         self.sock.close()
         raise self.error
 
+ASGIServer.start = start
+
+
 def stop(self, timeout: float = 2.0) -> None:
     """Wake the loop (no polling), let it shut down, join the thread, close the socket."""
     self.stop_timeout = timeout
@@ -672,7 +745,7 @@ def stop(self, timeout: float = 2.0) -> None:
         self.thread.join(timeout + 2.0)
     self.sock.close()
 
-ASGIServer.start, ASGIServer.stop = start, stop
+ASGIServer.stop = stop
 
 
 def _thread_main(self) -> None:
@@ -702,6 +775,9 @@ async def _main(self) -> None:
     await self._stop.wait()                    # set by stop(), from the caller's thread
     await self._shutdown(listener)
 
+ASGIServer._main = _main
+
+
 def _accept(self, reader, writer) -> None:
     connection = Connection(self, reader, writer)
     task = asyncio.get_running_loop().create_task(self._track(connection))
@@ -715,7 +791,7 @@ async def _track(self, connection) -> None:
     finally:
         self.connections.discard(connection)
 
-ASGIServer._main, ASGIServer._accept, ASGIServer._track = _main, _accept, _track
+ASGIServer._accept, ASGIServer._track = _accept, _track
 
 
 async def _shutdown(self, listener) -> None:
