@@ -22,7 +22,8 @@ import h11
 from .asgi_context import HEAD_TIMEOUT, ServerContext
 from .asgi_http import HTTPCycle, log_target
 from .asgi_request import (RequestRejected, check_request_head, http_scope,
-                           is_websocket_upgrade, unsupported_coding_status)
+                           is_websocket_upgrade)
+from .http_common import refused_coding_status
 from .asgi_response import error_response
 from .asgi_stream import ClientDisconnected, Stream
 from .asgi_websocket import WebSocketCycle
@@ -80,7 +81,7 @@ class HTTPConnection:
                     status = 414  # still in the request-line: it is the target that is long
                     message = "RFC 9112 §3: request-target too long"
                 elif status == 501:  # h11's verdict on any coding but chunked
-                    status, message = unsupported_coding_status(b"".join(fed))
+                    status, message = refused_coding_status(b"".join(fed))
                 await self._reject(status, message)
                 return None
             if isinstance(event, h11.Request):

@@ -32,23 +32,6 @@ class RequestRejected(Exception):
         self.headers = list(headers)
 
 
-_TRANSFER_ENCODING = re.compile(rb"(?im)^transfer-encoding[ \t]*:(.*)$")
-
-
-def unsupported_coding_status(head: bytes) -> tuple[int, str]:
-    """Status for a request whose Transfer-Encoding h11 refused (it only knows chunked).
-
-    RFC 9112 §6.1: if chunked is not the final coding the length cannot be determined: 400;
-    a coding the server does not understand, before a final chunked: 501.
-    """
-    codings = [c.strip().lower() for value in _TRANSFER_ENCODING.findall(head)
-               for c in value.split(b",") if c.strip()]
-    if not codings or codings[-1] != b"chunked":
-        return 400, ("RFC 9112 §6.1: chunked must be the final transfer coding, or the body "
-                     "length cannot be determined")
-    return 501, "RFC 9112 §6.1: only the chunked transfer coding is implemented"
-
-
 def split_target(method: bytes, target: bytes) -> tuple[bytes, bytes, bytes | None]:
     """``(raw_path, query_string, authority)`` of a request-target (RFC 9112 §3.2);
     ``authority`` is None unless the target is in absolute-form."""

@@ -1,4 +1,5 @@
-"""Small HTTP facts both engines need: the Date header and reason phrases.
+"""Small HTTP facts both engines need: the Date header, reason phrases, and the status
+for a Transfer-Encoding that h11 refused.
 
 RFC 9110 §6.6.1: an origin server with a clock MUST send Date in 2xx, 3xx and 4xx
 responses, with one-second resolution. Formatting it per response is wasted work at a few
@@ -8,6 +9,7 @@ thousand requests a second, so the value is kept until the second changes.
 from __future__ import annotations
 
 import http
+import re
 import time
 from email.utils import formatdate
 
@@ -31,3 +33,23 @@ def reason_phrase(status: int) -> str:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return ""
+
+
+_TRANSFER_ENCODING = re.compile(rb"(?im)^transfer-encoding[ \t]*:(.*?)\r?$")
+
+
+def refused_coding_status(head: bytes) -> tuple[int, str]:
+    """Status and reason for a request whose Transfer-Encoding h11 refused (h11 says 501).
+
+    RFC 9112 §6.3: when chunked is not the final coding the length of the body cannot be
+    known and the server MUST answer 400; §6.1: chunked applied twice is malformed too.
+    Only a coding the server does not know, followed by chunked, earns 501 (RFC 9112 §6.1).
+    """
+    codings = [c.strip().lower() for value in _TRANSFER_ENCODING.findall(head)
+               for c in value.split(b",") if c.strip()]
+    if not codings or codings[-1] != b"chunked":
+        return 400, ("RFC 9112 §6.3: chunked must be the final transfer coding, or the body "
+                     "length cannot be determined")
+    if codings.count(b"chunked") > 1:
+        return 400, "RFC 9112 §6.1: a sender MUST NOT apply chunked more than once"
+    return 501, "RFC 9112 §6.1: only the chunked transfer coding is implemented"

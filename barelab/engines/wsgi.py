@@ -34,14 +34,14 @@ from ..errors import ServerStartError
 from .base import Engine
 from .http_common import http_date
 from .wsgi_checks import (SERVER_SOFTWARE, check_request, parse_headers,
-                          parse_status, transfer_coding_status)
+                          parse_status)
 from .wsgi_connection import _LINGER_SECONDS, _RECV_SIZE, _Connection, _wait_readable
 from .wsgi_environ import (ClientDisconnected, ErrorStream, RequestBody, RequestBodyError,
                            build_environ)
 
 __all__ = ["WSGIEngine", "RequestBody", "ErrorStream", "ClientDisconnected",
            "RequestBodyError", "build_environ", "check_request", "parse_status",
-           "parse_headers", "transfer_coding_status"]
+           "parse_headers"]
 
 DEFAULT_OPTIONS = {
     "max_header_bytes": 16 * 1024,      # request line + headers; above it: 431

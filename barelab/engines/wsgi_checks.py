@@ -98,23 +98,6 @@ def check_request(request: h11.Request, max_header_bytes: int) -> tuple[bytes, b
     return _check_target(request.method, request.target)
 
 
-def transfer_coding_status(head: bytes) -> int:
-    """The status for a request h11 refused over Transfer-Encoding (h11 always says 501).
-
-    RFC 9112 §6.3: when chunked is not the final coding the body length cannot be known,
-    and the server MUST answer 400; §6.1: chunked applied twice is malformed too. Only a
-    coding we do not know, followed by chunked, deserves 501 (RFC 9112 §6.1).
-    """
-    codings = []
-    for line in head.split(b"\n\r\n", 1)[0].split(b"\n")[1:]:
-        name, colon, value = line.partition(b":")
-        if colon and name.strip().lower() == b"transfer-encoding":
-            codings += [c.strip().lower() for c in value.split(b",") if c.strip()]
-    if codings and codings[-1] == b"chunked" and codings.count(b"chunked") == 1:
-        return 501
-    return 400
-
-
 # ---------------------------------------------------------------------------------------
 # Responses: what start_response accepts
 

@@ -21,9 +21,8 @@ from typing import Callable, Protocol
 import h11
 
 from ..logs import ServerLog
-from .http_common import http_date, reason_phrase
-from .wsgi_checks import (SERVER_SOFTWARE, check_request,
-                          transfer_coding_status)
+from .http_common import http_date, reason_phrase, refused_coding_status
+from .wsgi_checks import SERVER_SOFTWARE, check_request
 from .wsgi_environ import ClientDisconnected, RequestBody, RequestBodyError, build_environ
 from .wsgi_exchange import _DRAIN_LIMIT, _Exchange
 
@@ -183,7 +182,7 @@ class _Connection:
                     # The request-line alone is over the limit: RFC 9112 §3 says 414.
                     status, detail = 414, "the request-target is too long (max_header_bytes)"
                 elif status == 501 and "Transfer-Encoding" in detail:
-                    status = transfer_coding_status(head)
+                    status, detail = refused_coding_status(head)
                 self._reject(status, detail, request)
                 return None
             if event is not h11.NEED_DATA:
