@@ -47,17 +47,54 @@
 #   `"websocket"` or `"lifespan"`.
 # - `receive` is an async function with no arguments. Each `await receive()` returns the
 #   next *event*, a dict with a `type` key, when one is available.
-# - `send` is an async function that takes one event dict and returns once the server has
-#   taken it.
+# - `send` is an async function that takes one event dict and returns "once the send has
+#   been completed or the connection has been closed".
 #
-# The app is called once per *connection scope*, and for HTTP that means once per request,
-# even when one keep-alive connection carries many requests. The spec also asks an app to
-# refuse what it does not understand: "Applications should actively reject any protocol
-# that they do not understand with an Exception (of any type)" ("Protocol
-# Specifications"). So every app in this chapter starts with the same check.
+# You already know a contract with the same job. Here is how each part of WSGI's
+# `app(environ, start_response)` reappears in ASGI:
 #
-# Those three arguments are worth names of their own. This chapter saves them, and the
-# checker you build later, to `barelab.built.asgi_types`:
+# | WSGI (PEP 3333) | ASGI | what changed |
+# | --- | --- | --- |
+# | `environ`, a dict of CGI-style `str` values | `scope`, a dict | it holds the request head only, with `bytes` where bytes came in |
+# | `environ["wsgi.input"].read()` | `await receive()` | the body comes as events, and reading it never blocks a thread |
+# | `start_response("200 OK", headers)` | `await send({"type": "http.response.start", ...})` | the status is an `int`, the headers are `bytes` |
+# | the returned iterable of `bytes` | `await send({"type": "http.response.body", ...})`, repeated | the app pushes each piece instead of the server pulling it |
+# | the iterable's `close()` | the app's coroutine returns | nothing to call: when the app returns, it is done |
+#
+# Drawn as a conversation, the difference is who waits for whom. In WSGI the server calls
+# the app once and then pulls the body out of what it returned. In ASGI the app stays
+# running and the two sides trade events until the app returns:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant S as server
+#     participant W as WSGI app
+#     participant A as ASGI app
+#     S->>W: app(environ, start_response)
+#     W->>S: start_response("200 OK", headers)
+#     W-->>S: return [b"hello"]
+#     S->>W: iterate, then close()
+#     S->>A: await app(scope, receive, send)
+#     A->>S: await receive()
+#     S-->>A: {"type": "http.request", "body": b"..."}
+#     A->>S: await send({"type": "http.response.start", "status": 200, ...})
+#     A->>S: await send({"type": "http.response.body", "body": b"hello"})
+#     A-->>S: return None
+# ```
+#
+# The rest of the chapter goes through every row. One more difference: WSGI calls the app
+# once per request, and ASGI calls it once per *connection scope*. For HTTP that is the
+# same thing, once per request, even when one keep-alive connection carries many
+# requests. (A WebSocket scope, in chapter 15, lasts as long as its connection.)
+#
+# The spec also asks an app to refuse what it does not understand: "Applications should
+# actively reject any protocol that they do not understand with an Exception (of any
+# type)" ("Protocol Specifications"). A server that also speaks lifespan (chapter 14)
+# learns from that exception that the app does not. So every app in this chapter starts
+# with the same check on `scope["type"]`.
+#
+# The three arguments are worth type names of their own. This chapter saves them, and the
+# checker you build later, to `barelab.built.asgi_types`. The first cell names the module:
 
 # %%
 #| default_exp asgi_types
@@ -78,11 +115,18 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # %% [markdown]
-# `MutableMapping` means "a dict, or anything that behaves like one". Read `ASGIApp` out
-# loud: a callable that takes a scope, a receive function and a send function, and
-# returns something to await that produces `None`. Here is the smallest app
-# that fits, with the scope check and a helper that sends a short text response (you will
-# meet its two events in detail below):
+# `#| export` marks a cell whose code goes into that module. `MutableMapping` means "a
+# dict, or anything that behaves like one". Read the aliases out loud. `Receive` is a
+# function with no arguments that returns something to await, which produces a message.
+# `Send` takes a message and returns something to await, which produces nothing.
+# `ASGIApp` is a callable that takes a scope, a receive function and a send function, and
+# returns something to await that produces `None`. Compare WSGI, where the app returns the
+# body itself: an ASGI app returns nothing, because everything it has to say goes through
+# `send`.
+#
+# Here is the smallest app that fits. It checks the scope type, then calls `answer`, a
+# helper that makes the two `send` calls of a short text response (you will meet those two
+# events in detail below). `barelab.call_asgi` plays the server, in-process.
 
 # %%
 import barelab
@@ -100,9 +144,11 @@ async def hello(scope: Scope, receive: Receive, send: Send) -> None:
 barelab.call_asgi(hello).text
 
 # %% [markdown]
-# `answer` is not part of any spec, just a shortcut for this chapter: the two `send` calls
-# that make a small text response. The annotations on `hello` are only documentation;
-# Python does not check them, but they say at a glance that `hello` is an ASGI app.
+# `answer` is not part of any spec, just a shortcut for this chapter. The WSGI version of
+# `hello` would have called `start_response("200 OK", [("Content-Type", ...)])` and
+# returned `[b"hello\n"]`; here the same two pieces go out as two events. The annotations
+# on `hello` are only documentation: Python does not check them, but they say at a glance
+# that `hello` is an ASGI app.
 #
 # ## The scope, key by key
 #
@@ -122,11 +168,15 @@ server = barelab.serve(catch)
 server
 
 # %% [markdown]
-# `dict(scope)` stores a copy, not the scope itself: an app may add keys to the scope it is
-# given (chapter 01 caught Starlette doing it), and a copy shows what the server built.
+# `barelab.serve` started a real HTTP server in a background thread, on a free port; the
+# cell shows its address. `dict(scope)` stores a copy, not the scope itself: an app may
+# add keys to the scope it is given (chapter 01 caught Starlette doing it), and a copy
+# shows what the server built.
 #
 # Send it a request with a few things worth looking at: a path with a UTF-8 `é` written as
 # `%C3%A9` and a `%2F` (an encoded `/`), a query string, the same header twice, and a body.
+# Then print each key of the scope the server built, with the type of its value next to
+# it: in ASGI the type matters, because some keys are `str` and some are `bytes`.
 
 # %%
 reply = barelab.http_request(server, "POST", "/caf%C3%A9/a%2Fb?q=ASGI&lang=en",
@@ -137,25 +187,33 @@ for key, value in scope.items():
         print(f"{key:<13} {type(value).__name__:<6} {value!r}")
 
 # %% [markdown]
-# (The headers are left out here and shown below.) Here is what the HTTP spec
-# ("HTTP Connection Scope") says about each key:
+# (The headers are left out here and shown below.) Twelve keys besides the headers, and
+# most have a WSGI twin you met in chapter 04. Here is what the HTTP spec ("HTTP
+# Connection Scope") says about each, with the `environ` key it replaces:
 #
-# - `type` is `"http"`. `asgi` holds two versions: `version` is the ASGI interface itself
-#   (`"3.0"`, the single-callable style) and `spec_version` is the version of the HTTP
-#   sub-spec this server follows. More on both at the end of the chapter.
-# - `http_version` is `"1.0"`, `"1.1"` or `"2"`: a string, not a number.
-# - `method` is uppercase, `scheme` is `"http"` or `"https"`.
-# - `path` is the path "with percent-encoded sequences and UTF-8 byte sequences decoded
-#   into characters": `%C3%A9` became `é`, and `%2F` became `/`.
-# - `raw_path` keeps the bytes exactly as they arrived. Look at why it exists: in `path`
-#   you can no longer tell the encoded `/` from a real one (`/café/a/b` could have been
-#   three segments or two), while `raw_path` still can.
-# - `query_string` is *bytes*, still percent-encoded. Parsing it is the app's job.
+# - `type` is `"http"`. WSGI has no such key, because WSGI only ever speaks HTTP.
+# - `asgi` holds two versions, as `wsgi.version` held `(1, 0)`: `version` is the ASGI
+#   interface itself (`"3.0"`, the single-callable style) and `spec_version` is the
+#   version of the HTTP sub-spec this server follows. More on both at the end of the
+#   chapter.
+# - `http_version` replaces `SERVER_PROTOCOL`: `"1.1"` instead of `"HTTP/1.1"`. It is one
+#   of `"1.0"`, `"1.1"` or `"2"`, a string, not a number.
+# - `method` replaces `REQUEST_METHOD`, uppercase as before. `scheme` (`"http"` or
+#   `"https"`) replaces `wsgi.url_scheme`.
+# - `path` replaces `PATH_INFO`. It is the path "with percent-encoded sequences and UTF-8
+#   byte sequences decoded into characters": `%C3%A9` became `é`, and `%2F` became `/`.
+# - `raw_path` has no WSGI twin. It keeps the path's bytes exactly as they arrived
+#   (without the query string). Look at why it exists: in `path` you can no longer tell
+#   the encoded `/` from a real one (`/café/a/b` could have been three segments or two),
+#   while `raw_path` still can. It is optional, so an app must cope with `None`.
+# - `query_string` replaces `QUERY_STRING`, but as *bytes*, still percent-encoded.
+#   Parsing it is still the app's job.
 # - `root_path` is the prefix the app is mounted under, "same as `SCRIPT_NAME` in WSGI".
 #   Empty here.
-# - `client` and `server` are `(host, port)` pairs: who connected, and where to.
-# - `state` is a copy of the namespace the app filled in during lifespan startup
-#   (chapter 14). It is empty here, because this app has no lifespan.
+# - `client` replaces `REMOTE_ADDR` and `REMOTE_PORT`; `server` replaces `SERVER_NAME` and
+#   `SERVER_PORT`. Each is a `(host, port)` pair, and the port is an `int`, not a string.
+# - `state` has no WSGI twin: it is a copy of the namespace the app filled in during
+#   lifespan startup (chapter 14). It is empty here, because this app has no lifespan.
 
 # %% [markdown]
 # The headers are a list of `(name, value)` pairs of bytes, in the order they arrived:
@@ -175,48 +233,53 @@ scope["headers"]
 # - Everything is `bytes`. Headers travel as bytes on the wire and HTTP does not promise
 #   an encoding for them, so ASGI hands over the bytes and lets the app decode.
 #
-# ### environ vs scope
+# `content-length` is in the list too. In WSGI it would have been `CONTENT_LENGTH`, out of
+# the `HTTP_` family; in ASGI it is just one more header.
 #
-# Part II spent two chapters on `environ`. The HTTP spec has a section, "WSGI
-# Compatibility", on how the two map onto each other. barelab can build both for the same
-# request without a server (`build_environ` and `build_scope` are what `call_wsgi` and
-# `call_asgi` use), so put them side by side:
+# ### environ vs scope, side by side
+#
+# The HTTP spec has a section, "WSGI Compatibility", on how the two map onto each other.
+# To see the differences on one request, build both. `build_environ` and `build_scope`
+# are the functions `call_wsgi` and `call_asgi` use, so no server is needed. The request
+# has a UTF-8 path, a Content-Type and a repeated header:
 
 # %%
 request = dict(method="POST", path="/caf%C3%A9?q=ASGI",
                headers=[("Content-Type", "text/plain"), ("X-Tag", "one"), ("X-Tag", "two")])
-env = barelab.build_environ(**request, body=b"hello")
+env = barelab.build_environ(**request)
 asgi_scope = barelab.build_scope("http", **request)
-rows = [
-    ("method", f"REQUEST_METHOD={env['REQUEST_METHOD']!r}", f"method={asgi_scope['method']!r}"),
-    ("path", f"PATH_INFO={env['PATH_INFO']!r}", f"path={asgi_scope['path']!r}"),
-    ("raw path", "(none)", f"raw_path={asgi_scope['raw_path']!r}"),
-    ("mount point", f"SCRIPT_NAME={env['SCRIPT_NAME']!r}", f"root_path={asgi_scope['root_path']!r}"),
-    ("query", f"QUERY_STRING={env['QUERY_STRING']!r}", f"query_string={asgi_scope['query_string']!r}"),
-    ("content type", f"CONTENT_TYPE={env['CONTENT_TYPE']!r}", "in headers"),
-    ("other headers", f"HTTP_X_TAG={env['HTTP_X_TAG']!r}",
-     f"headers=[…, {asgi_scope['headers'][-2]!r}, {asgi_scope['headers'][-1]!r}]"),
-    ("protocol", f"SERVER_PROTOCOL={env['SERVER_PROTOCOL']!r}",
-     f"http_version={asgi_scope['http_version']!r}"),
-    ("body", "wsgi.input, a file to read", "await receive(): http.request events"),
-]
-barelab.show_transcript(rows, columns=("", "WSGI environ", "ASGI scope"))
+twins = [("REQUEST_METHOD", "method"), ("PATH_INFO", "path"), ("SCRIPT_NAME", "root_path"),
+         ("QUERY_STRING", "query_string"), ("SERVER_PROTOCOL", "http_version")]
+barelab.show_transcript([(f"{w}={env[w]!r}", f"{a}={asgi_scope[a]!r}") for w, a in twins],
+                        columns=("WSGI environ", "ASGI scope"))
 
 # %% [markdown]
-# The differences are the lessons of Part II, fixed:
+# Look at the path. WSGI's `PATH_INFO` is "bytes in a str": each byte of the decoded path
+# became one latin-1 character, so `é` shows up as the two characters `Ã©` until the app
+# re-encodes it (chapter 04). ASGI decodes UTF-8 for you and keeps the raw bytes
+# alongside. The query string went the other way: WSGI made it a `str`, ASGI leaves it as
+# the bytes that came in.
 #
-# - **The path.** WSGI's `PATH_INFO` is "bytes in a str": each byte of the decoded path
-#   became one latin-1 character, so `é` shows up as the two characters `Ã©` until the app
-#   re-encodes it (chapter 04). ASGI decodes UTF-8 for you and keeps the raw bytes
-#   alongside.
-# - **The headers.** WSGI turns each header into an `HTTP_` key, joins repeats into one
-#   string, and moves `Content-Type` and `Content-Length` out of the `HTTP_` family. ASGI
-#   keeps one list, as received.
-# - **The body.** WSGI gives the app a file to read, and a blocking read at that. ASGI
-#   gives it events to await, one piece at a time.
-# - **Types.** WSGI is all `str`; ASGI says per key whether it is `str` or `bytes`: text
-#   the server decoded (`path`, `method`) is `str`, data the server passes through as it
-#   came (`query_string`, `headers`, `raw_path`) is `bytes`.
+# Now the headers. Ask each side what it made of them (both added a `Host` header, as
+# every HTTP/1.1 client must send one):
+
+# %%
+env_headers = {key: value for key, value in env.items()
+               if key.startswith("HTTP_") or key.startswith("CONTENT_")}
+print("WSGI:", env_headers)
+print("ASGI:", asgi_scope["headers"])
+
+# %% [markdown]
+# WSGI renamed every header to an `HTTP_` key, joined the two `X-Tag` values into one
+# string, and moved `Content-Type` out of the `HTTP_` family into `CONTENT_TYPE`. ASGI
+# keeps one list of byte pairs, as received: repeats stay repeats, and Content-Type is a
+# header like any other.
+#
+# The rule behind both differences: ASGI says per key whether it is `str` or `bytes`. Text
+# the server decoded (`path`, `method`) is `str`; data the server passes through as it
+# came (`query_string`, `headers`, `raw_path`) is `bytes`. And the body is not in the
+# scope at all: where WSGI put a file in `wsgi.input`, ASGI hands it over through
+# `receive()`.
 
 # %% [markdown]
 # ## `receive()`: the request body, as events
@@ -229,9 +292,11 @@ barelab.show_transcript(rows, columns=("", "WSGI environ", "ASGI scope"))
 # - `more_body`: `True` if more body follows. "If `True`, the consuming application should
 #   wait until it gets a chunk with this set to `False`."
 #
-# So reading a body is a loop. This app echoes the body back, and it stops early if, instead
-# of more body, it receives `http.disconnect`: the client left, and nobody is there to
-# answer.
+# In WSGI you read the body with `environ["wsgi.input"].read(int(CONTENT_LENGTH))`, one
+# blocking call that returns all of it. In ASGI, reading a body is a loop: await an event,
+# keep its `body`, stop when `more_body` is `False`. This app echoes the body back. It
+# also stops if, instead of more body, it receives `http.disconnect`: the client left,
+# and nobody is there to answer.
 
 # %%
 async def echo(scope, receive, send):
@@ -255,11 +320,17 @@ barelab.call_asgi(echo, "POST", "/echo", body=[b"hel", b"lo"])
 # `send()`. Two `http.request` events in, with `more_body` `True` and then `False`, then
 # the response out.
 #
+# Notice that `echo` reads both keys with `.get`. The spec makes both optional: a missing
+# `body` means `b""` and a missing `more_body` means `False`. A server may send a GET
+# request as a bare `{"type": "http.request"}`, and `event["body"]` would then crash.
+#
 # ### No magic: a receive and a send of your own
 #
 # `call_asgi` plays the server, but the server's part is small enough to write by hand.
-# `receive` hands out prepared events and, once they run out, says the client has gone;
-# `send` writes each event down.
+# `hand_made_channel` takes a list of events to deliver and returns a `receive`, a `send`
+# and a `transcript`. `receive` hands out the prepared events one by one and, once they
+# run out, says the client has gone; `send` writes each event down. Both are `async def`,
+# because the app will `await` them, even though neither has anything to wait for.
 
 # %%
 def hand_made_channel(events):
@@ -304,9 +375,10 @@ for direction, event in transcript:
 #
 # Where do several `http.request` events come from in real life? From a body that arrives
 # in pieces. A client that does not know the size of its upload in advance sends it with
-# `Transfer-Encoding: chunked` (chapter 02): each chunk is its size in hex, then the bytes.
-# The spec makes decoding the server's job: "The `http.request` messages should contain
-# just the decoded contents of each chunk."
+# `Transfer-Encoding: chunked` (chapter 02). Your WSGI server in chapter 06 had to decode
+# such a body before the app could read `wsgi.input`. The ASGI spec gives the server the
+# same job: "The `http.request` messages should contain just the decoded contents of each
+# chunk."
 #
 # To see what the app receives, this variant of `echo` writes every event down in
 # `uploads` before it answers. Its loop reads "keep receiving while there is nothing yet,
@@ -327,13 +399,22 @@ async def recording_echo(scope, receive, send):
     await answer(send, b"".join(e.get("body", b"") for e in received).decode())
 
 upload_server = barelab.serve(recording_echo)
+upload_server
+
+# %% [markdown]
+# Now send it a chunked upload over a raw socket. Each chunk is its size in hex, a CRLF,
+# the bytes and another CRLF; a `0` chunk ends the body. There are three chunks here, of
+# `3`, `4` and `2` bytes:
+
+# %%
 chunked = (b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
            b"Connection: close\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n2\r\nhi\r\n0\r\n\r\n")
 barelab.raw_exchange(upload_server, chunked)
 
 # %% [markdown]
-# Three chunks went out (`3`, `4` and `2` bytes, then the `0` chunk that ends the body),
-# and the response is the nine bytes put back together. Here is what the app saw:
+# The response is the nine bytes put back together, with a `content-length: 9` that the
+# server worked out because the app sent its whole body in one event. Here is what the
+# app saw on the way in:
 
 # %%
 for event in uploads[-1]:
@@ -369,13 +450,15 @@ for event in uploads[-1]:
 # ## `send()`: the response, as events
 #
 # A response is always one `http.response.start` followed by one or more
-# `http.response.body` events.
+# `http.response.body` events. The first does the job of WSGI's `start_response`; the
+# others carry what a WSGI app returned or yielded.
 #
 # `http.response.start` ("Response Start - send event") carries:
 #
-# - `status`: an `int`, such as `200`, with no reason phrase. The server writes `OK`.
-# - `headers`: a list of `(name, value)` pairs of bytes. Here the spec is strict: "Header
-#   names must be lowercased."
+# - `status`: an `int`, such as `200`, with no reason phrase. WSGI wanted the string
+#   `"200 OK"`; here the server writes the `OK` itself.
+# - `headers`: a list of `(name, value)` pairs of bytes, where WSGI wanted `str`. Here the
+#   spec is strict: "Header names must be lowercased."
 # - `trailers`: `True` if header fields will follow the body. It only works with the
 #   `http.response.trailers` extension (more on extensions below). The default is `False`.
 #
@@ -392,7 +475,9 @@ for event in uploads[-1]:
 # passed to them into the send buffer before returning from a send call", so a streamed
 # piece really leaves when `send()` returns.
 #
-# Streaming is several body events with `more_body=True`:
+# Streaming is several body events with `more_body=True`. In WSGI you streamed by
+# returning a generator and the server pulled each piece from it; here the app pushes
+# each piece with `send`, whenever it is ready:
 
 # %%
 async def countdown(scope, receive, send):
@@ -407,6 +492,9 @@ async def countdown(scope, receive, send):
 barelab.call_asgi(countdown)
 
 # %% [markdown]
+# Five events out: one start and four bodies. The first three say `more_body=True`; the
+# last leaves the key out, which means `False`, and ends the response.
+#
 # On the wire, the server has to frame a body whose length it did not know when the head
 # went out. There is no `content-length` in the app's headers, so barelab chooses chunked
 # encoding, one chunk per body event. That is exactly what the spec allows: "a response
@@ -421,12 +509,17 @@ barelab.raw_exchange(countdown_server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
 # %% [markdown]
 # Four chunks (`6`, `4`, `4` and `8` bytes), then the `0` chunk that ends the response.
 # The app never wrote a byte of that framing: it sent events, the server wrote HTTP/1.1.
+# Compare the upload echo above, which sent its whole body in one event: there the server
+# knew the length before it wrote the head, and sent `content-length: 9` instead.
 
 # %% [markdown]
-# ## Breaking the order on purpose
+# ## Breaking the rules on purpose
 #
-# Those few rules are easy to break. Here are five broken responses, each a few lines long.
-# They take only `send`, so one small app can route to them by path.
+# Those few rules are easy to break. WSGI had the same kind of trap (a body before
+# `start_response`, `str` where bytes belong), and in chapter 04 `wsgiref.validate`
+# caught them. Here are five broken responses, each a few lines long. They take only
+# `send`, so that one small app can route to them by path. First three that get the
+# order or the types wrong:
 
 # %%
 START = {"type": "http.response.start", "status": 200, "headers": []}
@@ -442,6 +535,22 @@ async def start_twice(send):
     await send(START)
     await send({**START, "status": 404})
 
+# %% [markdown]
+# Hand one of them the `send` of your hand-made channel from above and see what it
+# lets through:
+
+# %%
+receive, send, transcript = hand_made_channel([])
+await start_twice(send)
+for direction, event in transcript:
+    print(direction, event)
+
+# %% [markdown]
+# Both starts went through without a word: your `send` checks nothing, so it would have
+# written two heads to the client. A real server has to refuse. Two more mistakes, one
+# that sends nothing at all and one that asks for a feature:
+
+# %%
 async def no_response(send):
     pass  # returns without sending anything
 
@@ -454,8 +563,11 @@ MISTAKES = {f"/{f.__name__}": f for f in (body_before_start, str_body, start_twi
 list(MISTAKES)
 
 # %% [markdown]
-# Serve them and ask for each one. The app below is a tiny router: it looks the request's
-# path up in `MISTAKES` and hands `send` to the mistake found there.
+# Each path in `MISTAKES` is a function's `__name__` with a slash in front, so a path
+# names the mistake it runs. Serve them and ask for each one. The app below is a tiny
+# router: it looks the request's path up in `MISTAKES` and hands `send` to the mistake
+# found there. (Any other path raises a `KeyError`, which the server would turn into a
+# `500` too: good enough for a demo.)
 
 # %%
 async def mistakes(scope, receive, send):
@@ -502,11 +614,14 @@ for error in mistakes_server.log.errors:
 # %% [markdown]
 # ### Write the rules down
 #
-# A server has to check these rules, and so will the one you write in chapter 13. So
-# write them down as code, once. First an exception type and the shape of each message
-# (the spec's "Error Handling" section says a server "should raise an exception out of the
-# `send` awaitable" for a message with an unknown type, a missing key or a wrong Python
-# type):
+# A server has to check these rules, and so will the one you write in chapter 13. For WSGI
+# the standard library had `wsgiref.validate`; for ASGI you write the checker yourself,
+# once, and save it to `barelab.built.asgi_types`.
+#
+# What should a checker do with a bad message? The main spec's "Error Handling" section
+# says a server "should raise an exception out of the `send` awaitable" for a message
+# with an unknown type, missing keys or the wrong Python types. So every rule below
+# raises. First the exception, and `_refuse`, which words every refusal the same way:
 
 # %%
 #| export
@@ -517,7 +632,30 @@ class ASGIMessageError(Exception):
 def _refuse(section: str, rule: str):
     raise ASGIMessageError(f"ASGI HTTP spec, {section}: {rule}")
 
+# %% [markdown]
+# `_refuse` always raises, so nothing after a call to it runs. To look at an error without
+# the cell stopping, `attempt` calls a function and shows what it returned, or the error
+# it raised:
 
+# %%
+def attempt(function, *args):
+    """Call function(*args); show what it returned, or the ASGIMessageError it raised."""
+    try:
+        return function(*args)
+    except ASGIMessageError as error:
+        return f"ASGIMessageError: {error}"
+
+attempt(_refuse, "'Response Body'", "an example of a rule")
+
+# %% [markdown]
+# Every refusal starts with the spec's name and the section to read, then says the rule.
+#
+# The first rules are about headers. "Response Start" wants pairs of byte strings, names
+# in lowercase, and no HTTP/2 *pseudo headers* such as `:status`: "Pseudo headers
+# (present in HTTP/2 and HTTP/3) must not be present."
+
+# %%
+#| export
 def _check_headers(headers, section: str) -> None:
     try:
         pairs = [tuple(pair) for pair in headers]
@@ -533,13 +671,29 @@ def _check_headers(headers, section: str) -> None:
             _refuse(section, f"pseudo headers must not be present, got {pair[0]!r}")
 
 # %% [markdown]
-# `_refuse` always raises, so nothing after a call to it runs; it exists so that every
-# refusal starts the same way, with the spec's name and the section to read.
-# `_check_headers` applies the "Response Start" rules for headers: pairs of byte strings,
-# names in lowercase, no HTTP/2 pseudo headers such as `:status`. Next, the keys of each
-# of the two messages. The spec allows extra keys ("the presence of additional keys in the
-# event dictionary should not raise an exception"), so only the keys it defines are
-# checked.
+# Try it on a good header list and on three broken ones:
+
+# %%
+for headers in ([(b"content-type", b"text/plain")], [("content-type", "text/plain")],
+                [(b"Content-Type", b"text/plain")], [(b":status", b"200")]):
+    print(attempt(_check_headers, headers, "'Response Start'"))
+
+# %% [markdown]
+# `None` means no complaint. The `str` pair is what a WSGI habit produces. The capitalised
+# name is a mistake barelab's server lets pass (it lowercases names on the way out), but
+# the spec does not allow it.
+#
+# Why does `_check_headers` turn each pair into a tuple first? The spec asks only for "an
+# iterable of `[name, value]` two-item iterables", so lists and tuples both count, and
+# `tuple(pair)` makes them one shape to check. A `headers` value that cannot be iterated
+# at all is refused right there.
+#
+# Next, the keys of the start message. The spec allows keys it does not define ("the
+# presence of additional keys in the event dictionary should not raise an exception"), so
+# only the keys it defines are checked. One rule here comes from HTTP, not from the ASGI
+# text: ASGI only says `status` is an "HTTP status code", but a `1xx` code is an interim
+# response (RFC 9110 §15.2), never the final answer, and no valid code is above 599
+# (RFC 9110 §15). So the checker wants 200 to 599.
 
 # %%
 #| export
@@ -557,7 +711,24 @@ def _check_start(message) -> None:
         _refuse("'Response Start'", "'trailers': True needs the http.response.trailers "
                                     "extension, which this checker does not follow")
 
+# %% [markdown]
+# Four statuses: the right one, the WSGI-style string, `True`, and `103 Early Hints`:
 
+# %%
+for status in (200, "200 OK", True, 103):
+    print(f"{status!r:<9}", attempt(_check_start, {"type": "http.response.start",
+                                                   "status": status}))
+
+# %% [markdown]
+# `True` is refused although in Python `True` is an `int` (it equals 1). That is why
+# `_check_start` tests `isinstance(status, bool)` first: a status of `True` is certainly a
+# bug. (A server that wants to send `103` offers an extension for it; more on extensions
+# at the end of the chapter.)
+#
+# The body message has only two keys to check, `body` and `more_body`:
+
+# %%
+#| export
 def _check_body(message) -> None:
     body = message.get("body", b"")
     if not isinstance(body, bytes):
@@ -566,10 +737,18 @@ def _check_body(message) -> None:
         _refuse("'Response Body'", f"'more_body' is a bool, got {message['more_body']!r}")
 
 # %% [markdown]
-# `isinstance(status, bool)` comes first because in Python `True` is an `int` (it equals
-# 1), and a status of `True` is certainly a bug. Now the function that takes any message:
-# it must be a dict with a `str` type, and the type must be one of the two an HTTP app may
-# send.
+# A `str` body, and a `more_body` of `1`:
+
+# %%
+print(attempt(_check_body, {"type": "http.response.body", "body": "hello"}))
+print(attempt(_check_body, {"type": "http.response.body", "body": b"", "more_body": 1}))
+
+# %% [markdown]
+# `more_body=1` would work in an `if`, but the spec says *bool*, and a checker that lets
+# `1` through would let `"no"` through too.
+#
+# Now one function that takes any message: it must be a dict with a `str` type, and the
+# type must be one of the two an HTTP app may send.
 
 # %%
 #| export
@@ -591,27 +770,20 @@ def validate_http_send(message) -> None:
                           f"'http.response.body', not {message['type']!r}")
 
 # %% [markdown]
-# Try it on a good message and on the `str` body from above:
+# A good body, a message that is not a dict, and a WebSocket message sent in an HTTP
+# scope:
 
 # %%
-def attempt(function, *args):
-    """Call function(*args); show None, or the error it raised."""
-    try:
-        return function(*args)
-    except ASGIMessageError as error:
-        return f"ASGIMessageError: {error}"
-
 print(attempt(validate_http_send, {"type": "http.response.body", "body": b"hello"}))
-print(attempt(validate_http_send, {"type": "http.response.body", "body": "hello"}))
-print(attempt(validate_http_send, {"type": "http.response.start", "status": 200,
-                                   "headers": [(b"Content-Type", b"text/plain")]}))
+print(attempt(validate_http_send, [("type", "http.response.body")]))
+print(attempt(validate_http_send, {"type": "websocket.send", "text": "hi"}))
 
 # %% [markdown]
-# `None` means no complaint. The `str` body is refused, and so is the capitalised header
-# name, a mistake barelab's server lets pass (it lowercases names on the way out), but the
-# spec does not allow.
-
-# %% [markdown]
+# The rule about dicts comes from the main spec ("Events": "Each event is a `dict` with a
+# top-level `type` key"), so that refusal names the main spec rather than the HTTP one.
+#
+# ### The order of the messages
+#
 # The shape of each message is half of the rules. The other half is their *order*, and
 # that needs memory: a small state machine with three states.
 #
@@ -627,7 +799,44 @@ print(attempt(validate_http_send, {"type": "http.response.start", "status": 200,
 # Anything not on an arrow is a mistake: a body while `waiting`, a second start, anything
 # at all once `complete`. (The spec says messages after the end "will be ignored"; the
 # checker still refuses them, because an app that sends them has a bug and its bytes are
-# lost.) And when the app returns, the state must be `complete`.
+# lost.) `_next_state` is the diagram as a function: it takes a state and a message and
+# returns the new state, or refuses.
+
+# %%
+#| export
+def _next_state(state: str, message) -> str:
+    """The state after ``message`` (waiting, started, complete), or a refusal if out of order."""
+    start = message["type"] == "http.response.start"
+    if start and state != "waiting":
+        _refuse("'Response Start'", "http.response.start is sent once per response, "
+                                    "and it was already sent")
+    if state == "waiting" and not start:
+        _refuse("'Response Start'", "http.response.body sent before http.response.start")
+    if state == "complete":
+        _refuse("'Response Body'", "the response is complete (more_body was False); "
+                                   "further messages are ignored, so this one is lost")
+    return "started" if start or message.get("more_body", False) else "complete"
+
+# %% [markdown]
+# Walk a streamed response through it, one arrow at a time:
+
+# %%
+state = "waiting"
+for message in (START, {"type": "http.response.body", "body": b"a", "more_body": True},
+                {"type": "http.response.body", "body": b"b"}):
+    state = _next_state(state, message)
+    print(f"{message['type']:<20} more_body={message.get('more_body', False)!s:<5} → {state}")
+
+# %% [markdown]
+# The three arrows of the diagram, in order. One more body now finds no arrow to follow:
+
+# %%
+attempt(_next_state, "complete", {"type": "http.response.body", "body": b"late"})
+
+# %% [markdown]
+# `HTTPResponseChecker` puts the two halves together for one response. `check` runs
+# before each message goes out: the shape first, then the order. `finish` runs when the
+# app returns, and refuses unless the state is `complete`.
 
 # %%
 #| export
@@ -640,22 +849,23 @@ class HTTPResponseChecker:
 
     def check(self, message) -> None:
         validate_http_send(message)
-        start = message["type"] == "http.response.start"
-        if start and self.state != "waiting":
-            _refuse("'Response Start'", "http.response.start is sent once per response, "
-                                        "and it was already sent")
-        if self.state == "waiting" and not start:
-            _refuse("'Response Start'", "http.response.body sent before http.response.start")
-        if self.state == "complete":
-            _refuse("'Response Body'", "the response is complete (more_body was False); "
-                                       "further messages are ignored, so this one is lost")
-        self.state = "started" if start or message.get("more_body", False) else "complete"
+        self.state = _next_state(self.state, message)  # unchanged if the message is refused
 
     def finish(self) -> None:
         if self.state != "complete":
             done = "without starting" if self.state == "waiting" else "before completing"
             _refuse("'Response Body'", f"the app returned {done} the response; a response "
                     "ends with an http.response.body whose more_body is False")
+
+# %% [markdown]
+# An app that sends the head and then returns gets past `check`, and is caught by
+# `finish`:
+
+# %%
+checker = HTTPResponseChecker()
+checker.check(START)
+print("state:", checker.state)
+attempt(checker.finish)
 
 # %% [markdown]
 # The last piece wraps a `send` function so that every message is checked before it goes
@@ -675,11 +885,27 @@ def checked_send(send: Send, checker: "HTTPResponseChecker | None" = None) -> Se
     return send_checked
 
 # %% [markdown]
-# Now run the five mistakes through it, in the notebook, with no server at all.
-# `run_checked` gives each mistake a fresh checker and a checked `send` that goes nowhere
-# (`nowhere` accepts a message and drops it), calls `finish()` when the mistake returns,
-# and reports the first refusal, if there is one. The `await` inside the list
-# comprehension works because a notebook cell may use `await` at the top level.
+# `send_checked` is defined inside `checked_send`, so it remembers the `send` and the
+# `checker` it was made with: each call to `checked_send` builds a new function with its
+# own pair. Give `start_twice` the hand-made channel again, this time with its `send`
+# wrapped:
+
+# %%
+receive, send, transcript = hand_made_channel([])
+try:
+    await start_twice(checked_send(send))
+except ASGIMessageError as error:
+    print("refused:", error)
+print("events that reached send:", [event["type"] for direction, event in transcript])
+
+# %% [markdown]
+# This time the second start never reached `send`: `checked_send` raised out of the
+# app's `await send(...)`, exactly where the spec wants the error.
+#
+# Now run all five mistakes through the checker, with no server at all. `run_checked`
+# gives a mistake a fresh checker and a checked `send` that goes nowhere (`nowhere`
+# accepts a message and drops it), calls `finish()` when the mistake returns, and reports
+# the first refusal, if there is one:
 
 # %%
 async def nowhere(message):
@@ -694,8 +920,17 @@ async def run_checked(mistake):
         return str(error)
     return "no mistake found"
 
-barelab.show_transcript([(path, await run_checked(mistake)) for path, mistake in MISTAKES.items()],
-                        columns=("mistake", "HTTPResponseChecker says"))
+await run_checked(no_response)
+
+# %% [markdown]
+# That verdict comes from `finish()`: `no_response` sent nothing, so `check` never ran,
+# and only the end of the app showed that no response was started. And the whole list,
+# as a table. The `await` inside the list comprehension works
+# because a notebook cell may use `await` at the top level.
+
+# %%
+verdicts = [(path, await run_checked(mistake)) for path, mistake in MISTAKES.items()]
+barelab.show_transcript(verdicts, columns=("mistake", "HTTPResponseChecker says"))
 
 # %% [markdown]
 # Five for five, and each message says which part of the spec to read. The server and the
@@ -709,7 +944,9 @@ await run_checked(lambda send: answer(send, "fine\n"))
 # ## When the client goes away
 #
 # A long poll holds a request open until there is news. If the user closes the tab first,
-# the app should find out, stop waiting and clean up. ASGI tells it in two ways.
+# the app should find out, stop waiting and clean up. A WSGI app cannot be told while it
+# waits: the server notices only when a write fails, and then it stops pulling from the
+# app's iterable and calls `close()`. ASGI tells the app, in two ways.
 #
 # **Through `receive()`.** After the body is complete, the next `await receive()` waits.
 # It returns `http.disconnect` when the client has gone, or when the response is finished
@@ -721,10 +958,7 @@ await run_checked(lambda send: answer(send, "fine\n"))
 # because the app runs on the server's thread, not the notebook's.
 
 # %%
-import asyncio
-import socket
 import threading
-import time
 
 long_poll_events, long_poll_done = [], threading.Event()
 
@@ -748,6 +982,9 @@ long_poll_server
 # `with` block closes it at its end, just as a browser does when you close the tab.
 
 # %%
+import socket
+import time
+
 long_poll_done.clear()
 with socket.create_connection((long_poll_server.host, long_poll_server.port)) as client:
     client.sendall(b"GET /news HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -760,14 +997,21 @@ for event in long_poll_events:
 # %% [markdown]
 # First the (empty) body of the GET, then, the moment the socket closed, `http.disconnect`.
 # The app woke up from `await receive()` and could clean up, without a thread having sat
-# there for it.
+# there for it. The spec adds a warning for what comes next: "Once you have received this
+# event, you should expect future calls to `send()` to raise an exception."
 #
 # **Through `send()`.** An app that is streaming is busy sending, not receiving. Since
 # spec version 2.4, a `send()` on a closed connection should raise "a server-specific
-# subclass of `OSError`" ("Disconnected Client - send exception"). This app streams a
-# tick every 50 ms, forever, and records how its stream ended:
+# subclass of `OSError`" ("Disconnected Client - send exception").
+#
+# This app is a server-sent event stream like the ones in chapter 10: the content type
+# `text/event-stream`, and one `data: ...` line plus a blank line per event. In WSGI it
+# was a generator the server pulled from; here the app sends a tick every 50 ms, forever,
+# and records the class of the error that ended its stream:
 
 # %%
+import asyncio
+
 stream_endings, stream_done = [], threading.Event()
 
 async def endless_ticks(scope, receive, send):
@@ -781,16 +1025,16 @@ async def endless_ticks(scope, receive, send):
                         "more_body": True})
             await asyncio.sleep(0.05)
     except OSError as error:
-        stream_endings.append((type(error).__name__, isinstance(error, OSError)))
-        raise  # let the server see it; the spec says it should not log it as an error
-    finally:
+        stream_endings.append(type(error))
         stream_done.set()
+        raise  # let the server see it; the spec says it should not log it as an error
 
 ticks_server = barelab.serve(endless_ticks)
 ticks_server
 
 # %% [markdown]
-# A listener reads the first tick, then hangs up:
+# A listener connects with a raw socket, reads whatever has arrived (the head, and
+# probably the first tick), prints the status line, and hangs up:
 
 # %%
 stream_done.clear()
@@ -798,17 +1042,20 @@ with socket.create_connection((ticks_server.host, ticks_server.port)) as client:
     client.sendall(b"GET /ticks HTTP/1.1\r\nHost: x\r\n\r\n")
     print(client.recv(1000).split(b"\r\n")[0])  # the status line arrived
 print("the stream ended:", stream_done.wait(timeout=5))
-stream_endings
+[cls.__name__ for cls in stream_endings[-1].__mro__]  # the class and its ancestors
 
 # %% [markdown]
-# `ClientDisconnected` is barelab's subclass of `OSError`; uvicorn and other servers have
-# their own, which is why an app should catch `OSError` and not a server's class. And
-# since `send()` raising is new in 2.4, an app that must also work on older servers
-# should watch for `http.disconnect` as well.
+# The stream ended with `ClientDisconnected`, barelab's own subclass of `OSError`, as the
+# list of its ancestors shows. uvicorn and other servers have their own class, which is
+# why an app should catch `OSError` and not a server's class. And since `send()` raising
+# is new in 2.4, an app that must also work on older servers should watch for
+# `http.disconnect` as well.
 #
-# The spec adds a rule for the server: it "must be prepared to catch this exception if
-# [it] raised it and should not log it as an error". So the app re-raised it, and the
-# server's log records a client that left, not a crash:
+# What should the app do with the error? The spec lets it choose: "Applications may catch
+# this exception and do cleanup work before re-raising it or returning with no
+# exception." And it adds a rule for the server: it "must be prepared to catch this
+# exception if [it] raised it and should not log it as an error". So the app re-raised
+# it, and the server's log records a client that left, not a crash:
 
 # %%
 print("errors in the log:", len(ticks_server.log.errors))
@@ -819,13 +1066,27 @@ print("errors in the log:", len(ticks_server.log.errors))
 # The scope you caught said `asgi = {'version': '3.0', 'spec_version': '2.4'}`. Those are
 # two different versions.
 #
-# `version` is the ASGI interface. 3.0 (2019) is the single callable
-# `app(scope, receive, send)` this course uses. 2.0 apps were "legacy": a plain function
-# `app(scope)` that returned a second, async callable, which the server then awaited as
-# `instance(receive, send)`. The main spec says a missing `version` means `"2.0"`.
+# `version` is the ASGI interface, the counterpart of WSGI's `environ["wsgi.version"]`.
+# 3.0 (2019) is the single callable `app(scope, receive, send)` this course uses. ASGI 2.0
+# apps are now "legacy" ("Legacy Applications"): a plain, synchronous callable
+# `application(scope)` that returned a second, async callable, which the server then
+# awaited as `application_instance(receive, send)`. Often that was a class:
 #
-# `spec_version` is the version of the HTTP and WebSocket sub-spec the server follows.
-# The sub-spec lists what each version added ("Spec Versions"):
+# ```python
+# class LegacyApp:                             # ASGI 2.0 style
+#     def __init__(self, scope):               # called with the scope alone...
+#         self.scope = scope
+#     async def __call__(self, receive, send): # ...then awaited with the channel
+#         ...
+# ```
+#
+# The main spec says a missing `version` means `"2.0"`, and asks servers to keep
+# supporting the old style (asgiref has a helper that wraps it into the new one).
+#
+# `spec_version` has no WSGI counterpart: `wsgi.version` has said `(1, 0)` for two
+# decades, and PEP 3333 only clarified PEP 333 without a new version. It is the version of
+# the HTTP and WebSocket sub-spec the server follows. The sub-spec lists what each version
+# added ("Spec Versions"):
 #
 # | spec_version | what it added |
 # | --- | --- |
@@ -839,7 +1100,8 @@ print("errors in the log:", len(ticks_server.log.errors))
 # Most of them are about WebSockets (chapter 15). For HTTP, 2.4 is the one that changes
 # how you write an app, as you just saw. "If missing assume `2.0`": an app that needs a
 # newer feature can check. Compare the versions as tuples of numbers, not as strings: as
-# strings, `"2.10" < "2.4"`, because the comparison goes character by character.
+# strings, `"2.10" < "2.4"`, because the comparison goes character by character. Here is a
+# helper that does it, asked about the scope you caught at the start:
 
 # %%
 def spec_version(scope):
@@ -850,27 +1112,38 @@ print("send() raises on a closed connection:", spec_version(caught[-1]) >= (2, 4
 print("websocket.disconnect carries a reason:", spec_version(caught[-1]) >= (2, 5))
 
 # %% [markdown]
-# barelab follows 2.4, so a WebSocket app on it should not count on a disconnect `reason`.
+# `spec_version` reads the key with `.get` and the spec's own default, `"2.0"`, so it
+# also works on a server that leaves the key out. barelab follows 2.4, so a WebSocket app
+# on it should not count on a disconnect `reason`.
 #
 # ### Extensions
 #
 # Beyond the core spec, a server can offer *extensions*: optional features, each named in a
 # `scope["extensions"]` dict ("Extensions" in the main spec). An app may use one only if
-# the server put its name there. The asgiref docs describe a handful, among them:
+# the server put its name there. You met the WSGI version of the idea in chapter 04:
+# `wsgi.file_wrapper`, an optional key that a server may put in `environ` and an app may
+# use only if it is there. The asgiref docs describe a handful of extensions, among them:
 #
 # - `http.response.trailers`: header fields after the body (this is what `trailers: True`
 #   asks for);
 # - `http.response.early_hint`: a `103 Early Hints` response before the real one;
-# - `http.response.zerocopysend`: send a file with `os.sendfile`;
+# - `http.response.zerocopysend`: send a file with `os.sendfile`, the job
+#   `wsgi.file_wrapper` did;
 # - `http.response.push`: HTTP/2 server push;
 # - `websocket.http.response`: answer a WebSocket handshake with an ordinary HTTP
 #   response instead of a bare `403`;
 # - `tls`: details of the TLS connection, for HTTPS servers.
 #
-# barelab offers none of them for HTTP, which is why the `trailers_unasked` mistake failed:
+# barelab offers none of them for HTTP, which is why the `trailers_unasked` mistake failed.
+# The scope you caught has no `extensions` key at all:
 
 # %%
 "extensions" in caught[-1]
+
+# %% [markdown]
+# The `extensions` key is itself optional, so an app that wants a feature asks with a
+# default, for example `"http.response.trailers" in scope.get("extensions", {})`, and
+# falls back to plain responses when the answer is `False`, as it is here.
 
 # %% [markdown]
 # ## Summary
@@ -893,6 +1166,10 @@ print("websocket.disconnect carries a reason:", spec_version(caught[-1]) >= (2, 
 #   2.4 as an `OSError` from `send()`.
 # - `scope["asgi"]["version"]` is the interface (3.0); `spec_version` is the HTTP sub-spec
 #   (2.0 to 2.5); `scope["extensions"]` lists optional features.
+# - Every WSGI piece has its ASGI twin: `environ` became the scope, `wsgi.input` became
+#   `receive()`, `start_response` became `http.response.start`, the returned iterable
+#   became `http.response.body` events, and optional server features such as
+#   `wsgi.file_wrapper` became named extensions in `scope["extensions"]`.
 #
 # Chapter 12 writes real apps on this contract: JSON, whole bodies, streaming, and the
 # same app served by barelab and by uvicorn.
@@ -905,8 +1182,10 @@ print("websocket.disconnect carries a reason:", spec_version(caught[-1]) >= (2, 
 #
 # ### Exercise 1 — fix a broken greeting
 #
-# `greeting` below makes four of the mistakes from this chapter. Run it through
-# `run_checked` to see the first one, then write `greeting_fixed`, which answers `200` with
+# `greeting` below makes four of the mistakes from this chapter, most of them WSGI habits.
+# Run it through `run_checked` to see the first refusal. (The checker looks at a message's
+# shape before its place in the order, so it complains about the `str` body before it
+# notices that the body came first.) Then write `greeting_fixed`, which answers `200` with
 # `content-type: text/plain; charset=utf-8` and the body `Grüß dich!` encoded as UTF-8,
 # and passes the checker.
 
@@ -991,6 +1270,8 @@ with check("Exercise 2"):
 #
 # Two traps: `PATH_INFO` is "bytes in a str", so `/café` must become `'/cafÃ©'`
 # (`.encode("utf-8").decode("latin-1")`), and every value in `environ` must be a `str`.
+# (The spec says `PATH_INFO` "can be derived from `path` and `root_path`". The check
+# uses an empty `root_path`, so here `PATH_INFO` comes from `path` alone.)
 # The check looks at those values and runs your environ through
 # `wsgiref.validate.validator`, which raises `AssertionError` at anything PEP 3333 forbids.
 

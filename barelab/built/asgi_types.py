@@ -82,6 +82,20 @@ def validate_http_send(message) -> None:
                           f"'http.response.body', not {message['type']!r}")
 
 
+def _next_state(state: str, message) -> str:
+    """The state after ``message`` (waiting, started, complete), or a refusal if out of order."""
+    start = message["type"] == "http.response.start"
+    if start and state != "waiting":
+        _refuse("'Response Start'", "http.response.start is sent once per response, "
+                                    "and it was already sent")
+    if state == "waiting" and not start:
+        _refuse("'Response Start'", "http.response.body sent before http.response.start")
+    if state == "complete":
+        _refuse("'Response Body'", "the response is complete (more_body was False); "
+                                   "further messages are ignored, so this one is lost")
+    return "started" if start or message.get("more_body", False) else "complete"
+
+
 class HTTPResponseChecker:
     """Follow one ``http`` response: ``check(message)`` before each message goes out,
     ``finish()`` when the app returns; ``state`` is "waiting", "started" or "complete"."""
@@ -91,16 +105,7 @@ class HTTPResponseChecker:
 
     def check(self, message) -> None:
         validate_http_send(message)
-        start = message["type"] == "http.response.start"
-        if start and self.state != "waiting":
-            _refuse("'Response Start'", "http.response.start is sent once per response, "
-                                        "and it was already sent")
-        if self.state == "waiting" and not start:
-            _refuse("'Response Start'", "http.response.body sent before http.response.start")
-        if self.state == "complete":
-            _refuse("'Response Body'", "the response is complete (more_body was False); "
-                                       "further messages are ignored, so this one is lost")
-        self.state = "started" if start or message.get("more_body", False) else "complete"
+        self.state = _next_state(self.state, message)  # unchanged if the message is refused
 
     def finish(self) -> None:
         if self.state != "complete":
