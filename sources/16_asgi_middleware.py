@@ -1,0 +1,2131 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # 16. ASGI middleware deep dive
+#
+# Chapter 07 wrapped WSGI apps in logging, request IDs and authentication. ASGI apps need
+# the same layers, and the async interface gives each layer two new handles: `receive`,
+# which it can wrap to watch the request body arrive, and `send`, which it can wrap to
+# change the response on its way out. This chapter builds seven such layers, ending with
+# gzip compression that streams, and breaks each of the classic ones on purpose first.
+#
+# ## Learning goals
+#
+# By the end of this chapter you can:
+#
+# - write an ASGI middleware as a class around an ASGI app that wraps `receive` and `send`,
+#   copies the scope before changing it, and passes every other scope type (lifespan too)
+#   through untouched;
+# - limit a request body to answer **413** before the app reads too much, add response
+#   headers, time a response to its headers (`Server-Timing`) and to its last byte (a log
+#   line), and give every request an ID;
+# - authenticate HTTP requests **and** WebSocket handshakes, refusing the latter with a
+#   denial response or a close before accept;
+# - compress responses with gzip chunk by chunk, honour `q=0` in `Accept-Encoding`, send
+#   `Vary: Accept-Encoding`, and never leave a stale `Content-Length`;
+# - stack the layers in an order you can justify, and run the stack on barelab, on your own
+#   server from chapter 13, and around a Starlette app.
+
+# %% [markdown]
+# ## A middleware is an app that holds an app
+#
+# An ASGI server calls `await app(scope, receive, send)`. A middleware is an object that
+# can be called the same way and holds another app. When called, it calls that app, and it
+# may hand it a changed `scope`, its own `receive` (to see or change what the app reads),
+# or its own `send` (to see or change what the app sends):
+#
+# ```mermaid
+# flowchart LR
+#     S["server"] -- "scope,<br/>receive, send" --> M["middleware"]
+#     M -- "scope′,<br/>receive′, send′" --> A["app"]
+#     S -. "http.request" .-> M -. "http.request′" .-> A
+#     A -. "http.response.*" .-> M -. "http.response.*′" .-> S
+# ```
+#
+# The dotted arrows are the messages. `receive` carries them inwards, `send` carries them
+# outwards, and the middleware stands in the middle of both streams. Here is an app to wrap,
+# and a middleware written as a closure that adds one response header:
+
+# %%
+import barelab
+
+async def hello(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+    await send({"type": "http.response.body", "body": b"Hello!\n"})
+
+def powered_by(app):
+    async def middleware(scope, receive, send):
+        async def send_with_header(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], (b"x-powered-by", b"asgi")]}
+            await send(message)
+        await app(scope, receive, send_with_header)
+    return middleware
+
+barelab.call_asgi(powered_by(hello))
+
+# %% [markdown]
+# `call_asgi` plays the server for one request and records every message: `hello` sent two,
+# and the start message arrived at the "server" with `x-powered-by` in it. The pattern in
+# `send_with_header` is the whole idea of this chapter: look at each message going out, and
+# pass on a **new** message where you want a change. Its WSGI twin in chapter 07 wrapped
+# `start_response`; in ASGI there is no such callable, just a message of type
+# `http.response.start` travelling through `send`.
+#
+# Two rules from chapter 07 carry over, and two are new:
+#
+# 1. Do not change what you did not make: build a new message (`{**message, ...}`) and a
+#    new header list rather than editing the app's.
+# 2. Leave the body alone unless you must, and if you must, stream it.
+# 3. **New:** an app is called for several kinds of scope (`http`, `websocket`, `lifespan`).
+#    A layer that handles one kind passes the others through untouched.
+# 4. **New:** if you change the scope, change a copy. The asgiref docs put it this way for
+#    middleware: copy the scope before mutating it, or the change leaks to the layers
+#    outside you.
+#
+# Middleware in this chapter are classes, as in chapter 07: `__init__(app, ...)` stores the
+# app and the settings, and `async __call__(scope, receive, send)` handles one connection.
+# They go into a module:
+
+# %%
+#| default_exp asgi_middleware
+
+# %% [markdown]
+# The module opens with its design note and imports. Two names come from earlier chapters:
+# `compose` from chapter 07 (stacking layers does not care whether they speak WSGI or ASGI)
+# and the response checker from chapter 11.
+
+# %%
+#| export
+# ASGI middleware: each component is a class whose __init__ takes the app it wraps and
+# whose async __call__(scope, receive, send) is itself an ASGI app. A component wraps receive
+# to watch the request body and send to change the response; it copies the scope (and its
+# "state") before changing it, never edits a message it did not make, and passes every
+# scope type it does not handle, lifespan included, through untouched. Header names are
+# lowercase bytes, as the ASGI HTTP spec requires of apps.
+import hashlib
+import hmac
+import re
+import time
+import uuid
+import zlib
+from urllib.parse import parse_qsl
+
+from barelab.built.asgi_basics import send_text
+from barelab.built.asgi_types import HTTPResponseChecker, checked_send
+from barelab.built.wsgi_middleware import RequestRecord, compose
+
+# %% [markdown]
+# ASGI headers are a list of `(name, value)` byte pairs. The scope's request headers have
+# lowercase names (ASGI HTTP spec, "HTTP Connection Scope"), and so must an app's response
+# headers, but a middleware should not trust every app on that, so the helpers compare
+# names in lowercase. A field can repeat, and repeats combine with a comma (RFC 9110 §5.3):
+
+# %%
+#| export
+def header_value(headers, name: bytes) -> bytes | None:
+    """Every value of header ``name`` (any case) joined with ", " (RFC 9110 §5.3), or None."""
+    values = [value for field, value in headers if field.lower() == name]
+    return b", ".join(values) if values else None
+
+
+def without(headers, *names: bytes) -> list:
+    """A new list of ``headers`` without the fields called one of ``names``."""
+    drop = {name.lower() for name in names}
+    return [(field, value) for field, value in headers if field.lower() not in drop]
+
+# %%
+sample = [(b"content-type", b"text/plain"), (b"vary", b"Origin"), (b"Vary", b"Cookie")]
+header_value(sample, b"vary"), without(sample, b"vary")
+
+# %% [markdown]
+# Both `vary` fields were found and joined, whatever the case of their names, and `without`
+# returned a new list with `sample` untouched.
+#
+# Chapter 07 checked every layer with `wsgiref.validate.validator`, on both sides. ASGI has
+# no validator in the standard library, but chapter 11 built one for HTTP responses:
+# `checked_send` refuses a message that breaks the spec (a header name in uppercase, a body
+# before the start, a second start) with an `ASGIMessageError` that quotes the rule.
+# `SpecCheck` puts it around an app, and `compose(..., between=SpecCheck)` puts one at
+# every boundary of a stack, exactly like `between=validator` in chapter 07.
+
+# %%
+#| export
+class SpecCheck:
+    """Check every message an app sends in an ``http`` scope (chapter 11's checker)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        checker = HTTPResponseChecker()
+        await self.app(scope, receive, checked_send(send, checker))
+        checker.finish()
+
+# %% [markdown]
+# `powered_by` adds a lowercase name, so it passes. A sloppy version that writes
+# `X-Powered-By` in the usual title case does not:
+
+# %%
+def sloppy(app):
+    async def middleware(scope, receive, send):
+        async def send_with_header(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], (b"X-Powered-By", b"asgi")]}
+            await send(message)
+        await app(scope, receive, send_with_header)
+    return middleware
+
+for layer in (powered_by, sloppy):
+    call = barelab.call_asgi(compose(hello, layer, between=SpecCheck), raise_errors=False)
+    print(f"{layer.__name__:10}", call.status, repr(call.exception))
+
+# %% [markdown]
+# The outer checker caught it before the message reached the server. (Real servers are
+# more forgiving than the spec: they would send `X-Powered-By` as it stands. The checker's
+# job is to find the layer that broke the rule, not to judge the server.)
+#
+# ### Seeing what a layer changes
+#
+# `call_asgi` records what reaches the server, that is, what leaves the **outermost** layer.
+# To see what a layer changes, you also need what goes **into** it. `Spy` is a
+# pass-through middleware that records every message it sees, in both directions, in the
+# same kind of transcript `call_asgi` makes. Put it between the layer and the app, and
+# `before_after` shows the app's side next to the server's side:
+
+# %%
+class Spy:
+    """Pass everything through, and record it as a barelab ASGICall."""
+
+    def __init__(self, app):
+        self.app, self.call = app, None
+
+    async def __call__(self, scope, receive, send):
+        self.call = call = barelab.ASGICall(scope)
+        async def spy_receive():
+            message = await receive()
+            call.events.append(("receive", message))
+            return message
+        async def spy_send(message):
+            call.events.append(("send", message))
+            await send(message)
+        await self.app(scope, spy_receive, spy_send)
+
+# %%
+def before_after(app, layer, **request):
+    """Call ``layer(app)`` once; show what the app saw and sent, then what the server saw."""
+    spy = Spy(app)
+    outside = barelab.call_asgi(layer(spy), raise_errors=False, **request)
+    rows = [("app", spy.call.transcript if spy.call else "(the app was never called)"),
+            ("server", outside.transcript)]
+    return barelab.show_transcript(rows, columns=("side", "messages"))
+
+before_after(hello, powered_by)
+
+# %% [markdown]
+# Read it top to bottom: the app sent a start without `x-powered-by`, the server received
+# one with it. Every layer in this chapter gets a picture like this one.
+
+# %% [markdown]
+# ## Wrapping `send`: headers on the way out
+#
+# A common first layer adds a few fixed headers to every response: security headers such
+# as `x-content-type-options: nosniff`, which stops browsers from guessing a content type.
+# It is a good place to meet the first ASGI trap.
+#
+# ### Trap 1: editing the app's message
+#
+# Apps often build a response once and send the same objects each time. Here the start
+# message is a module-level constant. A middleware that appends to its header list in
+# place looks harmless:
+
+# %%
+HELLO_START = {"type": "http.response.start", "status": 200,
+               "headers": [(b"content-type", b"text/plain; charset=utf-8")]}
+
+async def constant_hello(scope, receive, send):
+    await send(HELLO_START)
+    await send({"type": "http.response.body", "body": b"Hello!\n"})
+
+def nosniff_in_place(app):
+    async def middleware(scope, receive, send):
+        async def add(message):
+            if message["type"] == "http.response.start":
+                message["headers"].append((b"x-content-type-options", b"nosniff"))
+            await send(message)
+        await app(scope, receive, add)
+    return middleware
+
+# %% [markdown]
+# Call the stack three times, as three requests would, and count the header:
+
+# %%
+stack = nosniff_in_place(constant_hello)
+for request in range(1, 4):
+    call = barelab.call_asgi(stack)
+    print(f"request {request}:", call.header("x-content-type-options"))
+
+# %% [markdown]
+# One more copy of the header per request, forever, because every request appended to the
+# same list. In a long-running server the list grows until someone notices the response
+# headers are megabytes long. The fix is rule 1: a new message with a new list.
+# `AddHeaders` does that, and adds a header only when the app did not set it already, so
+# an app can still override the default for one response:
+
+# %%
+#| export
+def _encode(pairs) -> list[tuple[bytes, bytes]]:
+    """(name, value) pairs from a dict or a list, str or bytes, as lowercase byte pairs."""
+    items = pairs.items() if hasattr(pairs, "items") else pairs
+    as_bytes = lambda text: text if isinstance(text, bytes) else text.encode("latin-1")
+    return [(as_bytes(name).lower(), as_bytes(value)) for name, value in items]
+
+
+class AddHeaders:
+    """Add these headers to every HTTP response that does not set them itself."""
+
+    def __init__(self, app, headers):
+        self.app, self.headers = app, _encode(headers)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in self.headers if n not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+# %%
+HELLO_START["headers"] = [(b"content-type", b"text/plain; charset=utf-8")]  # undo trap 1
+stack = AddHeaders(constant_hello, {"X-Content-Type-Options": "nosniff"})
+[barelab.call_asgi(stack).header("x-content-type-options") for request in range(3)]
+
+# %% [markdown]
+# Once per response, however many requests. (The first line of the cell put back the list
+# trap 1 had stuffed.) The header name was given in title case and came out lowercase,
+# because `_encode` lowercases names as the spec asks. And the app's constant is still
+# what the app wrote:
+
+# %%
+HELLO_START["headers"]
+
+# %% [markdown]
+# ## Wrapping `receive`: a body limit
+#
+# In chapter 12, `read_body` refused a body over its limit with a 413. That protects one
+# app that remembers to use it. A middleware can protect every app behind it, including
+# one that reads the body its own way, by wrapping `receive`: it counts the bytes of each
+# `http.request` message as it passes, and stops the request once the count goes over.
+#
+# Two moments can refuse a body:
+#
+# - **Before reading anything**: when the request says `Content-Length: 5000000` and the
+#   limit is 1 MiB, there is no need to read a byte of it.
+# - **While reading**: a chunked upload has no `Content-Length`, and a client can lie, so
+#   the count is what really matters. The message that takes the count over the limit is
+#   never handed to the app.
+#
+# In the second case the app is in the middle of `await receive()`. The wrapped `receive`
+# raises `BodyTooLarge` there, the exception travels up through the app, and the
+# middleware catches it and answers 413, provided the app had not started a response yet.
+
+# %%
+#| export
+class BodyTooLarge(Exception):
+    """The request body went over the limit of a BodyLimit middleware."""
+
+
+async def _refuse(send, status: int, text: str, headers=()) -> None:
+    await send_text(send, text + "\n", status, headers)
+
+
+def _declared_length(scope) -> int | None:
+    value = header_value(scope["headers"], b"content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+# %% [markdown]
+# `_declared_length` returns `None` for a missing or malformed `Content-Length`: checking
+# the header's syntax is the server's job (chapter 13 answers 400), and this layer only
+# uses a value that makes sense. The class:
+
+# %%
+#| export
+class BodyLimit:
+    """Answer 413 when the request body is over ``max_bytes``: at once if Content-Length
+    says so, else as soon as the bytes counted in ``receive`` pass the limit."""
+
+    def __init__(self, app, max_bytes: int = 1024 * 1024):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = _declared_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            return await self.too_large(send)
+        state = {"bytes": 0, "started": False}
+        try:
+            await self.app(scope, self._counting(receive, state), self._watching(send, state))
+        except BodyTooLarge:
+            if state["started"]:
+                raise
+            await self.too_large(send)
+
+    async def too_large(self, send):
+        await _refuse(send, 413, f"413 Content Too Large: the limit is {self.max_bytes} bytes",
+                      [("connection", "close")])
+
+# %% [markdown]
+# The 413 asks for `connection: close`: the client may still be sending the rest of its
+# body, and the server should not try to read the next request out of it. The two
+# wrappers share one small `state` dict. `_counting` is the `receive` the app gets, and
+# `_watching` the `send`, which only notes that a response has started:
+
+# %%
+#| export
+def _counting(self, receive, state):
+    async def counting_receive():
+        if state["bytes"] > self.max_bytes:   # the app caught BodyTooLarge and asked again
+            raise BodyTooLarge(f"the body is over {self.max_bytes} bytes")
+        message = await receive()
+        if message["type"] == "http.request":
+            state["bytes"] += len(message.get("body", b""))
+            if state["bytes"] > self.max_bytes:
+                raise BodyTooLarge(f"the body is over {self.max_bytes} bytes")
+        return message
+    return counting_receive
+
+
+def _watching(self, send, state):
+    async def watching_send(message):
+        state["started"] = state["started"] or message["type"] == "http.response.start"
+        await send(message)
+    return watching_send
+
+
+BodyLimit._counting, BodyLimit._watching = _counting, _watching
+
+# %% [markdown]
+# (Defining methods in their own cell and attaching them to the class keeps each cell
+# short; the class behaves exactly as if they had been written inside it.)
+#
+# An app to protect: it reads the whole body its own way and says how much it got.
+
+# %%
+async def upload(scope, receive, send):
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size, more = size + len(message.get("body", b"")), message.get("more_body", False)
+    await send_text(send, f"stored {size} bytes\n")
+
+# %% [markdown]
+# Send it a body in three chunks of 400 bytes, with a limit of 1000 and no
+# `Content-Length`, the way a chunked upload arrives. `receive_events` hands `call_asgi` the
+# exact messages to deliver. `before_after` wants a layer that takes only the app, and
+# `functools.partial` makes one by filling in the setting, as in chapter 07:
+
+# %%
+from functools import partial
+
+chunks = [{"type": "http.request", "body": b"x" * 400, "more_body": more}
+          for more in (True, True, False)]
+before_after(upload, partial(BodyLimit, max_bytes=1000), method="POST", receive_events=chunks)
+
+# %% [markdown]
+# The app's side shows two `http.request` messages, 800 bytes: the third would have taken
+# the count to 1200, so the app never got it. Its `receive()` raised instead, the app
+# ended, and the server's side shows the 413 that `BodyLimit` sent in its place. The
+# server's side also lists all three `http.request` messages, because the middleware did
+# read the third one from the server before refusing it.
+#
+# When the request announces its size, nothing is read at all, and the app is never called:
+
+# %%
+before_after(upload, partial(BodyLimit, max_bytes=1000), method="POST",
+             headers={"content-length": "5000"}, body=b"x" * 5000)
+
+# %% [markdown]
+# Now over a real socket, with a small limit so the bytes fit on the screen: a chunked
+# upload of three 8-byte chunks, to a server that takes at most 16 bytes:
+
+# %%
+limited = barelab.serve(BodyLimit(upload, max_bytes=16), name="limited")
+CHUNKED_UPLOAD = (b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"8\r\nchunk-01\r\n8\r\nchunk-02\r\n8\r\nchunk-03\r\n0\r\n\r\n")
+barelab.raw_exchange(limited, CHUNKED_UPLOAD)
+
+# %% [markdown]
+# A 413 with the reason, and the server closed the connection, as asked. (barelab's server
+# writes the status line with the old reason phrase, "Request Entity Too Large"; RFC 9110
+# §15.5.14 renamed it "Content Too Large". Clients read the number, not the words.) One
+# more check: a body right at the limit still gets through to the app.
+
+# %%
+barelab.http_request(limited, "POST", "/upload", body=b"x" * 16).text
+
+# %% [markdown]
+# ## Timing: to the headers, and to the last byte
+#
+# Chapter 07 found that a timing **header** can only measure the time until the headers
+# were sent, because it travels in them. ASGI makes the difference easy to see, since the
+# start of the response and the end of its body are separate messages:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant S as server
+#     participant T as timing layers
+#     participant A as app (streaming)
+#     S->>T: app(scope, receive, send)
+#     T->>A: app(scope, receive, timed_send)
+#     A->>T: http.response.start
+#     Note over T: clock read: Server-Timing header added
+#     T->>S: http.response.start + server-timing
+#     A->>S: http.response.body, more_body=True (…0.5 s of chunks…)
+#     A->>T: http.response.body, more_body=False
+#     T->>S: the last body message
+#     Note over T: clock read: the access-log line
+# ```
+#
+# `ServerTiming` writes the W3C `Server-Timing` header, `app;dur=12.3` (a metric name and
+# milliseconds), which browsers show in their network panel. `Server-Timing` is a list, so
+# the layer **adds** a field and keeps any metric the app reported itself:
+
+# %%
+#| export
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")   # RFC 9110 §5.6.2
+
+
+class ServerTiming:
+    """Add ``Server-Timing: <metric>;dur=<ms>``: the time until the app started its response."""
+
+    def __init__(self, app, metric: str = "app"):
+        if not _TOKEN.fullmatch(metric.encode("latin-1")):
+            raise ValueError(f"a Server-Timing metric name is a token, not {metric!r}")
+        self.app, self.metric = app, metric
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+
+        async def timed_send(message):
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - started) * 1000
+                timing = (b"server-timing", f"{self.metric};dur={ms:.1f}".encode())
+                message = {**message, "headers": [*message.get("headers", []), timing]}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+# %% [markdown]
+# `AccessLog` writes a log line when the response is over: after the message with
+# `more_body: False` has gone to the server, or when the app ends without one (it crashed,
+# or the client left). Its records are chapter 07's `RequestRecord`, so WSGI and ASGI logs
+# look the same. It counts the body bytes that left it, and it reads the request ID from
+# the response header, for a reason the next section explains.
+
+# %%
+#| export
+class AccessLog:
+    """One RequestRecord per HTTP request, written when the response is complete."""
+
+    def __init__(self, app, records=None, id_header: bytes = b"x-request-id"):
+        self.app, self.id_header = app, id_header
+        self.records = records if records is not None else []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        entry = {"status": None, "bytes": 0, "id": None, "done": False,
+                 "started": time.perf_counter()}
+        try:
+            await self.app(scope, receive, self._logging(send, scope, entry))
+        except BaseException as exc:
+            self._write(scope, entry, error=type(exc).__name__)
+            raise
+        self._write(scope, entry)
+
+# %% [markdown]
+# `_logging` is the wrapped `send`: it notes the status and the ID from the start message,
+# adds up the body bytes, and writes the line right after the last body message went out.
+# `_write` writes at most one line per request, so the call after the app returned adds
+# nothing when the line is already there.
+
+# %%
+#| export
+def _logging(self, send, scope, entry):
+    async def logging_send(message):
+        if message["type"] == "http.response.start":
+            entry["status"] = message["status"]
+            found = header_value(message.get("headers", []), self.id_header)
+            entry["id"] = found.decode("latin-1") if found else None
+        await send(message)
+        if message["type"] == "http.response.body":
+            entry["bytes"] += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                self._write(scope, entry)
+    return logging_send
+
+
+def _write(self, scope, entry, error=None):
+    if not entry["done"]:
+        entry["done"] = True
+        query = scope.get("query_string", b"").decode("latin-1")
+        path = scope["path"] + ("?" + query if query else "")
+        self.records.append(RequestRecord(scope["method"], path, entry["status"],
+                                          entry["bytes"], time.perf_counter() - entry["started"],
+                                          entry["id"], error))
+
+
+AccessLog._logging, AccessLog._write = _logging, _write
+
+# %% [markdown]
+# A streaming app to time: three ticks, a quarter of a second apart.
+
+# %%
+import asyncio
+
+async def ticker(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+    for n in (1, 2, 3):
+        if n > 1:
+            await asyncio.sleep(0.25)
+        await send({"type": "http.response.body", "body": f"tick {n}\n".encode(),
+                    "more_body": n < 3})
+
+# %% [markdown]
+# Both layers around it, then both clocks side by side:
+
+# %%
+records = []
+call = barelab.call_asgi(AccessLog(ServerTiming(ticker), records))
+metric, duration = call.header("server-timing").split(";dur=")
+print(f"Server-Timing: {metric} {float(duration):.1f} ms  (time to headers)")
+print(f"access log:    {records[-1]}  (time to the last byte)")
+
+# %% [markdown]
+# A fraction of a millisecond against about 500 ms. (Durations are masked in the stored
+# notebook; run the cell to see yours.) Both are right, and they answer different
+# questions: `Server-Timing` says how long the client waited for the response to **begin**,
+# the log line how long the whole exchange took. For a streaming response the gap is the
+# whole stream; for an app that builds its answer and sends it in one message the two are
+# nearly the same. Only the log line can know the total, because it is written after the
+# last byte, when no header can carry anything any more.
+
+# %% [markdown]
+# ## Request IDs, in `scope["state"]`
+#
+# `RequestID` works like chapter 07's: it keeps a sane incoming `x-request-id` (letters,
+# digits, `.`, `_`, `-`, at most 128) or makes one with `uuid4().hex`, hands it to the app,
+# and sends it back in a response header. Where to hand it to the app is the new question.
+#
+# The ASGI lifespan spec gives every request a `scope["state"]`: a shallow copy of the
+# state the app set up at startup (chapter 14). Starlette's `request.state` reads and
+# writes that same dict, so a value put there is where framework code looks for
+# per-request values. Following rule 4, `RequestID` does not write into the scope it was
+# given: it passes the app a **new** scope with a **new** state dict, holding everything
+# the old one held plus `request_id`. The layers outside never see the change, which is
+# why `AccessLog` above reads the ID from the response header instead: what the client got
+# is what gets logged.
+
+# %%
+#| export
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+
+
+def with_state(scope, **values) -> dict:
+    """A copy of ``scope`` whose "state" is a copy of the old one, plus ``values``."""
+    return {**scope, "state": {**scope.get("state", {}), **values}}
+
+
+class RequestID:
+    """Give every HTTP request and WebSocket an ID: a sane incoming one or uuid4().hex;
+    in scope["state"]["request_id"] and in a response header."""
+
+    def __init__(self, app, header: bytes = b"x-request-id", trust_incoming: bool = True):
+        self.app, self.header, self.trust_incoming = app, header.lower(), trust_incoming
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        incoming = header_value(scope["headers"], self.header) or b""
+        valid = self.trust_incoming and _REQUEST_ID.fullmatch(incoming)
+        request_id = incoming.decode() if valid else uuid.uuid4().hex
+        await self.app(with_state(scope, request_id=request_id), receive,
+                       self._send_id(send, request_id.encode()))
+
+# %% [markdown]
+# The ID goes out on every message that carries response headers: an HTTP response start,
+# a WebSocket `accept` (which may carry headers for the 101 response), and the start of a
+# WebSocket denial response, which you meet in the auth section. Any ID the app set is
+# replaced, so the response never carries two.
+
+# %%
+#| export
+_HEADED = ("http.response.start", "websocket.accept", "websocket.http.response.start")
+
+
+def _send_id(self, send, request_id: bytes):
+    async def send_with_id(message):
+        if message["type"] in _HEADED:
+            headers = [*without(message.get("headers", []), self.header),
+                       (self.header, request_id)]
+            message = {**message, "headers": headers}
+        await send(message)
+    return send_with_id
+
+
+RequestID._send_id = _send_id
+
+# %% [markdown]
+# An app that shows what it got, and three requests: no ID, a good one, and one trying to
+# smuggle a second header into the response through the ID:
+
+# %%
+async def show_id(scope, receive, send):
+    await send_text(send, f"app sees {scope['state']['request_id']}")
+
+for sent in ({}, {"x-request-id": "checkout-7f3a"}, {"x-request-id": "x\r\nset-cookie: a=1"}):
+    call = barelab.call_asgi(RequestID(show_id), headers=sent)
+    print(f"{call.header('x-request-id'):32} | {call.text}")
+
+# %% [markdown]
+# The first and third got fresh IDs (32 hex digits, masked as `REQUEST-ID` in the stored
+# notebook), the second kept its own, and the app and the response agree each time. And
+# rule 4 holds: the scope `RequestID` was called with is unchanged afterwards.
+
+# %%
+outer_scope = barelab.build_scope("http", "GET", "/")
+outer_scope["state"] = {"db": "the pool from startup"}
+await RequestID(show_id)(outer_scope, lambda: None, lambda message: asyncio.sleep(0))
+outer_scope["state"]
+
+# %% [markdown]
+# (That cell called the middleware directly with top-level `await`, a do-nothing `receive`
+# and a `send` that throws the messages away, to look at the scope afterwards.) The state
+# from startup is still there, and no `request_id` leaked into it.
+#
+# With `AccessLog` outside `RequestID`, the log line carries the ID the client got:
+
+# %%
+records = []
+barelab.call_asgi(AccessLog(RequestID(show_id), records), headers={"x-request-id": "abc-123"})
+print(records[-1])
+
+# %% [markdown]
+# ## Lifespan passes through
+#
+# Every layer so far starts with `if scope["type"] != "http": return await self.app(...)`.
+# That line matters more than it looks. At startup the server calls the app with a
+# `lifespan` scope, which has no `headers`, no `path`, no `method`. Here is a layer that
+# reads the headers first and checks the type later:
+
+# %%
+def reads_headers_first(app):
+    async def middleware(scope, receive, send):
+        agent = header_value(scope["headers"], b"user-agent")   # KeyError on lifespan
+        if scope["type"] == "http" and agent == b"bad-bot":
+            return await _refuse(send, 403, "403 Forbidden")
+        await app(scope, receive, send)
+    return middleware
+
+# %% [markdown]
+# Put it around an app that opens a "database" at startup and uses it in every request:
+
+# %%
+async def needs_startup(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()                                    # lifespan.startup
+        scope["state"]["db"] = "connected"
+        await send({"type": "lifespan.startup.complete"})
+        await receive()                                    # lifespan.shutdown
+        return await send({"type": "lifespan.shutdown.complete"})
+    await send_text(send, f"db: {scope['state'].get('db', 'MISSING')}\n")
+
+broken = barelab.serve(reads_headers_first(needs_startup), name="lifespan-demo")
+barelab.http_request(broken, "GET", "/").text
+
+# %% [markdown]
+# `db: MISSING`, and nothing crashed in any way you would see. The server's log tells
+# what happened:
+
+# %%
+broken.log
+
+# %% [markdown]
+# The ASGI lifespan spec lets an app that does not support lifespan raise an exception on
+# that scope, and servers take any exception as "no lifespan here" and go on without it.
+# So the middleware's `KeyError` switched off the app's startup, silently. The layers in
+# this chapter pass `lifespan` through, so the same app behind five of them starts up:
+
+# %%
+layered = compose(needs_startup, AccessLog, RequestID, ServerTiming,
+                  partial(AddHeaders, headers={"x-frame-options": "DENY"}), BodyLimit,
+                  between=SpecCheck)
+barelab.call_lifespan(layered)
+
+# %% [markdown]
+# ## Auth that covers WebSockets
+#
+# Chapter 07's `BasicAuth` guarded every request, because in WSGI every request is HTTP. An
+# ASGI app also gets `websocket` scopes, and a WebSocket connection starts as an HTTP
+# request (the handshake) that ends in `101 Switching Protocols`. An auth layer that only
+# thinks of HTTP has a hole exactly the size of your WebSocket API.
+#
+# The tokens here are bearer tokens: `Authorization: Bearer <token>` (RFC 6750 §2.1). A
+# browser's `WebSocket` API cannot set request headers, so browser code has two other
+# places to put a token: the query string (`/ws?token=...`) or a cookie. The layer looks in
+# all three, in that order. It compares digests with `hmac.compare_digest`, against every
+# known token, so the time a check takes says nothing about how close a guess was.
+
+# %%
+#| export
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def _cookies(scope):
+    """(name, value) for every cookie in the request's Cookie fields (RFC 6265 §5.4)."""
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            for pair in value.decode("latin-1").split(";"):
+                key, sep, val = pair.strip().partition("=")
+                if sep:
+                    yield key.strip(), val.strip()
+
+# %% [markdown]
+# `tokens_in(scope)` lists every candidate token a request carries, from the header, the
+# query string and the cookies, in that order:
+
+# %%
+#| export
+def tokens_in(scope, query_param: str = "token", cookie: str = "token") -> list[str]:
+    """Bearer tokens a request carries: Authorization header, then query, then cookie."""
+    found = []
+    authorization = header_value(scope["headers"], b"authorization") or b""
+    scheme, _, credentials = authorization.decode("latin-1").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip(" "):   # RFC 9110 §11.1: any case
+        found.append(credentials.strip(" "))
+    query = scope.get("query_string", b"").decode("latin-1")
+    found += [value for key, value in parse_qsl(query) if key == query_param and value]
+    found += [value for key, value in _cookies(scope) if key == cookie and value]
+    return found
+
+# %%
+tokens_in(barelab.build_scope("websocket", path="/ws?token=s3cret",
+                              headers={"cookie": "theme=dark; token=from-cookie"}))
+
+# %% [markdown]
+# Query strings end up in access logs and browser history, so a token there should be
+# short-lived; a cookie is sent by the browser on its own, so a cookie-authenticated
+# WebSocket also needs an `Origin` check (exercise 2), or any page the user visits can
+# open one in their name.
+#
+# ### Trap 2: auth that only knows HTTP
+#
+# Here is the layer as it is usually first written. It refuses HTTP requests without a good
+# token and passes everything else on, reasoning that "everything else" is lifespan:
+
+# %%
+def http_only_auth(app, token="s3cret"):
+    async def middleware(scope, receive, send):
+        if scope["type"] == "http" and token not in tokens_in(scope):
+            return await _refuse(send, 401, "401 Unauthorized")
+        await app(scope, receive, send)
+    return middleware
+
+# %% [markdown]
+# The app behind it has a private page and a private WebSocket that greets its client:
+
+# %%
+async def private(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()                                  # websocket.connect
+        await send({"type": "websocket.accept"})
+        user = scope.get("state", {}).get("user", "whoever you are")
+        await send({"type": "websocket.send", "text": f"private channel open for {user}"})
+        await send({"type": "websocket.close", "code": 1000})
+    elif scope["type"] == "http":
+        await send_text(send, "private page\n")
+
+# %% [markdown]
+# Served, the page is locked, as intended:
+
+# %%
+leaky = barelab.serve(http_only_auth(private), name="leaky")
+barelab.http_request(leaky, "GET", "/").status
+
+# %% [markdown]
+# And the WebSocket, with no token at all:
+
+# %%
+with barelab.websocket_connect(leaky, "/ws") as ws:
+    print(ws.receive())
+
+# %% [markdown]
+# Wide open. Nothing about this looks wrong in a test suite that only sends HTTP requests.
+#
+# ### Refusing a WebSocket handshake
+#
+# Refusing an HTTP request is a 401. Refusing a WebSocket handshake is a little different,
+# because the response to the handshake is sent by the server when the app answers
+# `websocket.connect`. The ASGI WebSocket spec gives the app two ways to say no:
+#
+# - send `websocket.close` **before** `websocket.accept`: the server then answers the
+#   handshake with `403 Forbidden` and never opens the WebSocket (ASGI WebSocket spec,
+#   "Close - send event");
+# - if the server lists `websocket.http.response` in `scope["extensions"]`, send any HTTP
+#   response instead, with `websocket.http.response.start` and
+#   `websocket.http.response.body` (the "WebSocket Denial Response" extension). That can be
+#   a 401 with a `WWW-Authenticate` challenge, like the HTTP refusal.
+#
+# `deny_websocket` uses the extension when the server offers it and the close otherwise.
+# Both are answers to `websocket.connect`, so it receives that message first:
+
+# %%
+#| export
+async def deny_websocket(scope, receive, send, status: int, text: str, headers=()) -> None:
+    """Refuse a WebSocket handshake: an HTTP response if the server offers the denial
+    extension, else websocket.close before accept (which the server turns into a 403)."""
+    if (await receive())["type"] != "websocket.connect":
+        return                                       # the client already left
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        body = (text + "\n").encode("utf-8")
+        fields = _encode([("content-type", "text/plain; charset=utf-8"),
+                          ("content-length", str(len(body))), *headers])
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": fields})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})   # RFC 6455 §7.4.1: policy
+
+# %% [markdown]
+# The close code 1008 ("policy violation") never reaches a client, since no WebSocket was
+# opened; it is there for the server's log.
+#
+# ### `TokenAuth`
+#
+# Now the layer. It checks `http` and `websocket` scopes alike, passes everything else
+# (lifespan) through, and hands the app a copy of the scope with the user's name in its
+# state, as `RequestID` does with the ID:
+
+# %%
+#| export
+class TokenAuth:
+    """Let through HTTP requests and WebSocket handshakes carrying a known bearer token (in
+    the Authorization header, the query or a cookie); refuse the rest with 401."""
+
+    def __init__(self, app, tokens: dict, *, realm: str = "api", query_param: str = "token",
+                 cookie: str = "token"):
+        self.app, self.query_param, self.cookie = app, query_param, cookie
+        self.known = [(_digest(token), user) for token, user in tokens.items()]
+        self.challenge = ("www-authenticate", f'Bearer realm="{realm}"')   # RFC 6750 §3
+
+    def user(self, scope) -> str | None:
+        """The user whose token this request carries, or None."""
+        found = None
+        for token in tokens_in(scope, self.query_param, self.cookie):
+            given = _digest(token)
+            for digest, user in self.known:                  # look at all: same time for all
+                if hmac.compare_digest(given, digest) and found is None:
+                    found = user
+        return found
+
+# %%
+#| export
+async def _token_auth_call(self, scope, receive, send):
+    if scope["type"] not in ("http", "websocket"):
+        return await self.app(scope, receive, send)
+    user = self.user(scope)
+    if user is not None:
+        return await self.app(with_state(scope, user=user), receive, send)
+    reason = "401 Unauthorized: send a bearer token"
+    if scope["type"] == "http":
+        await _refuse(send, 401, reason, [self.challenge])
+    else:
+        await deny_websocket(scope, receive, send, 401, reason, [self.challenge])
+
+
+TokenAuth.__call__ = _token_auth_call
+
+# %% [markdown]
+# In-process first. `call_asgi` builds a WebSocket scope without extensions, like a server
+# that does not offer the denial response, so the refusal is a close before accept:
+
+# %%
+guarded = TokenAuth(private, {"s3cret": "ada"})
+barelab.call_asgi(guarded, "GET", "/ws", scope={"type": "websocket"})
+
+# %% [markdown]
+# The app sent nothing: `TokenAuth` received `websocket.connect` and answered it with
+# `websocket.close`. With the extension in the scope, the answer is a real 401 instead:
+
+# %%
+barelab.call_asgi(guarded, "GET", "/ws", scope={"type": "websocket",
+                                                 "extensions": {"websocket.http.response": {}}})
+
+# %% [markdown]
+# Over the socket, on barelab's server, which offers the extension. Without a token the
+# handshake gets a 401 and its challenge:
+
+# %%
+locked = barelab.serve(guarded, name="locked")
+try:
+    barelab.websocket_connect(locked, "/ws")
+except barelab.WebSocketRejected as refusal:
+    print(refusal.status, dict(refusal.headers)["www-authenticate"], refusal.body)
+
+# %% [markdown]
+# With the token in the query string, as browser code would send it, the WebSocket opens
+# and the app knows who is on the other end:
+
+# %%
+with barelab.websocket_connect(locked, "/ws?token=s3cret") as ws:
+    print(ws.receive())
+
+# %% [markdown]
+# And plain HTTP, with the token in the header and without:
+
+# %%
+[barelab.http_request(locked, "GET", "/", headers=h).status_line
+ for h in ({"Authorization": "Bearer s3cret"}, {})]
+
+# %% [markdown]
+# ## gzip that streams
+#
+# Text compresses well: HTML, JSON and CSS often shrink to a fifth of their size. A gzip
+# middleware compresses the response for clients that asked for it. It is the layer with
+# the most ways to go wrong, because it changes the body, the headers that describe the
+# body, and what a cache may do with the response. This section shows four of those ways
+# failing, one at a time, then builds `GZip`.
+#
+# ### gzip, one piece at a time
+#
+# `gzip.compress(data)` needs all the data at once. A streaming response does not have it.
+# `zlib.compressobj` compresses piece by piece: `wbits=31` asks for the gzip format (a
+# header, deflate data, a CRC trailer, RFC 1952), `compress(chunk)` takes a piece, and
+# `flush()` ends the stream. The catch: `compress()` keeps data back to compress it better
+# later, and may return nothing at all:
+
+# %%
+import zlib
+
+compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+[compressor.compress(b"tick 1\n"), compressor.compress(b"tick 2\n")]
+
+# %% [markdown]
+# Ten bytes of gzip header, then nothing: both ticks are still inside the compressor. A
+# middleware that sent what `compress()` returned would send nothing until the end.
+# `flush(zlib.Z_SYNC_FLUSH)` pushes out everything given so far, ending on a byte
+# boundary, without ending the stream. After each flush, all the bytes produced so far
+# decompress to all the text given so far. Watch a decompressor on the client side take
+# the pieces one by one:
+
+# %%
+compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+client = zlib.decompressobj(wbits=31)
+for n in (1, 2, 3):
+    piece = compressor.compress(f"tick {n}\n".encode()) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    print(f"{len(piece):2} bytes on the wire -> client reads {client.decompress(piece)!r}")
+tail = compressor.flush()
+print(f"{len(tail):2} bytes to end the stream -> {client.decompress(tail)!r}, "
+      f"complete: {client.eof}")
+
+# %% [markdown]
+# Each tick was readable the moment its piece arrived. The final `flush()` added the
+# 8-byte trailer (a checksum and the length, RFC 1952 §2.3.1) that tells the client the
+# stream is complete. Each sync flush costs a few bytes, so many tiny chunks compress
+# worse than one big one; that is the price of streaming.
+#
+# ### Trap 3: a gzip layer that buffers
+#
+# The simplest gzip middleware collects the body, compresses it with `gzip.compress`, and
+# sends it. To see what that does to a stream, you need to watch the socket. `read_timed`
+# sends a GET and notes when each piece of the response arrived, as `(seconds, bytes)`.
+
+# %%
+import re
+import socket
+import time
+
+def read_timed(server, path="/", headers={}):
+    """GET ``path``; return (seconds after sending, bytes) for each read from the socket."""
+    fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = f"GET {path} HTTP/1.1\r\nHost: x\r\n{fields}Connection: close\r\n\r\n"
+    reads = []
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        start = time.perf_counter()
+        sock.sendall(request.encode())
+        while data := sock.recv(65536):
+            reads.append((time.perf_counter() - start, data))
+    return reads
+
+# %% [markdown]
+# `readable_text` decodes the bytes received so far the way a client does: the chunked
+# framing with chapter 02's `ChunkedDecoder`, then gzip, if the response is compressed,
+# with a fresh decompressor that returns as much text as the bytes allow. `when_readable`
+# runs it after every read and notes when each tick first showed up.
+
+# %%
+from barelab.built.http_wire import ChunkedDecoder
+
+def readable_text(received):
+    """The body text a client can read from the response bytes received so far."""
+    head, found, body = received.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        decoder = ChunkedDecoder()
+        decoder.advance(body)                   # takes every complete chunk there is
+        body = decoder.body
+    if b"content-encoding: gzip" in head.lower():
+        body = zlib.decompressobj(wbits=31).decompress(body)   # as much as there is
+    return body if found else b""
+
+def when_readable(reads):
+    """Seconds after the request at which each 'tick N' became readable."""
+    received, times = b"", {}
+    for seconds, data in reads:
+        received += data
+        for tick in re.findall(rb"tick \d", readable_text(received)):
+            times.setdefault(tick.decode(), seconds)
+    return times
+
+# %% [markdown]
+# A small printer turns the times into a verdict, as in chapter 07:
+
+# %%
+def show_arrivals(times):
+    for tick, seconds in times.items():
+        print(f"{tick} readable after {seconds:.2f} s")
+    spread = max(times.values()) - min(times.values())
+    print("verdict:", "one by one, as sent" if spread > 0.3 else "all at once, at the end")
+
+ticks = barelab.serve(ticker, name="ticks")
+show_arrivals(when_readable(read_timed(ticks, headers={"Accept-Encoding": "gzip"})))
+
+# %% [markdown]
+# The baseline, with no middleware: one tick every quarter of a second. Now the buffering
+# gzip layer:
+
+# %%
+import gzip
+
+def buffering_gzip(app):
+    async def middleware(scope, receive, send):
+        held = []
+        async def collect(message):
+            held.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                body = gzip.compress(b"".join(m.get("body", b"") for m in held[1:]), mtime=0)
+                headers = [*without(held[0]["headers"], b"content-length"),
+                           (b"content-encoding", b"gzip")]
+                await send({**held[0], "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+        await app(scope, receive, collect)
+    return middleware
+
+# %%
+ticks = barelab.serve(buffering_gzip(ticker), name="ticks")
+show_arrivals(when_readable(read_timed(ticks, headers={"Accept-Encoding": "gzip"})))
+
+# %% [markdown]
+# Everything at the end. For a live feed or server-sent events, that means nothing arrives
+# until the stream ends, which may be never; and the whole body sits in the server's memory
+# meanwhile. (It also compresses for every client, asked or not, and leaves out `Vary`;
+# the next traps are about exactly those.)
+#
+# ### Trap 4: "gzip" in the header is not "gzip is acceptable"
+#
+# Starlette's `GZipMiddleware`, among many others, decides with
+# `"gzip" in accept_encoding`. RFC 9110 §12.5.3 defines the header as a list of codings,
+# each with an optional weight `q` between 0 and 1, and a weight of 0 means "not
+# acceptable" (§12.4.2). A client that sends `gzip;q=0` is saying "anything but gzip".
+# The other rules that matter:
+#
+# - codings are case-insensitive (§8.4.1), and so is the `q` (§12.4.2); spaces and tabs may
+#   surround the `;` and the `,` (§5.6);
+# - `*` matches every coding not listed by name, so `*;q=0` refuses everything not listed;
+# - `identity` means "no coding"; `x-gzip` is an old name for `gzip` (§8.4.1.3);
+# - an empty value means "no coding, please"; a missing header means no preference. Servers
+#   in practice (nginx, Apache) compress only when asked, and so does this chapter.
+#
+# Here is a table of values, and what the naive test says:
+
+# %%
+ACCEPT_ENCODINGS = ["gzip", "GZIP", "gzip, deflate, br", "gzip;q=0", "gzip; q=0.000",
+                    "br;q=1, gzip;Q=0", "*", "*;q=0", "identity", "br, *;q=0.5",
+                    "x-gzip", "gzip;q=0.5", "", "gzip;q=2", "deflate, gzip;q=0, *"]
+naive = {value: "gzip" in value for value in ACCEPT_ENCODINGS}
+naive
+
+# %% [markdown]
+# `gzip;q=0`, `gzip; q=0.000`, `br;q=1, gzip;Q=0` and `deflate, gzip;q=0, *` all say "no",
+# and the naive test hears "yes". It also misses `GZIP`, `*` and `br, *;q=0.5`, which do
+# say "yes", and it gets `x-gzip` right only by luck, because the string `gzip` happens to be
+# inside it. (And `gzip;q=2` is malformed: a weight is at most 1, with at most three
+# decimals.)
+#
+# The parser follows the grammar: split the list on commas, each member on semicolons,
+# lowercase the coding, read the `q` parameter. A member whose weight is malformed is
+# skipped, the way a malformed list member is ignored elsewhere in HTTP; if a coding is
+# listed twice, the lower weight wins, so a `q=0` anywhere is never outvoted. It never
+# raises, whatever the client sends.
+
+# %%
+#| export
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")    # RFC 9110 §12.4.2
+_ALIASES = {"x-gzip": "gzip", "x-compress": "compress"}   # RFC 9110 §8.4.1
+
+
+def parse_accept_encoding(value: str) -> dict[str, float]:
+    """Coding -> weight for an Accept-Encoding value (RFC 9110 §12.5.3). Codings are
+    lowercased; members with a malformed weight are skipped; a repeat keeps the lowest."""
+    weights = {}
+    for member in value.split(","):
+        coding, *params = (part.strip(" \t") for part in member.split(";"))
+        if not _TOKEN.fullmatch(coding.encode("latin-1", "replace")):
+            continue                                    # empty list element or junk
+        weight = 1.0
+        for param in params:
+            name, _, given = param.partition("=")
+            if name.strip(" \t").lower() == "q":
+                given = given.strip(" \t")
+                weight = float(given) if _QVALUE.fullmatch(given) else None
+        if weight is not None:
+            coding = _ALIASES.get(coding.lower(), coding.lower())
+            weights[coding] = min(weight, weights.get(coding, weight))
+    return weights
+
+# %%
+parse_accept_encoding("br;q=1, GZIP ;Q=0.5,, *;q=0, x-gzip;q=0.8")
+
+# %% [markdown]
+# `GZIP ;Q=0.5` and `x-gzip;q=0.8` are the same coding, and the lower weight, 0.5, won;
+# the empty member between the two commas was skipped. Now the question the middleware
+# asks: may this response be gzip-coded? By name if listed, else by `*`, else no:
+
+# %%
+#| export
+def accepts_gzip(value: str | None) -> bool:
+    """Whether a client that sent this Accept-Encoding (None: no such header) takes gzip."""
+    if value is None:
+        return False                 # no preference stated: send identity, as servers do
+    weights = parse_accept_encoding(value)
+    weight = weights["gzip"] if "gzip" in weights else weights.get("*", 0.0)
+    return weight > 0
+
+# %%
+barelab.show_transcript([(repr(value), naive[value], accepts_gzip(value))
+                         for value in ACCEPT_ENCODINGS],
+                        columns=("Accept-Encoding", "naive", "accepts_gzip"))
+
+# %% [markdown]
+# Every row where the two columns differ is a client the naive test gets wrong, and the
+# worst are the `q=0` rows: a client that cannot or will not decode gzip receives gzip.
+# This is not a made-up mistake. Here is the Starlette installed next to this course, its
+# `GZipMiddleware` around the ticker, asked by a client that refuses gzip:
+
+# %%
+from starlette.middleware.gzip import GZipMiddleware
+
+call = barelab.call_asgi(GZipMiddleware(ticker), headers={"accept-encoding": "gzip;q=0"})
+call.header("content-encoding"), call.body[:10]
+
+# %% [markdown]
+# gzip, magic number and all. When you read a framework's middleware, check this line
+# first; `GZip` below gets it right.
+#
+# ### Trap 5: forgetting `Vary: Accept-Encoding`
+#
+# A response that depends on a request header must say so in `Vary` (RFC 9110 §12.5.5),
+# or a cache between server and client, a CDN or a company proxy, will store it under the
+# URL alone and hand it to everyone. To see the harm you need a cache, so here is a toy
+# shared cache as a middleware: it stores complete GET responses by path, plus the values
+# of the request headers the stored response's `Vary` names (RFC 9111 §4.1).
+
+# %%
+class SharedCache:
+    """A toy shared cache: GET responses stored by path and the request headers in Vary."""
+
+    def __init__(self, app):
+        self.app, self.vary, self.stored = app, {}, {}
+
+    def key(self, scope):
+        names = self.vary.get(scope["path"], ())
+        return scope["path"], tuple(header_value(scope["headers"], name) for name in names)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return await self.app(scope, receive, send)
+        if (hit := self.stored.get(self.key(scope))) is not None:
+            for message in hit:
+                await send(message)
+            return
+        await self.app(scope, receive, self.keeping(scope, send))
+
+# %% [markdown]
+# `keeping` is the wrapped `send`: it passes every message on and keeps a copy, and when
+# the response is complete it notes which headers the path varies on, then stores the
+# response under the key for this request:
+
+# %%
+def keeping(self, scope, send):
+    messages = []
+    async def keep(message):
+        messages.append(message)
+        await send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            vary = header_value(messages[0].get("headers", []), b"vary") or b""
+            self.vary[scope["path"]] = [name.strip().lower() for name in vary.split(b",")
+                                        if name.strip()]
+            self.stored[self.key(scope)] = messages
+    return keep
+
+SharedCache.keeping = keeping
+
+# %% [markdown]
+# A page big enough to be worth compressing:
+
+# %%
+PAGE = b"<p>" + b"All work and no play makes Jack a dull boy. " * 40 + b"</p>\n"
+
+async def page(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+    await send({"type": "http.response.body", "body": PAGE})
+
+len(PAGE)
+
+# %% [markdown]
+# The next two traps compress bodies the right way, as you saw above: one compressor per
+# response, a sync flush after every message but the last, a full `flush()` after the
+# last. `body_compressor` packs that into a function that takes one `http.response.body`
+# message and returns the compressed one, so the traps can focus on the headers:
+
+# %%
+def body_compressor():
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    def compress(message):
+        more = message.get("more_body", False)
+        body = compressor.compress(message.get("body", b""))
+        body += compressor.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
+        return {**message, "body": body}
+    return compress
+
+gzip.decompress(body_compressor()({"type": "http.response.body", "body": b"round trip"})["body"])
+
+# %% [markdown]
+# Here is a gzip layer that forgets `Vary`. It does everything else right: it streams, it
+# drops `content-length`, and it honours `q=0`.
+
+# %%
+def gzip_without_vary(app):
+    async def middleware(scope, receive, send):
+        value = header_value(scope["headers"], b"accept-encoding")
+        if not accepts_gzip(value.decode("latin-1") if value is not None else None):
+            return await app(scope, receive, send)
+        compress = body_compressor()
+        async def compressing_send(message):
+            if message["type"] == "http.response.start":
+                headers = [*without(message["headers"], b"content-length"),
+                           (b"content-encoding", b"gzip")]
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body":
+                message = compress(message)
+            await send(message)
+        await app(scope, receive, compressing_send)
+    return middleware
+
+# %% [markdown]
+# The cache sits outside, where a CDN would be. A browser that takes gzip asks first; then
+# a small script that sends no `Accept-Encoding` (Python's `urllib` does not) asks for the
+# same page:
+
+# %%
+cached = SharedCache(gzip_without_vary(page))
+browser = barelab.call_asgi(cached, headers={"accept-encoding": "gzip, br"})
+script = barelab.call_asgi(cached)
+for who, call in (("browser", browser), ("script", script)):
+    print(f"{who:8} content-encoding={call.header('content-encoding')}  body={call.body[:12]}")
+
+# %% [markdown]
+# The script never asked for gzip and got it from the cache: binary bytes starting with
+# gzip's magic number `1f 8b`, which it will print as garbage or fail to parse. The
+# opposite order is just as bad: the cache fills with the plain page, and every browser
+# after that gets it uncompressed. With `Vary: Accept-Encoding` on the response, the cache
+# keeps one copy per `Accept-Encoding` value, and both clients get what they asked for.
+#
+# Note *which* responses need it: every response whose form **could** have depended on
+# `Accept-Encoding`, also the ones sent uncompressed because the client did not ask. The
+# plain page given to the script must say `Vary` too, or the cache stores it for everyone.
+#
+# ### Trap 6: a stale `Content-Length`
+#
+# Many apps know their body's length and say so: a file response reads the file size and
+# sends the file in chunks. A gzip layer that compresses the chunks but forgets the
+# `Content-Length` field promises the client the *uncompressed* size. `gzip_keeps_length`
+# makes that mistake. (To stay short it also skips the `Accept-Encoding` check and `Vary`;
+# only the length matters here.) `sized_file` is the app: a "file" of two copies of the
+# page, sent in two chunks, with its length announced up front.
+
+# %%
+async def sized_file(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                            (b"content-length", str(len(PAGE) * 2).encode())]})
+    for more in (True, False):                          # the "file", in two chunks
+        await send({"type": "http.response.body", "body": PAGE, "more_body": more})
+
+def gzip_keeps_length(app):
+    async def middleware(scope, receive, send):
+        compress = body_compressor()
+        async def compressing_send(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"],
+                                                  (b"content-encoding", b"gzip")]}
+            elif message["type"] == "http.response.body":
+                message = compress(message)
+            await send(message)
+        await app(scope, receive, compressing_send)
+    return middleware
+
+# %% [markdown]
+# The head promises 3,536 bytes (two copies of the page) and the body has 81. Over a socket, with
+# `raw_exchange` waiting at most one second for more:
+
+# %%
+stale = barelab.serve(gzip_keeps_length(sized_file), name="stale")
+exchange = barelab.raw_exchange(stale, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=1.0)
+head, _, body = exchange.received.partition(b"\r\n\r\n")
+print(head.decode())
+print(f"\nbody: {len(body)} bytes; {exchange.ending}")
+
+# %% [markdown]
+# A client that trusts `Content-Length` (they all do: it is the only way to find the end
+# of this body, RFC 9112 §6.3) waits for 3,536 bytes. barelab's server noticed the app had
+# sent too little and closed the connection, so the client saw a truncated response and
+# no hang. A server or proxy that does not check keeps the connection open, and the
+# client waits until its own timeout, then reports an error for a response the server
+# thought it had sent. curl's view:
+
+# %%
+# !curl -s -S -o /dev/null --compressed -m 5 {stale.url}
+
+# %% [markdown]
+# Error 18, "transfer closed with ... bytes remaining to read". The log has the server's
+# side of the story:
+
+# %%
+print(stale.log.errors[-1].message)
+print(stale.log.errors[-1].details.strip().splitlines()[-1])
+
+# %% [markdown]
+# The fix is in the next section: when the layer compresses a body that comes in several
+# messages, it drops `Content-Length` (the server then frames the body with chunked
+# transfer coding, chapter 13); when the whole body is in one message, it compresses it
+# at once and sends the true length.
+#
+# ### The `GZip` middleware
+#
+# Putting the rules together. On the way **in**, `GZip` reads `Accept-Encoding`. On the
+# way **out**, it holds back the `http.response.start` message, because it cannot decide
+# yet: whether compressing is worth it depends on the body, and the body comes in the
+# next message. Then it decides from the start message and the first body message:
+#
+# ```mermaid
+# flowchart TD
+#     START["http.response.start<br/>(held back)"] --> E{"204, 206, 304, 1xx?<br/>HEAD? content-encoding set?<br/>no-transform? not a text type?"}
+#     E -- yes --> PASS["send as is"]
+#     E -- no --> FIRST["first body message"]
+#     FIRST --> SMALL{"whole body in it<br/>and under minimum_size?"}
+#     SMALL -- yes --> PASS
+#     SMALL -- no --> V["add Vary: Accept-Encoding"]
+#     V --> ACC{"client accepts gzip?"}
+#     ACC -- no --> IDENT["send uncompressed"]
+#     ACC -- yes --> GZ["content-encoding: gzip<br/>drop content-length, accept-ranges<br/>weaken a strong ETag"]
+#     GZ --> ONE{"more_body?"}
+#     ONE -- no --> LEN["compress all, set the true content-length"]
+#     ONE -- yes --> STREAM["compress + Z_SYNC_FLUSH per message"]
+# ```
+#
+# Two details in the compressed branch: `accept-ranges` goes, since byte ranges of the
+# uncompressed body mean nothing in the compressed one; and a strong `ETag` becomes weak
+# (`W/"..."`), since RFC 9110 §8.8.3 ties a strong tag to the exact bytes, and these bytes
+# differ. The first helpers: which media types are worth compressing (text, JSON, XML,
+# JavaScript, SVG; never images, audio, video or archives, which are compressed already),
+# and the header rewrites.
+
+# %%
+#| export
+COMPRESSIBLE = {"application/json", "application/javascript", "application/xml",
+                "application/x-ndjson", "image/svg+xml"}
+
+
+def is_compressible(content_type: bytes | None) -> bool:
+    """Whether a body of this Content-Type is worth gzip: text, JSON, XML, JS, SVG."""
+    if not content_type:
+        return False
+    media = content_type.split(b";")[0].strip().lower().decode("latin-1")
+    return media.startswith("text/") or media in COMPRESSIBLE or media.endswith(("+json", "+xml"))
+
+
+def add_vary(headers, name: bytes) -> list:
+    """``headers`` with ``name`` listed in one Vary field (unless it, or ``*``, already is)."""
+    listed = [t.strip() for t in (header_value(headers, b"vary") or b"").split(b",") if t.strip()]
+    if b"*" in listed or name.lower() in [t.lower() for t in listed]:
+        return list(headers)
+    return [*without(headers, b"vary"), (b"vary", b", ".join([*listed, name]))]
+
+# %%
+[is_compressible(t) for t in (b"text/html; charset=utf-8", b"application/problem+json",
+                              b"image/png", b"image/svg+xml", None)], \
+add_vary([(b"vary", b"Origin"), (b"content-type", b"text/html")], b"accept-encoding")
+
+# %% [markdown]
+# `add_vary` merged into the existing `Vary` field rather than adding a second one. Next,
+# the check on the held start message. It looks at the response only; the request's
+# `Accept-Encoding` comes in later, because the `Vary` decision must not depend on it:
+
+# %%
+#| export
+def _tokens(value: bytes | None) -> list[bytes]:
+    return [t.strip().lower() for t in (value or b"").split(b",") if t.strip()]
+
+
+def could_compress(start: dict, method: str, compressible=is_compressible) -> bool:
+    """Whether this response may be gzip-coded at all, whoever asks (RFC 9110 §8.4,
+    RFC 9111 §5.2.2.6): a body is coming, not yet coded, not no-transform, a text type."""
+    headers = start.get("headers", [])
+    return (method != "HEAD" and start["status"] >= 200
+            and start["status"] not in (204, 206, 304)
+            and header_value(headers, b"content-encoding") is None
+            and b"no-transform" not in _tokens(header_value(headers, b"cache-control"))
+            and compressible(header_value(headers, b"content-type")))
+
+# %% [markdown]
+# 206 Partial Content is skipped because its body is a byte range of the uncompressed
+# representation; HEAD, 204 and 304 because they have no body to compress. Now the class.
+# `__call__` reads the request's `Accept-Encoding` once, then hands each response to a
+# `_GzipResponse`, the object that holds the per-response state:
+
+# %%
+#| export
+class GZip:
+    """Compress responses with gzip for clients that accept it, chunk by chunk."""
+
+    def __init__(self, app, minimum_size: int = 500, level: int = 6,
+                 compressible=is_compressible):
+        self.app, self.minimum_size, self.level = app, minimum_size, level
+        self.compressible = compressible
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        value = header_value(scope["headers"], b"accept-encoding")
+        accepted = accepts_gzip(value.decode("latin-1") if value is not None else None)
+        response = _GzipResponse(self, send, scope["method"], accepted)
+        await self.app(scope, receive, response.send)
+        await response.release()
+
+# %% [markdown]
+# `release` runs when the app returns. It matters for one case: an app that sent its start
+# message and returned without a body would leave the start held back for ever, so
+# `release` lets it go, and the server can report the app's mistake. If the app raises
+# instead, `release` never runs and a held start is dropped: the server can still answer
+# 500, since as far as it knows no response started.
+
+# %%
+#| export
+class _GzipResponse:
+    """One response passing through GZip: holds the start, then decides and compresses."""
+
+    def __init__(self, settings: GZip, send, method: str, accepted: bool):
+        self.settings, self.send_out, self.method, self.accepted = settings, send, method, accepted
+        self.start, self.mode, self.compressor = None, None, None   # mode: identity/gzip
+
+    async def send(self, message):
+        if message["type"] == "http.response.start":
+            if could_compress(message, self.method, self.settings.compressible):
+                self.start = message                       # held until the first body
+                return
+            self.mode = "identity"
+        elif self.mode is None and self.start is not None:
+            if message["type"] != "http.response.body":    # e.g. trailers: no decision
+                await self._send_start(self.start["headers"], "identity")
+            else:
+                message = await self._first_body(message)
+        elif self.mode == "gzip" and message["type"] == "http.response.body":
+            message = {**message, "body": self._compress(message)}
+        await self.send_out(message)
+
+# %% [markdown]
+# The decision on the first body message, as in the diagram. A response under
+# `minimum_size` that is complete in one message goes out as it is, without `Vary`: its
+# form did not depend on the request. Every other response that reaches this point gets
+# `Vary`, whether the client accepted gzip or not:
+
+# %%
+#| export
+async def _first_body(self, message) -> dict:
+    body, more = message.get("body", b""), message.get("more_body", False)
+    headers = self.start.get("headers", [])
+    if not more and len(body) < self.settings.minimum_size:
+        await self._send_start(headers, "identity")
+        return message
+    headers = add_vary(headers, b"accept-encoding")
+    if not self.accepted:
+        await self._send_start(headers, "identity")
+        return message
+    self.compressor = zlib.compressobj(self.settings.level, zlib.DEFLATED, 31)
+    body = self._compress(message)
+    headers = [*_weak_etag(without(headers, b"content-length", b"accept-ranges")),
+               (b"content-encoding", b"gzip")]
+    if not more:                                   # the whole body: its true length
+        headers.append((b"content-length", str(len(body)).encode()))
+    await self._send_start(headers, "gzip")
+    return {**message, "body": body}
+
+
+_GzipResponse._first_body = _first_body
+
+# %% [markdown]
+# The remaining helpers: compressing one message's body (an empty chunk in the middle of
+# a stream stays empty rather than costing a flush marker), sending the held start with
+# its final headers, releasing it at the end, and weakening an ETag.
+
+# %%
+#| export
+def _compress(self, message) -> bytes:
+    body, more = message.get("body", b""), message.get("more_body", False)
+    if more and not body:
+        return b""
+    data = self.compressor.compress(body)
+    return data + self.compressor.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
+
+
+async def _send_start(self, headers, mode: str) -> None:
+    self.mode, start, self.start = mode, self.start, None
+    await self.send_out({**start, "headers": headers})
+
+
+async def _release(self) -> None:
+    if self.start is not None and self.mode is None:
+        await self._send_start(self.start.get("headers", []), "identity")
+
+
+def _weak_etag(headers) -> list:
+    """A strong ETag made weak (RFC 9110 §8.8.3): these bytes are not the app's bytes."""
+    return [(n, b"W/" + v if n.lower() == b"etag" and v.startswith(b'"') else v)
+            for n, v in headers]
+
+
+_GzipResponse._compress, _GzipResponse._send_start = _compress, _send_start
+_GzipResponse.release = _release
+
+# %% [markdown]
+# Time to look at what it does. The page, to a client that accepts gzip, with the app's
+# side next to the server's:
+
+# %%
+before_after(page, GZip, headers={"accept-encoding": "gzip"})
+
+# %% [markdown]
+# The app sent 1,768 bytes in one message with no `content-length`; the server got a start
+# with `vary`, `content-encoding: gzip` and the true `content-length` of the compressed
+# body: 85 bytes, since the text repeats a lot. The client gets back exactly the page:
+
+# %%
+call = barelab.call_asgi(GZip(page), headers={"accept-encoding": "gzip"})
+gzip.decompress(call.body) == PAGE, int(call.header("content-length")) == len(call.body)
+
+# %% [markdown]
+# A streaming response keeps its chunks: each `more_body` message became one compressed
+# message, each one ending in a sync flush, and no `content-length`:
+
+# %%
+before_after(ticker, GZip, headers={"accept-encoding": "gzip"})
+
+# %% [markdown]
+# The ticks are only 21 bytes, far under the default `minimum_size` of 500, and were
+# compressed anyway: `minimum_size` only applies to a body complete in its first message,
+# since a stream's size is unknown when the decision is made. The same two requests from a client
+# that says `gzip;q=0`: nothing compressed, and `Vary` on the page:
+
+# %%
+for app in (page, ticker):
+    call = barelab.call_asgi(GZip(app), headers={"accept-encoding": "gzip;q=0, br"})
+    print(f"{app.__name__:7} encoding={call.header('content-encoding')} "
+          f"vary={call.header('vary')} body={call.body[:24]!r}")
+
+# %% [markdown]
+# Back to the toy cache from trap 5, now in front of `GZip`. The browser asks first, then
+# the script, then the browser again:
+
+# %%
+cached = SharedCache(GZip(page))
+for who, sent in (("browser", {"accept-encoding": "gzip, br"}), ("script", {}),
+                  ("browser", {"accept-encoding": "gzip, br"})):
+    call = barelab.call_asgi(cached, headers=sent)
+    print(f"{who:8} content-encoding={call.header('content-encoding')}  body={call.body[:12]}")
+print("copies in the cache:", len(cached.stored))
+
+# %% [markdown]
+# Each client got the form it asked for, and the cache holds two copies of the page, one
+# per `Accept-Encoding` value, because the response named that header in `Vary`.
+#
+# Now the skip rules, each checked by one request. `respond_with` makes a one-message app
+# from a status, headers and a body, so each row of the table is one kind of response:
+
+# %%
+def respond_with(status, headers, body=PAGE):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    return app
+
+HTML = (b"content-type", b"text/html")
+cases = {
+    "HTML page": (200, [HTML], PAGE), "small HTML": (200, [HTML], b"<p>hi</p>"),
+    "PNG image": (200, [(b"content-type", b"image/png")], PAGE),
+    "already gzip": (200, [HTML, (b"content-encoding", b"gzip")], gzip.compress(PAGE, mtime=0)),
+    "no-transform": (200, [HTML, (b"cache-control", b"public, no-transform")], PAGE),
+    "304": (304, [HTML], b""), "204": (204, [], b""),
+    "206 range": (206, [HTML, (b"content-range", b"bytes 0-99/1768")], PAGE[:100]),
+}
+
+# %%
+rows = []
+for name, (status, headers, body) in cases.items():
+    call = barelab.call_asgi(GZip(respond_with(status, headers, body)),
+                             headers={"accept-encoding": "gzip"})
+    rows.append((name, call.status, call.header("content-encoding") or "-",
+                 call.header("vary") or "-"))
+head = barelab.call_asgi(GZip(page), "HEAD", headers={"accept-encoding": "gzip"})
+rows.append(("HEAD of the page", head.status, head.header("content-encoding") or "-",
+             head.header("vary") or "-"))
+barelab.show_transcript(rows, columns=("response", "status", "content-encoding", "vary"))
+
+# %% [markdown]
+# Only the HTML page was compressed. The "already gzip" row kept its own coding: a second
+# layer of gzip would be legal but useless, and a client would have to undo both.
+#
+# Last, the ETag and `accept-ranges` rewrites, on a response that has both:
+
+# %%
+tagged = respond_with(200, [HTML, (b"etag", b'"v1"'), (b"accept-ranges", b"bytes")])
+barelab.call_asgi(GZip(tagged), headers={"accept-encoding": "gzip"}).headers
+
+# %% [markdown]
+# ### On the wire
+#
+# The tests that matter most are over a socket. First the stream, through `GZip`:
+
+# %%
+ticks = barelab.serve(GZip(ticker), name="ticks")
+show_arrivals(when_readable(read_timed(ticks, headers={"Accept-Encoding": "gzip"})))
+
+# %% [markdown]
+# One by one again, and each tick was *decompressed* by the client as it arrived: the
+# sync flush made every piece usable on its own. The stale-length file, through `GZip`
+# this time:
+
+# %%
+fixed = barelab.serve(GZip(sized_file), name="stale")
+exchange = barelab.raw_exchange(fixed, b"GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip"
+                                b"\r\nConnection: close\r\n\r\n", timeout=1.0)
+print(exchange.received.partition(b"\r\n\r\n")[0].decode())
+print(exchange.ending)
+
+# %% [markdown]
+# No `content-length`: the server framed the body with `transfer-encoding: chunked`, so
+# the client knows where it ends whatever its size. curl agrees. `--compressed` makes curl
+# send `Accept-Encoding` and decompress the answer; `-i` shows the head curl received,
+# before decompression. The body is the page again:
+
+# %%
+# !curl -s -i --compressed -m 5 {fixed.url} | head -c 420
+
+# %% [markdown]
+# ## The stack
+#
+# Time to put the layers together, outermost first, as a request meets them:
+#
+# 1. `AccessLog`: outermost, so it logs every response, the 401s and 413s the layers inside
+#    make up included, and counts the bytes as they really left (compressed);
+# 2. `RequestID`: every response carries an ID, refusals too;
+# 3. `ServerTiming`: times everything inside it;
+# 4. `GZip`: compresses whatever comes from inside, refusals too;
+# 5. `AddHeaders`: `x-content-type-options: nosniff` on every response;
+# 6. `TokenAuth`: outside the body limit, so a client without a token is refused before a
+#    byte of its body is read;
+# 7. `BodyLimit`, right around the app.
+#
+# ```mermaid
+# flowchart LR
+#     S["server"] --> L["AccessLog"] --> I["RequestID"] --> T["ServerTiming"] --> G["GZip"]
+#     G --> H["AddHeaders"] --> AU["TokenAuth"] --> B["BodyLimit"] --> APP["app"]
+#     AU -. "no token: 401,<br/>WebSocket refused" .-> H
+#     B -. "over the limit: 413" .-> AU
+# ```
+#
+# The app behind it routes by path to the apps of this chapter: the page, the ticker, the
+# upload, and the private WebSocket.
+
+# %%
+async def site(scope, receive, send):
+    if scope["type"] == "lifespan":
+        return await needs_startup(scope, receive, send)
+    routes = {"/page": page, "/ticks": ticker, "/upload": upload, "/ws": private}
+    app = routes.get(scope["path"])
+    if app is None:
+        return await _refuse(send, 404, "404 Not Found")
+    await app(scope, receive, send)
+
+# %% [markdown]
+# Several layers take settings, which `partial` fills in. `build_stack` makes the whole
+# stack around `site`, with the access log writing into the list you give it:
+
+# %%
+def build_stack(records):
+    return compose(site, partial(AccessLog, records=records), RequestID, ServerTiming, GZip,
+                   partial(AddHeaders, headers={"x-content-type-options": "nosniff"}),
+                   partial(TokenAuth, tokens={"s3cret": "ada"}),
+                   partial(BodyLimit, max_bytes=1000), between=SpecCheck)
+
+# %% [markdown]
+# Serve it twice, each with an access log of its own: on barelab's reference server, and
+# on the server you wrote in chapter 13, plugged in with `server=ASGIServer`.
+
+# %%
+from barelab.built.asgi_server import ASGIServer
+
+access_log, course_access_log = [], []
+on_barelab = barelab.serve(build_stack(access_log), name="stack")
+on_course = barelab.serve(build_stack(course_access_log), name="stack-course",
+                          server=ASGIServer)
+on_barelab, on_course
+
+# %% [markdown]
+# A battery of requests, the same for both servers. `outcome` boils one response down to
+# what the client should see: the status, the coding, `Vary`, whether the ID and the
+# timing header came back, and the body after decompressing it.
+
+# %%
+AUTH = {"Authorization": "Bearer s3cret"}
+GZIP = {"Accept-Encoding": "gzip"}
+battery = {
+    "page, gzip": ("GET", "/page", {**AUTH, **GZIP}, b""),
+    "page, gzip;q=0": ("GET", "/page", {**AUTH, "Accept-Encoding": "gzip;q=0"}, b""),
+    "ticks, gzip": ("GET", "/ticks", {**AUTH, **GZIP}, b""),
+    "no token": ("GET", "/page", GZIP, b""),
+    "upload 900 B": ("POST", "/upload", AUTH, b"x" * 900),
+    "upload 1200 B": ("POST", "/upload", AUTH, b"x" * 1200),
+    "unknown path": ("GET", "/nope", AUTH, b""),
+}
+
+def outcome(reply):
+    body = reply.body
+    if reply.header("content-encoding") == "gzip":
+        body = gzip.decompress(body)
+    return (reply.status, reply.header("content-encoding") or "-", reply.header("vary") or "-",
+            bool(reply.header("x-request-id")), bool(reply.header("server-timing")),
+            body.decode()[:22].strip())
+
+# %% [markdown]
+# `http_request` hands back the body exactly as it came off the wire, still compressed, so
+# `outcome` decompresses it with `gzip.decompress`. Run the battery against both servers
+# and compare:
+
+# %%
+results = {server.name: [outcome(barelab.http_request(server, method, path, headers=headers,
+                                                      body=body))
+                          for method, path, headers, body in battery.values()]
+           for server in (on_barelab, on_course)}
+rows = [(name, *here, "same" if here == there else f"DIFFERENT: {there}")
+        for name, here, there in zip(battery, results["stack"], results["stack-course"])]
+barelab.show_transcript(rows, columns=("request", "status", "coding", "vary", "id", "timing",
+                                       "body", "course server"))
+
+# %% [markdown]
+# Every row the same on both servers. The middleware never knew which server it ran on:
+# all it saw was `scope`, `receive` and `send`. Look down the columns: every response has
+# an ID and a timing header, the 401 and the 413 included; only the page and the ticks
+# for a gzip client are compressed; `Vary` is on the page both times.
+#
+# The WebSocket, through the whole stack, on barelab's server: refused without a token,
+# open with one.
+
+# %%
+try:
+    barelab.websocket_connect(on_barelab, "/ws")
+except barelab.WebSocketRejected as refusal:
+    print("no token:", refusal.status, refusal.body)
+with barelab.websocket_connect(on_barelab, "/ws?token=s3cret") as ws:
+    print("token:   ", ws.receive())
+
+# %% [markdown]
+# (The course server from chapter 13 speaks HTTP only; chapter 15 adds WebSockets.) The
+# access log saw everything, from the outside: the compressed byte counts, the refusals,
+# and each request's ID. Here is barelab's side of the battery:
+
+# %%
+for record in access_log[:len(battery)]:
+    print(record)
+
+# %% [markdown]
+# The server's own log has the lines for the same requests, and the lifespan startup that
+# went through all seven layers to reach `needs_startup`:
+
+# %%
+on_course.log
+
+# %% [markdown]
+# ## Starlette behind your middleware
+#
+# A framework app is an ASGI app, so your layers wrap it like any other. Here is a small
+# Starlette app: a JSON endpoint that reads the user and the request ID through Starlette's
+# own `request.state`, a streaming endpoint, and a WebSocket.
+
+# %%
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+
+async def whoami(request):
+    return JSONResponse({"user": request.state.user, "request_id": request.state.request_id,
+                         "padding": "." * 600})
+
+async def slow_lines(request):
+    async def lines():
+        for n in (1, 2, 3):
+            yield f"tick {n}\n"
+            await asyncio.sleep(0.25)
+    return StreamingResponse(lines(), media_type="text/plain")
+
+# %%
+async def greet(websocket):
+    await websocket.accept()
+    await websocket.send_text(f"hello {websocket.state.user}")
+    await websocket.close()
+
+starlette_app = Starlette(routes=[Route("/whoami", whoami), Route("/ticks", slow_lines),
+                                  WebSocketRoute("/ws", greet)])
+wrapped = compose(starlette_app, RequestID, GZip, partial(TokenAuth, tokens={"s3cret": "ada"}))
+framework = barelab.serve(wrapped, name="starlette")
+
+# %% [markdown]
+# `request.state.user` and `request.state.request_id` are the values `TokenAuth` and
+# `RequestID` put in `scope["state"]`; Starlette found them where the lifespan spec keeps
+# per-request state. The JSON, compressed, from curl:
+
+# %%
+# !curl -s --compressed -m 5 -H "Authorization: Bearer s3cret" -H "X-Request-ID: from-curl" {framework.url}whoami | head -c 60
+
+# %% [markdown]
+# The stream, still one tick at a time through Starlette and `GZip`, and the WebSocket,
+# guarded:
+
+# %%
+show_arrivals(when_readable(read_timed(framework, "/ticks", {**AUTH, **GZIP})))
+try:
+    barelab.websocket_connect(framework, "/ws")
+except barelab.WebSocketRejected as refusal:
+    print("no token:", refusal.status)
+with barelab.websocket_connect(framework, "/ws", headers=AUTH) as ws:
+    print("token:   ", ws.receive())
+
+# %% [markdown]
+# Starlette's own lifespan handling went through the layers too: the server's log shows the
+# startup it completed.
+
+# %%
+[entry.message for entry in framework.log.entries if "lifespan" in entry.message]
+
+# %% [markdown]
+# ## Summary
+#
+# - An ASGI middleware is an ASGI app that holds an app. It may hand the app a copy of the
+#   scope (never change the original: it leaks outwards), its own `receive` (to watch or
+#   limit the request body) and its own `send` (to change the response), and it passes
+#   every scope type it does not handle, lifespan included, through untouched. A layer that
+#   crashes on the lifespan scope silently switches off the app's startup.
+# - Messages going out are built new (`{**message, ...}`): editing the app's message or
+#   header list in place corrupts every later response that reuses them.
+# - `barelab.built.asgi_middleware` holds `SpecCheck` (chapter 11's checker as a layer, for
+#   `compose(..., between=SpecCheck)`), `AddHeaders`, `BodyLimit` (413 by `Content-Length`
+#   or by counting in `receive`), `ServerTiming` (time to headers) and `AccessLog` (time to
+#   the last byte, chapter 07's `RequestRecord`), `RequestID` (in `scope["state"]` and a
+#   header), `TokenAuth` (header, query or cookie; HTTP **and** WebSocket), `GZip`, plus
+#   `parse_accept_encoding`, `accepts_gzip`, `is_compressible`, `could_compress`,
+#   `add_vary`, `deny_websocket`, `tokens_in`, `with_state`, `header_value`, `without`.
+# - Auth must cover `websocket` scopes. A handshake is refused with `websocket.close`
+#   before `websocket.accept` (the server answers 403) or, when the server offers the
+#   `websocket.http.response` extension, with a real 401 and its challenge.
+# - gzip streams with `zlib.compressobj(wbits=31)` and a `Z_SYNC_FLUSH` per body message;
+#   it reads `Accept-Encoding` by RFC 9110 §12.5.3 (`q=0` means no, `*`, case, spaces);
+#   it sends `Vary: Accept-Encoding` on every response that could have been compressed,
+#   compressed or not; it leaves alone HEAD, 204, 206, 304, coded and `no-transform`
+#   responses and non-text types; and it drops `Content-Length` for a stream or sets the
+#   true one for a body in one message.
+# - The same stack ran on barelab's server and on yours from chapter 13 with identical
+#   results, and around a Starlette app, whose `request.state` found what the layers put in
+#   `scope["state"]`.
+#
+# Part IV starts with chapter 17: a test client that calls apps like these in-process, and
+# the same tests run over a socket.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise has a cell for your answer and a check cell below it. Run the check cell:
+# it prints ✅ when your answer works and says what is wrong when it does not.
+#
+# ### Exercise 1 — a deadline for the response to start
+#
+# Write `Deadline(app, seconds)`: if the app has not sent `http.response.start` within
+# `seconds`, cancel it and answer `504 Gateway Timeout` (a `text/plain` body of your
+# choice). Once the response has started, the app may take as long as it likes: the
+# deadline is for the *start*. Pass every other scope type through. (Hint: run the app as
+# a task, and wait on an `asyncio.Event` that your wrapped `send` sets.)
+
+# %% tags=["solution"]
+class Deadline:
+    ### BEGIN SOLUTION
+    def __init__(self, app, seconds):
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = asyncio.Event()
+
+        async def watching_send(message):
+            if message["type"] == "http.response.start":
+                started.set()
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, watching_send))
+        waiter = asyncio.ensure_future(started.wait())
+        await asyncio.wait({task, waiter}, timeout=self.seconds,
+                           return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not started.is_set() and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return await send_text(send, "504 Gateway Timeout\n", 504)
+        await task
+    ### END SOLUTION
+
+# %% tags=["check"]
+from barelab.exercises import check
+
+async def sleepy(scope, receive, send):
+    await asyncio.sleep(1.0)
+    await send_text(send, "finally\n")
+
+with check("Exercise 1"):
+    slow = barelab.call_asgi(Deadline(sleepy, 0.2), timeout=3)
+    assert slow.status == 504, f"an app that starts after 1 s got {slow.status}, expected 504"
+    fast = barelab.call_asgi(Deadline(hello, 0.2))
+    assert fast.status == 200 and fast.body == b"Hello!\n", "a fast app must pass untouched"
+    stream = barelab.call_asgi(Deadline(ticker, 0.2))
+    assert stream.body == b"tick 1\ntick 2\ntick 3\n", \
+        "a stream that started in time may take longer than the deadline to finish"
+    life = barelab.call_lifespan(Deadline(needs_startup, 0.2))
+    assert [m["type"] for m in life.sent] == ["lifespan.startup.complete",
+                                              "lifespan.shutdown.complete"], \
+        "pass the lifespan scope through"
+
+# %% [markdown]
+# ### Exercise 2 — an Origin check for WebSockets
+#
+# A cookie rides along on every request the browser makes to your site, including a
+# WebSocket handshake started by *another* site's page. Write
+# `WebSocketOrigin(app, allowed)`: a WebSocket handshake whose `Origin` header is not in
+# the set `allowed` is refused before accept (use `deny_websocket` with a 403); allowed
+# origins, and every other scope type, pass through untouched.
+
+# %% tags=["solution"]
+class WebSocketOrigin:
+    ### BEGIN SOLUTION
+    def __init__(self, app, allowed):
+        self.app, self.allowed = app, set(allowed)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            origin = header_value(scope["headers"], b"origin")
+            if origin is None or origin.decode("latin-1") not in self.allowed:
+                return await deny_websocket(scope, receive, send, 403,
+                                            "403 Forbidden: origin not allowed")
+        await self.app(scope, receive, send)
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 2"):
+    guard = WebSocketOrigin(private, {"https://app.example"})
+    def handshake(origin):
+        headers = {"origin": origin} if origin else {}
+        return [m["type"] for m in barelab.call_asgi(guard, "GET", "/ws", headers=headers,
+                                                     scope={"type": "websocket"}).sent]
+    assert handshake("https://app.example")[0] == "websocket.accept", "allow the listed origin"
+    assert handshake("https://evil.example") == ["websocket.close"], \
+        "refuse another origin with a close before accept"
+    assert handshake(None) == ["websocket.close"], "refuse a handshake without Origin"
+    page_call = barelab.call_asgi(guard, headers={"origin": "https://evil.example"})
+    assert page_call.text == "private page\n", "HTTP requests are not this layer's business"
+
+# %% [markdown]
+# ### Exercise 3 — choosing among codings
+#
+# A server that can send `br` and `gzip` has to pick one. Write
+# `preferred_coding(accept_encoding, available)`: the coding from `available` (listed in
+# the server's order of preference) with the highest weight above 0 for this client, a
+# coding listed by name taking its own weight and any other the weight of `*`; ties go to
+# the earlier one in `available`. Return `None` when no coding in `available` is
+# acceptable, or when there is no header (`None`). Use `parse_accept_encoding`.
+
+# %% tags=["solution"]
+def preferred_coding(accept_encoding, available=("br", "gzip")):
+    ### BEGIN SOLUTION
+    if accept_encoding is None:
+        return None
+    weights = parse_accept_encoding(accept_encoding)
+    best, best_weight = None, 0.0
+    for coding in available:
+        weight = weights[coding] if coding in weights else weights.get("*", 0.0)
+        if weight > best_weight:
+            best, best_weight = coding, weight
+    return best
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 3"):
+    table = {"gzip, br": "br", "gzip;q=1, br;q=0.5": "gzip", "br;q=0, *": "gzip",
+             "*;q=0.1, gzip;q=0.2": "gzip", "*;q=0": None, "identity": None, "": None,
+             "GZIP": "gzip", "br;q=0, gzip;q=0": None, None: None}
+    for value, expected in table.items():
+        got = preferred_coding(value)
+        assert got == expected, f"Accept-Encoding {value!r}: expected {expected!r}, got {got!r}"
+
+# %% [markdown]
+# ## Clean up
+#
+# Stop every server this chapter started; the number is how many were still running.
+
+# %%
+barelab.stop_all()
