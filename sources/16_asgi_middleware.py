@@ -470,10 +470,10 @@ CHUNKED_UPLOAD = (b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunk
 barelab.raw_exchange(limited, CHUNKED_UPLOAD)
 
 # %% [markdown]
-# A 413 with the reason, and the server closed the connection, as asked. (barelab's server
-# writes the status line with the old reason phrase, "Request Entity Too Large"; RFC 9110
-# §15.5.14 renamed it "Content Too Large". Clients read the number, not the words.) One
-# more check: a body right at the limit still gets through to the app.
+# A 413 with the reason, and the server closed the connection, as asked. The status line
+# says "Content Too Large", RFC 9110 §15.5.14's name for it; older servers still write
+# "Request Entity Too Large", and clients read the number, not the words. One more check:
+# a body right at the limit still gets through to the app.
 
 # %%
 barelab.http_request(limited, "POST", "/upload", body=b"x" * 16).text

@@ -1054,3 +1054,21 @@ def test_a_starlette_app_with_routes_websocket_and_lifespan(serve):
     missing.close()
     server.engine.stop()
     assert lifecycle == ["startup", "shutdown"]
+
+
+def test_a_body_shorter_than_the_apps_content_length_is_a_500_not_a_silent_close(serve):
+    async def short(scope, receive, send):
+        if scope["type"] != "http":
+            raise RuntimeError("no lifespan here")
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"1200")]})
+        await send({"type": "http.response.body", "body": b"only a little"})
+
+    server = serve(short)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while chunk := client.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 500 ")  # nothing had gone out yet
+    assert not any(e.status == 200 for e in server.log.requests)

@@ -129,13 +129,18 @@ class ResponseWriter:
     async def body(self, data: bytes, more_body: bool) -> None:
         """Send one ``http.response.body``; with ``more_body`` False the response ends."""
         out = b""
-        if not self.head_sent:
+        first = not self.head_sent
+        if first:
             out += self._send(self._head(data, more_body))
-            self.head_sent = True
         if data and self._body_allowed():
             out += self._send(h11.Data(data=data))
-            self.body_bytes += len(data)
         if not more_body:
             out += self._send(h11.EndOfMessage())
-            self.complete = True
+        # Only now is anything written: if h11 refused this first message (a body shorter
+        # than the app's Content-Length, say), no byte went out and the server can still
+        # answer 500 instead of closing on a response that claimed a 200.
+        self.head_sent = True
+        if data and self._body_allowed():
+            self.body_bytes += len(data)
+        self.complete = not more_body
         await self.stream.write(out, self.on_complete if self.complete else None)

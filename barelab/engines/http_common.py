@@ -27,8 +27,19 @@ def http_date() -> bytes:
     return value
 
 
+# RFC 9110 renamed a few statuses; Python's HTTPStatus has the new names only from 3.13.
+_RFC_9110_NAMES = {
+    413: "Content Too Large",        # §15.5.14, was "Request Entity Too Large"
+    414: "URI Too Long",             # §15.5.15, was "Request-URI Too Long"
+    416: "Range Not Satisfiable",    # §15.5.17, was "Requested Range Not Satisfiable"
+    422: "Unprocessable Content",    # §15.5.21, was "Unprocessable Entity"
+}
+
+
 def reason_phrase(status: int) -> str:
-    """The registered reason phrase of ``status`` (RFC 9110 §15), or "" if it has none."""
+    """The reason phrase RFC 9110 §15 registers for ``status``, or "" if it has none."""
+    if status in _RFC_9110_NAMES:
+        return _RFC_9110_NAMES[status]
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:
