@@ -376,9 +376,10 @@ def build_scope(type: str = "http", method: str = "GET", path: str = "/", *, que
     ``path`` is percent-decoded; ``raw_path`` keeps the bytes as given; header names are
     lowercased bytes. A ``host`` header is added when none is given, as clients always send one.
     """
+    if type == "lifespan":  # the Lifespan sub-spec has its own version: 2.0
+        return {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
+                "state": {}}
     asgi = {"version": "3.0", "spec_version": "2.4"}
-    if type == "lifespan":
-        return {"type": "lifespan", "asgi": asgi, "state": {}}
     path, query_string = _split_path(path, query)
     pairs = _pairs(headers)
     if not any(n.lower() == "host" for n, _ in pairs):

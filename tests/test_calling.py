@@ -246,7 +246,7 @@ def test_build_scope_http():
     assert scope["asgi"]["version"] == "3.0"
     ws_scope = build_scope("websocket", headers=[("Sec-WebSocket-Protocol", "a, b")])
     assert ws_scope["scheme"] == "ws" and ws_scope["subprotocols"] == ["a", "b"]
-    assert build_scope("lifespan") == {"type": "lifespan", "asgi": scope["asgi"], "state": {}}
+    assert build_scope("lifespan")["type"] == "lifespan"  # its version: see the test below
     with pytest.raises(ValueError):
         build_scope("smtp")
 
@@ -491,3 +491,9 @@ def test_asgi_spec_violations_are_errors():
 def test_plain_text_response_and_header_helper():
     call = call_asgi(PlainTextResponse("hi there"))
     assert call.text == "hi there" and call.header("content-length") == "8"
+
+
+def test_lifespan_scopes_carry_the_lifespan_spec_version():
+    scope = build_scope("lifespan")
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.0"}
+    assert scope["state"] == {}

@@ -1072,3 +1072,33 @@ def test_a_body_shorter_than_the_apps_content_length_is_a_500_not_a_silent_close
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 500 ")  # nothing had gone out yet
     assert not any(e.status == 200 for e in server.log.requests)
+
+
+def test_closing_on_a_client_that_stopped_reading_does_not_wait_for_the_write_timeout(serve):
+    closed_after = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "websocket":
+            raise RuntimeError
+        await receive()
+        await send({"type": "websocket.accept"})
+
+        async def flood():
+            while True:  # the client never reads: this soon blocks in drain
+                await send({"type": "websocket.send", "bytes": b"x" * 65536})
+
+        flooding = asyncio.ensure_future(flood())
+        await asyncio.sleep(0.5)
+        started = time.perf_counter()
+        await send({"type": "websocket.close", "code": 1008, "reason": "too slow"})
+        closed_after.append(time.perf_counter() - started)
+        flooding.cancel()
+
+    server = serve(app)
+    client = WSClient(server.port)
+    assert isinstance(client.handshake, AcceptConnection)
+    deadline = time.monotonic() + 10
+    while not closed_after and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.close()
+    assert closed_after and closed_after[0] < 5, closed_after  # CLOSE_TIMEOUT, not 30 s

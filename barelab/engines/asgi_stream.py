@@ -114,11 +114,13 @@ class Stream:
         """Wait, without reading, until ``wake`` resolves or the server stops."""
         await asyncio.wait({wake, self._shutdown}, return_when=asyncio.FIRST_COMPLETED)
 
-    async def write(self, data: bytes, written=None) -> None:
+    async def write(self, data: bytes, written=None, timeout: float = WRITE_TIMEOUT) -> None:
         """Write and drain (backpressure); raise ``ClientDisconnected`` if it cannot be sent.
 
         ``written`` is called just before the bytes go to the transport (which may send them
         at once): the server log shows a response by the time the client can have read it.
+        ``timeout`` bounds the wait for a client that does not read (shorter for a last word,
+        such as a WebSocket close frame, than for a response body).
         """
         if self.closed:
             raise ClientDisconnected("the client connection is closed")
@@ -129,14 +131,14 @@ class Stream:
         if not transport.is_closing() and transport.get_write_buffer_size() == 0:
             return  # all sent at once: no backpressure to wait for, skip drain's task
         try:
-            await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT)
+            await asyncio.wait_for(self.writer.drain(), timeout)
         except OSError as exc:
             self.abort()
             raise ClientDisconnected(f"the client connection was lost: {exc}") from exc
         except asyncio.TimeoutError:
             self.abort()
             raise ClientDisconnected(
-                f"the client did not read the response for {WRITE_TIMEOUT:g}s") from None
+                f"the client did not read the response for {timeout:g}s") from None
 
     def close(self) -> None:
         """Close after the buffered output is flushed."""

@@ -145,7 +145,8 @@ class WebSocketCycle:
     async def _finish(self) -> None:
         if self.state == "open" and self.ws.state is ConnectionState.OPEN:
             try:  # the app returned without closing: a normal closure
-                await self.stream.write(self.ws.send(CloseConnection(code=1000)))
+                await self.stream.write(self.ws.send(CloseConnection(code=1000)),
+                                        timeout=CLOSE_TIMEOUT)
             except ClientDisconnected:
                 pass
         if self.reader_task is not None:
@@ -205,7 +206,8 @@ class WebSocketCycle:
         elif self.state == "open" and self.ws.state is ConnectionState.OPEN:
             self._set_disconnect(1011, "")
             try:  # RFC 6455 §7.4.1: 1011, the server hit an unexpected condition
-                await self.stream.write(self.ws.send(CloseConnection(code=1011)))
+                await self.stream.write(self.ws.send(CloseConnection(code=1011)),
+                                        timeout=CLOSE_TIMEOUT)
             except ClientDisconnected:
                 pass
         elif self.state == "denying":
@@ -300,7 +302,8 @@ class WebSocketCycle:
         """We end the connection with ``code`` (RFC 6455 §7.4.1); the app hears it too."""
         self._set_disconnect(code, reason)
         if self.ws.state is ConnectionState.OPEN:
-            await self.stream.write(self.ws.send(CloseConnection(code=code, reason=reason)))
+            await self.stream.write(self.ws.send(CloseConnection(code=code, reason=reason)),
+                                    timeout=CLOSE_TIMEOUT)
 
     async def _closed(self, event: CloseConnection) -> bool:
         if self.ws.state is ConnectionState.REMOTE_CLOSING:  # the peer closes: echo its code
@@ -390,7 +393,13 @@ class WebSocketCycle:
         if self.state == "handshake":  # ASGI: close before accept is an HTTP 403
             await self._reject(403, "")
         elif self.state == "open" and self.ws.state is ConnectionState.OPEN:
-            await self.stream.write(self.ws.send(CloseConnection(code=code, reason=reason)))
+            # A client that stopped reading gets CLOSE_TIMEOUT, not WRITE_TIMEOUT: the app
+            # is saying goodbye (often to drop that very client) and must not wait 30 s.
+            try:
+                await self.stream.write(self.ws.send(CloseConnection(code=code, reason=reason)),
+                                        timeout=CLOSE_TIMEOUT)
+            except ClientDisconnected:
+                pass  # it is gone either way; the app asked for the end, and got it
         # otherwise the connection is already closing or closed: nothing more to say
 
     async def _send_response_start(self, message: dict) -> None:
