@@ -11,7 +11,7 @@
 #
 # A WSGI app holds a thread for as long as it is answering, and a server has only so many
 # threads. In this chapter you measure what that means when the answer is slow: first on a
-# WSGI server with four worker threads, then on an ASGI server with none to spare.
+# WSGI server with four worker threads, then on an ASGI server that runs everything in one.
 #
 # ## Learning goals
 #
@@ -47,7 +47,15 @@ def slow_wsgi(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
     return [b"done\n"]
 
-barelab.call_wsgi(slow_wsgi).status
+# %% [markdown]
+# Call it once, directly, the way a server would, and time the call. `time.perf_counter()`
+# is Python's clock for measuring intervals: read it before and after, and the difference
+# is how long the call took, in seconds.
+
+# %%
+start = time.perf_counter()
+status = barelab.call_wsgi(slow_wsgi).status
+print(status, f"after {time.perf_counter() - start:.1f} s")
 
 # %% [markdown]
 # One request, half a second, `200 OK`. Nothing wrong with that on its own. The question
@@ -63,61 +71,87 @@ barelab.call_wsgi(slow_wsgi).status
 # them. gunicorn's default `sync` worker, for example, is one process handling one request
 # at a time; you run a few of them side by side.
 #
-# The server below is the standard library's `wsgiref` server with one change: instead of
-# answering each connection itself, it hands the connection to a pool of four worker
-# threads. When all four are busy, new connections wait in the pool's queue.
+# You will build such a server from the standard library's `wsgiref` server. `wsgiref` is
+# built on `socketserver`, which accepts a connection and then calls one method,
+# `process_request`, to deal with it. Here is what that method does by default:
+
+# %%
+import inspect
+import socketserver
+
+print(inspect.getsource(socketserver.BaseServer.process_request))
+
+# %% [markdown]
+# `finish_request` reads the request, calls the app and writes the response;
+# `shutdown_request` closes the connection. Both run right there, in the thread that
+# accepts connections. So the plain `wsgiref` server answers one connection at a time, and
+# the server does not even call `accept()` for the next connection until the current one
+# is done.
+#
+# The docstring names the standard way out, `ThreadingMixIn`, which starts a new thread
+# for every connection. That has no limit at all, and real servers always have one. So
+# instead you override `process_request` to hand each connection to a *pool* of four
+# worker threads: a `ThreadPoolExecutor`, which runs the work you `submit` on one of its
+# threads and makes the rest wait in its queue, in order, until a thread comes free.
+#
+# First the class itself, and the pool it creates when it starts listening:
 
 # %%
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import WSGIServer
 
 class PooledWSGIServer(WSGIServer):
     """wsgiref's WSGI server, with a fixed pool of worker threads."""
     workers = 4
-    request_queue_size = 64  # the listen() backlog; socketserver's default is only 5
+    request_queue_size = 64  # the listen() backlog
 
-    def server_activate(self):
+    def server_activate(self):  # runs once, when the server starts listening
         super().server_activate()
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="worker")
 
-    def process_request(self, request, client_address):  # called for each new connection
-        self.pool.submit(self.handle_in_worker, request, client_address)
-
-    def handle_in_worker(self, request, client_address):
-        try:
-            self.finish_request(request, client_address)  # runs the app
-        finally:
-            self.shutdown_request(request)
+WSGIServer.request_queue_size, PooledWSGIServer.request_queue_size
 
 # %% [markdown]
-# Read it method by method.
+# `request_queue_size` is how many new connections the operating system may hold for the
+# server before it calls `accept()`. `socketserver` asks for only 5. A burst of sixteen
+# clients can overflow that; Linux then drops the extra connection attempts, and those
+# clients try again a whole second later. That second would show up in every measurement
+# below without having anything to do with the app, so this server asks for 64.
 #
-# - `server_activate` runs once, when the server starts listening. It creates the pool: a
-#   `ThreadPoolExecutor` with four threads and a queue in front of them. Work handed to a
-#   busy pool waits in that queue, in order, until a thread comes free.
-# - `process_request` is the hook `socketserver` calls for each accepted connection. The
-#   plain `WSGIServer` answers right there, one connection at a time. This one only hands
-#   the connection to the pool and returns, so the server goes straight back to
-#   accepting the next one.
-# - `handle_in_worker` runs in one of the four threads. `finish_request` reads the
-#   request, builds the `environ`, calls the app and writes the response;
-#   `shutdown_request` closes the connection afterwards, whatever happened.
+# Now the two methods that do the work. `process_request` only submits the connection to
+# the pool and returns at once, so the accepting thread goes straight back to accepting.
+# `handle_in_worker` is what a worker thread then runs: the same two calls as the default
+# above, with `finally` making sure the connection is closed whatever the app did.
+
+# %%
+def process_request(self, request, client_address):  # called for each new connection
+    self.pool.submit(self.handle_in_worker, request, client_address)
+
+def handle_in_worker(self, request, client_address):  # runs in a worker thread
+    try:
+        self.finish_request(request, client_address)  # reads, runs the app, writes
+    finally:
+        self.shutdown_request(request)
+
+PooledWSGIServer.process_request = process_request
+PooledWSGIServer.handle_in_worker = handle_in_worker
+[name for name in vars(PooledWSGIServer) if not name.startswith("__")]
+
+# %% [markdown]
+# A method is just a function stored on the class, so defining the two functions first
+# and attaching them afterwards gives the same class as writing them inside it. The list
+# shows everything `PooledWSGIServer` now adds to `WSGIServer`.
 #
-# `request_queue_size` is how many connections the operating system may hold for the
-# server before it calls `accept()`. With `socketserver`'s default of 5, a burst of
-# sixteen clients can overflow it; Linux then drops the extra connection attempts, and
-# those clients try again a whole second later. That second would show up in every
-# measurement below without having anything to do with the app.
-#
-# Two more small pieces. `wsgiref` prints a line for every request to stderr, from the
-# worker threads; in a notebook those lines would land in whatever cell runs at that
-# moment, so a quiet handler drops them. And a context manager starts the server in a
-# background thread and always stops it, so a cell that uses it leaves nothing behind.
+# Two more small pieces and the server is ready to use. `wsgiref` prints a line for every
+# request to stderr, from the worker threads; in a notebook those lines would land in
+# whatever cell runs at that moment, so a quiet handler drops them. And a context manager
+# starts the server in a background thread and always stops it, so a cell that uses it
+# leaves nothing running behind.
 
 # %%
 from contextlib import contextmanager
-from wsgiref.simple_server import make_server
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 class QuietHandler(WSGIRequestHandler):
     def log_message(self, format, *args):
@@ -126,7 +160,7 @@ class QuietHandler(WSGIRequestHandler):
 @contextmanager
 def pooled_server(app):
     httpd = make_server("127.0.0.1", 0, app, PooledWSGIServer, QuietHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_port}/"
@@ -136,14 +170,22 @@ def pooled_server(app):
         httpd.pool.shutdown(wait=True)         # let the workers finish
         thread.join()
 
+# %% [markdown]
+# Port `0` asks the operating system for any free port. The `0.05` passed to
+# `serve_forever` is its `poll_interval`: between connections the loop checks every
+# 0.05 s whether `shutdown()` has asked it to stop. The default is half a second, which
+# would add up to half a second to every cell below that uses the server.
+#
+# Start it, send it one request, and let the `with` block stop it again:
+
+# %%
 with pooled_server(slow_wsgi) as url:
     print(url, barelab.http_request(url).status)
 
 # %% [markdown]
-# The server started on a free port (port `0` asks the operating system for any free one),
-# answered one request, and was stopped again when the `with` block ended. The `finally`
-# clause is what makes that reliable: even if a cell inside the `with` block fails, the
-# server is shut down and its port freed.
+# The server answered `200` on its own free port. The `finally` clause is what makes the
+# cleanup reliable: even if a cell inside the `with` block fails, the server is shut down
+# and its port freed.
 #
 # Here is the picture to keep in mind for the measurements that follow. Every client gets
 # its connection accepted at once, but only four of them are inside the app at any moment;
@@ -168,8 +210,8 @@ with pooled_server(slow_wsgi) as url:
 # starts N clients at the same instant and writes down how long each one waited. Each
 # client is a thread making one blocking `barelab.http_request`. A `threading.Barrier`
 # holds them all at the starting line until the last one is ready, so they really do
-# arrive together. Each client notes the time just before it sends and just after the
-# answer arrived, with `time.perf_counter()`, Python's clock for measuring intervals.
+# arrive together. Each client reads `time.perf_counter()` just before it sends and just
+# after the answer arrived.
 
 # %%
 def timed_requests(url, clients):
@@ -185,15 +227,20 @@ def timed_requests(url, clients):
     with ThreadPoolExecutor(clients) as pool:
         return list(pool.map(one_client, range(clients)))
 
+# %% [markdown]
+# The pool has exactly as many threads as there are clients. Fewer would make some
+# clients wait for a client thread, and you would be measuring the load generator instead
+# of the server. The client threads cost almost nothing: they spend their time waiting for
+# the server, which is the point. Try it with two clients:
+
+# %%
 with pooled_server(slow_wsgi) as url:
     trial = timed_requests(url, 2)
 [(f"{(end - start) * 1000:.0f} ms", status) for start, end, status in trial]
 
 # %% [markdown]
-# Two clients, each answered after about half a second, both `200`. (The client threads
-# cost almost nothing: they spend their time waiting for the server, which is the point.
-# Measuring with fewer client threads than clients would measure the load generator, not
-# the server.)
+# Two clients, each answered after about half a second, both `200`: with four workers,
+# two clients never wait for each other.
 #
 # From such timings come the three numbers people quote about a server:
 #
@@ -202,7 +249,9 @@ with pooled_server(slow_wsgi) as url:
 #   **p95** is the wait that 95 % of clients did not exceed, so it tells you about the
 #   unlucky ones. (With only 16 clients, the p95 is simply the slowest of them.)
 #
-# `Load` keeps one measurement and computes them when it is created:
+# `Load` keeps one measurement and works out all three when it is created. A `@dataclass`
+# writes `__init__` for the two fields; `__post_init__` runs right after it and derives
+# the rest.
 
 # %%
 import math
@@ -221,27 +270,28 @@ class Load:
         self.p50 = statistics.median(self.latencies)
         self.p95 = self.latencies[math.ceil(0.95 * self.clients) - 1]
 
-def measure(url, clients):
-    return Load(clients, timed_requests(url, clients))
-
 # %% [markdown]
-# A `@dataclass` writes `__init__` for the two fields; `__post_init__` runs right after it
-# and derives the rest.
-#
 # - `total` runs from the first client's start to the last client's answer: how long the
 #   whole burst took. Throughput is the number of clients divided by it.
 # - `latencies` are sorted, so the median is the middle one and the p95 sits at the
 #   "nearest rank": the smallest latency that at least 95 % of the clients did not exceed.
 #
-# `measure(url, clients)` is the one call the rest of the chapter uses: it sends the
-# burst and returns a `Load`.
+# A bug here would quietly distort every number that follows, so check it first on a
+# burst you can work out by hand: two clients that start together, one answered after half
+# a second and one after a full second. The burst took 1 s, so the throughput is 2 requests
+# per second; the median of 0.5 and 1.0 is 0.75; the p95 is the slower of the two.
+
+# %%
+made_up = Load(2, [(0.0, 0.5, 200), (0.0, 1.0, 200)])
+made_up.total, made_up.throughput, made_up.p50, made_up.p95
 
 # %% [markdown]
-# Last, a table, one row per `Load`. The `200 OK` column counts the clients that got a
+# All four numbers as predicted. Last, a table, one row per `Load`, so that several
+# measurements can be read side by side. The `200 OK` column counts the clients that got a
 # `200` (a failed request would show up here before anywhere else), and times are printed
 # in milliseconds. The last column divides the p95 by `SLEEP` and rounds it: "how many
 # sleeps did an unlucky client wait?". That one number is easy to predict, and you will
-# predict it before you measure.
+# predict it before you measure. Here is the made-up burst again, as a table:
 
 # %%
 def load_table(loads):
@@ -254,22 +304,22 @@ def load_table(loads):
     columns = ("clients", "200 OK", "all done after", "p50", "p95", "p95 in sleeps")
     return barelab.show_transcript(rows, columns=columns)
 
-load_table([Load(2, [(0.0, 0.5, 200), (0.0, 1.0, 200)])])
-
-# %% [markdown]
-# That table is made-up data to check the helper: two clients, one done after half a
-# second, one after a full second. The median of 0.5 and 1.0 is 0.75; the p95 is the
-# slower of the two, two sleeps. Checking a measuring tool on numbers you can work out by
-# hand is worth the extra cell: a bug here would quietly distort every table that follows.
+load_table([made_up])
 
 # %% [markdown]
 # ## Four workers, sixteen clients
 #
 # Predict first. Four workers each finish one request per `SLEEP`. With 4 clients,
-# everyone is served at once. With 8, four wait for a worker to come free: two sleeps.
-# With 16, the last four are in the fourth wave. Now measure:
+# everyone is served at once: one sleep. With 8, four wait for a worker to come free: two
+# sleeps. With 16, the last four are in the fourth wave: four sleeps.
+#
+# `measure(url, clients)` is the one call the rest of the chapter uses: it sends the burst
+# and returns a `Load`. Measure the three bursts on a fresh four-worker server:
 
 # %%
+def measure(url, clients):
+    return Load(clients, timed_requests(url, clients))
+
 with pooled_server(slow_wsgi) as url:
     wsgi_loads = [measure(url, clients) for clients in (4, 8, 16)]
 
@@ -282,7 +332,9 @@ load_table(wsgi_loads)
 # lands between them at about 0.75 s; with 16, the *typical* client waits more than twice
 # as long as the work takes. Those are the waves you predicted: the queue is the latency.
 #
-# The throughput tells the same story from the server's side. Compare 16 clients with 4:
+# The throughput tells the same story from the server's side. The helper below divides the
+# throughput of the biggest burst by that of the smallest and rounds it, so you read one
+# small whole number instead of two noisy ones:
 
 # %%
 def compare_throughput(loads):
@@ -307,10 +359,11 @@ compare_throughput(wsgi_loads)
 # WSGI server gives each connection a thread and takes a `max_connections` limit; one
 # connection over the limit gets `503 Service Unavailable` at once (RFC 9110 §15.6.4: "the
 # server is currently unable to handle the request due to a temporary overload"). Serve
-# the same app with a limit of four and send eight clients:
+# the same app with a limit of four and send eight clients. `Counter` counts equal values,
+# here how many clients got each status:
 
 # %%
-from collections import Counter  # counts equal values: here, how many of each status
+from collections import Counter
 
 limited = barelab.serve(slow_wsgi, name="limited", max_connections=4)
 limited_load = measure(limited.url, 8)
@@ -341,27 +394,36 @@ limited.log
 # the limit only moves.
 #
 # The first price is memory. Every thread gets its own call stack, reserved when the thread
-# starts. `threading.stack_size()` returns 0, which means "the platform's default". On
-# Linux with glibc, that default is the process's stack limit (what `ulimit -s` shows),
-# unless the limit is "unlimited"; `resource` can read it:
+# starts. `threading.stack_size()` tells you what Python asks for:
+
+# %%
+threading.stack_size()
+
+# %% [markdown]
+# Zero means "the platform's default": Python leaves the choice to the operating system,
+# unless you call `threading.stack_size(n)` to ask for a size of your own. On Linux with
+# glibc, that default is the process's stack limit (what `ulimit -s` shows in a shell),
+# unless the limit is "unlimited". The `resource` module reads the same limit from
+# Python, in bytes:
 
 # %%
 import resource
 
 soft_limit, _ = resource.getrlimit(resource.RLIMIT_STACK)
-print("threading.stack_size():", threading.stack_size())
 print("stack reserved per new thread:", soft_limit // 2**20, "MiB of address space")
 
 # %% [markdown]
-# *Reserved* is not *used*. The operating system hands out real memory page by page, as a
+# With 8 MiB each, four hundred threads would reserve over three gigabytes of address
+# space. But
+# *reserved* is not *used*. The operating system hands out real memory page by page, as a
 # stack actually grows, so most of those megabytes stay virtual. To see what a thread
 # really costs, start 200 idle ones and read how much resident memory (RSS, the memory
 # that is really in RAM) the process gained. `/proc/self/status` is Linux's report on the
 # current process; its `VmRSS` line is the resident size in KiB.
 #
-# Each thread runs `gate.wait()`: it blocks on a `threading.Event` until the cell sets it.
-# So between starting them and setting the gate, 200 threads exist and do nothing, exactly
-# like 200 workers waiting for a slow database.
+# Each thread runs `gate.wait()`: it blocks on a `threading.Event` until the function sets
+# it. So between starting them and setting the gate, 200 threads exist and do nothing,
+# exactly like 200 workers waiting for a slow database.
 
 # %%
 import re
@@ -382,6 +444,11 @@ def resident_cost_of_threads(count=200):
         thread.join()
     return grown / count  # KiB per thread
 
+# %% [markdown]
+# Run it, and compare what one idle thread added to the process with the stack it
+# reserved:
+
+# %%
 thread_kib = resident_cost_of_threads()
 print("an idle thread costs less than 1 % of its reserved stack:",
       thread_kib < soft_limit / 1024 / 100)
@@ -393,11 +460,16 @@ print("an idle thread costs less than 1 % of its reserved stack:",
 # yours. A thread inside a real framework, with a deep call stack and its own buffers,
 # touches more.
 #
-# Compare an asyncio *task*, the unit of concurrency an ASGI server uses: one coroutine
-# scheduled on an event loop. Here are 10,000 of them, all waiting on an `asyncio.Event`,
-# on this notebook's own event loop. (Running tasks there is fine: they only wait. What
-# you must never do is *serve* an app on the notebook's loop, because a cell making a
-# blocking request would freeze the very loop that should answer it.)
+# Compare an asyncio *task*, the unit of concurrency an ASGI server uses. A task wraps one
+# coroutine (the object an `async def` function returns when you call it) and lets an
+# *event loop* run it: the loop runs one task until it reaches an `await` on something that
+# is not ready, then runs another. Jupyter already runs an event loop for this notebook,
+# which is why a cell may use `await` at the top level, as the next one does.
+#
+# Here are 10,000 tasks, all waiting on an `asyncio.Event`, on the notebook's own loop.
+# (Running tasks there is fine: they only wait. What you must never do is *serve* an app on
+# the notebook's loop, because a cell making a blocking request would freeze the very loop
+# that should answer it.)
 
 # %%
 import asyncio
@@ -416,16 +488,17 @@ task_kib = await resident_cost_of_tasks()
 print("a waiting task costs less than a waiting thread:", task_kib < thread_kib)
 
 # %% [markdown]
-# `await asyncio.sleep(0)` gives the loop one turn, in which every new task starts and
-# stops at `gate.wait()`. Python may reuse memory it freed earlier, so a second run of
-# this cell can report close to nothing for the tasks: one more reason to read these as
-# rough sizes, not as exact prices.
+# Fifty times as many tasks as threads, and each one still cost less. `await
+# asyncio.sleep(0)` gives the loop one turn, in which every new task starts and stops at
+# `gate.wait()`. Python may reuse memory it freed earlier, so a second run of this cell can
+# report close to nothing for the tasks: one more reason to read these as rough sizes, not
+# as exact prices.
 #
 # Memory is only the first price. The operating system caps threads per process and per
 # user, switching between thousands of them costs time, and Python's global interpreter
-# lock lets only one of them run Python code at a time anyway. Ten thousand threads that
-# all sleep are possible. Ten thousand threads for ten thousand *connections that stay
-# open for an hour* are where this design stops making sense.
+# lock (the GIL) lets only one of them run Python code at a time anyway. Ten thousand
+# threads that all sleep are possible. Ten thousand threads for ten thousand *connections
+# that stay open for an hour* are where this design stops making sense.
 
 # %% [markdown]
 # ## Connections that stay open
@@ -442,13 +515,32 @@ print("a waiting task costs less than a waiting thread:", task_kib < thread_kib)
 # Under WSGI each of them holds a worker thread for its whole life, asleep. gunicorn's
 # design notes ("Choosing a Worker Type") name these, streaming, long polling and
 # WebSockets, together with long blocking calls, among the cases that need asynchronous
-# workers. And WebSockets do not fit WSGI at all: the app would need to read and write on
-# the same connection at any moment, and WSGI gives it only `wsgi.input` to read from and
-# a returned body to write.
+# workers. And WebSockets do not fit WSGI at all. A WebSocket app must be ready, at any
+# moment, both to read a message from the client and to send one of its own. PEP 3333
+# gives the app `wsgi.input`, a blocking file to read the *request body* from, and a
+# response body that the server sends after the app has returned it (or through the
+# legacy `write()` callable). Nothing in it lets an app wait for "the client said
+# something *or* I have news", so WebSocket support in WSGI servers has always been an
+# extension outside the spec.
 #
 # Streaming, at least, can be written in WSGI: return a generator and the server sends
-# each piece as it comes. Here is a stream of four events, a quarter second apart, next to
-# a fast endpoint that answers at once.
+# each piece as it comes. Here is a generator of server-sent events, `count` of them,
+# `seconds` apart. `data: ...` followed by an empty line is one event; a browser's
+# `EventSource` hands each one to the page as it arrives.
+
+# %%
+def tick_every(seconds, count):
+    for number in range(1, count + 1):
+        time.sleep(seconds)
+        yield f"data: tick {number}\n\n".encode()  # one server-sent event
+
+list(tick_every(0.01, 2))
+
+# %% [markdown]
+# Two events, each after its pause, each a few bytes the server can send on their own.
+# The app below serves a stream of four such events, a quarter second apart, on
+# `/events`, and a fast one-line answer on every other path. The fast path needs no time
+# at all:
 
 # %%
 def events_or_fast(environ, start_response):
@@ -458,21 +550,14 @@ def events_or_fast(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"fast\n"]
 
-def tick_every(seconds, count):
-    for number in range(1, count + 1):
-        time.sleep(seconds)
-        yield f"data: tick {number}\n\n".encode()  # one server-sent event
-
-barelab.call_wsgi(events_or_fast, path="/events").body
+barelab.call_wsgi(events_or_fast, path="/fast").body
 
 # %% [markdown]
-# `data: ...` followed by an empty line is one *server-sent event*; a browser's
-# `EventSource` hands each one to the page as it arrives.
-#
 # Now put four listeners on the four-worker server, the way four open browser tabs would,
 # and while they listen, ask the fast endpoint for its one line. The listeners run in
-# their own small thread pool (`listeners.submit` starts each one and returns at once);
-# the cell itself plays the fifth visitor and times its request.
+# their own small thread pool: `listeners.submit` starts each one and returns at once with
+# a *future*, whose `.result()` later hands you that listener's response. The cell itself
+# plays the fifth visitor and times its request.
 
 # %%
 with pooled_server(events_or_fast) as url:
@@ -486,20 +571,24 @@ with pooled_server(events_or_fast) as url:
 
 print(f"the fast endpoint answered after {fast_wait:.2f} s")
 print("it waited for a stream to end:", fast_wait > 0.5)
+print("one listener got:", streams[0].result().body)
 
 # %% [markdown]
 # A request that needs no time at all waited almost a second: the streams had been
 # running for 0.1 s when it arrived, and it got a worker only when the first of them
-# ended. Four open tabs were enough to stop the server answering anyone else. With
-# streams that last an hour, that is an hour.
+# ended. The last line shows one listener's whole stream: all four events arrived, so the
+# streams did their job. But four open tabs were enough to stop the server answering
+# anyone else. With streams that last an hour, that is an hour. And nothing about the fast
+# endpoint was wrong: it was simply behind four sleeping workers.
 
 # %% [markdown]
 # ## The same endpoint, as ASGI
 #
-# An ASGI app is a coroutine: `async def app(scope, receive, send)`. Where the WSGI app
-# called `time.sleep`, this one *awaits* `asyncio.sleep`. The rest is the two `send` calls
-# you met in chapter 01; chapter 11 goes through them in detail. A small helper sends
-# them, so every app below can stay short.
+# An ASGI app is a coroutine function: `async def app(scope, receive, send)`. Where the
+# WSGI app called `time.sleep`, this one *awaits* `asyncio.sleep`. The response goes out
+# as the two `send` events you met in chapter 01: `http.response.start` with the status
+# and headers, then `http.response.body` with the bytes. Chapter 11 goes through them in
+# detail. A small helper sends both, so every app below can stay short:
 
 # %%
 async def answer(send, text):
@@ -507,6 +596,12 @@ async def answer(send, text):
                 "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
     await send({"type": "http.response.body", "body": text.encode()})
 
+# %% [markdown]
+# The app itself is the WSGI one with `await` in front of the wait. It answers only
+# `http` scopes: an app that raises for `lifespan` tells the server it does
+# not take part in startup and shutdown, as chapter 01 showed.
+
+# %%
 async def slow_asgi(scope, receive, send):
     if scope["type"] != "http":  # say no to lifespan and websocket (chapter 01)
         raise RuntimeError(f"slow_asgi only speaks http, not {scope['type']}")
@@ -517,15 +612,18 @@ asgi_server = barelab.serve(slow_asgi)
 asgi_server
 
 # %% [markdown]
-# barelab's ASGI server runs one event loop in one thread, and nothing else: no pool, no
-# workers to run out of. Send it the same three bursts as the WSGI server:
+# `barelab.serve` saw an `async def` app and picked its ASGI server for it, as in
+# chapter 01. That server runs one event loop in one thread, and nothing else: no pool, no
+# workers to run out of. Send it the same three bursts as the WSGI server, and predict
+# first: if waiting costs no thread, how many sleeps should the unlucky client wait?
 
 # %%
 asgi_loads = [measure(asgi_server.url, clients) for clients in (4, 8, 16)]
 load_table(asgi_loads)
 
 # %% [markdown]
-# Every client waited one sleep, however many there were. Compare again:
+# Every client waited one sleep, however many there were; the p50 and p95 barely moved
+# from 4 clients to 16. Compare the throughput again:
 
 # %%
 compare_throughput(asgi_loads)
@@ -582,6 +680,14 @@ async def blocking_asgi(scope, receive, send):
     await answer(send, "done\n")
 
 blocking_server = barelab.serve(blocking_asgi)
+blocking_server
+
+# %% [markdown]
+# It serves, and one request on its own gets its `done` after half a second, exactly like
+# `slow_asgi`. Nothing warns you. The difference only shows when requests overlap, so send
+# four at once:
+
+# %%
 blocking_load = measure(blocking_server.url, 4)
 load_table([blocking_load])
 
@@ -595,6 +701,12 @@ load_table([blocking_load])
 [round(latency / SLEEP) for latency in blocking_load.latencies]
 
 # %% [markdown]
+# One, two, three, four: the same waves as the WSGI queue, one request per wave. In a real
+# app the blocking call is rarely this easy to spot. asyncio's debug mode helps: run
+# Python with `PYTHONASYNCIODEBUG=1` (or `asyncio.run(main(), debug=True)`) and the loop
+# logs every step that held it for longer than 0.1 s, naming the task that did.
+
+# %% [markdown]
 # ### The fix: move the blocking call off the loop
 #
 # When a blocking call cannot be replaced by an awaitable one, run it in a thread and
@@ -602,7 +714,8 @@ load_table([blocking_load])
 # in a worker thread, and the coroutine waits for it with `await`, so the loop stays free
 # meanwhile. Note the shape: you pass the function and its arguments *separately*.
 # `asyncio.to_thread(time.sleep(SLEEP))` would call `time.sleep` right away, on the loop,
-# and hand its result (`None`) to the thread.
+# and hand its result (`None`) to the thread. The same four clients should be back to one
+# sleep each:
 
 # %%
 async def unblocked_asgi(scope, receive, send):
@@ -615,8 +728,10 @@ unblocked_server = barelab.serve(unblocked_asgi)
 load_table([measure(unblocked_server.url, 4)])
 
 # %% [markdown]
-# One sleep again. `loop.run_in_executor(None, function, *args)` is the older spelling of
-# the same thing.
+# One sleep again. The four `time.sleep` calls ran side by side in four threads of a pool,
+# while the loop's own thread went on accepting connections and starting the other
+# requests. `loop.run_in_executor(None, function, *args)` is the older spelling of the
+# same thing.
 #
 # Notice where the blocking call went, though: into a thread pool. `to_thread` uses the
 # loop's default executor, whose size is `min(32, os.cpu_count() + 4)` threads. Send it
