@@ -58,22 +58,25 @@
 #     A->>S: await send(http.response.body, body=b'{"sum": 3}')
 # ```
 #
-# The tools come first. They go into `barelab/built/asgi_basics.py`, so later chapters
-# can import them:
+# Read it top to bottom. The server calls the app once. The app *asks* for the body,
+# one piece per `receive()`, and the server answers each time. Only when a piece says
+# `more_body=False` does the app know it has the whole body. Then it answers with two
+# `send()` calls: the status and headers first, the bytes second.
+#
+# The tools you need for that come first, and they are worth keeping. They go into
+# `barelab/built/asgi_basics.py`, so that later chapters can import them instead of
+# pasting them again. This line names the module:
 
 # %%
 #| default_exp asgi_basics
 
 # %% [markdown]
-# Refusals work as in chapter 05: a helper raises an `HTTPError` that carries the status
-# to answer with, and the app catches that one type. Chapter 02 made `BadRequest` (400)
-# and `ContentTooLarge` (413), chapter 04 `NotFound` (404) and `MethodNotAllowed` (405),
+# Refusals work as in chapter 05. A helper that meets bad input raises an `HTTPError`
+# that carries the status to answer with, and the app catches that one type and turns it
+# into a response. You already have the classes: chapter 02 made `BadRequest` (400) and
+# `ContentTooLarge` (413), chapter 04 `NotFound` (404) and `MethodNotAllowed` (405),
 # chapter 05 `UnsupportedMediaType` (415). HTTP does not care whether the app speaks WSGI
-# or ASGI, so the same classes serve here.
-#
-# One case is new: the client may hang up while you are still reading its body. ASGI tells
-# you with an `http.disconnect` message, and `RequestAborted` is the exception for it.
-# There is nobody left to answer, so it has no status.
+# or ASGI, so the same classes serve here. The module opens by importing them:
 
 # %%
 #| export
@@ -88,6 +91,24 @@ from barelab.built.http_wire import BadRequest, ContentTooLarge, HTTPError
 from barelab.built.static_files import MethodNotAllowed, NotFound
 from barelab.built.wsgi_basics import UnsupportedMediaType
 
+# %% [markdown]
+# Each class knows its status, so code that catches an `HTTPError` never has to look the
+# number up:
+
+# %%
+refusals = (BadRequest, ContentTooLarge, NotFound, MethodNotAllowed, UnsupportedMediaType)
+{cls.__name__: cls("why").status for cls in refusals}
+
+# %% [markdown]
+# One case is new. The client may hang up while you are still reading its body. ASGI
+# tells you with an `http.disconnect` message, and `RequestAborted` is the exception for
+# it. It is not an `HTTPError`: there is nobody left to answer, so it has no status.
+#
+# `MAX_BODY` is the default limit on a body, one mebibyte. Pick your own per route; the
+# point is that there is always one.
+
+# %%
+#| export
 MAX_BODY = 1024 * 1024   # bytes; a bigger body is a 413
 
 class RequestAborted(Exception):
@@ -102,7 +123,9 @@ class RequestAborted(Exception):
 # network, so a large upload never has to sit in memory all at once.
 #
 # Here is the mistake everyone makes once: call `receive()` a single time and take its
-# body as the whole body. `call_asgi` can send the body in pieces: give it a list.
+# body as the whole body. `call_asgi` from chapter 11 runs an app without a server, and
+# when you give it a list as the body, it hands the app one piece per `receive()`. Watch
+# the transcript under the output: which messages went into the app, and what came out.
 
 # %%
 import barelab
@@ -117,13 +140,23 @@ barelab.call_asgi(naive_echo, "POST", "/", body=[b"Hello, ", b"chunked ", b"worl
 
 # %% [markdown]
 # Three `http.request` messages were ready, the app took one, and the answer is
-# `Hello, `. The other two pieces were never read. With a small body on a real server you
-# may get lucky and see it all in one message; with a big one you never will. The rule is
-# a loop: keep calling `receive()` until a message says `more_body: False`.
+# `Hello, `. The other two pieces were never read. Nothing failed, which is what makes the
+# bug nasty: on a real server a small body usually arrives in one message, so every test
+# you try by hand passes. A big upload never arrives in one message, and then the app
+# silently works on a truncated body.
 #
-# The loop needs a limit too. A server hands over whatever the client sends, and a client
-# can send gigabytes. `read_body` counts as it goes and raises `ContentTooLarge` the
-# moment the total passes `limit`, without waiting for the rest.
+# The rule is a loop: keep calling `receive()` until a message says `more_body: False`.
+# The loop needs two more things:
+#
+# - **A limit.** A server hands over whatever the client sends, and a client can send
+#   gigabytes. `read_body` counts as it goes and raises `ContentTooLarge` the moment the
+#   total passes `limit`, without waiting for the rest.
+# - **A way out.** If `receive()` says `http.disconnect`, the client is gone and no more
+#   body will come. Waiting for `more_body: False` would wait forever, so `read_body`
+#   raises `RequestAborted`.
+#
+# Both keys of the message have defaults in the spec (`body` is `b""`, `more_body` is
+# `False`), so the loop reads them with `.get`.
 
 # %%
 #| export
@@ -143,9 +176,15 @@ async def read_body(receive, limit: int = MAX_BODY) -> bytes:
             return b"".join(chunks)
 
 # %% [markdown]
-# Both keys have defaults in the spec (`body` is `b""`, `more_body` is `False`), so the
-# loop reads them with `.get`. Try it on the same three pieces. Inside an app you would
-# write `await read_body(receive)`; here a `receive` made from a list plays the server.
+# Two details in the order of the lines. The disconnect check comes before anything
+# else, because an `http.disconnect` message has no `body` key to read. And the size is
+# checked before the chunk is kept, so an oversized body never grows the list past one
+# chunk beyond the limit.
+#
+# To try `read_body` without an app around it, you need something that plays the server:
+# a `receive` that hands out chunks. `fake_receive` makes one from a few byte strings,
+# and once they run out it says `http.disconnect`, as a server does once the client has
+# gone. Here it is, asked three times for two chunks:
 
 # %%
 def fake_receive(*chunks):
@@ -156,11 +195,22 @@ def fake_receive(*chunks):
         return messages.pop(0) if messages else {"type": "http.disconnect"}
     return receive
 
+receive = fake_receive(b"ab", b"c")
+[await receive(), await receive(), await receive()]
+
+# %% [markdown]
+# `more_body` is `True` on every chunk but the last, and the third call is the
+# disconnect. Notebook cells can use `await` at the top level, so there is no
+# `asyncio.run` here. Now give `read_body` the three pieces `naive_echo` lost:
+
+# %%
 await read_body(fake_receive(b"Hello, ", b"chunked ", b"world"))
 
 # %% [markdown]
-# All three pieces. Now the two ways a body can go wrong. `attempt` shows the exception
-# instead of stopping the cell:
+# All three pieces, joined. Now the two ways a body can go wrong. Both raise, and a cell
+# that raises stops there, so `attempt` calls a function and returns the result *or* the
+# exception as text. It awaits the result when there is something to await, so it works
+# for `read_body` and for plain functions alike.
 
 # %%
 import inspect
@@ -173,27 +223,51 @@ async def attempt(function, *args):
     except Exception as error:
         return repr(error)
 
+await attempt(int, "42"), await attempt(int, "forty-two")
+
+# %% [markdown]
+# A result comes back as its `repr`, an exception as the exception's `repr`, and the
+# cell goes on either way. First a body one byte over its limit, then a client that hangs up before sending any
+# body at all:
+
+# %%
 barelab.show_transcript([
     ("11 bytes, limit 10", await attempt(read_body, fake_receive(b"Hello, ", b"ASGI"), 10)),
     ("client hangs up", await attempt(read_body, fake_receive())),
 ])
 
 # %% [markdown]
-# The first is a 413 raised after the second chunk: `read_body` never asked for a third.
-# The second is the client leaving: `fake_receive()` with no chunks answers
-# `http.disconnect` at once, the way a server does when the connection closes.
+# The first is a 413, raised after the second chunk pushed the count to 11: `read_body`
+# never asked for a third. The second is the client leaving: `fake_receive()` with no
+# chunks answers `http.disconnect` at once, the way a server does when the connection
+# closes mid-upload.
 #
-# Why not trust the `Content-Length` header instead of counting? Because it may be absent
-# (a chunked upload has none) and because the count is what actually arrived. A server
-# checks that the two agree; an app that counts is safe either way.
+# Why count at all, instead of trusting the `Content-Length` header? Because it may be
+# absent: a chunked upload has none, as you will see over a real socket below. And
+# because the count is what actually arrived. A server checks that the two agree; an app
+# that counts is safe either way.
+#
+# Side by side with chapter 05, the body is the part of the request that changed most:
+#
+# | | WSGI | ASGI |
+# | --- | --- | --- |
+# | where the body is | `environ["wsgi.input"]`, a file | `http.request` messages from `receive()` |
+# | how much at once | as many bytes as you `read(n)` | as much as the server chose to put in one message |
+# | end of the body | `CONTENT_LENGTH` bytes read | a message with `more_body: False` |
+# | client gone | a read error, or a short read | an `http.disconnect` message |
+# | while waiting | a whole thread is blocked | the coroutine is parked; the thread serves others |
 
 # %% [markdown]
 # ## JSON in
 #
-# An ASGI scope keeps the request headers as a list of `(name, value)` byte pairs, names
-# in lowercase (ASGI HTTP spec, "HTTP Connection Scope"). A header can repeat, so
-# `header` joins the repeats with a comma, the way RFC 9110 §5.3 says they combine.
-# `media_type` is the `content-type` without its parameters, as in chapter 05.
+# Before reading a JSON body, the app must check that the client *says* it is JSON. That
+# is the `content-type` header, so you need to read headers first.
+#
+# An ASGI scope keeps the request headers as a list of `(name, value)` byte pairs, with
+# names in lowercase (ASGI HTTP spec, "HTTP Connection Scope"). There is no dict,
+# because a header can repeat. `header` finds a header by name, in any case, and joins
+# the repeats with a comma, which is how RFC 9110 §5.3 says repeated field lines
+# combine.
 
 # %%
 #| export
@@ -203,31 +277,76 @@ def header(scope: dict, name: str) -> str | None:
     values = [value.decode("latin-1") for key, value in scope["headers"] if key == wanted]
     return ", ".join(values) if values else None
 
+# %% [markdown]
+# `barelab.build_scope` makes the scope a server would, with the header names in
+# lowercase. Give it two `Accept` lines and ask for `ACCEPT`:
+
+# %%
+scope = barelab.build_scope("http", "GET", "/",
+                            headers=[("Accept", "text/html"), ("Accept", "*/*")])
+scope["headers"], header(scope, "ACCEPT"), header(scope, "cookie")
+
+# %% [markdown]
+# Two lines became one value, `'text/html, */*'`, and a header that is not there is
+# `None`. The comma rule has one famous exception, `Cookie`, which a browser sends as a
+# single line (RFC 6265 §5.4); chapter 09 reads cookies properly.
+#
+# A content type can carry parameters: `application/json; charset=utf-8` is still JSON.
+# `media_type` keeps only the part before the `;`, lowercased, as in chapter 05:
+
+# %%
+#| export
 def media_type(scope: dict) -> str:
     """'application/json; charset=utf-8' -> 'application/json'; '' if there is none."""
     return (header(scope, "content-type") or "").split(";", 1)[0].strip().lower()
 
 # %% [markdown]
-# `barelab.build_scope` makes the scope a server would; the header names you give it come
-# out in lowercase.
+# A client that writes the type in capitals, with a charset, still sends JSON:
 
 # %%
 scope = barelab.build_scope("http", "POST", "/sum",
                             headers=[("Content-Type", "application/JSON; charset=utf-8")])
-scope["headers"], header(scope, "CONTENT-TYPE"), media_type(scope)
+header(scope, "content-type"), media_type(scope)
 
 # %% [markdown]
-# Turning bytes into JSON has the traps chapter 05 listed: the body must be UTF-8 (RFC
-# 8259 §8.1), `NaN` and `Infinity` are not JSON although Python's `json` accepts them,
-# an empty body is not a document, and each failure is the client's fault, a 400 with a
-# reason. `parse_json` handles them. `read_json` adds the two steps before: the
-# content type, then the body.
+# Turning bytes into JSON has the traps chapter 05 listed, and the first one is Python's
+# own `json` module. It is more generous than the JSON standard:
+
+# %%
+json.loads("[NaN, Infinity, -Infinity]")
+
+# %% [markdown]
+# Three floats that no other JSON parser would accept. RFC 8259 §6 says numeric values
+# such as `Infinity` and `NaN` are not permitted, so a client that sends them is sending
+# invalid JSON, and your app would compute with `nan` without noticing. `json.loads`
+# calls its `parse_constant` argument for exactly these three words, and
+# `_refuse_constant` turns each into an error:
 
 # %%
 #| export
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON (RFC 8259 §6)")
 
+# %% [markdown]
+# The same document again, with the refusal plugged in:
+
+# %%
+await attempt(lambda text: json.loads(text, parse_constant=_refuse_constant), "[NaN]")
+
+# %% [markdown]
+# A `ValueError` that names the rule. `parse_json` puts every trap in one place, and
+# each one is the client's fault, so each becomes a 400 with a reason the client can act
+# on:
+#
+# - an empty body is not a JSON document;
+# - the bytes must be UTF-8 (RFC 8259 §8.1), so anything else fails in `decode`;
+# - a syntax error names the line and column where the parser gave up;
+# - the constants above are refused;
+# - a document nested thousands of levels deep makes the parser recurse until Python
+#   gives up with a `RecursionError`, which would otherwise be a 500.
+
+# %%
+#| export
 def parse_json(body: bytes):
     """``body`` as JSON; BadRequest (400) with the reason when it is not valid UTF-8 JSON."""
     if not body.strip():
@@ -245,9 +364,24 @@ def parse_json(body: bytes):
         raise BadRequest("invalid JSON: nested too deeply") from None
 
 # %% [markdown]
-# `read_json` puts the three steps in the order that costs least: first the header,
-# which is already in the scope; then the body, read with the limit; then the parse.
-# A `+json` type such as `application/problem+json` (RFC 9457) is JSON too.
+# The order of the `except` clauses matters: `JSONDecodeError` is a subclass of
+# `ValueError`, so it must come first to get its line and column. Try `parse_json` on one
+# good body and one of each bad kind. The left column shows the first bytes of each body:
+
+# %%
+bodies = [b'{"numbers": [1, 2.5]}', b'{"numbers": [1, 2,]}', b"[NaN]", b"",
+          '{"name": "Zoë"}'.encode("latin-1"), b"[" * 100_000]
+barelab.show_transcript([(body[:22], await attempt(parse_json, body)) for body in bodies])
+
+# %% [markdown]
+# Read the reasons as the client would. The trailing comma is pinned to column 19. The
+# latin-1 `ë` (the grey `\xeb`, one byte where UTF-8 would use two) is named as an
+# encoding problem, not as a syntax error. And the hundred thousand brackets cost a 400,
+# not a crashed request.
+#
+# `read_json` puts the steps in the order that costs least: first the content type, which
+# is already in the scope; then the body, read with the limit; then the parse. A `+json`
+# type such as `application/problem+json` (RFC 9457) is JSON too.
 
 # %%
 #| export
@@ -260,23 +394,29 @@ async def read_json(scope: dict, receive, limit: int = MAX_BODY):
 
 # %% [markdown]
 # Checking the content type *before* reading means a 50 MB upload of the wrong type is
-# refused without reading a byte of it. Try `parse_json` on good and bad bodies:
+# refused without reading a byte of it. Here the same body goes in with three content
+# types:
 
 # %%
-bodies = [b'{"numbers": [1, 2.5]}', b'{"numbers": [1, 2,]}', b"[NaN]", b"",
-          '{"name": "Zoë"}'.encode("latin-1"), b"[" * 100_000]
-barelab.show_transcript([(body[:22], await attempt(parse_json, body)) for body in bodies])
+def json_scope(content_type):
+    return barelab.build_scope("http", "POST", "/", headers=[("content-type", content_type)])
+
+barelab.show_transcript([(kind, await attempt(read_json, json_scope(kind), fake_receive(b"[1]")))
+                         for kind in ("application/json", "application/problem+json",
+                                      "text/plain")])
 
 # %% [markdown]
+# The two JSON types parse; `text/plain` is a 415 before `receive()` is ever called.
+#
 # ## JSON out
 #
 # A response is two kinds of message: one `http.response.start` with the status and the
-# headers, then `http.response.body` messages. Header names and values are bytes, and
-# names must be lowercase (ASGI HTTP spec, "Response Start - send event").
+# headers, then `http.response.body` messages with the bytes. Header names and values are
+# bytes, and names must be lowercase (ASGI HTTP spec, "Response Start - send event").
 #
-# `send_response` does that for a body you already have, and sets `content-length`, so
-# the server need not fall back to chunked framing. The helpers take headers as `str`
-# pairs, which are easier to write, and `encode_headers` turns them into bytes.
+# Bytes are tedious to type, so the helpers take headers as `str` pairs, which are easier
+# to write, and `encode_headers` turns them into what ASGI wants. Headers are latin-1 on
+# the wire (chapter 02), so that is the encoding:
 
 # %%
 #| export
@@ -285,6 +425,19 @@ def encode_headers(headers) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in headers]
 
+# %% [markdown]
+# A name in mixed case comes out lowercase; the value keeps its case:
+
+# %%
+encode_headers([("Content-Type", "text/plain"), ("X-Request-Id", "AbC")])
+
+# %% [markdown]
+# `send_response` sends one whole response whose body you already have. It adds
+# `content-length`, so the server knows where the body ends and need not fall back to
+# chunked framing (you will see that framing when the app streams).
+
+# %%
+#| export
 async def send_response(send, status: int, body: bytes, headers=()) -> None:
     """One whole response: start (with content-length), then the body in one message."""
     await send({"type": "http.response.start", "status": status,
@@ -292,9 +445,28 @@ async def send_response(send, status: int, body: bytes, headers=()) -> None:
     await send({"type": "http.response.body", "body": body})
 
 # %% [markdown]
-# On top of it, one helper per kind of answer. Each sets the `content-type` and encodes
-# as UTF-8; extra headers (a `location`, an `allow`) come through `headers`. An error
-# answer is plain text with the message the `HTTPError` carries.
+# To see what a helper sends, give it a `send` that only writes down each message.
+# `recorder` returns such a `send` and the list it fills:
+
+# %%
+def recorder():
+    """A send() that keeps every message it is given, and the list it keeps them in."""
+    sent = []
+    async def send(message):
+        sent.append(message)
+    return send, sent
+
+send, sent = recorder()
+await send_response(send, 201, b"made")
+sent
+
+# %% [markdown]
+# Two messages, exactly the shape the spec asks for, with the length worked out for you.
+#
+# On top of `send_response` sits one helper per kind of answer. Each sets the
+# `content-type` and encodes as UTF-8. Extra headers, such as a `location` or an
+# `allow`, come through `headers`. `ensure_ascii=False` writes `ë` as UTF-8 bytes rather
+# than as the escape `\u00eb`; both are valid JSON, and the first is shorter.
 
 # %%
 #| export
@@ -308,13 +480,37 @@ async def send_json(send, data, status: int = 200, headers=()) -> None:
     body = json.dumps(data, ensure_ascii=False).encode("utf-8")
     await send_response(send, status, body, [("content-type", "application/json"), *headers])
 
+# %% [markdown]
+# An error answer is plain text with the message that the `HTTPError` carries, and the
+# status it names:
+
+# %%
+#| export
 async def send_error(send, error: HTTPError, headers=()) -> None:
     """Answer with the status an HTTPError carries and its message as text."""
     await send_text(send, error.message + "\n", error.status, headers)
 
 # %% [markdown]
-# An app that answers JSON is now two lines. `call_asgi` shows the two messages it sent,
-# with the `content-length` that `send_response` added:
+# Hand it a refusal and look at the start message it sent:
+
+# %%
+send, sent = recorder()
+await send_error(send, UnsupportedMediaType("send JSON"))
+sent[0]
+
+# %% [markdown]
+# The 415 came from the class, the text type from `send_text`, the length from
+# `send_response`. Each helper adds one thing to the one below it:
+#
+# | helper | adds |
+# | --- | --- |
+# | `encode_headers` | `str` pairs to lowercase latin-1 bytes |
+# | `send_response` | the two messages, and `content-length` |
+# | `send_text`, `send_json` | the encoding, and the `content-type` |
+# | `send_error` | the status and the text, taken from an `HTTPError` |
+#
+# With these, an app that answers JSON is two lines. `call_asgi` shows
+# the two messages it sent, with the `content-length` that `send_response` added:
 
 # %%
 async def hello_json(scope, receive, send):
@@ -325,9 +521,13 @@ barelab.call_asgi(hello_json, "GET", "/hi")
 # %% [markdown]
 # ## Routing by hand
 #
-# The router is a dict from path to `{method: handler}`, filled by a decorator, and each
-# handler is an ASGI app of its own: `handler(scope, receive, send)`. (Chapter 08 built a
-# router with path parameters; exact paths are enough here.)
+# The router is a dict from path to `{method: handler}`, filled by a decorator. Each
+# handler is an ASGI app of its own, `handler(scope, receive, send)`, so the router only
+# has to pick one and pass the three arguments on. (Chapter 08 built a router with path
+# parameters; exact paths are enough here.)
+#
+# The first route registers itself as soon as it is defined. Look at the shape of
+# `ROUTES` after it:
 
 # %%
 ROUTES = {}   # path -> {method: handler}
@@ -340,17 +540,41 @@ def route(path, *methods):
         return handler
     return register
 
+@route("/", "GET")
+async def index(scope, receive, send):
+    await send_text(send, "Hello from a bare ASGI app. Try /sum, /upload, /events, /ticker.\n")
+
+ROUTES
+
 # %% [markdown]
-# The app itself looks at the scope's `type` first. A server calls the same callable for
-# HTTP requests, WebSockets and lifespan events (chapter 14), and the ASGI spec asks an
-# app to *raise* on a type it does not handle, rather than answer the wrong question.
+# One path, one method, one function. `register` returns the handler unchanged, so
+# `index` is still an ordinary function you can call or test on its own; the decorator
+# only wrote it into the table. When a path has no handler for the method asked
+# for, the answer is a **405**, and RFC 9110 §15.5.6 says a 405 MUST carry an `Allow`
+# header that lists the methods that would work. `HEAD` works wherever `GET` does: the
+# app serves it with the `GET` handler, and the server drops the body of the answer.
+# barelab and uvicorn both drop it (you will check both below); the ASGI spec does not
+# say who must, so an app that wants to be sure can send an empty body for `HEAD` itself.
+
+# %%
+def allowed(handlers):
+    """The Allow header for a path: its methods, plus HEAD where there is a GET."""
+    return ", ".join(sorted({*handlers, "HEAD"} if "GET" in handlers else handlers))
+
+allowed(ROUTES["/"]), allowed({"POST": None, "PUT": None})
+
+# %% [markdown]
+# The names are sorted so that the header is the same on every run, whatever order the
+# routes were registered in. A path with only `POST` and `PUT` gets no `HEAD`.
 #
-# Then the path, then the method: an unknown path is a **404**; a known path with the
-# wrong method is a **405**, and RFC 9110 §15.5.6 says a 405 MUST carry an `Allow` header
-# listing the methods that would work. `HEAD` is served by the `GET` handler, and the
-# server drops the body of the answer: barelab and uvicorn both do (you will check
-# both below). The ASGI spec does not say who must, so an app that wants to be sure can
-# send an empty body for `HEAD` itself.
+# Now the app itself. It looks at the scope's `type` first. A server calls the same
+# callable for HTTP requests, WebSockets and lifespan events (chapter 14), and the ASGI
+# spec asks an app to "actively reject any protocol that they do not understand with an
+# Exception" (chapter 11), rather than answer the wrong question.
+#
+# Then the path, then the method: an unknown path is a **404**, a wrong method a
+# **405** with `allow`. Every refusal, whether the app raises it here or a handler raises
+# it deep inside `read_json`, lands in the one `except HTTPError` at the bottom.
 
 # %%
 async def app(scope, receive, send):
@@ -362,29 +586,27 @@ async def app(scope, receive, send):
         if not handlers:
             raise NotFound(f"nothing at {scope['path']}")
         if method not in handlers:
-            allow = ", ".join(sorted({*handlers, "HEAD"} if "GET" in handlers else handlers))
             await send_error(send, MethodNotAllowed(f"{scope['method']} is not allowed here"),
-                             headers=[("allow", allow)])
+                             headers=[("allow", allowed(handlers))])
             return
         await handlers[method](scope, receive, send)
     except HTTPError as error:
         await send_error(send, error)
 
+barelab.call_asgi(app).text
+
 # %% [markdown]
-# One `except HTTPError` turns every refusal a helper raises into its response. Handlers
-# only raise before they start answering, so `send_error` never comes after a response
-# has begun.
+# With no method or path, `call_asgi` sends `GET /`, and the first route answers. One catch-all is only safe if nothing was sent before the
+# error: a response that has started cannot become a 400. Every handler in this chapter
+# raises only before it starts answering, so `send_error` never comes after a response
+# has begun. (Chapter 13 shows what a server does when an app breaks that rule.)
 #
-# Now the first routes. `/` answers text; `/sum` reads JSON and answers JSON. The upload
-# limit is 64 bytes, to make a 413 easy to see.
+# Now `/sum`. It reads JSON with `read_json` and answers JSON with `send_json`. In
+# between it checks the *shape* of the data: valid JSON that is not what the route
+# expects is still the client's mistake, a 400. (`True` is an `int` in Python, hence the
+# `bool` test.)
 
 # %%
-UPLOAD_LIMIT = 64   # bytes
-
-@route("/", "GET")
-async def index(scope, receive, send):
-    await send_text(send, "Hello from a bare ASGI app. Try /sum, /upload, /events, /ticker.\n")
-
 @route("/sum", "POST")
 async def sum_numbers(scope, receive, send):
     data = await read_json(scope, receive)
@@ -397,14 +619,18 @@ async def sum_numbers(scope, receive, send):
 sorted(ROUTES)
 
 # %% [markdown]
-# `sum_numbers` checks the *shape* of the JSON too: valid JSON that is not what the route
-# expects is still a 400. (`True` is an `int` in Python, hence the `bool` test.)
+# Notice what `sum_numbers` does *not* contain: no content-type check, no body loop, no
+# `try`. `read_json` raises for a bad body and the app turns that into a response, so
+# the handler reads as the happy path only.
 #
-# `/upload` passes `read_body` a `receive` of its own: a wrapper that calls the real one
-# and notes the size of each message on the way. Wrapping `receive` (and `send`) like
-# this is how ASGI middleware works; chapter 16 builds on it.
+# `/upload` shows the chunks themselves. It passes `read_body` a `receive` of its own: a
+# wrapper that calls the real one and notes the size of each message on the way. Wrapping
+# `receive` (and `send`) like this is how ASGI middleware works; chapter 16 builds on it.
+# The upload limit is 64 bytes, small enough that a 413 is easy to see.
 
 # %%
+UPLOAD_LIMIT = 64   # bytes
+
 @route("/upload", "POST")
 async def upload(scope, receive, send):
     sizes = []
@@ -418,45 +644,58 @@ async def upload(scope, receive, send):
 sorted(ROUTES)
 
 # %% [markdown]
+# `read_body` does not know it was given a wrapper: anything that can be awaited and
+# returns messages will do. That is the whole contract of `receive`, and the reason
+# `fake_receive` could stand in for a server earlier.
+#
 # Call the app in-process first, with the body in two pieces as in the diagram at the
-# top:
-
-# %%
-barelab.call_asgi(app, "POST", "/sum", headers=[("content-type", "application/json")],
-                  body=[b'{"numb', b'ers": [1, 2]}'])
-
-# %% [markdown]
-# Exactly the diagram: two `http.request` messages in, `http.response.start` and
-# `http.response.body` out. The rows in the other direction come later; first the
-# failures. Each row below is one in-process call, with the status and the first line of
-# the answer:
+# top of the chapter:
 
 # %%
 JSON = [("content-type", "application/json")]
-failures = [("GET", "/nope", {}), ("GET", "/sum", {}), ("DELETE", "/", {}),
-            ("POST", "/sum", {"headers": JSON, "body": b'{"numbers": [1, 2,]}'}),
-            ("POST", "/sum", {"headers": JSON, "body": b'{"numbers": "12"}'}),
-            ("POST", "/sum", {"headers": [("content-type", "text/plain")], "body": b"1 2"}),
-            ("POST", "/upload", {"body": [b"x" * 40, b"y" * 40, b"z" * 40]})]
+barelab.call_asgi(app, "POST", "/sum", headers=JSON, body=[b'{"numb', b'ers": [1, 2]}'])
 
+# %% [markdown]
+# Exactly the diagram: two `http.request` messages in, `http.response.start` and
+# `http.response.body` out, then the response as a client would read it: `{"sum": 3}`
+# with the `content-length` that `send_response` worked out.
+#
+# Now the failures. `outcome` makes one in-process call and keeps the status (with the
+# `allow` header, if there is one) and the text of the answer:
+
+# %%
 def outcome(method, path, **kwargs):
     call = barelab.call_asgi(app, method, path, **kwargs)
     allow = f" (allow: {call.header('allow')})" if call.header("allow") else ""
     return f"{call.status}{allow}", call.text.strip()
 
+outcome("GET", "/nope")
+
+# %% [markdown]
+# One row per way to get it wrong:
+
+# %%
+failures = [("GET", "/sum", {}), ("DELETE", "/", {}),
+            ("POST", "/sum", {"headers": JSON, "body": b'{"numbers": [1, 2,]}'}),
+            ("POST", "/sum", {"headers": JSON, "body": b'{"numbers": "12"}'}),
+            ("POST", "/sum", {"headers": [("content-type", "text/plain")], "body": b"1 2"}),
+            ("POST", "/upload", {"body": [b"x" * 40, b"y" * 40, b"z" * 40]})]
 barelab.show_transcript([(f"{m} {p}", *outcome(m, p, **kw)) for m, p, kw in failures])
 
 # %% [markdown]
-# 404, 405 with the methods that would work, 400 with the exact place the JSON broke or
-# what was wrong with its shape, 415 for text, and 413 for 120 bytes against a limit of
-# 64. The upload's transcript shows that the app stopped reading after the second chunk:
+# From the top: 405 with the one method that works; 405 for `DELETE /` with `GET, HEAD`,
+# since `HEAD` rides on `GET`; 400 with the exact place the JSON broke; 400 for valid
+# JSON of the wrong shape; 415 for text; and 413 for 120 bytes against a limit of 64.
+#
+# That last one stopped early. The transcript of the same call shows how early:
 
 # %%
 barelab.call_asgi(app, "POST", "/upload", body=[b"x" * 40, b"y" * 40, b"z" * 40]).transcript
 
 # %% [markdown]
 # Two `http.request` messages in (80 bytes, over the limit), then the 413 out. The third
-# chunk was never asked for.
+# chunk was never asked for. On a real server that third chunk would still be on its
+# way, and it is the server's job to deal with it; you will see barelab do so below.
 
 # %% [markdown]
 # ## Streaming
@@ -464,12 +703,12 @@ barelab.call_asgi(app, "POST", "/upload", body=[b"x" * 40, b"y" * 40, b"z" * 40]
 # A WSGI app streams by returning a generator. An ASGI app streams by sending several
 # `http.response.body` messages, each with `more_body: True` except the last (ASGI HTTP
 # spec, "Response Body - send event"). The server writes each one to the socket as it
-# comes, and since the app did not set a `content-length`, it frames the body with
-# `Transfer-Encoding: chunked` (RFC 9112 §7.1).
+# comes. Since the app set no `content-length`, nobody knows the length up front, so an
+# HTTP/1.1 server frames the body with `Transfer-Encoding: chunked` (RFC 9112 §7.1).
 #
-# A format made for this is **server-sent events** (SSE), which browsers read with
-# `new EventSource(url)`. The response has the type `text/event-stream`, and each event
-# is a few `field: value` lines followed by an empty line (HTML Living Standard,
+# You met **server-sent events** (SSE) in chapter 10: a response of type
+# `text/event-stream` that a browser reads with `new EventSource(url)`. Each event is a
+# few `field: value` lines followed by an empty line (HTML Living Standard,
 # "Server-sent events", §9.2.5 and §9.2.6):
 #
 # ```
@@ -479,10 +718,12 @@ barelab.call_asgi(app, "POST", "/upload", body=[b"x" * 40, b"y" * 40, b"z" * 40]
 #
 # ```
 #
-# The trap is a line break inside the data. The browser splits the stream on `\n`, `\r`
-# or `\r\n`, so a data value with a newline in it must become several `data:` lines (the
-# browser joins them back with `\n`). A newline in `event` or `id` would inject a field of
-# the client's choosing, so `sse_event` refuses it.
+# `event` names the type, `id` lets a browser that reconnects say where it got to, and
+# `data` is the payload. The trap is a line break inside the data. The browser splits the
+# stream on `\n`, `\r` or `\r\n`, so a data value with a newline in it must become
+# several `data:` lines (the browser joins them back with `\n`). A newline in `event` or
+# `id` would let whoever chose that value inject a field of their own, so `sse_event`
+# refuses it.
 
 # %%
 #| export
@@ -499,11 +740,19 @@ def sse_event(data: str, *, event: str | None = None, id: str | None = None) -> 
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 # %% [markdown]
-# Three events, the last with a line break in its data:
+# Three events, the last with a line break in its data. `show_bytes` prints each `\n`
+# in grey, then breaks the line there:
 
 # %%
 barelab.show_bytes(sse_event('{"n": 1}', event="tick", id="1") + sse_event("bye")
                    + sse_event("two\nlines"))
+
+# %% [markdown]
+# Each event ends with an empty line, and `two\nlines` became two `data:` lines. And an
+# `id` that tries to smuggle in a second field is refused:
+
+# %%
+print(await attempt(lambda: sse_event("x", id="7\ndata: forged")))
 
 # %% [markdown]
 # ### Stopping when the client leaves
@@ -512,12 +761,23 @@ barelab.show_bytes(sse_event('{"n": 1}', event="tick", id="1") + sse_event("bye"
 # the app should stop producing at once: a stream that goes on computing events for
 # nobody wastes the server, and a thousand forgotten streams take it down.
 #
-# How does the app find out? The ASGI HTTP spec, "Disconnect - receive event": once the
-# body has been read, the next `receive()` waits, and returns `http.disconnect` when the
-# connection closes. Spec 2.4 adds that `send()` on a closed connection should raise an
-# `OSError`, but older servers silently drop the data, and a producer that is sleeping
-# between events is not calling `send()` at all. So the reliable way is to listen:
-# `wait_for_disconnect` keeps calling `receive()` until the disconnect comes.
+# How does the app find out? Chapter 11 showed two ways.
+#
+# - **From `receive()`.** Once the body has been read, the next `receive()` waits, and
+#   returns `http.disconnect` when the connection closes (ASGI HTTP spec, "Disconnect -
+#   receive event").
+# - **From `send()`.** Since spec version 2.4, a `send()` on a closed connection should
+#   raise an `OSError` ("Disconnected Client - send exception"). But older servers
+#   silently drop the data, and a producer that is sleeping between events is not calling
+#   `send()` at all.
+#
+# | how | when the app hears | on which servers |
+# | --- | --- | --- |
+# | `receive()` returns `http.disconnect` | soon after the connection closes, even while the app sleeps | every ASGI server |
+# | `send()` raises an `OSError` | only at a `send()`, and maybe not the first one (you will see why) | spec 2.4 servers |
+#
+# So the reliable way is to listen. `wait_for_disconnect` keeps calling `receive()` until
+# the disconnect comes, and drops anything else it gets.
 
 # %%
 #| export
@@ -527,8 +787,25 @@ async def wait_for_disconnect(receive) -> None:
         pass
 
 # %% [markdown]
-# A stream then runs two tasks side by side: one sends the chunks, one listens. Whichever
-# finishes first cancels the other.
+# Two receives to try it on. `quiet_receive` is a client that is still connected and has
+# nothing to say: it never answers. `fake_receive(b"unread")` has one chunk of body
+# left, then the client leaves. `asyncio.wait_for` gives up after 0.2 s:
+
+# %%
+async def quiet_receive():
+    await asyncio.sleep(3600)
+
+barelab.show_transcript([
+    ("client still there", await attempt(asyncio.wait_for,
+                                         wait_for_disconnect(quiet_receive), 0.2)),
+    ("client left", await attempt(wait_for_disconnect, fake_receive(b"unread"))),
+])
+
+# %% [markdown]
+# While the client is there, `wait_for_disconnect` waits (the `TimeoutError` is
+# `wait_for` giving up); once it leaves, it returns `None`. That wait is what a stream
+# needs: it runs two tasks side by side, one that sends the chunks and one that listens.
+# Whichever finishes first cancels the other.
 #
 # ```mermaid
 # sequenceDiagram
@@ -549,8 +826,9 @@ async def wait_for_disconnect(receive) -> None:
 # ```
 #
 # First the producer. It sends the head, then one body message per chunk, then an empty
-# last message. Its `finally` closes the chunk generator, so the generator's own clean-up
-# runs at once even when the producer is cancelled in the middle of a `send`.
+# last message with `more_body: False`. Its `finally` closes the chunk generator, so the
+# generator's own clean-up runs at once, even when the producer is cancelled in the
+# middle of a `send`.
 
 # %%
 #| export
@@ -566,10 +844,26 @@ async def _send_chunks(send, chunks, status: int, headers: list) -> None:
             await chunks.aclose()
 
 # %% [markdown]
-# Then `stream`, which races the producer against the listener. It returns `True` when
-# the whole stream went out and `False` when the client left first, whether the listener
-# noticed or `send()` raised the spec 2.4 `OSError`. Any other error in the producer is
-# the app's bug, and is raised.
+# Feed it an async generator of two chunks and a recording `send`, and keep only the
+# part of each message that changes:
+
+# %%
+async def two_chunks():
+    yield b"one "
+    yield b"two"
+
+send, sent = recorder()
+await _send_chunks(send, two_chunks(), 200, [("content-type", "text/plain")])
+[(m["type"], m.get("body"), m.get("more_body")) for m in sent]
+
+# %% [markdown]
+# A start, one body message per chunk with `more_body: True`, and the empty message that
+# says the stream is over.
+#
+# Then the race. `stream` starts the producer and the listener as tasks, waits for the
+# first one to finish, and cancels both (cancelling a finished task does nothing).
+# Waiting for them again after `cancel()` matters: it lets the producer's `finally` run
+# before `stream` returns.
 
 # %%
 #| export
@@ -586,6 +880,22 @@ async def stream(send, receive, chunks, *, status: int = 200, headers=(),
         for task in (producer, listener):
             task.cancel()
         await asyncio.wait({producer, listener})
+    return _stream_finished(producer)
+
+# %% [markdown]
+# Why two tasks and not one loop? Because the producer spends most of its time asleep
+# between events, and a sleeping coroutine cannot also be waiting in `receive()`. Tasks
+# let both waits run at once on the one event loop, and the first to finish decides.
+#
+# What `stream` returns depends on how the producer ended. Cancelled means the listener
+# heard the disconnect first. An `OSError` means a spec 2.4 `send()` noticed it first.
+# Either way the client left, and `stream` says `False`. Any other exception is a bug in
+# the app's generator, and is raised, so it is not mistaken for a client that left.
+
+# %%
+#| export
+def _stream_finished(producer: asyncio.Future) -> bool:
+    """True if the producer sent everything, False if the client left; app errors raise."""
     if producer.cancelled() or isinstance(producer.exception(), OSError):
         return False
     if producer.exception() is not None:
@@ -593,10 +903,10 @@ async def stream(send, receive, chunks, *, status: int = 200, headers=(),
     return True
 
 # %% [markdown]
-# Two streaming routes. `/events` sends `count` events (3 unless the query says
-# otherwise), one every 0.2 s. It reads the query with chapter 05's `parse_query`, which
-# decodes the same bytes WSGI puts in `QUERY_STRING`. `cache-control: no-cache` keeps
-# proxies from holding the stream back.
+# Two streaming routes use it. `/events` sends `count` events (3 unless the query says
+# otherwise), one every 0.2 s. The count comes from the query string, which the scope
+# keeps as bytes; chapter 05's `parse_query` decodes it, and `query_count` checks that it
+# is a sensible number. A bad count is a 400, raised before the stream starts:
 
 # %%
 from barelab.built.wsgi_basics import parse_query
@@ -608,6 +918,16 @@ def query_count(scope, default=3, most=20):
         raise BadRequest(f"count must be a whole number from 1 to {most}, not {text!r}")
     return int(text)
 
+barelab.show_transcript([(q, await attempt(query_count, barelab.build_scope(
+    "http", "GET", "/events", query=q))) for q in (b"", b"count=5", b"count=0")])
+
+# %% [markdown]
+# The default, a count, and a refusal. The route itself is short, because `stream` does
+# the work. `ticks` is the async generator that makes the events; `cache-control:
+# no-cache` tells caches not to hand a stored copy of the stream to a later client
+# without asking the server first (RFC 9111 §5.2.2.4).
+
+# %%
 @route("/events", "GET")
 async def events(scope, receive, send):
     count = query_count(scope)
@@ -619,16 +939,16 @@ async def events(scope, receive, send):
                  headers=[("cache-control", "no-cache")])
 
 # %% [markdown]
-# In-process, `call_asgi` records every message. The response is one `http.response.start`
-# and one body message per event, plus the empty last one:
+# In-process, `call_asgi` records every message. Look for the order of the rows:
 
 # %%
 barelab.call_asgi(app, "GET", "/events?count=2").transcript
 
 # %% [markdown]
-# The producer ran first and sent the head. The second row is the listener: it asked for
-# the body of this GET, got an empty `http.request`, and went back to waiting. The last row is the disconnect that
-# `call_asgi` sends once the response is complete, which ended the listener.
+# The producer ran first and sent the head. The second row is the listener: it asked
+# for the body of this GET, got an empty `http.request`, and went back to waiting. Then
+# one body message per event, and the empty last one. The final row is the disconnect
+# that `call_asgi` sends once the response is complete, which ended the listener.
 #
 # `/ticker` never ends on its own: one event every 0.1 s, until the client leaves. It
 # writes what happens into `ticker_log`, so you can see the app's side of a disconnect.
@@ -657,7 +977,8 @@ sorted(ROUTES)
 # %% [markdown]
 # ## Serve it
 #
-# Every route is registered. Serve the app with barelab and talk to it over real sockets.
+# Every route is registered. So far each request was a function call; now serve the app
+# with barelab and talk to it over real sockets.
 
 # %%
 server = barelab.serve(app, name="bare_asgi")
@@ -673,19 +994,26 @@ numbers = '{"numbers": [1, 2, 3.5]}'
 # !curl -s -i -H "Content-Type: application/json" -d '{numbers}' {server.url}sum
 
 # %% [markdown]
-# The `content-type` and `content-length` came from `send_json`; `date` and `server`
-# from the server. Now a 405 over the wire, with its `Allow` header:
+# `{"sum": 6.5}`: JSON has one number type, so `1 + 2 + 3.5` comes back as a float. The
+# `content-type` and `content-length` came from `send_json`; `date` and `server` were
+# added by the server, which the app never asked for. Now a 405 over the wire, with
+# its `Allow` header:
 
 # %%
 barelab.http_request(server, "PUT", "/sum")
 
 # %% [markdown]
+# The `allow: POST` the app set, and the text from `send_error`. The last header,
+# `Connection: close`, is the server's answer to the `Connection: close` that
+# `http_request` sends; it writes the name in the usual capitals, and since header names
+# are case-insensitive, that is as good as lowercase on the wire.
+#
 # ### A chunked upload
 #
 # `call_asgi` made up the chunks. A real client sends a body in chunks with
 # `Transfer-Encoding: chunked` (RFC 9112 §7.1): each chunk is its size in hex, CRLF, the
 # bytes, CRLF, and a chunk of size 0 ends the body. Send one by hand, in three chunks of
-# 5, 6 and 1 bytes:
+# 5, 6 and 1 bytes, and keep only the body of the answer:
 
 # %%
 CHUNKED_UPLOAD = (b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
@@ -696,30 +1024,40 @@ uploaded.received.split(b"\r\n\r\n", 1)[1]
 
 # %% [markdown]
 # The server decoded the chunked framing and handed the app one `http.request` per
-# chunk: 5, 6 and 1 bytes, 12 in all. The app never saw the hex sizes. There is no
-# `Content-Length` here, so only counting, as `read_body` does, can enforce a limit. Send
-# 100 bytes in chunks of 10:
+# chunk: 5, 6 and 1 bytes, 12 in all. The app never saw the hex sizes.
+#
+# There is no `Content-Length` in that request, so nothing tells the server or the app
+# how big the body will be. Only counting, as `read_body` does, can enforce a limit. Send
+# 100 bytes in ten chunks of 10 (`a` is 10 in hex), against the limit of 64:
 
 # %%
-big = b"".join(b"a\r\n" + b"0123456789\r\n" for _ in range(10))
-too_big = barelab.raw_exchange(server, CHUNKED_UPLOAD.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
-                               + big + b"0\r\n\r\n")
+head = CHUNKED_UPLOAD.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+big = b"".join(b"a\r\n" + b"0123456789\r\n" for _ in range(10)) + b"0\r\n\r\n"
+too_big = barelab.raw_exchange(server, head + big)
 too_big.received.split(b"\r\n")[0], too_big.received.split(b"\r\n\r\n", 1)[1]
 
 # %% [markdown]
-# 413, answered after the seventh chunk (70 bytes), with the rest of the body still on
-# its way. The server log has a line per request, and no errors:
+# A 413, answered after the seventh chunk (70 bytes), while the rest of the body was
+# still unread. The reason phrase "Content Too Large" is the name RFC 9110 §15.5.14
+# gives 413. The app never chose it: an ASGI app sends only the number, and the server
+# adds the phrase. What to do with the chunks nobody read is the server's business too,
+# not the app's; chapter 13 deals with it when you write a server.
+#
+# The server log has a line per request so far, and no errors:
 
 # %%
 server.log
 
 # %% [markdown]
+# The first line is worth a look: barelab offered the app a `lifespan` scope, the app
+# raised as it should, and barelab went on without lifespan. uvicorn will say the same.
+#
 # ### Events, arriving over time
 #
-# `raw_exchange` shows what arrived, not when. `sse_client` opens a socket, sends a GET,
-# and notes the time at which each event shows up in the bytes received so far. With
-# `max_events` it hangs up after that many, like a user closing the tab. The times are
-# real (the notebook masks them when it checks outputs).
+# `raw_exchange` shows what arrived, not when. To see a stream *as* a stream you need a
+# client that notes the time of each event. The first thing it needs is to find events
+# in the bytes received so far: a line that starts with a field name, any more lines,
+# then the empty line that ends the event. A regular expression does it:
 
 # %%
 import re
@@ -727,7 +1065,19 @@ import socket
 import time
 
 SSE_EVENT = re.compile(rb"(?:event|id|data):[^\n]*\n(?:[^\n]+\n)*\n")
+SSE_EVENT.findall(b"event: tick\ndata: 1\n\ndata: 2\n\ndata: 3")
 
+# %% [markdown]
+# Two complete events; `data: 3` has no empty line after it yet, so it is not an event
+# until more bytes arrive. The client will run this on the raw bytes of the response,
+# head and framing included; the pattern picks out the events and skips the rest.
+#
+# `sse_client` opens a socket, sends a GET, and after each `recv` counts the events
+# found so far, noting the time of each new one. With `max_events` it hangs up after
+# that many, like a user closing the tab. Ask `/events` for three. The times are real
+# (the notebook masks them when it checks outputs, so yours may differ a little):
+
+# %%
 def sse_client(host, port, path, max_events=None, timeout=5.0):
     request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
     rows, received, start = [], b"", time.monotonic()
@@ -745,14 +1095,15 @@ sse_client(server.host, server.port, "/events?count=3")
 
 # %% [markdown]
 # One event every 0.2 s, each sent the moment it was produced. Nothing waited for the
-# end of the stream.
+# end of the stream, which is the whole point of streaming.
 
 # %% [markdown]
 # ### The client leaves
 #
-# First the broken version. `naive_ticker` is what most first attempts look like: a
-# loop of `send()` and `sleep()`, one event per second, that never looks at `receive()`.
-# It notes in `naive` how many events it sent, and what ended it.
+# First the broken version. `naive_ticker` is what most first attempts look like: a loop
+# of `send()` and `sleep()`, one event per second, that never looks at `receive()`. It
+# writes in `naive` how many events it sent, and which exception ended it, if any. A
+# client takes one event and hangs up:
 
 # %%
 naive = {"sent": 0, "ended by": None, "client left at": None, "ended at": None}
@@ -774,7 +1125,7 @@ async def naive_ticker(scope, receive, send):
 sse_client(server.host, server.port, "/naive-ticker", max_events=1)
 
 # %% [markdown]
-# The client took one event and hung up. A moment later, is the app still at it?
+# A moment later, is the app still at it?
 
 # %%
 naive["client left at"] = time.monotonic()
@@ -783,22 +1134,38 @@ naive["sent"], naive["ended by"]
 
 # %% [markdown]
 # One event sent, and nothing has ended it: the handler is asleep, about to send event 2
-# to a client that is gone. It only finds out by sending. Wait for that:
+# to a client that is gone. It can only find out by sending. Wait for that (at most five
+# seconds):
 
 # %%
 while naive["ended by"] is None and time.monotonic() < naive["client left at"] + 5:
     time.sleep(0.05)
-print("ended by:", naive["ended by"].__name__, "- an OSError:",
-      issubclass(naive["ended by"], OSError))
-print("events sent after the client left:", naive["sent"] - 1 > 0)
+print("ended by:", naive["ended by"].__name__,
+      "- an OSError:", issubclass(naive["ended by"], OSError))
+print("sends that went through after the client left:", naive["sent"] - 1)
 print(f"noticed {naive['ended at'] - naive['client left at']:.1f} s after the client left")
 
 # %% [markdown]
-# barelab follows spec 2.4, so a `send()` raised an `OSError` subclass in the end. But
-# not the first one after the client left, which went nowhere: the operating system
-# accepted those bytes, and only learned the client was gone when the client's machine
-# answered them with a reset. So the handler kept producing for a second or two, and on
-# a server older than spec 2.4, where `send()` never raises, it would never stop.
+# barelab follows spec 2.4, so a `send()` raised `ClientDisconnected`, its `OSError`
+# subclass, in the end. But not the first `send()` after the client left. Here is why,
+# one step at a time:
+#
+# 1. The client closed its socket, and its operating system sent a FIN. A FIN means "I
+#    will send nothing more". It does not mean "I will read nothing more": a client may
+#    close only its sending half and still read the answer. So the server side cannot
+#    treat the FIN as "gone", and the connection stays open for writing.
+# 2. A second later, event 2: the server's operating system accepted the bytes and sent
+#    them, and `send()` returned as if all was well. The client's operating system had
+#    no socket left to deliver them to, so it answered with a reset (RST).
+# 3. A second after that, event 3: now the server's side knows the connection was
+#    reset, the write fails, and barelab's `send()` raises.
+#
+# That is TCP, not barelab: the first write after the peer has closed usually succeeds,
+# and the next one fails. "Usually", because a client that closes with unread data still
+# in its buffer sends a reset at once, and then even the first write fails. Either way,
+# a handler that only learns from `send()` keeps producing for a while, here about two
+# seconds. On a server that does not raise (before spec 2.4, none had to), nothing would
+# ever stop it.
 #
 # Now the ticker that listens:
 
@@ -806,7 +1173,7 @@ print(f"noticed {naive['ended at'] - naive['client left at']:.1f} s after the cl
 sse_client(server.host, server.port, "/ticker", max_events=3)
 
 # %% [markdown]
-# Three events, then the client hung up. The app's side:
+# Three events, 0.1 s apart, then the client hung up. The app's side:
 
 # %%
 time.sleep(0.2)
@@ -815,32 +1182,36 @@ ticker_log
 # %% [markdown]
 # The listener got `http.disconnect`, `stream` cancelled the producer in the middle of
 # its `sleep`, the generator's `finally` ran, and `stream` returned `False`. Nothing was
-# produced after the client left. The server's log agrees: the app returned without
-# finishing the response, which is right when nobody is there to receive the end.
+# produced after the client left. Here the app did not have to send into a dead
+# connection to find out: barelab saw the connection close and answered the `receive()`
+# that the listener was waiting in. The server's log agrees:
 
 # %%
 for entry in server.log.entries[-2:]:
     print(entry.text())
 
 # %% [markdown]
+# The app returned without finishing the response, which is right when nobody is there
+# to receive the end. barelab notes it as information, not as an error, and logs the
+# request with the 63 bytes of events that went out.
+#
 # ## The same app on uvicorn
 #
 # `app` speaks only ASGI, so any ASGI server can run it. uvicorn, a server many FastAPI
-# apps run on in production, is a program you start from a shell:
-# `uvicorn module:app`. It imports the module and serves the `app` in it. So the app
-# needs to live in a file.
+# apps run on in production, is a program you start from a shell: `uvicorn module:app`.
+# It imports the module and serves the `app` in it. So the app needs to live in a file.
 #
 # The cells above *are* that file. `inspect.getsource` returns the source of a function
-# defined in a cell, decorator included, so the file is the chapter's own code plus a
-# header with the imports and the globals the handlers use. It goes into a temporary
-# folder.
+# defined in a cell, decorator included:
 
 # %%
-import inspect
-import sys
-import tempfile
-from pathlib import Path
+print(inspect.getsource(index))
 
+# %% [markdown]
+# So the file is the chapter's own functions, after a header with the imports and the
+# globals the handlers use:
+
+# %%
 HEADER = '''"""The app of chapter 12, written out of the notebook so that uvicorn can import it."""
 import asyncio
 import json
@@ -853,71 +1224,104 @@ ROUTES = {}
 UPLOAD_LIMIT = 64
 ticker_log = []
 '''
-parts = [route, app, index, sum_numbers, upload, query_count, events, ticker]
+
+# %% [markdown]
+# The functions go in the order they were defined, `route` first, so that each
+# decorator fills `ROUTES` again when uvicorn imports the file. The file goes into a
+# temporary folder:
+
+# %%
+import sys
+import tempfile
+from pathlib import Path
+
+parts = [route, allowed, app, index, sum_numbers, upload, query_count, events, ticker]
 app_dir = tempfile.TemporaryDirectory(prefix="chapter12-")
 app_file = Path(app_dir.name) / "bare_asgi_app.py"
 app_file.write_text(HEADER + "".join("\n\n" + inspect.getsource(part) for part in parts))
 print(app_file.name, "-", len(app_file.read_text().splitlines()), "lines")
 
 # %% [markdown]
+# About a hundred lines: the whole app, with not one line written twice. The notebook
+# stays the only place where the code lives; the file is a copy made on demand.
+#
 # Now start uvicorn in a separate process, with the same Python as this kernel
 # (`sys.executable`). Two details:
 #
 # - **The port.** Picking a free port and handing its number to another program is a
 #   race: something else may take it in between. Instead, this cell binds the socket
 #   itself and passes it to uvicorn already open: `--fd` takes a file descriptor, and
-#   `pass_fds` lets the child process inherit it.
+#   `pass_fds` lets the child process inherit it. Once the child has it, this process
+#   closes its own copy.
 # - **The output.** uvicorn logs to the terminal. Here it goes to a file, shown at the
 #   end of the section.
 #
-# A server needs a moment to start, so the cell asks it for `/` until it answers.
+# If you run the cell again, it first stops the uvicorn it started last time.
 
 # %%
 import subprocess
 
+if "uvicorn_process" in globals() and uvicorn_process.poll() is None:
+    uvicorn_process.terminate()
+    uvicorn_process.wait(timeout=5)
 listener = socket.create_server(("127.0.0.1", 0))
 uvicorn_url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
 uvicorn_output = open(Path(app_dir.name) / "uvicorn.log", "w")
-uvicorn = subprocess.Popen(
+uvicorn_process = subprocess.Popen(
     [sys.executable, "-m", "uvicorn", "bare_asgi_app:app", "--app-dir", app_dir.name,
      "--fd", str(listener.fileno())],
     pass_fds=[listener.fileno()], stdout=uvicorn_output, stderr=subprocess.STDOUT)
-listener.close()   # the child has its own copy now
+listener.close()
+uvicorn_process.poll() is None
 
+# %% [markdown]
+# `True`: the process is running. It needs a moment to import the app before it answers,
+# though the socket already accepts connections, since this cell bound it. So
+# `wait_until_up` asks for `/` until an answer comes. It gives up after ten seconds, or
+# at once if uvicorn has exited (a typo in the file, say), and then stops the process
+# rather than leave it behind.
+
+# %%
 def wait_until_up(url, timeout=10.0):
     deadline = time.monotonic() + timeout
     while True:
         try:
             return barelab.http_request(url, timeout=1.0)
         except OSError:
-            if time.monotonic() > deadline or uvicorn.poll() is not None:
+            if time.monotonic() > deadline or uvicorn_process.poll() is not None:
+                uvicorn_process.kill()
                 raise
             time.sleep(0.05)
 
 wait_until_up(uvicorn_url).text
 
 # %% [markdown]
-# The same answer. Now the same requests to both servers, side by side: the status and
-# whether the bodies are equal, byte for byte.
+# The same answer as from barelab. Now the same requests to both servers, side by side:
+# the status from each, and whether the bodies are equal, byte for byte.
 
 # %%
-same_requests = [("GET", "/", {}), ("POST", "/sum", {"json": {"numbers": [1, 2, 3.5]}}),
-                 ("POST", "/sum", {"body": b"{oops", "headers": JSON}),
-                 ("PUT", "/sum", {}), ("GET", "/nope", {}), ("GET", "/events?count=0", {}),
-                 ("POST", "/upload", {"body": b"x" * 100}), ("GET", "/events?count=2", {})]
-
 def side_by_side(method, path, **kwargs):
     ours = barelab.http_request(server, method, path, **kwargs)
     theirs = barelab.http_request(uvicorn_url, method, path, **kwargs)
     return f"{method} {path}", ours.status, theirs.status, ours.body == theirs.body
 
+side_by_side("GET", "/")
+
+# %% [markdown]
+# Every kind of answer the app gives, the event stream included:
+
+# %%
+same_requests = [("POST", "/sum", {"json": {"numbers": [1, 2, 3.5]}}),
+                 ("POST", "/sum", {"body": b"{oops", "headers": JSON}),
+                 ("PUT", "/sum", {}), ("GET", "/nope", {}), ("GET", "/events?count=0", {}),
+                 ("POST", "/upload", {"body": b"x" * 100}), ("GET", "/events?count=2", {})]
 barelab.show_transcript([side_by_side(m, p, **kw) for m, p, kw in same_requests],
                         columns=("request", "barelab", "uvicorn", "same body"))
 
 # %% [markdown]
-# Every status and every body agrees, the event stream included: the app makes every
-# decision, and both servers carry them out. The heads differ, though. Here are the
-# headers of `GET /` from each:
+# Every status and every body agrees: the app makes every decision, and both servers
+# carry them out. The heads differ, though. Here are the header names of `GET /` from
+# each, in the order they arrived, then the values side by side:
 
 # %%
 ours, theirs = barelab.http_request(server), barelab.http_request(uvicorn_url)
@@ -927,8 +1331,9 @@ barelab.show_transcript([(name, ours.header(name), theirs.header(name))
                          for name, _ in ours.headers], columns=("header", "barelab", "uvicorn"))
 
 # %% [markdown]
-# - Both servers add `date` (RFC 9110 §6.6.1 says an origin server with a clock MUST)
-#   and `server`, each with its own name. The `date` differs by the clock only.
+# - Both servers add `date` and `server`, each with its own name. RFC 9110 §6.6.1 says an
+#   origin server with a clock MUST send `date` in its 2xx, 3xx and 4xx responses. The
+#   two dates differ by the clock only.
 # - uvicorn puts its own headers first, barelab after the app's. Order between
 #   different header names carries no meaning (RFC 9110 §5.3).
 # - Both echo `Connection: close`, because `http_request` asked for it.
@@ -943,13 +1348,14 @@ barelab.show_transcript([(name, ours.header(name), theirs.header(name))
 
 # %% [markdown]
 # barelab hands each chunk to the app as it was decoded; uvicorn collects what has
-# arrived and hands it over in one `http.request`. Both are allowed: the spec lets a
-# server split a body however it likes, and chunk boundaries carry no meaning in HTTP
-# (RFC 9112 §7.1 calls chunking a transfer coding, not part of the content). Only an app
-# that loops, like `read_body`, works the same on both.
+# arrived and hands it over in one `http.request`. Both are allowed. The spec lets a
+# server split a body however it likes, and HTTP gives chunk boundaries no meaning: RFC
+# 9112 §7 calls chunking a transfer coding, "a property of the message rather than a
+# property of the representation", which any hop may undo and redo. Only an app that
+# loops, like `read_body`, works the same on both.
 #
-# And `HEAD`: the app sends the same body as for `GET`, and both servers drop it.
-# Each response below ends right after the blank line that closes the head:
+# And `HEAD`: the app sends the same body as for `GET`, and both servers drop it. Each
+# response below should end right after the blank line that closes the head:
 
 # %%
 HEAD = b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -960,25 +1366,40 @@ HEAD = b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 # ### Stopping uvicorn
 #
 # A process you started is yours to stop. `terminate()` sends it `SIGTERM`, which uvicorn
-# treats as "finish the open requests, then exit"; `wait` gives it a few seconds to do
-# so. Then the log file, with the process id masked since it changes on every run:
+# treats as "finish the open requests, then exit". `wait` gives it five seconds to do so;
+# a process that is still there after that gets `kill()`, which cannot be ignored.
 
 # %%
-uvicorn.terminate()
-print("exit status:", uvicorn.wait(timeout=5))
+uvicorn_process.terminate()
+try:
+    exit_status = uvicorn_process.wait(timeout=5)
+except subprocess.TimeoutExpired:
+    uvicorn_process.kill()
+    exit_status = uvicorn_process.wait()
 uvicorn_output.close()
+exit_status
+
+# %% [markdown]
+# The exit status is `-15`. A negative status is how `subprocess` reports a process
+# ended by a signal, here signal 15, `SIGTERM`: after shutting down cleanly, uvicorn
+# raises the `SIGTERM` it caught once more, so the parent can tell why it stopped.
+#
+# Its log, with the process id masked since it changes on every run:
+
+# %%
 print(re.sub(r"\[\d+\]", "[PID]", (Path(app_dir.name) / "uvicorn.log").read_text()))
 
 # %% [markdown]
-# The exit status is `-15`: after shutting down cleanly, uvicorn re-raises the `SIGTERM`
-# it caught, so the parent sees a process ended by signal 15. Its log reads like
-# barelab's:
+# It reads like barelab's:
 #
 # - "ASGI 'lifespan' protocol appears unsupported": `app` raised on the `lifespan` scope,
-#   as an app without lifespan should, and uvicorn went on without it. barelab wrote the
-#   same into its log when it started. Chapter 14 is about lifespan.
-# - One access line per request. The `GET /events?count=2` line is logged when the
-#   response *starts*, not when it ends.
+#   as an app without lifespan should, and uvicorn went on without it, just as barelab
+#   did. Chapter 14 is about lifespan.
+# - One access line per request, the `GET /` from `wait_until_up` first. The
+#   `GET /events?count=2` line is logged when the response *starts*, not when it ends.
+# - The 413 line says "Request Entity Too Large", the name RFC 7231 gave that status;
+#   barelab used the newer "Content Too Large". The number is what counts: a client
+#   should ignore the reason phrase (RFC 9112 §4).
 #
 # Nothing answers at that address any more. Remove the temporary folder too:
 
@@ -1001,7 +1422,7 @@ except ConnectionRefusedError:
 #   `RequestAborted` for a client that leaves mid-body. Refusals reuse the `HTTPError`
 #   classes of chapters 02, 04 and 05.
 # - Routing by hand: 404 for an unknown path, 405 with `Allow` for a wrong method, HEAD
-#   served by GET (ASGI servers drop the body). An app raises on a scope type it does not
+#   served by GET (barelab and uvicorn both drop the body). An app raises on a scope type it does not
 #   handle.
 # - A response is `http.response.start` plus `http.response.body` messages; several body
 #   messages with `more_body: True` make a stream, which the server sends chunked.
@@ -1009,8 +1430,13 @@ except ConnectionRefusedError:
 # - A client that leaves shows up as `http.disconnect` from `receive()`. Listen for it
 #   while streaming and cancel the producer; spec 2.4 servers also raise `OSError` from
 #   `send()`, but only when you send.
+# - `send()` raising is no substitute for listening: the first write after the client
+#   closed usually succeeds (TCP only learns from the reset it provokes), so a loop that
+#   only sends finds out a send late, and on a server older than spec 2.4 never.
 # - The same file ran on barelab and on uvicorn with the same statuses and bodies; the
-#   servers differ in their own headers and in how they split a chunked body.
+#   servers differ in their own headers, their reason phrases, and how they split a
+#   chunked body. An app that loops on `receive()` and lets the status number speak
+#   works the same on both.
 
 # %% [markdown]
 # ## Exercises

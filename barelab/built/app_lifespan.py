@@ -17,14 +17,14 @@ def add_state(scope: dict, state) -> None:
                            "(the lifespan scope has no 'state')")
     scope["state"].update(state)
 
+
 def describe(error: BaseException) -> str:
     """The message of a lifespan.*.failed event: the exception's type and text."""
     return f"{type(error).__name__}: {error}"
 
 
 async def run_lifespan(scope: dict, receive, send, context) -> None:
-    """Speak the lifespan protocol around ``context``, an async context manager: enter it
-    on lifespan.startup, leave it on lifespan.shutdown, report failures with a message."""
+    """Enter ``context`` (an async context manager) on startup, leave it on shutdown."""
     message = await receive()
     if message["type"] != "lifespan.startup":
         raise RuntimeError(f"expected lifespan.startup first, got {message['type']!r}")

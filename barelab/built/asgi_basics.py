@@ -15,6 +15,7 @@ from barelab.built.http_wire import BadRequest, ContentTooLarge, HTTPError
 from barelab.built.static_files import MethodNotAllowed, NotFound
 from barelab.built.wsgi_basics import UnsupportedMediaType
 
+
 MAX_BODY = 1024 * 1024   # bytes; a bigger body is a 413
 
 class RequestAborted(Exception):
@@ -43,6 +44,7 @@ def header(scope: dict, name: str) -> str | None:
     values = [value.decode("latin-1") for key, value in scope["headers"] if key == wanted]
     return ", ".join(values) if values else None
 
+
 def media_type(scope: dict) -> str:
     """'application/json; charset=utf-8' -> 'application/json'; '' if there is none."""
     return (header(scope, "content-type") or "").split(";", 1)[0].strip().lower()
@@ -50,6 +52,7 @@ def media_type(scope: dict) -> str:
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON (RFC 8259 §6)")
+
 
 def parse_json(body: bytes):
     """``body`` as JSON; BadRequest (400) with the reason when it is not valid UTF-8 JSON."""
@@ -81,6 +84,7 @@ def encode_headers(headers) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in headers]
 
+
 async def send_response(send, status: int, body: bytes, headers=()) -> None:
     """One whole response: start (with content-length), then the body in one message."""
     await send({"type": "http.response.start", "status": status,
@@ -97,6 +101,7 @@ async def send_json(send, data, status: int = 200, headers=()) -> None:
     """Answer with ``data`` as JSON (UTF-8)."""
     body = json.dumps(data, ensure_ascii=False).encode("utf-8")
     await send_response(send, status, body, [("content-type", "application/json"), *headers])
+
 
 async def send_error(send, error: HTTPError, headers=()) -> None:
     """Answer with the status an HTTPError carries and its message as text."""
@@ -147,6 +152,11 @@ async def stream(send, receive, chunks, *, status: int = 200, headers=(),
         for task in (producer, listener):
             task.cancel()
         await asyncio.wait({producer, listener})
+    return _stream_finished(producer)
+
+
+def _stream_finished(producer: asyncio.Future) -> bool:
+    """True if the producer sent everything, False if the client left; app errors raise."""
     if producer.cancelled() or isinstance(producer.exception(), OSError):
         return False
     if producer.exception() is not None:
