@@ -214,8 +214,10 @@ def serve(app, *, name: str | None = None, port: int | None = None,
           **options) -> Server:
     """Serve ``app`` in the background and return its :class:`Server` at once.
 
-    ``name`` defaults to the app's name. Serving a name that is already running stops the
-    old server and reuses its port. ``kind`` is ``"wsgi"`` or ``"asgi"`` (detected when
+    ``name`` defaults to the app's name (a function's ``__name__``, else its ``name``
+    attribute, else its class name). Serving a name that is already running stops the old
+    server and reuses its port: that is what makes re-running a cell safe. To serve two
+    apps of the same class side by side (two Starlette apps, say), give each a ``name=``. ``kind`` is ``"wsgi"`` or ``"asgi"`` (detected when
     omitted); ``server`` is an :class:`~barelab.engines.base.Engine` class to use instead
     of barelab's own; other keyword arguments go to the engine (limits, lifespan, ...).
     """
