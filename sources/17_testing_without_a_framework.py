@@ -1,0 +1,2550 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # 17. Testing without a framework
+#
+# Every framework ships a test client: Flask's `app.test_client()`, Starlette's
+# `TestClient`, Django's `Client`. Each one calls the app directly, with no server and no
+# socket, and hands back a response a test can check. In this chapter you build one that
+# works for *any* WSGI or ASGI app, then a tiny pytest-style runner to drive it, and then you
+# run the very same tests over a real socket against the servers you wrote in chapters 06
+# and 13.
+#
+# ## Learning goals
+#
+# By the end of this chapter you can:
+#
+# - explain what an in-process test client is: a server's half of PEP 3333 or of the ASGI
+#   spec, played from a function call, plus a client's half (cookies, JSON, forms);
+# - call a WSGI app the way a server does (environ, `start_response`, the body iterable,
+#   `close()`) and check it with `wsgiref.validate` on the way;
+# - run an ASGI app from a notebook cell on a private event loop in a worker thread, and
+#   say why `asyncio.run` in a cell fails;
+# - keep cookies between requests the way RFC 6265 says, stream a response chunk by chunk,
+#   run the lifespan around a test session, and hold a WebSocket conversation;
+# - write a 40-line test runner with fixtures, and run one set of tests in-process and over
+#   the network, and explain the differences you see.
+
+# %% [markdown]
+# ## Why call the app directly?
+#
+# A test could start a server, make real HTTP requests and read the answers. That works,
+# and this chapter ends by doing exactly that. But it costs something: a port, a thread, the
+# bytes on the wire, and a server whose own behaviour gets mixed into every test. When what
+# you want to test is *the app*, you can skip all of that. Chapter 01 showed the trick: an
+# app is one callable, so a test can call it.
+#
+# ```mermaid
+# flowchart LR
+#     subgraph "over a socket"
+#         T1["test"] --> C1["client"] -- "bytes" --> S1["server"] --> A1["app"]
+#     end
+#     subgraph "in-process"
+#         T2["test"] --> C2["test client<br/>(client + server's half)"] -- "environ / scope" --> A2["app"]
+#     end
+# ```
+#
+# The test client on the right plays two parts at once. Towards the test it is an HTTP
+# client: `client.get("/hello")`, `response.json()`, a cookie jar. Towards the app it is the
+# server: it builds the `environ` or the `scope`, and it follows the spec's rules about
+# `start_response`, `close()`, `http.disconnect` and the rest. It never turns anything into
+# bytes.
+#
+# `barelab.call_wsgi` already does the server's part, with a transcript. It answers one
+# question per call, though. A test wants more: to log in on one request and find the cookie
+# on the next, to read a stream piece by piece, to talk over a WebSocket. Here is where we
+# start from:
+
+# %%
+import barelab
+
+def hello_app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+    return [b"Hello, test!\n"]
+
+call = barelab.call_wsgi(hello_app, "GET", "/")
+call.status, call.body
+
+# %% [markdown]
+# That is already a test in disguise: `assert call.status == "200 OK"`. Everything in this
+# chapter grows from that one call.
+#
+# ## The module
+#
+# The client goes into one module, `barelab/built/testing.py`; chapter 18 tests its
+# framework with it. This cell names the module:
+
+# %%
+#| default_exp testing
+
+# %% [markdown]
+# The module opens with its plan in a comment, and its imports. Several of them come from
+# earlier chapters: chapter 09's `Headers`, chapter 11's ASGI message checker, chapter 02's
+# reason phrases, and barelab's own `build_environ` and `build_scope`, which turn a method, a
+# path and headers into a PEP 3333 environ or an ASGI scope. Each is explained where it is
+# first used.
+
+# %%
+#| export
+# A test client that calls a WSGI or ASGI app in-process, playing the server's part with no
+# socket: a request becomes an environ or a scope, the app's answer becomes a Response. ASGI
+# apps run on a private event loop in a worker thread (a Portal), because the caller's thread
+# may already run one (a notebook kernel does); every wait for that thread has a timeout, so
+# a stuck app raises TimeoutError instead of hanging the caller. Cookies persist in a
+# CookieJar (RFC 6265, minus what means nothing for one in-process host). A session,
+# `with TestClient(app) as client:`, keeps one loop and runs the ASGI lifespan around it.
+import asyncio
+import inspect
+import json as jsonlib
+import queue
+import re
+import threading
+import time
+import traceback
+from collections import Counter
+from contextlib import ExitStack, contextmanager
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlencode, urlsplit
+from wsgiref.validate import validator
+
+from barelab.built import http_objects
+from barelab.built.asgi_types import HTTPResponseChecker, checked_send
+from barelab.built.http_wire import reason_phrase
+from barelab.calling import build_environ, build_scope
+from barelab.client import http_request
+from barelab.serving import detect_kind
+
+# %% [markdown]
+# One number rules every wait in this module. An app can hang: it waits for a message that
+# never comes, or sleeps for an hour. A test that hangs is worse than a test that fails,
+# because in a notebook it freezes the kernel. So the client never waits longer than
+# `TIMEOUT` seconds for anything, and says what it was waiting for when it gives up.
+
+# %%
+#| export
+TIMEOUT = 5.0   # seconds any one wait may last before the client gives up on the app
+
+# %% [markdown]
+# ## What a test reads: the response
+#
+# Start from the end: what should a test get back? Starlette's and httpx's answer has
+# become the usual one: an object with `status_code`, `headers`, `content` (bytes), `text`
+# and `json()`. This client's `Response` has the same names, so tests read the same in
+# every client.
+#
+# Headers first. Names are case-insensitive (RFC 9110 §5.1) and a name may repeat. Chapter
+# 09 built exactly that, `Headers`, a multi-dict that ignores case. Its `getall` returns
+# every value; httpx calls the same thing `get_list`, so this subclass adds that name.
+
+# %%
+#| export
+class Headers(http_objects.Headers):
+    """Response fields: chapter 09's case-insensitive multi-dict, plus httpx's get_list."""
+
+    def get_list(self, name: str) -> list[str]:
+        """Every value of ``name`` in order; the only safe way to read Set-Cookie."""
+        return self.getall(name)
+
+# %% [markdown]
+# Why "the only safe way"? A response that sets two cookies carries two `Set-Cookie`
+# lines. Most headers that repeat can be joined with a comma into one value (RFC 9110
+# §5.3), but `Set-Cookie` cannot: an `Expires` date holds a comma of its own (RFC 6265 §3).
+# Look at what joining would do:
+
+# %%
+headers = Headers([("Set-Cookie", "a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT"),
+                   ("set-cookie", "b=2")])
+print(headers["SET-COOKIE"])
+print(", ".join(headers.get_list("set-cookie")))
+headers.get_list("set-cookie")
+
+# %% [markdown]
+# `headers["SET-COOKIE"]` found the first line in any case of the name. Joined with
+# commas, the two lines become one string that no one can split back: is `21 Oct 2037
+# 07:28:00 GMT` a cookie? `get_list` keeps them apart.
+#
+# Now the response itself. `text` decodes with the charset the `Content-Type` names, UTF-8
+# if it names none; `json()` parses the body.
+
+# %%
+#| export
+class Response:
+    """What the app answered: ``status_code``, ``headers``, ``content``; ``text``, ``json()``."""
+
+    def __init__(self, status_code: int, headers, content: bytes = b""):
+        self.status_code = status_code
+        self.headers = Headers(headers)
+        self._content = content
+
+    @property
+    def content(self) -> bytes:
+        return self._content
+
+    @property
+    def text(self) -> str:
+        charset = re.search(r"charset=\"?([\w.:-]+)", self.headers.get("content-type", ""), re.I)
+        return self.content.decode(charset.group(1) if charset else "utf-8", errors="replace")
+
+    def json(self):
+        return jsonlib.loads(self.content)
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status_code} {reason_phrase(self.status_code)}]>"
+
+# %% [markdown]
+# A hand-made one, to see the four ways in. The body is Latin-1 on purpose, and the header
+# says so, so `text` decodes `é` correctly:
+
+# %%
+response = Response(200, [("Content-Type", "text/plain; charset=latin-1")], "café".encode("latin-1"))
+response, response.content, response.text
+
+# %% [markdown]
+# `content` is a property, not a plain attribute, because of what comes next: a response
+# whose body has not arrived yet.
+#
+# ### A body that arrives in pieces
+#
+# A response can stream: a WSGI generator, several ASGI `http.response.body` messages. A
+# test may want to see the pieces as they come, or stop after the first one. So the client
+# builds every response as a `StreamingResponse`, which holds an iterator of chunks and a
+# function to call when the test is done with it. `iter_bytes()` hands out the chunks,
+# `read()` takes them all, and `content` refuses to guess before the body has been read.
+
+# %%
+#| export
+class StreamingResponse(Response):
+    """A Response whose body arrives chunk by chunk: iterate ``iter_bytes()`` or ``read()``."""
+
+    def __init__(self, status_code, headers, chunks, on_close):
+        super().__init__(status_code, headers)
+        self._chunks, self._on_close = chunks, on_close
+        self._read, self._done, self.closed = [], False, False
+
+    @property
+    def content(self) -> bytes:
+        if not self._done:
+            raise RuntimeError("the body has not been read: call response.read() first")
+        return b"".join(self._read)
+
+    def iter_bytes(self):
+        """Each body chunk as the app produced it (empty chunks skipped)."""
+        if self.closed:
+            raise RuntimeError("the response is closed")
+        for chunk in self._chunks:
+            if chunk:
+                self._read.append(chunk)
+                yield chunk
+        self._done = True
+
+    def read(self) -> bytes:
+        for _ in self.iter_bytes():
+            pass
+        return self.content
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._on_close(self._done)
+
+# %% [markdown]
+# Try it on a list of chunks. The first attempt to read `content` fails with a message that
+# says what to do, and `on_close` hears whether the body was read to the end:
+
+# %%
+closed = []
+streamed = StreamingResponse(200, [], iter([b"one ", b"two"]), closed.append)
+try:
+    streamed.content
+except RuntimeError as error:
+    print("RuntimeError:", error)
+print(list(streamed.iter_bytes()), streamed.content)
+streamed.close()
+closed
+
+# %% [markdown]
+# `[True]`: the response was closed after its body was read to the end. A `False` there
+# would mean the test left early, and for an ASGI app that is worth telling: it is the
+# client hanging up.
+
+# %% [markdown]
+# ## Cookies that persist
+#
+# A test logs in with one request and expects to be known on the next. A browser makes
+# that work: it stores each cookie a `Set-Cookie` header gives it and sends it back in a
+# `Cookie` header on later requests whose path matches. A test client needs the same
+# memory, a cookie jar. RFC 6265 says how it behaves, in section 5, in enough detail to
+# follow step by step. Four parts matter to a test client.
+#
+# **Path.** A cookie applies to a path and everything below it. Without a `Path`
+# attribute, the default is the request path's "directory" (§5.1.4): a cookie set by
+# `/account/login` applies to `/account`.
+
+# %%
+#| export
+def default_path(request_path: str) -> str:
+    """RFC 6265 §5.1.4: the directory of the request path, for a cookie without Path."""
+    if not request_path.startswith("/") or request_path.count("/") == 1:
+        return "/"
+    return request_path[:request_path.rindex("/")]
+
+
+def path_matches(request_path: str, cookie_path: str) -> bool:
+    """RFC 6265 §5.1.4: /docs matches /docs, /docs/ and /docs/a, but not /docsearch."""
+    if request_path == cookie_path:
+        return True
+    return request_path.startswith(cookie_path) and (
+        cookie_path.endswith("/") or request_path[len(cookie_path)] == "/")
+
+# %% [markdown]
+# The trap is in the second function. "Starts with" alone would let a `/docs` cookie leak
+# to `/docsearch`, a different part of the site:
+
+# %%
+print([default_path(p) for p in ("/login", "/account/login", "/a/b/")])
+[path_matches(p, "/docs") for p in ("/docs", "/docs/a", "/docsearch", "/")]
+
+# %% [markdown]
+# **Expiry.** `Max-Age` is a number of seconds; `Expires` is a date. When both are given,
+# `Max-Age` wins (§5.3, step 3). A time that has already passed means "delete this cookie",
+# which is how a server logs you out: `Max-Age=0`, or an `Expires` in the past. A date the
+# client cannot parse is ignored, not an error (§5.2.1).
+
+# %%
+#| export
+class Cookie:
+    """One stored cookie: name, value, path, when it expires (None: end of session), secure."""
+
+    def __init__(self, name, value, path="/", expires=None, secure=False):
+        self.name, self.value, self.path = name, value, path
+        self.expires, self.secure = expires, secure
+
+    def __repr__(self) -> str:
+        extra = (" secure" if self.secure else "") + (" expires" if self.expires else "")
+        return f"<Cookie {self.name}={self.value} path={self.path}{extra}>"
+
+
+def _expiry(attributes: dict, now: float):
+    """Max-Age wins over Expires (RFC 6265 §5.3 step 3); either may say "already expired"."""
+    if "max-age" in attributes and re.fullmatch(r"-?[0-9]+", attributes["max-age"]):
+        return now + int(attributes["max-age"])
+    if "expires" in attributes:
+        try:
+            return parsedate_to_datetime(attributes["expires"]).timestamp()
+        except (TypeError, ValueError):
+            return None        # §5.2.1: an unparsable date is ignored, not an error
+    return None
+
+# %% [markdown]
+# **Parsing.** A `Set-Cookie` value is `name=value` and then attributes separated by `;`.
+# Attribute names ignore case; a line without `=` in its first part, or with an empty name,
+# is ignored whole (§5.2). A `Path` that does not start with `/` counts as no path.
+# `Secure` is kept for the next step.
+
+# %%
+#| export
+def parse_set_cookie(line: str, request_path: str, now: float):
+    """A Set-Cookie value read as RFC 6265 §5.2 says, or None where it says ignore it."""
+    pair, *rest = line.split(";")
+    if "=" not in pair or not pair.split("=", 1)[0].strip():
+        return None
+    name, value = (part.strip() for part in pair.split("=", 1))
+    attributes = {}
+    for item in rest:
+        key, _, val = item.partition("=")
+        attributes[key.strip().lower()] = val.strip()
+    path = attributes.get("path", "")
+    return Cookie(name, value, path if path.startswith("/") else default_path(request_path),
+                  _expiry(attributes, now), "secure" in attributes)
+
+# %% [markdown]
+# Four lines a server might send. `now` is fixed at 1000 so the expiry times are easy to
+# read: `Max-Age=60` expires at 1060 and wins over the `Expires` date; `Max-Age=0` is
+# already over; the last line has no name and is dropped.
+
+# %%
+for line in ("user=ada; Path=/; HttpOnly", "theme=dark; max-age=60; Expires=Wed, 21 Oct 2037 07:28:00 GMT",
+             "user=; Max-Age=0; Path=/", "=nameless"):
+    cookie = parse_set_cookie(line, "/account/login", now=1000)
+    print(f"{line!r:70} -> {cookie!r} {'' if cookie is None else cookie.expires}")
+
+# %% [markdown]
+# **The jar.** `CookieJar` stores cookies by `(name, path)`: the same name under two paths
+# is two cookies (§5.3, step 11). `store` handles a response's `Set-Cookie` lines: an
+# expired cookie is removed, a known one is updated in place, a new one is added. And
+# `header_for` builds the `Cookie` header for a request: live cookies whose path matches,
+# longer paths first (§5.4, step 2), as `name=value` pairs joined by `"; "`.
+#
+# Three attributes are left out, each for a reason:
+#
+# - **Domain** says which hosts share a cookie. A test client talks to exactly one host,
+#   so every cookie is its cookie.
+# - **Secure** means "only over HTTPS". The jar keeps that rule: a `Secure` cookie goes
+#   back only when the base URL is `https://`. No bytes travel in-process, so nothing could
+#   leak, but a test that passes only because the client ignored `Secure` would pass for an
+#   app that is broken in every browser.
+# - **HttpOnly** and **SameSite** limit what JavaScript and other sites can do. A test
+#   client is neither.
+
+# %%
+#| export
+class CookieJar:
+    """Cookies one client keeps between requests. Domain is ignored: there is one host."""
+
+    def __init__(self):
+        self._cookies: dict[tuple[str, str], Cookie] = {}
+
+    def store(self, set_cookie_lines, request_path: str) -> None:
+        now = time.time()
+        for line in set_cookie_lines:
+            cookie = parse_set_cookie(line, request_path, now)
+            if cookie is None:
+                continue
+            key = (cookie.name, cookie.path)
+            if cookie.expires is not None and cookie.expires <= now:
+                self._cookies.pop(key, None)      # how a server deletes a cookie
+            elif key in self._cookies:
+                self._cookies[key].__dict__.update(cookie.__dict__)   # keeps its place
+            else:
+                self._cookies[key] = cookie
+
+    def header_for(self, path: str, secure: bool) -> str | None:
+        now = time.time()
+        live = [c for c in self._cookies.values() if c.expires is None or c.expires > now]
+        chosen = [c for c in live if path_matches(path, c.path) and (secure or not c.secure)]
+        chosen.sort(key=lambda c: -len(c.path))   # §5.4: longer paths first; stable otherwise
+        return "; ".join(f"{c.name}={c.value}" for c in chosen) or None
+
+# %% [markdown]
+# A test also wants to look into the jar and to put a cookie in it by hand, so the jar
+# gets a few dict-like methods: `jar["user"]`, `"user" in jar`, `len(jar)`, `set`, `clear`.
+
+# %%
+#| export
+def _jar_set(self, name: str, value: str, path: str = "/") -> None:
+    self._cookies[(name, path)] = Cookie(name, value, path)
+
+def _jar_get(self, name: str, default=None):
+    return next((c.value for c in self._cookies.values() if c.name == name), default)
+
+def _jar_getitem(self, name: str) -> str:
+    value = self.get(name)
+    if value is None:
+        raise KeyError(name)
+    return value
+
+CookieJar.set, CookieJar.get, CookieJar.__getitem__ = _jar_set, _jar_get, _jar_getitem
+CookieJar.__contains__ = lambda self, name: self.get(name) is not None
+CookieJar.__len__ = lambda self: len(self._cookies)
+CookieJar.clear = lambda self: self._cookies.clear()
+CookieJar.__repr__ = lambda self: f"CookieJar({list(self._cookies.values())})"
+
+# %% [markdown]
+# A jar on its own first. Three cookies, one of them `Secure`, one under `/docs`; then the
+# `Cookie` header for three requests:
+
+# %%
+jar = CookieJar()
+jar.store(["user=ada; Path=/", "token=s3cret; Path=/; Secure", "page=2; Path=/docs"], "/login")
+print(jar)
+print(jar.header_for("/docs/intro", secure=False))
+print(jar.header_for("/docs/intro", secure=True))
+print(jar.header_for("/docsearch", secure=False))
+
+# %% [markdown]
+# `page=2` comes first for `/docs/intro` because its path is longer; `token` appears only
+# over a secure connection; `/docsearch` gets no `page`. And a logout, as a server writes
+# it, empties the jar of that cookie:
+
+# %%
+jar.store(["user=; Max-Age=0; Path=/"], "/logout")
+"user" in jar, len(jar)
+
+
+# %% [markdown]
+# ## What a test writes: the request
+#
+# The other side. A test says `client.post("/login", data={"user": "ada"})` and expects the
+# client to fill in everything a real client would. `Request` holds the result: a method, a
+# path, a query string (still encoded), header pairs and body bytes.
+
+# %%
+#| export
+_NO_JSON = object()   # "json= was not given": None is a JSON document too
+
+class Request:
+    """One request as a client would send it: method, path, query, header pairs, body."""
+
+    def __init__(self, method, path, query, headers, body):
+        self.method, self.path, self.query = method, path, query
+        self.headers, self.body = headers, body
+
+    def __repr__(self) -> str:
+        query = f"?{self.query}" if self.query else ""
+        return f"<Request {self.method} {self.path}{query} ({len(self.body)} bytes)>"
+
+# %% [markdown]
+# A body comes in one of three forms, with httpx's names: `json=` (a Python value, sent as
+# JSON), `data=` (a dict sent as an HTML form, `application/x-www-form-urlencoded`) or
+# `content=` (bytes or text, sent as given). Each form implies a `Content-Type`.
+# `encode_body` turns whichever was given into bytes and that type. Giving two at once is a
+# mistake in the test, and it says so instead of picking one.
+
+# %%
+#| export
+def encode_body(json, data, content) -> tuple[bytes, str | None]:
+    """``(body, content_type)`` from exactly one of json=, data= (a form) or content=."""
+    given = [name for name, v in (("json", json is not _NO_JSON), ("data", data is not None),
+                                  ("content", content is not None)) if v]
+    if len(given) > 1:
+        raise TypeError(f"give one body: {' and '.join(given)} were both given")
+    if json is not _NO_JSON:
+        return jsonlib.dumps(json).encode("utf-8"), "application/json"
+    if data is not None:
+        return urlencode(data, doseq=True).encode("ascii"), "application/x-www-form-urlencoded"
+    if isinstance(content, str):
+        return content.encode("utf-8"), "text/plain; charset=utf-8"
+    return bytes(content or b""), None
+
+# %% [markdown]
+# The three forms, then the mistake:
+
+# %%
+print(encode_body({"n": [1, 2]}, None, None))
+print(encode_body(_NO_JSON, {"user": "ada", "tag": ["a", "b"]}, None))
+print(encode_body(_NO_JSON, None, "plain"))
+try:
+    encode_body({"n": 1}, {"user": "ada"}, None)
+except TypeError as error:
+    print("TypeError:", error)
+
+# %% [markdown]
+# Note `tag=a&tag=b`: a form field with a list value repeats, as a browser sends a
+# multi-select.
+#
+# ### A client that does not care where the app is
+#
+# Most of a client is the same whether the app is called in-process or reached over a
+# socket: turning keyword arguments into a `Request`, and keeping cookies. So that part is a
+# base class. Each kind of client then adds one method, `open_stream(request)`, that
+# delivers the request and returns a `StreamingResponse`. That split is what lets the last
+# part of the chapter run one set of tests both ways.
+#
+# A client has a *base URL*, by default `http://testserver` (Starlette's choice). Nothing
+# listens there; the URL only says what `Host` header to send, what `wsgi.url_scheme` the
+# app sees, and whether the connection counts as secure for cookies.
+
+# %%
+#| export
+class BaseClient:
+    """The part of a client that does not care where the app is: building requests from
+    keyword arguments, and the cookie jar. Subclasses define ``open_stream(request)``."""
+
+    def __init__(self, base_url: str, headers=(), cookies=None, timeout: float = TIMEOUT):
+        parts = urlsplit(base_url)
+        self.scheme, self.host = parts.scheme, parts.hostname
+        self.port = parts.port or (443 if self.scheme == "https" else 80)
+        self.headers = list(headers.items() if hasattr(headers, "items") else headers)
+        self.cookies, self.timeout = CookieJar(), timeout
+        for name, value in (cookies or {}).items():
+            self.cookies.set(name, value)
+
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+# %% [markdown]
+# `build_request` does what a real client does before it sends anything. It splits the
+# query off the path and adds `params=` to it, encodes the body, and writes the headers:
+# `Host` first (every HTTP/1.1 request carries one, RFC 9112 §3.2), then the client's own
+# and the request's, then `Content-Type` and `Content-Length` for a body, then `Cookie`
+# from the jar.
+
+# %%
+#| export
+def build_request(self, method, path, *, params=None, headers=None, json=_NO_JSON, data=None,
+                  content=None, cookies=None) -> Request:
+    """A Request from httpx-style arguments, with Host, Cookie and Content-* filled in."""
+    path, _, query = path.partition("?")
+    if params:
+        query = "&".join(q for q in (query, urlencode(params, doseq=True)) if q)
+    body, content_type = encode_body(json, data, content)
+    fields = [("host", self.host_header()), *self.headers]
+    fields += list(headers.items() if hasattr(headers, "items") else headers or ())
+    if content_type and "content-type" not in {name.lower() for name, _ in fields}:
+        fields.append(("content-type", content_type))
+    if body or method in ("POST", "PUT", "PATCH"):   # RFC 9110 §8.6: say the length
+        fields.append(("content-length", str(len(body))))
+    jar = self.cookies.header_for(path or "/", secure=self.scheme == "https")
+    extra = "; ".join(f"{name}={value}" for name, value in (cookies or {}).items())
+    if jar or extra:
+        fields.append(("cookie", "; ".join(c for c in (jar, extra) if c)))
+    return Request(method, path or "/", query, fields, body)
+
+BaseClient.build_request = build_request
+
+# %% [markdown]
+# `request` and `stream` are the two ways to send. `stream` is the general one: a context
+# manager that opens the response, stores any `Set-Cookie` lines in the jar as soon as the
+# headers are known, hands the response to the `with` block, and closes it however the
+# block ends. `request` is `stream` plus "read the whole body", which is what most tests
+# want.
+
+# %%
+#| export
+def request(self, method: str, path: str, **options) -> Response:
+    """Send one request and return the whole response; Set-Cookie lines go to the jar."""
+    with self.stream(method, path, **options) as response:
+        response.read()
+    return response
+
+@contextmanager
+def stream(self, method: str, path: str, **options):
+    """``with client.stream("GET", "/feed") as response:`` then ``response.iter_bytes()``;
+    leaving the block closes the response, whether or not it was read to the end."""
+    request = self.build_request(method, path, **options)
+    response = self.open_stream(request)
+    self.cookies.store(response.headers.get_list("set-cookie"), request.path)
+    try:
+        yield response
+    finally:
+        response.close()
+
+BaseClient.request, BaseClient.stream = request, stream
+
+# %% [markdown]
+# And the shortcuts every client has: `client.get(path, ...)` is
+# `client.request("GET", path, ...)`, and so on for the other methods. A loop writes the
+# seven of them.
+
+# %%
+#| export
+def _method(name: str):
+    def call(self, path: str, **options) -> Response:
+        return self.request(name, path, **options)
+    call.__name__, call.__doc__ = name.lower(), f"``request({name!r}, path, ...)``."
+    return call
+
+for _name in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+    setattr(BaseClient, _name.lower(), _method(_name))
+
+# %% [markdown]
+# Nothing can be sent yet, since `BaseClient` has no `open_stream`. But the requests
+# themselves can be built and read. This client starts with a `user` cookie in its jar
+# (the `cookies=` argument), so the request carries it:
+
+# %%
+draft = BaseClient("http://testserver", cookies={"user": "ada"})
+login = draft.build_request("POST", "/login?next=/me", data={"user": "ada"}, params={"lang": "en"})
+login, login.headers, login.body
+
+# %% [markdown]
+# The query string kept `next=/me` from the path and added `lang=en`; the headers say
+# where the request goes, what the body is and how long it is, and `Cookie` came from the
+# jar. That is everything a server
+# would have read off the wire, without the wire.
+
+# %% [markdown]
+# ## Calling a WSGI app
+#
+# ### The environ
+#
+# To call a WSGI app the client needs an `environ`. Chapter 04 wrote one by hand and chapter
+# 06's server builds one from the bytes it reads. Here the request was never bytes, so
+# `barelab.build_environ` fits: from a method, a path, a query and header pairs it builds a
+# complete PEP 3333 environ, with `PATH_INFO` percent-decoded as "bytes in a str", headers
+# as `HTTP_*` keys (except `CONTENT_TYPE` and `CONTENT_LENGTH`), repeated `Cookie` lines
+# joined with `"; "`, and the body in `wsgi.input`. It assumes `http://127.0.0.1`, so
+# `wsgi_environ` then tells it the client's real origin.
+
+# %%
+#| export
+def wsgi_environ(client, request: Request) -> dict:
+    """PEP 3333 environ for ``request``: barelab's build_environ, told the client's origin."""
+    environ = build_environ(request.method, request.path, query=request.query,
+                            headers=request.headers, body=request.body)
+    environ.update({"wsgi.url_scheme": client.scheme, "SERVER_NAME": client.host,
+                    "SERVER_PORT": str(client.port)})
+    return environ
+
+# %% [markdown]
+# The login request from above, as the app would see it (the `wsgi.*` keys left out):
+
+# %%
+environ = wsgi_environ(draft, login)
+{key: value for key, value in environ.items() if not key.startswith("wsgi.")}
+
+# %% [markdown]
+# `Content-Type` and `Content-Length` lost their `HTTP_` prefix, as PEP 3333 requires, and
+# `HTTP_HOST` is `testserver`, not an address.
+#
+# ### The call
+#
+# The server's half of one WSGI call has three parts (PEP 3333, "The Server/Gateway Side"):
+# a `start_response` the app calls with the status and headers, the body iterable the app
+# returns, and that iterable's `close()`, which the server must call at the end whatever
+# happened. `WSGIExchange` holds them.
+#
+# Its `start_response` follows the two rules chapter 06 followed. With `exc_info` (an app
+# reporting an error), the status may still be replaced, unless body bytes have already gone
+# out: then it is too late and the exception is raised again. And it returns the legacy
+# `write()` callable, whose bytes come before the iterable's.
+
+# %%
+#| export
+class WSGIExchange:
+    """The server's half of one WSGI call: start_response, the body iterable, close()."""
+
+    def __init__(self, app, environ):
+        self.app, self.environ = app, environ
+        self.status = self.headers = self.result = None
+        self.early: list[bytes] = []       # write() calls and chunks read to find the status
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None and self.status is not None and self.early:
+            raise exc_info[1].with_traceback(exc_info[2])   # PEP 3333: too late to change
+        self.status, self.headers = status, headers
+        return self.early.append           # the legacy write(): its bytes come first
+
+# %% [markdown]
+# There is one subtlety in *when* the status is known. A generator app runs none of its
+# code until someone asks for its first chunk, so its `start_response` call happens only
+# then. PEP 3333 allows that: `start_response` must come before the first body chunk, not
+# before the app returns. So `begin` calls the app and then pulls chunks, keeping them,
+# until the status is there. `chunks` hands out those kept chunks and then the rest,
+# refusing anything that is not bytes, and `close` does what PEP 3333 says always happens
+# at the end.
+
+# %%
+#| export
+def _wsgi_begin(self) -> None:
+    """Call the app and pull chunks until start_response has been called (PEP 3333 lets a
+    generator call it late, just before its first chunk)."""
+    self.result = self.app(self.environ, self.start_response)
+    self.iterator = iter(self.result)
+    while self.status is None:
+        try:
+            self.early.append(next(self.iterator))
+        except StopIteration:
+            raise RuntimeError("the app returned without calling start_response "
+                               "(PEP 3333: it must, before its first body chunk)") from None
+
+def _wsgi_chunks(self):
+    for chunk in _chain(self.early, self.iterator):
+        if not isinstance(chunk, bytes):   # a server would fail here too, so never hide it
+            raise TypeError(f"PEP 3333: the body is an iterable of bytes, not of "
+                            f"{type(chunk).__name__} ({chunk!r:.30})")
+        yield chunk
+
+def _chain(first, then):
+    yield from first
+    yield from then
+
+def _wsgi_close(self) -> None:
+    if hasattr(self.result, "close"):      # PEP 3333: always, even after an error
+        self.result.close()
+
+WSGIExchange.begin, WSGIExchange.chunks, WSGIExchange.close = _wsgi_begin, _wsgi_chunks, _wsgi_close
+
+# %% [markdown]
+# A generator app shows why `begin` has to pull. Right after the call, `start_response`
+# has not run; after `begin`, the status is known and one chunk waits in `early`:
+
+# %%
+def late_starter(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"first "
+    yield b"second"
+
+exchange = WSGIExchange(late_starter, wsgi_environ(draft, draft.build_request("GET", "/")))
+exchange.result = late_starter(exchange.environ, exchange.start_response)
+print("after the call:", exchange.status)
+exchange.begin()
+print("after begin:", exchange.status, exchange.early)
+print(b"".join(exchange.chunks()))
+exchange.close()
+
+# %% [markdown]
+# (The first two lines called the app once by hand to show the empty status; `begin`
+# then made its own, real call.)
+#
+# ### The client
+#
+# Now `TestClient` itself. It takes the app, works out its kind with barelab's
+# `detect_kind` (an `async def` callable is ASGI, anything else callable is WSGI), and has
+# three switches:
+#
+# - `validate=True` checks the app against the spec on every call;
+# - `raise_app_exceptions=True` (the default) lets an exception the app raises reach the
+#   test, with its traceback, instead of becoming a 500 the test has to explain;
+# - `timeout` bounds every wait.
+#
+# One line looks odd: `__test__ = False`. pytest collects classes whose names start with
+# `Test`, and this one is not a test. The attribute tells pytest so.
+
+# %%
+#| export
+class TestClient(BaseClient):
+    """Call a WSGI or ASGI app in-process, as a server would, and read what it answered.
+
+    ``with TestClient(app) as client:`` is a session: for ASGI one event loop for every
+    request, with the lifespan's startup before the block and its shutdown after it.
+    """
+
+    __test__ = False   # its name starts with "Test": tell pytest it is not a test class
+
+    def __init__(self, app, *, base_url: str = "http://testserver", headers=(), cookies=None,
+                 validate: bool = False, raise_app_exceptions: bool = True,
+                 timeout: float = TIMEOUT):
+        super().__init__(base_url, headers, cookies, timeout)
+        self.app, self.kind = app, detect_kind(app)
+        self.validate, self.raise_app_exceptions = validate, raise_app_exceptions
+        self.portal = self.lifespan = None
+        self.state: dict = {}
+
+    def __repr__(self) -> str:
+        session = " (in a session)" if self.portal else ""
+        return f"<TestClient {self.kind.upper()} {self.scheme}://{self.host_header()}{session}>"
+
+# %% [markdown]
+# `open_stream` sends the request to the right half. The WSGI half wraps the app in
+# `wsgiref.validate.validator` when asked, runs the exchange, and turns the result into a
+# `StreamingResponse` whose `on_close` is the exchange's `close()`.
+#
+# Two server duties happen here. If the app fails before its response started, a server
+# would answer 500; the test client raises the error instead, unless told not to. And for
+# `HEAD`, a server sends the headers and no body (RFC 9110 §9.3.2), whatever the app
+# produced, so the client does the same: it never reads the body at all.
+
+# %%
+#| export
+def server_error() -> StreamingResponse:
+    """What a server answers when the app failed before its response started."""
+    return StreamingResponse(500, [("content-type", "text/plain; charset=utf-8")],
+                             iter([b"Internal Server Error\n"]), lambda done: None)
+
+
+def open_stream(self, request: Request) -> StreamingResponse:
+    """Call the app with ``request``; return once the status and headers are known."""
+    if self.kind == "wsgi":
+        return self._open_wsgi(request)
+    return self._open_asgi(request)
+
+def _open_wsgi(self, request: Request) -> StreamingResponse:
+    app = validator(self.app) if self.validate else self.app
+    exchange = WSGIExchange(app, wsgi_environ(self, request))
+    try:
+        exchange.begin()
+    except Exception:
+        exchange.close()
+        if self.raise_app_exceptions:
+            raise
+        return server_error()
+    chunks = iter(()) if request.method == "HEAD" else exchange.chunks()  # RFC 9110 §9.3.2
+    status = int(exchange.status.split(None, 1)[0])
+    return StreamingResponse(status, exchange.headers, chunks, lambda done: exchange.close())
+
+TestClient.open_stream, TestClient._open_wsgi = open_stream, _open_wsgi
+
+# %% [markdown]
+# ### An app to test
+#
+# A client needs an app. This one is small and uses what chapters 08 and 09 built: a
+# `Router` with a route per feature a test client must handle, and `Request` / `Response`
+# objects (`wsgi_app` turns a `handler(request)` into a WSGI app).
+#
+# | method | path | what it does |
+# | --- | --- | --- |
+# | GET | `/hello?name=Ada` | plain text |
+# | POST | `/echo` | JSON in, the same JSON out; invalid JSON is a 400 |
+# | POST | `/login` | reads a form, sets a `user` cookie |
+# | GET | `/me` | says who the `user` cookie names |
+# | POST | `/logout` | deletes the cookie |
+# | GET | `/count` | streams three lines |
+
+# %%
+from barelab.built.http_objects import JSONResponse, Response as AppResponse, wsgi_app
+from barelab.built.routing import Router
+
+notes_wsgi = Router()
+
+@notes_wsgi.route("/hello")
+@wsgi_app
+def hello(request):
+    return AppResponse(f"Hello, {request.query.get('name', 'world')}!\n")
+
+@notes_wsgi.route("/echo", methods=["POST"])
+@wsgi_app
+def echo(request):
+    return JSONResponse(request.json)
+
+# %% [markdown]
+# (Chapter 09's class is also called `Response`; here it is imported as `AppResponse` so
+# that `Response` keeps meaning the test client's.) The other four routes:
+
+# %%
+@notes_wsgi.route("/login", methods=["POST"])
+@wsgi_app
+def login_route(request):
+    response = JSONResponse({"user": request.form["user"]})
+    response.set_cookie("user", request.form["user"])
+    return response
+
+@notes_wsgi.route("/me")
+@wsgi_app
+def me(request):
+    return JSONResponse({"user": request.cookies.get("user")})
+
+@notes_wsgi.route("/logout", methods=["POST"])
+@wsgi_app
+def logout(request):
+    response = JSONResponse({"user": None})
+    response.delete_cookie("user")
+    return response
+
+@notes_wsgi.route("/count")
+@wsgi_app
+def count(request):
+    return AppResponse((f"{n}\n" for n in range(1, 4)), content_type="text/plain; charset=utf-8")
+
+notes_wsgi
+
+# %% [markdown]
+# The first requests. Each line is what a test would assert on:
+
+# %%
+client = TestClient(notes_wsgi)
+print(client)
+hello_reply = client.get("/hello", params={"name": "Ada"})
+print(hello_reply, repr(hello_reply.text))
+print(client.post("/echo", json={"n": [1, 2]}).json())
+print(client.get("/nowhere").status_code, client.head("/hello").content)
+
+# %% [markdown]
+# The router's 404 came back like any other response, and `HEAD` got headers and no body.
+# Invalid JSON is the app's problem to refuse; chapter 09's `Request.json` turns it into a
+# 400 with the reason:
+
+# %%
+bad = client.post("/echo", content=b"{oops", headers={"Content-Type": "application/json"})
+bad.status_code, bad.text
+
+# %% [markdown]
+# ### Checking the app against PEP 3333
+#
+# Some mistakes the client catches anyway: a body of `str` instead of bytes cannot be
+# joined, and a server would fail on it too.
+
+# %%
+def text_body(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return ["not bytes"]
+
+try:
+    TestClient(text_body).get("/")
+except TypeError as error:
+    print("TypeError:", error)
+
+# %% [markdown]
+# Other mistakes slip through, because the client only collects what it is given. This app
+# passes its headers as a tuple, where PEP 3333 says "a Python list". The client does not
+# mind:
+
+# %%
+def tuple_headers(environ, start_response):
+    start_response("200 OK", (("Content-Type", "text/plain"),))
+    return [b"fine?"]
+
+TestClient(tuple_headers).get("/").content
+
+# %% [markdown]
+# But the standard library's own server, `wsgiref`, asserts `type(headers) is list` and
+# would answer 500. The test passed, the app is broken. A test client can do better than a
+# forgiving server: it can check the app's side of the spec on every call. The standard
+# library has that checker, `wsgiref.validate.validator`, which wraps an app and asserts
+# each rule as the call goes on. With `validate=True` the test fails where the bug is:
+
+# %%
+try:
+    TestClient(tuple_headers, validate=True).get("/")
+except AssertionError as error:
+    print("AssertionError:", error)
+
+# %% [markdown]
+# The course's app passes the same check, on every route:
+
+# %%
+checked = TestClient(notes_wsgi, validate=True)
+[checked.get(path).status_code for path in ("/hello", "/me", "/count", "/nowhere")]
+
+# %% [markdown]
+# ### When the app raises
+#
+# Flask's and Starlette's test clients re-raise an exception from the app by default, and
+# so does this one: a test that breaks should show the traceback of the bug, not a 500 that
+# hides it. With `raise_app_exceptions=False` the client answers as a server would.
+
+# %%
+def broken(environ, start_response):
+    raise ZeroDivisionError("the app divided by zero")
+
+try:
+    TestClient(broken).get("/")
+except ZeroDivisionError as error:
+    print("raised in the test:", error)
+TestClient(broken, raise_app_exceptions=False).get("/")
+
+# %% [markdown]
+# ### Cookies through the client
+#
+# The jar from the cookie section is at work in every client: `stream` stores each
+# response's `Set-Cookie` lines, and `build_request` adds the `Cookie` header. Log in, ask
+# who you are, log out, ask again. Every `TestClient` has its own jar, so tests do not
+# share cookies by accident:
+
+# %%
+client = TestClient(notes_wsgi)
+client.post("/login", data={"user": "ada"})
+print(client.cookies, client.get("/me").json())
+client.post("/logout")
+print(client.cookies, client.get("/me").json())
+
+# %% [markdown]
+# ## Calling an ASGI app
+#
+# An ASGI app is a coroutine function: calling it builds a coroutine, and something has to
+# run that on an event loop. In a script, `asyncio.run(...)` would. In a notebook it cannot,
+# and it is worth seeing why:
+
+# %%
+import asyncio
+
+async def hello_asgi(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"Hello, ASGI!\n"})
+
+coroutine = hello_asgi({"type": "http"}, None, None)
+try:
+    asyncio.run(coroutine)
+except RuntimeError as error:
+    print("RuntimeError:", error)
+coroutine.close()   # never run: close it, or Python warns "was never awaited"
+
+# %% [markdown]
+# The kernel's own thread is already running an event loop: that loop is what makes
+# top-level `await` work in a cell. `asyncio.run` starts a *new* loop and refuses to do so
+# inside a running one. And `await app(...)` on the kernel's loop, which does work, is the
+# wrong tool for a test client: a test calls `client.get(...)`, an ordinary blocking
+# function. While it blocks, the kernel's loop cannot run the app it is waiting for: the
+# test would wait for the app, and the app for the test, forever (a deadlock).
+#
+# The way out is the one `barelab.call_asgi` takes: a second event loop, in a thread of its
+# own. Starlette's `TestClient` does the same through anyio, and calls it a *portal*. The
+# test's thread hands a coroutine to that loop, then waits for the result, with a timeout.
+#
+# ```mermaid
+# sequenceDiagram
+#     participant T as test (kernel thread)
+#     participant P as portal thread (its own loop)
+#     participant A as ASGI app
+#     T->>P: submit(app(scope, receive, send))
+#     P->>A: run it
+#     A->>P: send(http.response.start), send(http.response.body)
+#     P-->>T: messages through a thread-safe queue
+#     Note over T: waits on the queue, with a timeout
+# ```
+
+# %%
+#| export
+class Portal:
+    """An event loop running in a daemon thread of its own. ``call`` runs a coroutine on it
+    and waits (with a timeout) in the caller's thread; ``submit`` starts one and returns."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                       name="testclient-loop")
+        self.thread.start()
+
+    def submit(self, coroutine):
+        """Schedule ``coroutine`` on the loop; a concurrent.futures.Future for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def call_soon(self, function, *args) -> None:
+        """Run a plain function on the loop's thread (asyncio objects are not thread-safe)."""
+        self.loop.call_soon_threadsafe(function, *args)
+
+# %% [markdown]
+# `call` is `submit` plus waiting. The timeout is set twice, on purpose. `asyncio.wait_for`
+# inside the loop cancels the coroutine cleanly when time is up. But an app can block the
+# loop itself (`time.sleep` inside `async def`), and then nothing inside the loop runs, not
+# even the timeout. So the waiting thread has its own, slightly longer limit.
+
+# %%
+#| export
+def _portal_call(self, coroutine, timeout: float, what: str):
+    """Run ``coroutine`` on the loop and return its result, or raise TimeoutError."""
+    future = self.submit(asyncio.wait_for(coroutine, timeout))
+    try:
+        return future.result(timeout + 1.0)   # +1: wait_for fires first, unless the app
+    except TimeoutError:                      # blocked the loop itself (time.sleep)
+        future.cancel()
+        raise TimeoutError(f"{what}: no answer within {timeout}s") from None
+
+Portal.call = _portal_call
+
+# %% [markdown]
+# And `stop`: cancel whatever still runs on the loop (an app a test gave up on), stop the
+# loop, join the thread, close the loop. Every wait in it has a limit too.
+
+# %%
+#| export
+async def _cancel_all(timeout: float) -> None:
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
+
+def _portal_stop(self, timeout: float = 1.0) -> None:
+    """Cancel what still runs, stop the loop, join the thread, close the loop."""
+    if self.thread.is_alive():
+        try:
+            self.submit(_cancel_all(timeout)).result(timeout + 1.0)
+        except TimeoutError:
+            pass                           # a task that ignores cancellation: leave it
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout)
+    if not self.thread.is_alive():
+        self.loop.close()
+
+Portal.stop = _portal_stop
+
+# %% [markdown]
+# A portal at work: a coroutine that finishes, one that would take ten seconds, and proof
+# that the thread is gone after `stop`:
+
+# %%
+portal = Portal()
+print(portal.call(asyncio.sleep(0.01, result="done"), 1.0, "a short sleep"))
+try:
+    portal.call(asyncio.sleep(10), 0.2, "a long sleep")
+except TimeoutError as error:
+    print("TimeoutError:", error)
+portal.stop()
+portal.thread.is_alive()
+
+# %% [markdown]
+# ### The server's half of an ASGI call
+#
+# `ASGIExchange` is to ASGI what `WSGIExchange` was to WSGI: the server's side of one
+# `http` call. The app runs on the portal's loop; the test reads from the caller's thread.
+# Messages cross between them through `outbox`, a `queue.Queue`, which is safe to use from
+# two threads and can be waited on with a timeout.
+#
+# Two small classes first. `ClientDisconnected` is what `send` raises once the client has
+# gone: the ASGI HTTP spec (version 2.4) asks servers to raise a subclass of `OSError`
+# there. `AppEnded` is put in the queue when the app's coroutine ends, with the exception
+# if it raised, so the waiting thread learns about it.
+
+# %%
+#| export
+class ClientDisconnected(OSError):
+    """ASGI HTTP spec 2.4: send() after the client left raises a subclass of OSError."""
+
+
+class AppEnded:
+    """Put in a message queue when the app's coroutine ends; ``error`` if it raised."""
+
+    def __init__(self, error: BaseException | None = None):
+        self.error = error
+
+# %% [markdown]
+# `receive` gives the app the whole body in one `http.request` message. After that, a real
+# server's `receive` waits until something happens to the connection, and so does this one:
+# it returns `http.disconnect` once the response is complete or the client left. An app that
+# listens for a disconnect while it streams (chapter 12's `stream` does) therefore keeps
+# streaming until the test stops reading.
+#
+# `send` puts each message in the queue, notes when the last body message went out, and
+# refuses once the client is gone. With `validate=True` the messages also pass through
+# chapter 11's `HTTPResponseChecker`, which refuses a message that breaks the spec (wrong
+# types, uppercase header names, body before start) with the spec's own words.
+
+# %%
+#| export
+class ASGIExchange:
+    """The server's half of one ASGI ``http`` call. The app runs on the portal's loop;
+    what it sends lands in ``outbox``, a thread-safe queue the caller reads with a timeout."""
+
+    def __init__(self, app, scope: dict, body: bytes, validate: bool):
+        self.app, self.scope, self.body = app, scope, body
+        self.outbox = queue.Queue()
+        self.body_sent = self.gone = False
+        self.finished = asyncio.Event()          # response complete, or the client left
+        self.checker = HTTPResponseChecker() if validate else None
+
+    async def receive(self) -> dict:
+        if not self.body_sent and not self.gone:
+            self.body_sent = True
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        await self.finished.wait()               # then, as a server does: the client is done
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict) -> None:
+        if self.gone:
+            raise ClientDisconnected("the client closed the response")
+        self.outbox.put(message)
+        if message.get("type") == "http.response.body" and not message.get("more_body"):
+            self.finished.set()
+
+# %% [markdown]
+# `run` is the coroutine the portal runs. It calls the app, and whatever happens, puts an
+# `AppEnded` in the queue. A cancellation is passed on after that (a cancelled task must
+# stay cancelled). `leave` is what the caller asks the loop to do when a test stops reading
+# early.
+
+# %%
+#| export
+async def _exchange_run(self) -> None:
+    send = self.send if self.checker is None else checked_send(self.send, self.checker)
+    try:
+        await self.app(self.scope, self.receive, send)
+        if self.checker is not None:
+            self.checker.finish()
+    except asyncio.CancelledError as error:
+        self.outbox.put(AppEnded(error))
+        raise                                  # cancelling must still cancel
+    except Exception as error:
+        self.outbox.put(AppEnded(error))
+    else:
+        self.outbox.put(AppEnded())
+    finally:
+        self.finished.set()
+
+def _exchange_leave(self) -> None:
+    """The client closed the response early (run on the loop's thread)."""
+    self.gone = True
+    self.finished.set()
+
+ASGIExchange.run, ASGIExchange.leave = _exchange_run, _exchange_leave
+
+# %% [markdown]
+# Two helpers for the caller's side. `next_message` waits on the queue and, when time is
+# up, says what it was waiting for. `decode_headers` turns ASGI's byte pairs into the
+# `str` pairs `Headers` holds.
+
+# %%
+#| export
+def next_message(outbox: queue.Queue, timeout: float, waiting_for: str):
+    """The next message from the app, or a TimeoutError that says what was awaited."""
+    try:
+        return outbox.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError(f"the app sent nothing for {timeout}s while the client waited "
+                           f"for {waiting_for}") from None
+
+
+def decode_headers(raw) -> list[tuple[str, str]]:
+    return [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in raw]
+
+# %% [markdown]
+# An exchange driven by hand on a portal, before any client uses it. The outbox holds the
+# two messages the app sent and then the `AppEnded` marker:
+
+# %%
+portal = Portal()
+exchange = ASGIExchange(hello_asgi, barelab.build_scope("http"), b"", validate=True)
+portal.submit(exchange.run())
+for _ in range(3):
+    print(next_message(exchange.outbox, 1.0, "a message"))
+portal.stop()
+
+# %% [markdown]
+# ### The ASGI half of the client
+#
+# Outside a session, each request gets a portal of its own, stopped when the request ends,
+# so no thread outlives a request. Inside a `with TestClient(app)` block (the section on
+# lifespan below) every request shares the session's portal. `_borrow_portal` says which,
+# and whether this call owns it.
+#
+# The scope comes from `barelab.build_scope`, told the client's origin like the environ
+# was. It also gets `state`: a *copy* of the lifespan's state dict, the way servers hand it
+# to each request (chapter 14).
+
+# %%
+#| export
+def _borrow_portal(self) -> tuple[Portal, bool]:
+    """``(portal, owned)``: the session's loop, or outside a session a fresh one to stop."""
+    return (self.portal, False) if self.portal is not None else (Portal(), True)
+
+
+def asgi_scope(self, kind: str, request: Request) -> dict:
+    """An ASGI scope (spec 2.4) for ``request``: barelab's build_scope, told the origin and
+    given a copy of the lifespan state, as servers do."""
+    scope = build_scope(kind, request.method, request.path, query=request.query,
+                        headers=request.headers)
+    secure = self.scheme == "https"
+    scope.update(scheme=("wss" if secure else "ws") if kind == "websocket" else self.scheme,
+                 server=(self.host, self.port), state=dict(self.state))
+    return scope
+
+TestClient._borrow_portal, TestClient.asgi_scope = _borrow_portal, asgi_scope
+
+# %% [markdown]
+# `_open_asgi` starts the exchange and waits for `http.response.start`. If the app ended
+# first, `_asgi_close` raises its error (or the client answers 500). Otherwise the response
+# is returned at once, with the status and headers, and a generator of body chunks that
+# reads the queue only when the test asks for the next chunk.
+
+# %%
+#| export
+def _open_asgi(self, request: Request) -> StreamingResponse:
+    portal, owned = self._borrow_portal()
+    exchange = ASGIExchange(self.app, self.asgi_scope("http", request), request.body,
+                            self.validate)
+    exchange.future = portal.submit(exchange.run())
+    try:
+        start = next_message(exchange.outbox, self.timeout, "http.response.start")
+    except TimeoutError:
+        self._asgi_close(exchange, portal, owned, done=False)
+        raise
+    if isinstance(start, AppEnded):
+        exchange.outbox.put(start)
+        self._asgi_close(exchange, portal, owned, done=True)   # raises the app's error
+        return server_error()
+    return StreamingResponse(
+        start.get("status", 200), decode_headers(start.get("headers", [])),
+        self._asgi_chunks(exchange, head=request.method == "HEAD"),
+        lambda done: self._asgi_close(exchange, portal, owned, done))
+
+TestClient._open_asgi = _open_asgi
+
+# %% [markdown]
+# The chunks: one `http.response.body` message after another, until `more_body` is false.
+# For `HEAD` there are none to hand out, as for WSGI. If the app ends in the middle, the
+# marker goes back into the queue for `_asgi_close` to find.
+
+# %%
+#| export
+def _asgi_chunks(self, exchange: ASGIExchange, head: bool):
+    while not head:                         # RFC 9110 §9.3.2: no content for HEAD
+        message = next_message(exchange.outbox, self.timeout, "http.response.body")
+        if isinstance(message, AppEnded):
+            exchange.outbox.put(message)    # for _asgi_close, which raises the app's error
+            if message.error is None:
+                raise RuntimeError("the app returned before its response was complete "
+                                   "(ASGI: the last http.response.body has more_body False)")
+            return
+        yield bytes(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+TestClient._asgi_chunks = _asgi_chunks
+
+# %% [markdown]
+# `_asgi_close` runs when the response closes. If the test left before the end, it tells
+# the loop (`leave`), so the app's `receive` says `http.disconnect` and its `send` raises.
+# Then it waits for the app to return (a server keeps the app running after the last byte,
+# for cleanup or background work), raises what the app raised, and releases the portal.
+# What the app does *after* the client left (raise, or not return at all) is not the
+# test's business: a server would only log it. The app is cancelled, and the test sees
+# the error that made it leave.
+
+# %%
+#| export
+def _asgi_close(self, exchange: ASGIExchange, portal: Portal, owned: bool, done: bool):
+    """Leave (if the body was not read to the end), wait for the app to return, and raise
+    what it raised, unless that came after the client left (then it is the server's log)."""
+    try:
+        if not done:
+            portal.call_soon(exchange.leave)
+        message = None
+        while not isinstance(message, AppEnded):
+            try:
+                message = next_message(exchange.outbox, self.timeout, "the app to return")
+            except TimeoutError:
+                exchange.future.cancel()       # do not leave it running in a session
+                if done:
+                    raise
+                return                         # the test already left: not its business
+        if message.error is not None and self.raise_app_exceptions and not exchange.gone:
+            raise message.error
+    finally:
+        if owned:
+            portal.stop()
+
+TestClient._asgi_close = _asgi_close
+
+# %% [markdown]
+# ### The same app, in ASGI
+#
+# To run one set of tests against both kinds of app, the ASGI version must answer the same
+# requests the same way. It is written with chapter 12's helpers (`send_text`,
+# `send_json`, `read_json`, which answers 400 for invalid JSON) and a route table in an
+# `if` chain. Cookies are read from the `cookie` header by hand. `HEAD` is routed like
+# `GET`: an app answers it with the same headers, and the server drops the body.
+
+# %%
+from urllib.parse import parse_qs
+
+from barelab.built.asgi_basics import (encode_headers, header, read_body, read_json,
+                                       send_error, send_json, send_text)
+from barelab.built.http_wire import HTTPError
+
+def cookies_of(scope):
+    pairs = (part.strip().partition("=") for part in (header(scope, "cookie") or "").split(";"))
+    return {name: value for name, _, value in pairs if name}
+
+async def count_lines(send):
+    await send({"type": "http.response.start", "status": 200,
+                "headers": encode_headers([("content-type", "text/plain; charset=utf-8")])})
+    for n in range(1, 4):
+        await send({"type": "http.response.body", "body": f"{n}\n".encode(), "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+# %% [markdown]
+# The app itself:
+
+# %%
+async def notes_asgi(scope, receive, send):
+    if scope["type"] != "http":
+        raise RuntimeError("notes_asgi speaks HTTP only")   # no lifespan: see chapter 14
+    method = "GET" if scope["method"] == "HEAD" else scope["method"]
+    route = (method, scope["path"])
+    try:
+        if route == ("GET", "/hello"):
+            name = parse_qs(scope["query_string"].decode()).get("name", ["world"])[0]
+            await send_text(send, f"Hello, {name}!\n")
+        elif route == ("POST", "/echo"):
+            await send_json(send, await read_json(scope, receive))
+        elif route == ("POST", "/login"):
+            user = parse_qs((await read_body(receive)).decode())["user"][0]
+            await send_json(send, {"user": user}, headers=[("set-cookie", f"user={user}; Path=/")])
+        elif route == ("GET", "/me"):
+            await send_json(send, {"user": cookies_of(scope).get("user")})
+        elif route == ("POST", "/logout"):
+            await send_json(send, {"user": None}, headers=[("set-cookie", "user=; Max-Age=0; Path=/")])
+        elif route == ("GET", "/count"):
+            await count_lines(send)
+        else:
+            await send_text(send, "Not Found\n", 404)
+    except HTTPError as error:
+        await send_error(send, error)
+
+# %% [markdown]
+# The client finds out by itself that this is an ASGI app. The calls are the ones the WSGI
+# app got:
+
+# %%
+client = TestClient(notes_asgi, validate=True)
+print(client)
+print(client.get("/hello", params={"name": "Ada"}).text, end="")
+print(client.post("/echo", json={"n": [1, 2]}).json())
+print(client.post("/echo", content=b"{oops", headers={"content-type": "application/json"}).text, end="")
+client.post("/login", data={"user": "ada"})
+print(client.get("/me").json(), client.get("/count").text.split())
+
+# %% [markdown]
+# Same answers, same cookie round trip, with chapter 11's checker watching every message.
+# Each of those requests ran on a fresh portal that was stopped when the request ended;
+# the only thread left is the kernel's own:
+
+# %%
+import threading
+
+[thread.name for thread in threading.enumerate() if thread.name.startswith("testclient")]
+
+# %% [markdown]
+# ### A broken ASGI app, and one that hangs
+#
+# The checker earns its place on apps like this one, which writes a header name in
+# capitals (ASGI wants lowercase) and forgets to finish its response:
+
+# %%
+async def sloppy_asgi(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"Content-Type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"half", "more_body": True})
+
+try:
+    TestClient(sloppy_asgi, validate=True).get("/")
+except Exception as error:
+    print(f"{type(error).__name__}: {error}")
+
+# %% [markdown]
+# The message names the rule and the section of the spec. Without `validate` the capitals
+# pass, but the unfinished response is still caught: the app returned while its last body
+# message said `more_body: True`.
+
+# %%
+try:
+    TestClient(sloppy_asgi).get("/")
+except RuntimeError as error:
+    print("RuntimeError:", error)
+
+# %% [markdown]
+# Worse than returning too early is never returning. This app starts a response and then
+# waits for an hour. The client waits for the next body message, nothing comes, and after
+# `timeout` seconds (half a second here) it says what it was waiting for. The kernel never
+# hangs, and the portal's `stop` cancels the sleeping app.
+
+# %%
+async def stalls(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await asyncio.sleep(3600)
+
+try:
+    TestClient(stalls, timeout=0.5).get("/")
+except TimeoutError as error:
+    print("TimeoutError:", error)
+
+# %% [markdown]
+# ## Streaming
+#
+# `client.stream(...)` hands the response to a `with` block before its body has been read,
+# and `iter_bytes()` pulls one chunk at a time. To see that the chunks really arrive as the
+# app sends them, and not all at the end, let the app and the test write into one shared
+# list: the app before each chunk, the test as each one arrives. The app pauses 0.1 s
+# between chunks. It uses chapter 12's `stream`, which sends each chunk of an async
+# generator as it comes while listening for `http.disconnect`, and returns `False` if the
+# client left before the end.
+
+# %%
+from barelab.built.asgi_basics import stream as stream_chunks
+
+timeline = []
+
+async def ticker(scope, receive, send):
+    async def ticks():
+        for n in range(3):
+            timeline.append(f"app sends tick {n}")
+            yield f"tick {n}\n".encode()
+            await asyncio.sleep(0.1)
+    finished = await stream_chunks(send, receive, ticks())
+    timeline.append("app: the whole stream went out" if finished else "app: the client left")
+
+# %% [markdown]
+# Read the whole stream:
+
+# %%
+timeline.clear()
+with TestClient(ticker).stream("GET", "/") as response:
+    for chunk in response.iter_bytes():
+        timeline.append(f"test got {chunk!r}")
+timeline
+
+# %% [markdown]
+# The lines alternate: each tick reached the test before the app produced the next one.
+# That is streaming. Now leave after the first chunk, as a test that only checks the start
+# of a feed would:
+
+# %%
+timeline.clear()
+with TestClient(ticker).stream("GET", "/") as response:
+    for chunk in response.iter_bytes():
+        timeline.append(f"test got {chunk!r}, and leaves")
+        break
+timeline
+
+# %% [markdown]
+# Leaving the `with` block closed the response before its end, so the client told the app
+# it had gone: chapter 12's `stream` was listening for `http.disconnect`, stopped
+# producing, and said so. A client that simply stopped reading, without telling the app,
+# would have left it ticking in the background.
+#
+# The WSGI side streams too: the body iterable is pulled lazily, one chunk per
+# `iter_bytes()` step, and `close()` reaches the generator when the block ends. Here the
+# generator notes its own `finally`, which is where a real one would release a file or a
+# database cursor:
+
+# %%
+def wsgi_ticker(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        for n in range(3):
+            timeline.append(f"app yields tick {n}")
+            yield f"tick {n}\n".encode()
+    finally:
+        timeline.append("app: closed")
+
+timeline.clear()
+with TestClient(wsgi_ticker).stream("GET", "/") as response:
+    timeline.append(f"test got {next(response.iter_bytes())!r}, and leaves")
+timeline
+
+# %% [markdown]
+# ## Lifespan: a session around the tests
+#
+# An app that opens a database at startup (chapter 14) cannot be tested one request at a
+# time on throwaway loops: the database would be opened by the lifespan on one loop and
+# used by a request on another, and nothing would ever send `lifespan.startup` at all.
+# Starlette's answer is the one used here: `with TestClient(app) as client:` is a
+# *session*. Entering it starts one portal and runs the lifespan startup on it; every
+# request inside the block uses that portal and gets a copy of the lifespan's state;
+# leaving it runs the shutdown and stops the portal.
+#
+# `LifespanFailed` is what the test sees when the app answers `lifespan.startup.failed`:
+# the spec says a server should then report the message and exit, and for a test client
+# "exit" means "raise".
+
+# %%
+#| export
+class LifespanFailed(RuntimeError):
+    """The app answered lifespan.startup (or .shutdown) with .failed; the text is its message."""
+
+
+class Lifespan:
+    """The server's half of the lifespan protocol, run on a portal's loop (ASGI spec,
+    "Lifespan Protocol"): startup before the first request, shutdown after the last."""
+
+    def __init__(self, app, state: dict):
+        self.app, self.state = app, state
+        self.supported = True
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.4"},
+                 "state": self.state}
+        try:
+            await self.app(scope, self.inbox.get, self.outbox.put)
+        except Exception as error:
+            await self.outbox.put(AppEnded(error))
+        else:
+            await self.outbox.put(AppEnded())
+
+# %% [markdown]
+# Both lifespan messages and their answers run on the portal's loop, so they use
+# `asyncio.Queue`s. `_exchange` sends one event and reads the answer. An app that raises on
+# the lifespan scope before answering anything is saying it does not speak lifespan, and
+# the spec says the server then carries on without it; `startup` records that, and
+# `shutdown` sends nothing to such an app (nor to one whose startup never completed).
+
+# %%
+#| export
+async def _lifespan_exchange(self, event: str):
+    await self.inbox.put({"type": f"lifespan.{event}"})
+    message = await self.outbox.get()
+    if isinstance(message, AppEnded):
+        return message
+    if message["type"] == f"lifespan.{event}.failed":
+        raise LifespanFailed(f"{event} failed: {message.get('message', '')}")
+    if message["type"] != f"lifespan.{event}.complete":
+        raise RuntimeError(f"expected lifespan.{event}.complete, got {message['type']!r}")
+    return message
+
+async def _lifespan_startup(self) -> None:
+    """Send lifespan.startup; an app that ends before answering does not speak lifespan."""
+    self.inbox, self.outbox = asyncio.Queue(), asyncio.Queue()
+    self.task = asyncio.ensure_future(self._run())
+    if isinstance(await self._exchange("startup"), AppEnded):
+        self.supported = False
+
+async def _lifespan_shutdown(self) -> None:
+    """Send lifespan.shutdown (only after a complete startup) and wait for the app to end."""
+    if self.supported:
+        await self._exchange("shutdown")
+        await self.task
+
+Lifespan._exchange = _lifespan_exchange
+Lifespan.startup, Lifespan.shutdown = _lifespan_startup, _lifespan_shutdown
+
+# %% [markdown]
+# `__enter__` and `__exit__` make the session. A startup that fails stops the portal
+# before the error reaches the test, so a failed session leaves no thread behind. For a
+# WSGI app a session changes nothing (WSGI has no lifespan), which keeps `with
+# TestClient(app)` usable for both kinds.
+
+# %%
+#| export
+def _client_enter(self) -> "TestClient":
+    """Start a session: for ASGI, one loop for every call and the lifespan startup."""
+    if self.kind == "asgi" and self.portal is None:
+        portal, self.state = Portal(), {}
+        lifespan = Lifespan(self.app, self.state)
+        try:
+            portal.call(lifespan.startup(), self.timeout, "lifespan.startup")
+        except BaseException:
+            portal.stop()
+            raise
+        self.portal, self.lifespan = portal, lifespan
+    return self
+
+def _client_exit(self, *exc_info) -> None:
+    """End the session: the lifespan shutdown, then the loop stops."""
+    portal, self.portal = self.portal, None
+    if portal is not None:
+        try:
+            portal.call(self.lifespan.shutdown(), self.timeout, "lifespan.shutdown")
+        finally:
+            portal.stop()
+
+TestClient.__enter__, TestClient.__exit__ = _client_enter, _client_exit
+
+# %% [markdown]
+# A Starlette app with a lifespan that opens a "database" (a list, to keep the focus on
+# the protocol) and yields it as state. Starlette copies what the lifespan yields into
+# `scope["state"]`, and `request.state` reads it. `opened` records what happened, when:
+
+# %%
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse as StarletteJSON
+from starlette.routing import Route
+
+opened = []
+
+@asynccontextmanager
+async def lifespan(app):
+    opened.append("startup")
+    yield {"db": ["first row"]}
+    opened.append("shutdown")
+
+async def rows(request):
+    return StarletteJSON({"rows": request.state.db, "events so far": list(opened)})
+
+starlette_app = Starlette(routes=[Route("/rows", rows)], lifespan=lifespan)
+
+# %% [markdown]
+# Outside a session there is no lifespan, so no state, and Starlette says so:
+
+# %%
+try:
+    TestClient(starlette_app).get("/rows")
+except AttributeError as error:
+    print("AttributeError:", error)
+
+# %% [markdown]
+# Inside a session, the startup ran before the first request and the shutdown after the
+# block:
+
+# %%
+opened.clear()
+with TestClient(starlette_app) as session:
+    print(session)
+    print(session.get("/rows").json())
+opened
+
+# %% [markdown]
+# ### Startup failure
+#
+# And a startup that fails. Chapter 14's `with_lifespan` turns an async context manager
+# into the lifespan protocol and reports an exception as `lifespan.startup.failed` with its
+# type and text. The session does not start; the test sees the message:
+
+# %%
+from barelab.built.app_lifespan import with_lifespan
+
+@asynccontextmanager
+async def no_database(app):
+    raise ConnectionRefusedError("the database is not running")
+    yield
+
+try:
+    with TestClient(with_lifespan(notes_asgi, no_database)) as session:
+        print("never printed")
+except LifespanFailed as error:
+    print("LifespanFailed:", error)
+[thread.name for thread in threading.enumerate() if thread.name.startswith("testclient")]
+
+# %% [markdown]
+# No thread was left behind. And `notes_asgi`, which raises on a lifespan scope, is an app
+# that does not speak lifespan: a session with it simply starts.
+
+# %%
+with TestClient(notes_asgi) as session:
+    print(session.lifespan.supported, session.get("/hello").text, end="")
+
+# %% [markdown]
+# ## WebSocket sessions
+#
+# A WebSocket is a conversation: the test sends, the app answers, either side may close.
+# In ASGI it is a `websocket` scope and a stream of messages each way (ASGI WebSocket spec;
+# chapter 15). The client's part:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant T as test
+#     participant A as app (on the portal)
+#     T->>A: websocket.connect
+#     A->>T: websocket.accept (or websocket.close: refused, HTTP 403)
+#     T->>A: websocket.receive {"text": "hi"}
+#     A->>T: websocket.send {"text": "HI"}
+#     A->>T: websocket.close {"code": 4000}
+#     Note over T: receive_text() raises WebSocketDisconnect(4000)
+# ```
+#
+# Two exceptions carry the endings. `WebSocketDenied` is a refused handshake: an app that
+# closes before accepting makes the server answer the handshake with HTTP 403 (ASGI
+# WebSocket spec, "Close - send event"), and one that uses the Denial Response extension
+# sends an HTTP response of its own. `WebSocketDisconnect` is a close after the
+# conversation began, with the app's code and reason.
+
+# %%
+#| export
+class WebSocketDenied(Exception):
+    """The app refused the WebSocket handshake: ``status`` is the HTTP answer a browser got
+    (403 for a websocket.close before accept), ``code`` the close code the app gave."""
+
+    def __init__(self, status: int, code: int | None = None, reason: str = "",
+                 headers=(), body: bytes = b""):
+        detail = f"close code {code}" if code is not None else "no close code"
+        super().__init__(f"the app refused the WebSocket: HTTP {status} ({detail}"
+                         + (f", {reason!r}" if reason else "") + ")")
+        self.status, self.code, self.reason = status, code, reason
+        self.headers, self.body = Headers(headers), body
+
+
+class WebSocketDisconnect(Exception):
+    """The app closed the WebSocket; ``code`` and ``reason`` are what it sent."""
+
+    def __init__(self, code: int = 1000, reason: str = ""):
+        super().__init__(f"the app closed the WebSocket with code {code}"
+                         + (f" ({reason!r})" if reason else ""))
+        self.code, self.reason = code, reason
+
+# %% [markdown]
+# `WebSocketSession` runs one `websocket` scope. Messages to the app go into an
+# `asyncio.Queue` on the portal's loop, put there with `call_soon` because asyncio objects
+# belong to their loop's thread. Messages from the app come back through a `queue.Queue`,
+# read with a timeout, as for HTTP. When the app returns without closing, the session
+# reports a normal closure (1000), which is what a server sends then; when it raises, the
+# test gets the exception.
+
+# %%
+#| export
+class WebSocketSession:
+    """One WebSocket to an ASGI app, driven from the caller's thread. The app's receive()
+    reads ``inbox`` (an asyncio queue on the portal's loop); what it sends goes to
+    ``outbox`` (a thread-safe queue the caller reads with a timeout)."""
+
+    def __init__(self, client, scope: dict):
+        self.client, self.scope, self.timeout = client, scope, client.timeout
+        self.inbox, self.outbox = asyncio.Queue(), queue.Queue()
+        self.accepted_subprotocol, self.accept_headers = None, Headers()
+        self.closed = False
+
+    async def _run(self) -> None:
+        async def send(message):
+            self.outbox.put(message)
+        try:
+            await self.client.app(self.scope, self.inbox.get, send)
+        except Exception as error:
+            self.outbox.put(AppEnded(error))
+        else:
+            self.outbox.put(AppEnded())
+
+    def _to_app(self, message: dict) -> None:
+        if self.closed:
+            raise RuntimeError("this WebSocket is closed")
+        self.portal.call_soon(self.inbox.put_nowait, message)
+
+    def _from_app(self, waiting_for: str) -> dict:
+        message = next_message(self.outbox, self.timeout, waiting_for)
+        if isinstance(message, AppEnded):
+            self.closed = True
+            if message.error is not None:
+                raise message.error
+            return {"type": "websocket.close", "code": 1000}   # returned: a normal closure
+        return message
+
+# %% [markdown]
+# The handshake. The client sends `websocket.connect` and reads the app's first message.
+# `websocket.accept` opens the conversation, and its subprotocol must be one the client
+# offered: RFC 6455 §4.1 tells a client to fail the connection otherwise, so the test
+# client does too. `websocket.close` is the 403. `websocket.http.response.start` is a
+# denial response, whose body follows in `websocket.http.response.body` messages.
+
+# %%
+#| export
+def _connect(self) -> None:
+    """websocket.connect, then the app's answer: accept, close (403) or a denial response."""
+    self._to_app({"type": "websocket.connect"})
+    message = self._from_app("websocket.accept")
+    kind = message["type"]
+    if kind == "websocket.accept":
+        offered, chosen = self.scope["subprotocols"], message.get("subprotocol")
+        if chosen is not None and chosen not in offered:   # RFC 6455 §4.1: fail it
+            raise WebSocketDenied(500, reason=f"the app chose subprotocol {chosen!r}, "
+                                              f"which the client did not offer ({offered})")
+        self.accepted_subprotocol = chosen
+        self.accept_headers = Headers(decode_headers(message.get("headers", [])))
+        return
+    self.closed = True
+    if kind == "websocket.close":     # ASGI: a close before accept is an HTTP 403
+        raise WebSocketDenied(403, message.get("code", 1000), message.get("reason") or "")
+    if kind == "websocket.http.response.start":   # the Denial Response extension
+        body, part = b"", {"more_body": True}
+        while part.get("more_body", False):
+            part = self._from_app("websocket.http.response.body")
+            body += part.get("body", b"")
+        raise WebSocketDenied(message["status"], headers=decode_headers(message["headers"]),
+                              body=body)
+    raise RuntimeError(f"ASGI WebSocket spec: the first message is websocket.accept or "
+                       f"websocket.close, not {kind!r}")
+
+WebSocketSession._connect = _connect
+
+# %% [markdown]
+# The session is a context manager. Entering it borrows a portal, starts the app and does
+# the handshake. Leaving it closes the socket with 1000 if nobody has closed it yet, waits
+# for the app to return, and then looks for an error the app raised after the test stopped
+# looking: that one must not vanish either.
+
+# %%
+#| export
+def _ws_enter(self) -> "WebSocketSession":
+    self.portal, self.owned = self.client._borrow_portal()
+    self.future = self.portal.submit(self._run())
+    try:
+        self._connect()
+    except BaseException:
+        self._finish()
+        raise
+    return self
+
+def _ws_exit(self, *exc_info) -> None:
+    if not self.closed:
+        self.close(1000)
+    self._finish()
+    unseen = [m for m in _drain(self.outbox) if isinstance(m, AppEnded) and m.error]
+    if unseen and self.client.raise_app_exceptions and exc_info[0] is None:
+        raise unseen[0].error
+
+def _finish(self) -> None:
+    """Wait for the app to return (cancel it if it will not), then release the loop."""
+    try:
+        self.future.result(self.timeout)
+    except Exception:
+        self.future.cancel()               # its errors come through the outbox
+    finally:
+        if self.owned:
+            self.portal.stop()
+
+def _drain(outbox: queue.Queue) -> list:
+    messages = []
+    while not outbox.empty():
+        messages.append(outbox.get_nowait())
+    return messages
+
+WebSocketSession.__enter__, WebSocketSession.__exit__ = _ws_enter, _ws_exit
+WebSocketSession._finish = _finish
+
+# %% [markdown]
+# Sending is putting a `websocket.receive` message in the app's queue: `text` for a text
+# frame, `bytes` for a binary one (RFC 6455 §5.6); JSON goes as text. `close` sends
+# `websocket.disconnect` with the code.
+
+# %%
+#| export
+def _send_text(self, text: str) -> None:
+    self._to_app({"type": "websocket.receive", "text": text})
+
+def _send_bytes(self, data: bytes) -> None:
+    self._to_app({"type": "websocket.receive", "bytes": bytes(data)})
+
+def _send_json(self, data) -> None:
+    self.send_text(jsonlib.dumps(data))
+
+def _close(self, code: int = 1000, reason: str = "") -> None:
+    """The client closes: the app's next receive() is websocket.disconnect with ``code``."""
+    self._to_app({"type": "websocket.disconnect", "code": code, "reason": reason})
+    self.closed = True
+
+WebSocketSession.send_text, WebSocketSession.send_bytes = _send_text, _send_bytes
+WebSocketSession.send_json, WebSocketSession.close = _send_json, _close
+
+# %% [markdown]
+# Receiving reads the app's next `websocket.send`. A `websocket.close` becomes
+# `WebSocketDisconnect`. `receive_text` and `receive_bytes` check the frame type, because
+# a test that expects text and gets bytes has found a bug.
+
+# %%
+#| export
+def _receive(self) -> dict:
+    """The next websocket.send from the app; WebSocketDisconnect if the app closed."""
+    message = self._from_app("websocket.send")
+    if message["type"] == "websocket.close":
+        self.closed = True
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason") or "")
+    if message["type"] != "websocket.send":
+        raise RuntimeError(f"expected websocket.send, got {message['type']!r}")
+    return message
+
+def _receive_text(self) -> str:
+    message = self.receive()
+    if message.get("text") is None:
+        raise TypeError(f"expected a text message, got bytes: {message.get('bytes')!r:.60}")
+    return message["text"]
+
+def _receive_bytes(self) -> bytes:
+    message = self.receive()
+    if message.get("bytes") is None:
+        raise TypeError(f"expected a binary message, got text: {message.get('text')!r:.60}")
+    return message["bytes"]
+
+WebSocketSession.receive, WebSocketSession.receive_text = _receive, _receive_text
+WebSocketSession.receive_bytes = _receive_bytes
+WebSocketSession.receive_json = lambda self: jsonlib.loads(self.receive_text())
+
+# %% [markdown]
+# Last, the client method. It builds the request like any other (so cookies and headers
+# go along), adds the handshake headers a browser sends (RFC 6455 §4.1; the key is the
+# RFC's own sample, since nobody checks it in-process), offers the subprotocols, and
+# returns a session for a `with` block. A WSGI app gets a clear refusal instead.
+
+# %%
+#| export
+def websocket_connect(self, path: str, *, subprotocols=(), headers=None, params=None,
+                      cookies=None) -> WebSocketSession:
+    """``with client.websocket_connect("/ws") as ws:`` runs an ASGI websocket scope."""
+    if self.kind != "asgi":
+        raise TypeError("WebSockets need ASGI: a WSGI app answers one request with one "
+                        "response and has no way to keep talking (PEP 3333)")
+    fields = list(headers.items() if hasattr(headers, "items") else headers or ())
+    fields += [("connection", "upgrade"), ("upgrade", "websocket"),
+               ("sec-websocket-version", "13"),
+               ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")]   # RFC 6455 §1.3's sample
+    if subprotocols:
+        fields.append(("sec-websocket-protocol", ", ".join(subprotocols)))
+    request = self.build_request("GET", path, params=params, headers=fields, cookies=cookies)
+    return WebSocketSession(self, self.asgi_scope("websocket", request))
+
+TestClient.websocket_connect = websocket_connect
+
+# %% [markdown]
+# An app to talk to, written against the bare ASGI messages. It accepts `shout` as a
+# subprotocol if offered, answers text in capitals and bytes reversed, refuses any path but
+# `/ws` by closing before accepting, and closes with 4000 when told `bye`.
+
+# %%
+async def shouter(scope, receive, send):
+    assert (await receive())["type"] == "websocket.connect"
+    if scope["path"] != "/ws":
+        return await send({"type": "websocket.close", "code": 4404})
+    chosen = "shout" if "shout" in scope["subprotocols"] else None
+    await send({"type": "websocket.accept", "subprotocol": chosen})
+    while (message := await receive())["type"] == "websocket.receive":
+        if message.get("text") == "bye":
+            return await send({"type": "websocket.close", "code": 4000, "reason": "you said bye"})
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"].upper()})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
+
+# %% [markdown]
+# A conversation: a subprotocol agreed, a text frame, a binary frame, JSON (which goes as
+# text and comes back in capitals), and then the app's close:
+
+# %%
+client = TestClient(shouter)
+with client.websocket_connect("/ws", subprotocols=["shout"]) as ws:
+    print("subprotocol:", ws.accepted_subprotocol)
+    ws.send_text("hello"); print(ws.receive_text())
+    ws.send_bytes(b"\x01\x02\x03"); print(ws.receive_bytes())
+    ws.send_json({"quiet": True}); print(ws.receive_text())
+    ws.send_text("bye")
+    try:
+        ws.receive_text()
+    except WebSocketDisconnect as closed_by_app:
+        print(f"WebSocketDisconnect: code {closed_by_app.code}, {closed_by_app.reason!r}")
+
+# %% [markdown]
+# A refused handshake raises when the session opens, with the status a browser would have
+# got and the app's close code:
+
+# %%
+try:
+    with client.websocket_connect("/elsewhere") as ws:
+        print("never printed")
+except WebSocketDenied as denied:
+    print(f"WebSocketDenied: {denied}; status {denied.status}")
+
+# %% [markdown]
+# The same tests work on Starlette, whose WebSocket class speaks the same messages. And an
+# app that never answers the handshake fails the test after the timeout, instead of
+# freezing the notebook:
+
+# %%
+from starlette.routing import WebSocketRoute
+
+async def starlette_echo(websocket):
+    await websocket.accept()
+    await websocket.send_text(f"echo: {await websocket.receive_text()}")
+    await websocket.close(1000)
+
+async def silent(scope, receive, send):
+    await asyncio.sleep(3600)
+
+with TestClient(Starlette(routes=[WebSocketRoute("/ws", starlette_echo)])).websocket_connect("/ws") as ws:
+    ws.send_text("hi")
+    print(ws.receive_text())
+try:
+    with TestClient(silent, timeout=0.3).websocket_connect("/ws") as ws:
+        pass
+except TimeoutError as error:
+    print("TimeoutError:", error)
+
+# %% [markdown]
+# ## A test runner in 40 lines
+#
+# pytest does three things a notebook can do too: it **collects** functions whose names
+# start with `test_`, it **injects fixtures** (a test that takes a `client` parameter gets
+# whatever the `client` fixture makes), and it **reports** each outcome with the assert
+# that failed. Here is each, small.
+#
+# An outcome first. pytest tells a *failure* (an `assert` was false) from an *error*
+# (anything else went wrong); so does `TestResult`. pytest rewrites `assert` statements to
+# show the values; without that, the next best thing for a bare `assert` is the line of
+# source that failed, which `traceback` can find.
+
+# %%
+#| export
+class TestResult:
+    """One test's outcome: "passed", "failed" (an assert) or "error" (anything else)."""
+
+    __test__ = False
+
+    def __init__(self, name: str, outcome: str, message: str = ""):
+        self.name, self.outcome, self.message = name, outcome, message
+
+    def __repr__(self) -> str:
+        line = f"{self.outcome.upper():<7} {self.name}"
+        return line + (f"\n        {self.message}" if self.message else "")
+
+
+class TestReport:
+    """What ``run_tests`` found: one TestResult per test, and a one-line tally."""
+
+    __test__ = False
+
+    def __init__(self, results: list):
+        self.results = results
+
+    @property
+    def ok(self) -> bool:
+        return all(r.outcome == "passed" for r in self.results)
+
+    def tally(self) -> str:
+        counts = Counter(r.outcome for r in self.results)
+        return ", ".join(f"{counts[o]} {o}" for o in ("passed", "failed", "error") if counts[o])
+
+    def __repr__(self) -> str:
+        return "\n".join([*map(repr, self.results), f"== {self.tally() or 'no tests'} =="])
+
+
+def describe_failure(error: BaseException) -> str:
+    """An assert's message, or for a bare assert the line that failed; else Type: text."""
+    if isinstance(error, AssertionError):
+        line = traceback.extract_tb(error.__traceback__)[-1].line
+        return str(error) or f"assert failed: {line}"
+    return f"{type(error).__name__}: {error}"
+
+# %% [markdown]
+# Fixtures. A fixture is a function named like the parameter it fills. It may ask for
+# other fixtures the same way, and it may `yield` its value instead of returning it: then
+# the code after `yield` is its teardown, run when the test is over, pass or fail. An
+# `ExitStack` collects the teardowns, and `made` makes sure each fixture runs once per
+# test even when two others both ask for it.
+
+# %%
+#| export
+def call_with_fixtures(function, fixtures: dict, stack: ExitStack, made: dict):
+    """Call ``function`` with each parameter taken from the fixture of that name. A fixture
+    may ask for other fixtures; one that yields is torn down when ``stack`` closes."""
+    arguments = {}
+    for name in inspect.signature(function).parameters:
+        if name not in made:
+            if name not in fixtures:
+                raise LookupError(f"no fixture named {name!r} (known: {', '.join(fixtures)})")
+            made[name] = call_with_fixtures(fixtures[name], fixtures, stack, made)
+        arguments[name] = made[name]
+    result = function(**arguments)
+    if inspect.isgenerator(result):
+        stack.callback(_teardown, result)
+        return next(result)
+    return result
+
+def _teardown(generator) -> None:
+    """Run a yield fixture to its end: the code after ``yield`` is its teardown."""
+    for _ in generator:
+        raise RuntimeError("a fixture must yield exactly once")
+
+# %% [markdown]
+# And the runner. It walks a namespace (in a notebook, `globals()`) in definition order,
+# runs each `test_*` function with fresh fixtures, and never raises: a report that stops at
+# the first failure would hide the others.
+
+# %%
+#| export
+def run_tests(namespace: dict, fixtures: dict | None = None) -> TestReport:
+    """Run every function named ``test_*`` in ``namespace`` (say ``globals()``), in the order
+    they were defined, each with fresh fixtures; report, never raise."""
+    results = []
+    for name, function in list(namespace.items()):
+        if not (name.startswith("test_") and inspect.isfunction(function)):
+            continue
+        try:
+            with ExitStack() as stack:
+                call_with_fixtures(function, fixtures or {}, stack, {})
+        except AssertionError as failure:
+            results.append(TestResult(name, "failed", describe_failure(failure)))
+        except Exception as error:
+            results.append(TestResult(name, "error", describe_failure(error)))
+        else:
+            results.append(TestResult(name, "passed"))
+    return TestReport(results)
+
+# %% [markdown]
+# ### Tests for the notes apps
+#
+# Now the tests. Each takes a `client` and checks one behaviour of the notes app. Nothing
+# in them says WSGI or ASGI, in-process or network: that is the fixture's business.
+
+# %%
+def test_hello_uses_the_query(client):
+    response = client.get("/hello", params={"name": "Ada"})
+    assert response.status_code == 200, response.status_code
+    assert response.text == "Hello, Ada!\n", response.text
+
+def test_json_round_trip(client):
+    assert client.post("/echo", json={"n": [1, 2]}).json() == {"n": [1, 2]}
+
+def test_invalid_json_is_a_400(client):
+    response = client.post("/echo", content=b"{oops", headers={"content-type": "application/json"})
+    assert response.status_code == 400, f"got {response.status_code}"
+
+# %% [markdown]
+# Three more: the cookie round trip (log in, be known, log out, be forgotten), the stream,
+# and `HEAD`, which must answer with headers and no body.
+
+# %%
+def test_login_cookie_persists_then_goes(client):
+    assert client.get("/me").json() == {"user": None}
+    client.post("/login", data={"user": "ada"})
+    assert client.get("/me").json() == {"user": "ada"}
+    client.post("/logout")
+    assert "user" not in client.cookies, client.cookies
+
+def test_count_streams_three_lines(client):
+    assert client.get("/count").text == "1\n2\n3\n"
+
+def test_head_has_no_body(client):
+    response = client.head("/hello")
+    assert response.status_code == 200 and response.content == b""
+
+# %% [markdown]
+# A fixture that makes an in-process client for whichever app `app_under_test` names,
+# inside a session, with validation on. Then the run, against the WSGI app:
+
+# %%
+app_under_test = notes_wsgi
+
+def in_process():
+    with TestClient(app_under_test, validate=True) as session:
+        yield session
+
+run_tests(globals(), {"client": in_process})
+
+# %% [markdown]
+# Six passed. The same tests, the same fixture, the ASGI app:
+
+# %%
+app_under_test = notes_asgi
+run_tests(globals(), {"client": in_process})
+
+# %% [markdown]
+# And a test that fails, to see a report that says something. A bare `assert` shows its
+# line; one with a message shows the message:
+
+# %%
+def wrong_greeting(client):
+    assert client.get("/hello").text == "Hi!\n"
+
+def wrong_status(client):
+    assert client.get("/nowhere").status_code == 200, "expected /nowhere to exist"
+
+run_tests({"test_wrong_greeting": wrong_greeting, "test_wrong_status": wrong_status},
+          {"client": in_process})
+
+# %% [markdown]
+# The namespace can be any dict, not just `globals()`. Here it holds only these two, under
+# `test_` names, while the functions themselves are named so that the runs below, which
+# collect from `globals()`, do not pick them up.
+
+# %% [markdown]
+# ## The same tests over a real socket
+#
+# The tests only ever call `client.get`, `client.post`, `client.head`, `client.cookies`.
+# Any object with those can run them. `SocketClient` is a `BaseClient` whose
+# `open_stream` sends the request over the network with `barelab.http_request`, to a
+# running server. It shares everything else with `TestClient`: the request building and
+# the cookie jar. (It reads each response whole, so its "stream" is one chunk; WebSockets
+# over a socket are `barelab.websocket_connect`'s job.)
+
+# %%
+#| export
+class SocketClient(BaseClient):
+    """TestClient's interface over a real socket: each request is one barelab.http_request
+    to a running server, so the same tests can run in-process and over the network."""
+
+    __test__ = False
+
+    def __init__(self, server, *, headers=(), cookies=None, timeout: float = TIMEOUT):
+        super().__init__(server.url, headers, cookies, timeout)
+        self.server = server
+
+    def open_stream(self, request: Request) -> StreamingResponse:
+        target = request.path + (f"?{request.query}" if request.query else "")
+        result = http_request(self.server, request.method, target, headers=request.headers,
+                              body=request.body, timeout=self.timeout)
+        return StreamingResponse(result.status, result.headers, iter([result.body]),
+                                 lambda done: None)
+
+    def __repr__(self) -> str:
+        return f"<SocketClient {self.server.url}>"
+
+# %% [markdown]
+# Serve the WSGI app on chapter 06's server and the ASGI app on chapter 13's, both through
+# `barelab.serve(app, server=...)`:
+
+# %%
+from barelab.built.asgi_server import ASGIServer
+from barelab.built.wsgi_server import WSGIServer
+
+wsgi_server = barelab.serve(notes_wsgi, server=WSGIServer, name="notes-wsgi")
+asgi_server = barelab.serve(notes_asgi, server=ASGIServer, name="notes-asgi")
+print(SocketClient(wsgi_server), SocketClient(asgi_server))
+
+# %% [markdown]
+# A fixture that makes a `SocketClient` for the server `server_under_test` names, and the
+# same six tests, over the network, on both servers:
+
+# %%
+def over_the_network():
+    return SocketClient(server_under_test)
+
+server_under_test = wsgi_server
+print(run_tests(globals(), {"client": over_the_network}))
+server_under_test = asgi_server
+run_tests(globals(), {"client": over_the_network})
+
+# %% [markdown]
+# Twelve more passes. Each request crossed a socket, went through a parser from chapter 02
+# and a server from chapter 06 or 13, and came back as bytes. The servers' logs show every
+# request. Here is the ASGI server's, which includes the `HEAD`:
+
+# %%
+asgi_server.log
+
+# %% [markdown]
+# ### A difference, found on purpose
+#
+# In-process and over the network are not the same thing, and a test can tell them apart.
+# Look at the headers of one streamed response both ways:
+
+# %%
+print(TestClient(notes_wsgi).get("/count").headers)
+print(SocketClient(wsgi_server).get("/count").headers)
+
+# %% [markdown]
+# The app sent one header. Over the network there are four more, and every one of them is
+# the server's work:
+#
+# - `Transfer-Encoding: chunked`: the body was a generator of unknown length, so chapter
+#   06's server framed it in chunks (RFC 9112 §7.1). In-process there is no framing at all.
+# - `Date`: RFC 9110 §6.6.1 says an origin server with a clock must send it.
+# - `Server` and `Connection: close` (the client asked to close after one response).
+#
+# So a test about *those* headers passes over the socket and fails in-process:
+
+# %%
+def test_response_is_dated(client):
+    assert "date" in client.get("/hello").headers, "no Date header (RFC 9110 §6.6.1)"
+
+app_under_test, server_under_test = notes_wsgi, wsgi_server
+only_this = {"test_response_is_dated": test_response_is_dated}
+print("in-process:", run_tests(only_this, {"client": in_process}), sep="\n")
+print("over the network:", run_tests(only_this, {"client": over_the_network}), sep="\n")
+
+# %% [markdown]
+# That is not a bug in either client. The in-process client tests **the app**; `Date`,
+# framing and connection handling are **the server's** job, so testing them means testing
+# a server, over a socket, as chapter 19 will do. The dividing line is the same one
+# chapter 01 drew, between the app's answer and the server's bytes. `HEAD`, on the other
+# hand, agreed both ways, because the test client does that server duty (dropping the
+# body) on purpose: an app may produce a body for `HEAD`, and a test should not fail
+# because of bytes no client will ever see.
+#
+# That new test now sits in `globals()`, where the earlier runs collect from. Remove it,
+# so that running the notebook again shows the six tests above and nothing else:
+
+# %%
+del test_response_is_dated
+sorted(name for name in globals() if name.startswith("test_"))
+
+# %% [markdown]
+# ## Summary
+#
+# - A test client is a server's half of the spec played from a function call, plus a
+#   client's half: `TestClient(app).get("/")` builds an environ or a scope, calls the app,
+#   and returns a `Response` with `status_code`, `headers`, `content`, `text` and `json()`.
+# - The WSGI half calls `start_response`-then-iterate-then-`close()` like chapter 06's
+#   server, finds the status even when a generator calls `start_response` late, drops the
+#   body for `HEAD`, and can check every call with `wsgiref.validate` (`validate=True`).
+# - The ASGI half runs the app on a **portal**, a private event loop in a worker thread,
+#   because the kernel's thread already runs a loop (`asyncio.run` fails there) and a
+#   blocking test cannot wait on the loop it blocks. Messages cross threads through a
+#   `queue.Queue`, and every wait has a timeout.
+# - The `CookieJar` follows RFC 6265: paths (and `/docs` not matching `/docsearch`),
+#   `Max-Age` over `Expires`, deletion by expiry, longer paths first, `Secure` only over
+#   `https://`, `Domain` ignored for one host.
+# - `client.stream(...)` hands out chunks as the app makes them and tells the app when the
+#   test leaves early; `with TestClient(app)` runs the lifespan around a session;
+#   `websocket_connect` holds a conversation and turns refusals and closes into
+#   `WebSocketDenied` and `WebSocketDisconnect`.
+# - `run_tests` collects `test_*` functions, fills parameters from fixtures (with `yield`
+#   teardown) and reports failures with their message. The same tests ran in-process and
+#   over the network against the course's servers; what differed was the server's work.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise has a cell for your answer and a check cell below it. Run the check cell:
+# it prints ✅ when your answer works and says what is wrong when it does not.
+#
+# ### Exercise 1 — a test that finds a bug
+#
+# `buggy_notes` below is `notes_asgi` with one bug: its logout forgets to give the cookie a
+# `Path`, so the browser's cookie (set with `Path=/`) survives. Write a test
+# `check_logout_forgets(client)` that logs in as `ada`, logs out, and asserts that `/me`
+# then answers `{"user": None}`. The check runs it against both apps: it must pass on
+# `notes_asgi` and fail on `buggy_notes`.
+
+# %%
+async def buggy_notes(scope, receive, send):
+    if scope["type"] == "http" and (scope["method"], scope["path"]) == ("POST", "/logout"):
+        return await send_json(send, {"user": None}, headers=[("set-cookie", "user=; Max-Age=0; Path=/logout")])
+    await notes_asgi(scope, receive, send)
+
+# %% tags=["solution"]
+def check_logout_forgets(client):
+    ### BEGIN SOLUTION
+    client.post("/login", data={"user": "ada"})
+    client.post("/logout")
+    assert client.get("/me").json() == {"user": None}, "still logged in after /logout"
+    ### END SOLUTION
+
+# %% tags=["check"]
+from barelab.exercises import check
+
+with check("Exercise 1"):
+    good = run_tests({"test_logout": check_logout_forgets}, {"client": lambda: TestClient(notes_asgi)})
+    bad = run_tests({"test_logout": check_logout_forgets}, {"client": lambda: TestClient(buggy_notes)})
+    assert good.ok, f"your test fails on the correct app:\n{good}"
+    assert not bad.ok, "your test passes on buggy_notes: does it check /me after logging out?"
+
+# %% [markdown]
+# ### Exercise 2 — a fixture that logs in
+#
+# Write a yield fixture `logged_in(client)` that logs in as `grace` with the client it is
+# given, yields that client, and logs out afterwards. Then
+# `run_tests({"test_me": who_am_i}, {"client": ..., "logged_in": logged_in})` can give a test
+# a client that is already logged in.
+
+# %% tags=["solution"]
+def logged_in(client):
+    ### BEGIN SOLUTION
+    client.post("/login", data={"user": "grace"})
+    yield client
+    client.post("/logout")
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 2"):
+    seen = []
+    def who_am_i(logged_in):
+        seen.append((logged_in.get("/me").json(), logged_in))
+    report = run_tests({"test_me": who_am_i},
+                       {"client": lambda: TestClient(notes_wsgi), "logged_in": logged_in})
+    assert report.ok, f"the test did not pass:\n{report}"
+    assert seen[0][0] == {"user": "grace"}, f"/me said {seen[0][0]}, expected grace"
+    assert "user" not in seen[0][1].cookies, "after the test, log out (the code after yield)"
+
+# %% [markdown]
+# ### Exercise 3 — a WebSocket counter
+#
+# Write an ASGI app `counter_ws` that accepts every WebSocket, answers each text message
+# with the number of messages received so far (as text: `"1"`, `"2"`, ...), and closes
+# with code 4001 when it receives the text `"stop"`. Check it yourself with
+# `TestClient(counter_ws).websocket_connect("/")`.
+
+# %% tags=["solution"]
+async def counter_ws(scope, receive, send):
+    ### BEGIN SOLUTION
+    await receive()                                     # websocket.connect
+    await send({"type": "websocket.accept"})
+    count = 0
+    while (message := await receive())["type"] == "websocket.receive":
+        if message.get("text") == "stop":
+            return await send({"type": "websocket.close", "code": 4001})
+        count += 1
+        await send({"type": "websocket.send", "text": str(count)})
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 3"):
+    with TestClient(counter_ws, timeout=1.0).websocket_connect("/") as ws:
+        answers = []
+        for text in ("a", "b", "c"):
+            ws.send_text(text)
+            answers.append(ws.receive_text())
+        assert answers == ["1", "2", "3"], f"the answers were {answers}, expected ['1', '2', '3']"
+        ws.send_text("stop")
+        try:
+            ws.receive_text()
+            raise AssertionError("after 'stop' the app should close, but it answered")
+        except WebSocketDisconnect as closed:
+            assert closed.code == 4001, f"closed with {closed.code}, expected 4001"
+
+# %% [markdown]
+# ### Exercise 4 — the Date header, in-process
+#
+# The in-process client sends no `Date` because no server is involved. Some test suites
+# want it anyway. Write a WSGI middleware `dated(app)` (chapter 07) that adds a `Date`
+# header in IMF-fixdate form (`email.utils.formatdate(usegmt=True)`) unless the app set
+# one, so that `test_response_is_dated` from above passes in-process.
+
+# %% tags=["solution"]
+from email.utils import formatdate
+
+def dated(app):
+    ### BEGIN SOLUTION
+    def wrapped(environ, start_response):
+        def start(status, headers, exc_info=None):
+            if not any(name.lower() == "date" for name, _ in headers):
+                headers = [*headers, ("Date", formatdate(usegmt=True))]
+            return start_response(status, headers, exc_info)
+        return app(environ, start)
+    return wrapped
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 4"):
+    headers = TestClient(dated(notes_wsgi), validate=True).get("/hello").headers
+    assert "date" in headers, "no Date header in the response"
+    assert headers["date"].endswith(" GMT"), f"Date is {headers['date']!r}: use usegmt=True"
+    assert len(headers.get_list("date")) == 1, "one Date header, not two"
+
+# %% [markdown]
+# ## Clean up
+#
+# Stop every server this chapter started. The number is how many were still running.
+
+# %%
+barelab.stop_all()
