@@ -122,9 +122,10 @@ old.stop()
 #| default_exp websocket
 
 # %% [markdown]
-# The module opens with its design in a few lines and its imports. From chapter 13 it takes
-# the server, its `Connection` (one TCP connection) and a few helpers; from chapter 02 the
-# `HTTPError` family and the response formatters; from wsproto, only the frame layer.
+# The module opens with a short comment on its design, so that whoever opens
+# `websocket.py` later finds the map before the code. Read it now as the plan for this
+# chapter: three layers (handshake, frames, ASGI events) and one new server class. The
+# standard-library imports come with it.
 
 # %%
 #| export
@@ -143,6 +144,14 @@ from collections import deque
 from contextlib import ExitStack
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
+# %% [markdown]
+# The rest of the imports are the parts this chapter stands on. From wsproto it takes only
+# the frame layer, not its handshake code: you write the handshake yourself. From chapter 13
+# it takes the server, its `Connection` (one TCP connection) and a few helpers; from
+# chapter 02, the `HTTPError` family and the response formatters.
+
+# %%
+#| export
 from wsproto.connection import Connection as FrameConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
@@ -153,9 +162,10 @@ from barelab.built.http_wire import (BadRequest, HTTPError, format_response,
                                      format_response_head)
 
 # %% [markdown]
-# What does a browser send to open a WebSocket? Here is the request RFC 6455 §1.3 uses as
-# its example, with the RFC's own key. Later you will send exactly these bytes to your
-# server with `raw_exchange`:
+# What does a browser send to open a WebSocket? Here is the example request from RFC 6455
+# §1.2, with the RFC's own key. Two optional fields (`Origin` and `Sec-WebSocket-Protocol`)
+# are left out for now; both come back later in the chapter. Later you will also send
+# exactly these bytes to your server with `raw_exchange`:
 
 # %%
 HANDSHAKE = (b"GET /chat HTTP/1.1\r\n"
@@ -176,6 +186,26 @@ show_bytes(HANDSHAKE)
 # C5AB0DC85B11` to the key, hash with SHA-1, and base64 the 20-byte digest (§4.2.2, point
 # 5.4). It is not security. It shows the answer came from a server that understood
 # WebSocket, not from a cache or an HTTP server that echoes headers back.
+#
+# Do it once by hand, one step per line. The key is used as it was sent, base64 text and
+# all; it is not decoded first. Watch the middle value: the key and the GUID simply glued
+# together.
+
+# %%
+joined = b"dGhlIHNhbXBsZSBub25jZQ==" + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+digest = hashlib.sha1(joined).digest()
+joined, digest.hex(" "), len(digest)
+
+# %% [markdown]
+# SHA-1 gives 20 raw bytes, which cannot travel in a header as they are. Base64 turns them
+# into 28 characters of text, and that text is the whole answer:
+
+# %%
+base64.b64encode(digest)
+
+# %% [markdown]
+# The same three steps as a function for the module. It takes the key as `bytes` (what the
+# server's parser hands over) or as `str` (handier in a cell), and returns a `str`:
 
 # %%
 #| export
@@ -188,20 +218,25 @@ def accept_key(key: bytes | str) -> str:
     return base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode("ascii")
 
 # %% [markdown]
-# The RFC gives the answer for its example key, so you can check your function against it:
+# RFC 6455 §1.3 works the same example through and prints the answer, so you can hold your
+# function against it. `True` means your server and every browser agree:
 
 # %%
-accept_key("dGhlIHNhbXBsZSBub25jZQ=="), accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 # %% [markdown]
-# And the key itself is the base64 of 16 bytes, which is what a server should check:
+# The key itself is not random-looking text of any length: it is the base64 of exactly 16
+# bytes (§4.1, point 7), and a server should check that. Decode the RFC's key and see what
+# its authors hid in it:
 
 # %%
-base64.b64decode("dGhlIHNhbXBsZSBub25jZQ=="), len(base64.b64decode("dGhlIHNhbXBsZSBub25jZQ=="))
+nonce = base64.b64decode("dGhlIHNhbXBsZSBub25jZQ==")
+nonce, len(nonce)
 
 # %% [markdown]
 # "the sample nonce": exactly 16 bytes. A real client picks them at random for each
-# connection.
+# connection, so two handshakes never carry the same key, and a cache that saw an old
+# answer cannot replay it for a new one.
 #
 # ### Which requests are handshakes
 #
@@ -223,8 +258,10 @@ def wants_websocket(head) -> bool:
     return head.version == b"1.1" and b"websocket" in tokens(head.headers, b"upgrade")
 
 # %% [markdown]
-# Chapter 13's `read_head` turns bytes into the `Head` the server works with. Parse the RFC's
-# example with it and ask:
+# Chapter 13's `read_head` turns bytes into the `Head` the server works with. Its three
+# numbers are chapter 13's limits (longest request line, largest head, largest body), and
+# `[0]` keeps the head and drops the rest of the buffer. Parse the RFC's example and ask
+# both questions:
 
 # %%
 from barelab.built.asgi_server import read_head
@@ -236,6 +273,10 @@ example = head_of(HANDSHAKE)
 wants_websocket(example), tokens(example.headers, b"connection")
 
 # %% [markdown]
+# `True`, and the `Connection` field reduced to its lower-cased token, `b"upgrade"`. A
+# browser that sent `Connection: keep-alive, Upgrade` would give two tokens, and the check
+# for `upgrade` among them would still pass.
+#
 # ### Checking the handshake
 #
 # RFC 6455 §4.2.1 lists what a server must find in the handshake; §4.2.2 says what to do when
@@ -273,25 +314,31 @@ def tokens_as_sent(headers, name: bytes) -> list[str]:
     return [t.strip().decode("latin-1") for t in joined.split(b",") if t.strip()]
 
 # %% [markdown]
-# Two small helpers first: `_key_is_valid` decodes the key strictly (`validate=True` refuses
-# characters outside the base64 alphabet, and a missing `=` padding is an error too), and
-# `tokens_as_sent` lists the subprotocols the client offered, case kept. A quick look at
-# both:
+# Two small helpers first. `_key_is_valid` decodes the key strictly: `validate=True`
+# refuses characters outside the base64 alphabet, and a missing `=` padding is an error
+# too. Here is the RFC's key, then the same key with its padding cut off:
 
 # %%
-_key_is_valid([b"dGhlIHNhbXBsZSBub25jZQ=="]), _key_is_valid([b"dGhlIHNhbXBsZSBub25jZQ"]), \
-    tokens_as_sent([(b"sec-websocket-protocol", b"chat.v2, Chat.V1")], b"sec-websocket-protocol")
+_key_is_valid([b"dGhlIHNhbXBsZSBub25jZQ=="]), _key_is_valid([b"dGhlIHNhbXBsZSBub25jZQ"])
 
 # %% [markdown]
-# Then the checks themselves, in the order of the RFC's list. The missing version is a
-# plain 400: the client did not say which version it speaks, so there is nothing to
-# upgrade *from*; a version other than 13 is the 426.
+# `tokens_as_sent` lists the subprotocols the client offered. Unlike `tokens`, it keeps
+# their case, because subprotocol names are compared exactly (RFC 7936 clarified this for
+# RFC 6455): `Chat.V1` and `chat.v1` are two different names.
+
+# %%
+tokens_as_sent([(b"sec-websocket-protocol", b"chat.v2, Chat.V1")], b"sec-websocket-protocol")
+
+# %% [markdown]
+# Then the checks themselves, in the order of the RFC's list, in two groups. The first
+# group asks whether this is an upgrade request at all: a `GET`, with `Upgrade: websocket`
+# and `Connection: Upgrade`, and no body. Each failure is a plain 400 with the rule in its
+# message.
 
 # %%
 #| export
-def check_handshake(head) -> tuple[bytes, list[str]]:
-    """``(key, offered subprotocols)`` of a valid opening handshake (RFC 6455 §4.2.1), or an
-    ``HTTPError`` carrying the status to refuse it with."""
+def _check_upgrade_request(head) -> None:
+    """RFC 6455 §4.2.1, points 1-4: a GET, without a body, asking to upgrade to websocket."""
     if head.method != "GET":
         raise BadRequest(f"the opening handshake is a GET, not {head.method} (RFC 6455 §4.1)")
     if b"websocket" not in tokens(head.headers, b"upgrade"):
@@ -300,6 +347,16 @@ def check_handshake(head) -> tuple[bytes, list[str]]:
         raise BadRequest("Connection must include Upgrade (RFC 6455 §4.2.1, point 4)")
     if head.length != 0:
         raise BadRequest("the opening handshake has no body (RFC 6455 §4.1)")
+
+# %% [markdown]
+# The second group checks the WebSocket fields and returns the key. A missing version is a
+# plain 400: the client did not say which version it speaks, so there is nothing to
+# negotiate. A version other than 13 is the 426, which tells the client which one to use.
+
+# %%
+#| export
+def _check_version_and_key(head) -> bytes:
+    """RFC 6455 §4.2.1, points 5-6: version 13 and exactly one well-formed key."""
     versions = [v for n, v in head.headers if n == b"sec-websocket-version"]
     if not versions:
         raise BadRequest("Sec-WebSocket-Version is missing (RFC 6455 §4.2.1, point 6)")
@@ -310,17 +367,39 @@ def check_handshake(head) -> tuple[bytes, list[str]]:
     if not _key_is_valid(keys):
         raise BadRequest("Sec-WebSocket-Key must be one base64 value of 16 bytes "
                          "(RFC 6455 §4.2.1, point 5)")
-    return keys[0], tokens_as_sent(head.headers, b"sec-websocket-protocol")
+    return keys[0]
 
 # %% [markdown]
-# The RFC's example passes:
+# On the RFC's example the first group has nothing to say (`None`) and the second hands
+# back the key; the broken requests further down show their errors.
+
+# %%
+_check_upgrade_request(example), _check_version_and_key(example)
+
+# %% [markdown]
+# `check_handshake` is the one the server calls: both groups, then the subprotocols the
+# client offered, for the app to choose from.
+
+# %%
+#| export
+def check_handshake(head) -> tuple[bytes, list[str]]:
+    """``(key, offered subprotocols)`` of a valid opening handshake (RFC 6455 §4.2.1), or an
+    ``HTTPError`` carrying the status to refuse it with."""
+    _check_upgrade_request(head)
+    key = _check_version_and_key(head)
+    return key, tokens_as_sent(head.headers, b"sec-websocket-protocol")
+
+# %% [markdown]
+# The RFC's example passes, and gives back its key and an empty list (it offers no
+# subprotocol):
 
 # %%
 check_handshake(example)
 
 # %% [markdown]
-# Now break it, one rule at a time. `broken` edits the example's bytes; the table shows what
-# `check_handshake` says about each:
+# Now break it, one rule at a time. `broken` returns a copy of the example with one piece
+# of its bytes replaced, and `cases` names five broken handshakes you will reuse against the
+# real server later:
 
 # %%
 def broken(old: bytes, new: bytes) -> bytes:
@@ -334,7 +413,13 @@ cases = {
     "no key": broken(b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b""),
     "key of 15 bytes": broken(b"dGhlIHNhbXBsZSBub25jZQ==", base64.b64encode(b"x" * 15)),
 }
+print(cases["version 8"].decode())
 
+# %% [markdown]
+# There is the version-8 case, the same request with one digit changed. `verdict` parses
+# each case and reports what `check_handshake` says, as a table:
+
+# %%
 def verdict(data):
     try:
         return f"ok: {check_handshake(head_of(data))}"
@@ -344,6 +429,9 @@ def verdict(data):
 show_transcript([(name, verdict(data)) for name, data in cases.items()])
 
 # %% [markdown]
+# Each line names the rule it broke, and only the wrong version gets the 426. The missing
+# key and the short key share a message, because the rule is the same: one key, 16 bytes.
+#
 # ### The answer
 #
 # When everything checks out, the answer is a head with no body: status 101, the two
@@ -364,8 +452,9 @@ def handshake_response(key: bytes, subprotocol: str | None = None, headers=()) -
 print(handshake_response(b"dGhlIHNhbXBsZSBub25jZQ==").decode())
 
 # %% [markdown]
-# (The notebook's checker masks every `Sec-WebSocket-Accept` value as `KEY`, because real
-# keys are random. The value is the one you computed above: `s3pPLMBiTxaQ9kYGzzhZRbK+xOo=`.)
+# Three fields and the blank line that ends the head. The accept value is the one you
+# computed by hand above. There is no `Content-Length` and no body: after this blank line,
+# the next byte on the connection is already the start of a frame.
 #
 # A refusal is an ordinary HTTP response that closes the connection. It carries extra
 # fields when the error has some, as `UpgradeRequired` does:
@@ -382,6 +471,12 @@ def refusal(status: int, message: str = "", headers=()) -> bytes:
 # %%
 error = UpgradeRequired("Sec-WebSocket-Version must be 13")
 show_bytes(refusal(error.status, error.message, error.headers))
+
+# %% [markdown]
+# Read the last three fields: `Upgrade: websocket` because RFC 9110 requires it on a 426,
+# `Sec-WebSocket-Version: 13` so the client knows what to retry with, and a
+# `Content-Length` that chapter 02's formatter added. `Connection: close` tells the client
+# not to send another request on this connection.
 
 # %% [markdown]
 # ## Frames on the wire
@@ -414,12 +509,44 @@ show_bytes(refusal(error.status, error.message, error.headers))
 # - **payload length**: 0–125 fits in 7 bits; 126 means "the next 2 bytes hold it", 127 "the
 #   next 8".
 #
-# §5.7 gives the bytes of a masked text frame holding `Hello`. Here they are, decoded by
-# hand:
+# §5.7 gives the bytes of a masked text frame holding `Hello`: eleven bytes in all. Take
+# them apart in the order the drawing reads, starting with the first byte. Printed in
+# binary, its top bit is FIN and its low four bits are the opcode:
 
 # %%
 FRAME = bytes([0x81, 0x85, 0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58])
+f"{FRAME[0]:08b}", FRAME[0] >> 7, FRAME[0] & 0x0F
 
+# %% [markdown]
+# `1000 0001`: FIN is 1, so this frame is a whole message, and the opcode is 1, text. The
+# three zero bits between them (RSV1 to RSV3) are reserved for extensions such as
+# compression; this server agrees to none, so they must stay zero.
+#
+# The second byte splits the same way: the top bit is MASK, the other seven the length.
+
+# %%
+f"{FRAME[1]:08b}", FRAME[1] >> 7, FRAME[1] & 0x7F
+
+# %% [markdown]
+# `1000 0101`: masked, and 5 bytes of payload. Five is below 126, so no extended length
+# follows, and the next four bytes are the masking key. The last five bytes are the payload,
+# each XORed with the key byte at position *i mod 4*. Undo the first one yourself:
+
+# %%
+key, payload = FRAME[2:6], FRAME[6:]
+key.hex(" "), payload.hex(" "), chr(payload[0] ^ key[0])
+
+# %% [markdown]
+# `0x7f ^ 0x37` is `0x48`, an `H`. The same XOR over all five bytes gives the message back:
+
+# %%
+bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+# %% [markdown]
+# Those steps, plus the two longer length forms (126 and 127), make a complete decoder for
+# one frame. It is here to read, not to export: wsproto does this job for the server.
+
+# %%
 def decode_frame(data: bytes) -> dict:
     fin, opcode = data[0] >> 7, data[0] & 0x0F
     masked, length, at = data[1] >> 7, data[1] & 0x7F, 2
@@ -435,14 +562,8 @@ def decode_frame(data: bytes) -> dict:
 decode_frame(FRAME)
 
 # %% [markdown]
-# Read it byte by byte. `0x81` is `1000 0001`: FIN set, opcode 1 (text). `0x85` is `1000
-# 0101`: MASK set, length 5. The next four bytes are the masking key, and the last five are
-# `Hello` XORed with the key, byte *i* with key byte *i mod 4*. Undo the first one yourself:
-
-# %%
-hex(0x7F ^ 0x37), chr(0x7F ^ 0x37)
-
-# %% [markdown]
+# The dictionary says what you just worked out by hand, in one call.
+#
 # Why mask at all? Not for secrecy: the key travels in the frame. Masking stops a script in a
 # browser from choosing the exact bytes that go on the wire, so it cannot craft bytes that a
 # confused proxy on the way would read as an HTTP request and cache (§10.3).
@@ -466,6 +587,21 @@ list(frames.events())
 
 # %%
 show_bytes(bytes(frames.send(TextMessage(data="Hello"))))
+
+# %% [markdown]
+# `\x81` is FIN and text again, and `\x05` is the length with the MASK bit clear: no key
+# follows, and `Hello` goes out as plain bytes.
+#
+# A longer message shows the extended length. For 200 bytes the 7-bit field says 126
+# (`0x7e`, which prints as `~`), and the real length follows in two bytes:
+
+# %%
+long_frame = bytes(frames.send(TextMessage(data="x" * 200)))
+long_frame[:4], decode_frame(long_frame)["length"]
+
+# %% [markdown]
+# `\x00\xc8` is 200, read big-endian. A message of 65,536 bytes or more would put 127 in
+# the field and the length in the next eight bytes.
 
 # %% [markdown]
 # §5.7 also shows a text message split in two fragments: `Hel` with opcode 1 and FIN clear,
@@ -551,7 +687,11 @@ barelab.call_asgi(echo, "GET", "/echo", receive_events=[
     {"type": "websocket.disconnect", "code": 1000}])
 
 # %% [markdown]
-# The rest of this section builds the server side of that table.
+# Read the arrows: `→ app` is what `receive()` returned, `app →` what the app passed to
+# `send()`. Each `websocket.receive` is answered by one `websocket.send` with the same key,
+# `text` or `bytes`, and the loop ends at `websocket.disconnect`. No frames, no sockets:
+# the app only ever sees whole messages as dicts. The rest of this section builds the
+# server side of that table.
 #
 # ### The scope
 #
@@ -577,6 +717,11 @@ websocket_scope(head_of(broken(b"/chat", b"/chat?room=1")), ("127.0.0.1", 50000)
                 ("127.0.0.1", 8000), {}, ["chat.v2", "chat.v1"])
 
 # %% [markdown]
+# Compare it with the `http` scopes of chapter 11. The path and query are split the same
+# way, and the handshake's headers are all there, the key included, for an app that wants
+# to look. What is new: `type` is `websocket`, `scheme` is `ws`, there is no `method` (it is
+# always `GET`), and `subprotocols` lists what the client offered, in its order.
+#
 # ### One cycle per connection
 #
 # A `WebSocketCycle` is to a WebSocket what chapter 13's `Exchange` is to a request: it holds
@@ -703,19 +848,18 @@ def _expect(self, state: str, kind: str) -> None:
 WebSocketCycle._expect = _expect
 
 # %% [markdown]
-# **Accept.** The subprotocol must be one the client offered (RFC 6455 §4.2.2: the server
-# *selects* one). The app's headers may not include the handshake's own fields: the server
-# writes those. Then the 101 goes out, wsproto takes over the bytes (including any frames
-# that arrived right behind the handshake, still in the connection's buffer), and a reader
-# task starts.
+# **Accept.** First, is the app's `websocket.accept` message sound? The subprotocol must be
+# one the client offered (RFC 6455 §4.2.2: the server *selects* one). The app's headers
+# must be byte pairs, and may not include the handshake's own fields: the server writes
+# those. `_accept_fields` checks all that and returns what goes into the 101.
 
 # %%
 #| export
 HANDSHAKE_FIELDS = {b"upgrade", b"connection", b"sec-websocket-accept",
                     b"sec-websocket-protocol", b"sec-websocket-extensions"}
 
-async def _accept(self, message: dict) -> None:
-    self._expect("connecting", "websocket.accept")
+def _accept_fields(self, message: dict) -> tuple[str | None, list]:
+    """The subprotocol and extra headers of a ``websocket.accept``, checked."""
     subprotocol, headers = message.get("subprotocol"), list(message.get("headers", []))
     if subprotocol is not None and subprotocol not in self.scope["subprotocols"]:
         raise ValueError(f"RFC 6455 §4.2.2: the subprotocol is one the client offered "
@@ -725,6 +869,21 @@ async def _accept(self, message: dict) -> None:
     if {n.lower() for n, _ in headers} & HANDSHAKE_FIELDS:
         raise ValueError("ASGI WebSocket spec: the server writes the handshake fields; "
                          "use 'subprotocol' for Sec-WebSocket-Protocol")
+    return subprotocol, headers
+
+WebSocketCycle._accept_fields = _accept_fields
+
+# %% [markdown]
+# Then the switch itself. The 101 goes out, and wsproto takes over the bytes. Note
+# `trailing_data`: a fast client may send its first frame right behind the handshake, in
+# the same TCP segment, and those bytes are already in the connection's buffer. They are
+# handed to wsproto, not lost. Last, a reader task starts (its code comes below).
+
+# %%
+#| export
+async def _accept(self, message: dict) -> None:
+    self._expect("connecting", "websocket.accept")
+    subprotocol, headers = self._accept_fields(message)
     self.frames = FrameConnection(ConnectionType.SERVER,
                                   trailing_data=bytes(self.connection.buffer))
     self.connection.buffer.clear()
@@ -859,6 +1018,15 @@ async def _response_start(self, message: dict) -> None:
                          f"not {status!r}")
     self.response, self.state = [status, headers, b""], "responding"
 
+WebSocketCycle._response_start = _response_start
+
+# %% [markdown]
+# Each `websocket.http.response.body` adds to the buffered body. The last one (no
+# `more_body`) sends the whole response and ends the connection, which never becomes a
+# WebSocket.
+
+# %%
+#| export
 async def _response_body(self, message: dict) -> None:
     self._expect("responding", "websocket.http.response.body")
     self.response[2] += bytes(message.get("body", b""))
@@ -870,29 +1038,48 @@ async def _response_body(self, message: dict) -> None:
         self._log(status, len(body))
         await self._write(data)
 
-WebSocketCycle._response_start, WebSocketCycle._response_body = _response_start, _response_body
+WebSocketCycle._response_body = _response_body
 
 # %% [markdown]
 # ### The reader task
 #
-# Once accepted, a task of its own reads the socket and feeds wsproto, so a ping is answered
-# even while the app is busy. After our own Close frame, it waits at most `CLOSE_TIMEOUT` for
-# the peer's. No Close frame at all, just the end of the TCP stream, is an abnormal closure,
-# code **1006** (RFC 6455 §7.1.5). When it is done, the server closes the TCP connection,
-# which §7.1.1 asks of the server.
+# Once accepted, a task of its own reads the socket and feeds wsproto. Why a separate task,
+# and not reads inside `receive()`? Because the app may be busy elsewhere (waiting on a
+# database, sending to someone else) and a ping must still be answered, and a Close still
+# echoed, while it is.
+#
+# One read first. Normally it just waits for bytes. After our own Close frame the only
+# thing left to read is the peer's Close, so the wait is capped at `CLOSE_TIMEOUT`. An empty
+# result means "nothing more will come", whether the peer closed the TCP connection, the
+# connection broke, or the wait ran out.
+
+# %%
+#| export
+async def _read_some(self) -> bytes:
+    """The client's next bytes; ``b""`` at the end, or when its Close is overdue."""
+    read = self.connection.reader.read(READ_SIZE)
+    if self.frames.state is ConnectionState.LOCAL_CLOSING:
+        read = asyncio.wait_for(read, CLOSE_TIMEOUT)      # only their Close is left
+    try:
+        return await read
+    except (OSError, asyncio.TimeoutError):
+        return b""
+
+WebSocketCycle._read_some = _read_some
+
+# %% [markdown]
+# The loop handles events *before* it reads, because wsproto may already hold frames that
+# came in with the handshake (the `trailing_data` above). It stops when `_handle_events`
+# says there is nothing more to read. No Close frame at all, just the end of the TCP
+# stream, is an abnormal closure, code **1006** (RFC 6455 §7.1.5). Whatever happened, the
+# server then closes the TCP connection, which §7.1.1 asks of the server.
 
 # %%
 #| export
 async def _read_frames(self) -> None:
     try:
         while await self._handle_events():
-            read = self.connection.reader.read(READ_SIZE)
-            try:
-                if self.frames.state is ConnectionState.LOCAL_CLOSING:
-                    read = asyncio.wait_for(read, CLOSE_TIMEOUT)   # only their Close is left
-                data = await read
-            except (OSError, asyncio.TimeoutError):
-                data = b""
+            data = await self._read_some()
             if not data:
                 self._set_disconnect(1006)    # the TCP connection ended without a Close
                 return
@@ -922,11 +1109,9 @@ def _hang_up(self) -> None:
 WebSocketCycle._hang_up = _hang_up
 
 # %% [markdown]
-# `_handle_events` decides what each event means. A Close from the peer is answered with the
-# same code (§5.5.1) and ends the reading. A Close that wsproto *made up* (the state is still
-# `OPEN`, because the peer sent no Close) means the bytes were broken: fail the connection
-# with the code wsproto chose, 1002 or 1007, and stop reading, since nothing after a
-# broken frame can be trusted.
+# `_handle_events` sorts what wsproto parsed into three kinds. A piece of a message goes to
+# `_collect` (below). A ping is answered at once with its pong. A Close ends the reading,
+# and `_on_close` decides what it means.
 
 # %%
 #| export
@@ -938,18 +1123,33 @@ async def _handle_events(self) -> bool:
         elif isinstance(event, Ping) and self.frames.state is ConnectionState.OPEN:
             await self._write(self.frames.send(event.response()))   # the pong (§5.5.3)
         elif isinstance(event, CloseConnection):
-            if self.frames.state is ConnectionState.REMOTE_CLOSING:  # they close: echo it
-                self._set_disconnect(event.code, event.reason)
-                self.writer.write(self.frames.send(event.response()))
-            elif self.frames.state is ConnectionState.CLOSED:        # they answered ours
-                self._set_disconnect(event.code, event.reason)
-            else:                                 # broken bytes: 1002, or 1007 for UTF-8
-                self._set_disconnect(event.code, event.reason)
-                await self._send_close(event.code, event.reason)
+            await self._on_close(event)
             return False
     return True
 
 WebSocketCycle._handle_events = _handle_events
+
+# %% [markdown]
+# A `CloseConnection` event can mean three things, and wsproto's state tells them apart:
+#
+# - `REMOTE_CLOSING`: the peer closed first. Answer with the same code (§5.5.1).
+# - `CLOSED`: the peer answered *our* Close. The handshake is complete; nothing to send.
+# - still `OPEN`: the peer sent no Close at all. wsproto *made this one up* because the bytes
+#   were broken. Fail the connection with the code it chose, 1002 or 1007; nothing after a
+#   broken frame can be trusted.
+#
+# In all three cases the app will hear the code in its `websocket.disconnect`.
+
+# %%
+#| export
+async def _on_close(self, event: CloseConnection) -> None:
+    self._set_disconnect(event.code, event.reason)
+    if self.frames.state is ConnectionState.REMOTE_CLOSING:        # they close: echo it
+        self.writer.write(self.frames.send(event.response()))
+    elif self.frames.state is not ConnectionState.CLOSED:          # broken bytes
+        await self._send_close(event.code, event.reason)
+
+WebSocketCycle._on_close = _on_close
 
 # %% [markdown]
 # `_collect` reassembles fragments into one ASGI message and enforces the size limit while
@@ -1050,8 +1250,7 @@ WebSocketCycle._app_failed = _app_failed
 # `_finish` runs whatever happened. If the WebSocket is still open, the app returned without
 # closing it: send 1000 and give the client `CLOSE_TIMEOUT` to answer (unless the server is
 # stopping, which should be prompt). Then the reader task is cancelled and allowed to
-# unwind, and the TCP connection ends. `shutdown` is what the server calls on every open
-# WebSocket when it stops.
+# unwind, and the TCP connection ends.
 
 # %%
 #| export
@@ -1067,6 +1266,15 @@ async def _finish(self) -> None:
     self._set_disconnect(1006)
     self._hang_up()
 
+WebSocketCycle._finish = _finish
+
+# %% [markdown]
+# `shutdown` cannot wait for anything: the server calls it for every open WebSocket as it
+# stops. It tells the app (`websocket.disconnect` with 1001) and writes a Close frame with
+# **1001**, Going Away (RFC 6455 §7.4.1), if the WebSocket is still open.
+
+# %%
+#| export
 def shutdown(self) -> None:
     """The server is stopping: tell the client (1001, Going Away) and the app."""
     self._set_disconnect(1001, "server shutting down")
@@ -1074,7 +1282,7 @@ def shutdown(self) -> None:
         self.writer.write(self.frames.send(CloseConnection(code=1001,
                                                            reason="server shutting down")))
 
-WebSocketCycle._finish, WebSocketCycle.shutdown = _finish, shutdown
+WebSocketCycle.shutdown = shutdown
 
 # %% [markdown]
 # ### Plugging it into chapter 13's server
@@ -1183,6 +1391,13 @@ client
 print(server.log)
 
 # %% [markdown]
+# The first line is chapter 14's lifespan check: the server sent `echo` a `lifespan`
+# scope, the assertion refused it, and the server went on without lifespan, as it should.
+# The last line is the whole WebSocket conversation as the log sees it: one `GET`, answered
+# 101, with a body of 0 bytes. Everything after the 101 is frames, which an HTTP log does not
+# count.
+
+# %% [markdown]
 # Now the same handshake by hand, to see the server's 101 byte for byte. `raw_exchange`
 # sends the RFC's request; the server answers, then waits for frames until the timeout:
 
@@ -1239,8 +1454,14 @@ show_transcript([("unmasked frame", first_close(server, b"\x81\x05Hello")),
                  ("close code 1005 on the wire", first_close(server, masked(0x88, b"\x03\xed")))])
 
 # %% [markdown]
-# 1002 for the protocol errors, 1007 for the bad text. The size limit needs a server started
-# with a small `ws_max_message_bytes`. Serving the same name again replaces the server:
+# 1002 for the protocol errors, 1007 for the bad text. The third row deserves a word: 1005
+# means "no code was given", a value an endpoint may *report* to its app but never *send*
+# (RFC 6455 §7.4.1). A client that sends it is breaking the protocol, hence 1002. These are
+# the same verdicts wsproto gave on its own earlier; now they reach a real client as Close
+# frames.
+#
+# The size limit needs a server started with a small `ws_max_message_bytes`. Serving the
+# same name again replaces the server:
 
 # %%
 server = barelab.serve(echo, name="echo", server=WebSocketASGIServer, ws_max_message_bytes=1000)
@@ -1254,7 +1475,9 @@ except barelab.client.WebSocketClosed as closed:
     print(closed)
 
 # %% [markdown]
-# 1000 bytes pass, 1001 do not: code 1009 and a reason that says why.
+# 1000 bytes pass, 1001 do not: code 1009 and a reason that says why. The limit counts the
+# bytes as they arrive, fragment by fragment, so a client cannot make the server hold a
+# huge message in memory just to find out it is too big.
 #
 # ### Close codes, both ways
 #
@@ -1359,6 +1582,11 @@ server = barelab.serve(closed_door, name="echo", server=WebSocketASGIServer)
 print(barelab.raw_exchange(server, HANDSHAKE, timeout=1).received.decode())
 
 # %% [markdown]
+# A plain `403 Forbidden` with an empty body, and no `Sec-WebSocket-Accept`: the handshake
+# never completed, so a browser's `new WebSocket(...)` fails with an error event. The
+# `1008` the app passed along is dropped; a close code only means something on an open
+# WebSocket.
+#
 # ### Subprotocols
 #
 # A client may offer *subprotocols*, application-level dialects on top of WebSocket (say,
@@ -1382,6 +1610,11 @@ except barelab.client.WebSocketRejected as refused:
     print(refused.status, server.log.errors[-1].details.strip().splitlines()[-1])
 
 # %% [markdown]
+# The first client offered `chat.v2`, got it, and read back what it offered. The second
+# offered only `chat.v1`, the app tried to answer with `chat.v3`, and `_accept_fields`
+# raised. The error happened before accept, so the client got a 500, and the log says which
+# rule the app broke.
+#
 # ### Plain HTTP still works
 #
 # Everything that is not an upgrade still goes through chapter 13's code, untouched. One app
@@ -1399,6 +1632,9 @@ server = barelab.serve(both, name="echo", server=WebSocketASGIServer)
 barelab.http_request(server, path="/").text, barelab.websocket_connect(server, "/").ping(b"ok")
 
 # %% [markdown]
+# Same port, same app: the plain `GET` got its text, and the upgrade got a WebSocket that
+# answered a ping.
+#
 # ## Origin: who opened this WebSocket?
 #
 # A browser attaches your cookies to a WebSocket handshake, just as it does to any request
@@ -1506,11 +1742,17 @@ async def naive_chat(scope, receive, send):
     del members[name]
 
 # %% [markdown]
-# Its flaw only shows with a client that does not read. The experiment: `speaker` sends
-# 250 binary messages of 64 KiB (16 MiB) from a background thread (so the cell itself never
-# blocks on a stalled server); `listener` counts what arrives; `sleeper` connects and never reads a byte, like a phone that went into a tunnel.
+# It looks right, and with three attentive clients it works. Its flaw only shows with a
+# client that does not read. The experiment has three clients:
+#
+# - `listener` reads and counts every message that arrives;
+# - `sleeper` connects and never reads a byte, like a phone that went into a tunnel;
+# - `speaker` sends 250 binary messages of 64 KiB (16 MiB in all), from a background thread
+#   so that the cell itself never blocks on a stalled server.
+#
 # The numbers are large because the operating system buffers several megabytes per
-# connection before a sender notices anything.
+# connection before a sender notices anything. `flood` connects the three in that order
+# and starts the speaker:
 
 # %%
 import threading
@@ -1552,10 +1794,28 @@ got, seconds = count(listener)
 print(f"listener got all {N} messages: {got == N} (stopped waiting after {seconds:.1f} s)")
 
 # %% [markdown]
-# The listener stopped getting messages part way. Nothing is wrong with the listener: the
-# speaker's handler is stuck in `await other_send(...)` for the sleeper, whose buffers are
-# full, and `drain()` waits, correctly, for a client that will never read. One slow client
-# froze the room. Stop this server (its stuck handler is cancelled on the way out):
+# The listener stopped getting messages part way. Nothing is wrong with the listener. For
+# each message, the speaker's handler walks the members in the order they joined: first a
+# send to the listener, which goes through, then a send to the sleeper. Once the sleeper's
+# buffers are full, that `await other_send(...)` waits in `drain()`, correctly, for a client
+# that will never read. The speaker's handler never reaches its next `receive()`, so no
+# later message reaches anyone:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant Sp as speaker's handler
+#     participant L as listener
+#     participant Sl as sleeper (buffers full)
+#     Sp->>L: await send(message 41)
+#     L-->>Sp: done
+#     Sp->>Sl: await send(message 41)
+#     Note over Sp,Sl: drain() waits for a reader that never comes
+#     Note over Sp,L: message 42 is never even received from the speaker
+# ```
+#
+# (The message numbers are only for the picture; where exactly it sticks depends on the
+# operating system's buffers.) One slow client froze the room. Stop this server (its stuck
+# handler is cancelled on the way out):
 
 # %%
 naive_server.stop()
@@ -1564,8 +1824,9 @@ naive_server
 # %% [markdown]
 # ### A queue per client
 #
-# The fix decouples *deciding* to send from *sending*. Each member gets an
-# `asyncio.Queue(maxsize=N)` and a sender task of its own that drains it into the socket.
+# The fix decouples *deciding* to send from *sending*. Each member gets a bounded
+# `asyncio.Queue` (32 messages by default) and a sender task of its own that drains it into
+# the socket.
 # A broadcast only puts the message into each queue with `put_nowait`, which never waits,
 # so the broadcaster moves on at once whatever the clients do.
 #
@@ -1581,9 +1842,31 @@ naive_server
 # the room has a choice: drop messages (the client silently misses some), grow the queue
 # (memory grows without bound), or disconnect the client. The chat disconnects it, with
 # close code **1008** (policy violation, RFC 6455 §7.4.1): the server has a policy, at most
-# N messages waiting per client, and this client broke it by not reading. **1013** (try
+# 32 messages waiting per client, and this client broke it by not reading. **1013** (try
 # again later) says the *server* is overloaded, which is not the case here; other clients
-# are fine, and a client told 1013 would reconnect and fall behind again.
+# are fine, and a client told 1013 would reconnect and fall behind again. (1013 is not in
+# RFC 6455's own list; it was registered with IANA later, with 1012 and 1014.)
+#
+# The whole design rests on one property of `asyncio.Queue`: `put_nowait` never waits. It
+# either puts the item in at once or raises `QueueFull` at once. Try it on a queue of two
+# with nobody taking anything out:
+
+# %%
+def fill(queue, n):
+    for item in range(n):
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            return f"item {item}: QueueFull, {queue.qsize()} waiting"
+
+fill(asyncio.Queue(maxsize=2), 5)
+
+# %% [markdown]
+# The third put failed immediately, without a single `await`. That is exactly what a
+# broadcast needs: it learns at once that a client is behind, and can act on it.
+#
+# A `ChatMember` pairs one client's queue with its sender task. `_drain` is the only code
+# that ever awaits that client's `send`, so if the client is slow, only this task waits.
 
 # %%
 #| export
@@ -1601,9 +1884,9 @@ class ChatMember:
             await self.send(await self.queue.get())
 
 # %% [markdown]
-# The room keeps the members by name. `broadcast` is a plain function, not a coroutine:
-# it cannot wait for anyone even by mistake. Members that are already being closed are
-# skipped.
+# The room keeps the members by name. Joining creates a member (and so starts its sender
+# task); leaving removes it and cancels the task. `dropped` will list the members the room
+# had to throw out.
 
 # %%
 #| export
@@ -1621,14 +1904,24 @@ class ChatRoom:
         self.members.pop(member.name, None)
         member.sender.cancel()
 
-    def broadcast(self, message: dict, exclude: ChatMember | None = None) -> None:
-        for member in list(self.members.values()):
-            if member is exclude or member.closing is not None:
-                continue
-            try:
-                member.queue.put_nowait(message)
-            except asyncio.QueueFull:
-                self._drop(member)
+# %% [markdown]
+# Now the method the whole section is about. Look at the first line: `def`, not
+# `async def`. `broadcast` is a plain function, so it *cannot* wait for anyone, even by
+# mistake; Python would refuse an `await` inside it. It offers the message to each queue
+# and, on `QueueFull`, drops that member. Members already being closed are skipped.
+
+# %%
+#| export
+def broadcast(self, message: dict, exclude: ChatMember | None = None) -> None:
+    for member in list(self.members.values()):
+        if member is exclude or member.closing is not None:
+            continue
+        try:
+            member.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self._drop(member)
+
+ChatRoom.broadcast = broadcast
 
 # %% [markdown]
 # Dropping a member takes two steps. Its sender task is cancelled first: it may be stuck in
@@ -1676,10 +1969,55 @@ def member_name(scope: dict, room: ChatRoom) -> str:
     return name
 
 # %% [markdown]
-# The WebSocket handler is short, because the room does the work. It greets the newcomer
-# through its own queue (so the greeting comes first), announces it to the others, and
-# relays each message: text with the sender's name, bytes as they came. When the client
-# leaves, whichever way, it leaves the room and the others are told.
+# Try it against a room where `alice` is already present. (The value stored for her does not
+# matter here: `member_name` only looks at the names.)
+
+# %%
+demo_room = ChatRoom()
+demo_room.members["alice"] = None
+[member_name({"query_string": query}, demo_room)
+ for query in (b"name=alice", b"name=bob", b"", b"name=%20%20")]
+
+# %% [markdown]
+# A second `alice` becomes `alice-2`; no name, or only spaces, becomes `guest`.
+
+# %% [markdown]
+# What do the others receive when someone speaks? A text message is signed with the
+# sender's name; a binary message goes on exactly as it came, since there is no safe place
+# to write a name into someone's picture. `relayed` turns an incoming `websocket.receive`
+# into the outgoing `websocket.send`:
+
+# %%
+#| export
+def relayed(name: str, message: dict) -> dict:
+    """The ``websocket.send`` the others get when ``name`` sends ``message``."""
+    if message.get("text") is not None:
+        return {"type": "websocket.send", "text": f"{name}: {message['text']}"}
+    return {"type": "websocket.send", "bytes": message["bytes"]}
+
+# %%
+relayed("alice", {"type": "websocket.receive", "text": "hi"}), \
+    relayed("alice", {"type": "websocket.receive", "bytes": b"\x89PNG"})
+
+# %% [markdown]
+# A newcomer is greeted through its *own* queue, so the greeting is the first thing it
+# gets, ahead of anything the room sends later. Everyone else hears that it joined.
+
+# %%
+#| export
+def greet(room: ChatRoom, member: ChatMember) -> None:
+    """Welcome ``member`` (with who is here) and tell the others it joined."""
+    others = ", ".join(n for n in room.members if n != member.name) or "nobody else"
+    member.queue.put_nowait({"type": "websocket.send",
+                             "text": f"* welcome {member.name}; here: {others}"})
+    room.broadcast({"type": "websocket.send", "text": f"* {member.name} joined"},
+                   exclude=member)
+
+# %% [markdown]
+# With those two, the WebSocket handler reads almost like the description of a chat.
+# Accept, join, greet; then every incoming message is relayed to the room. Notice that the
+# loop never awaits a send: its only `await` is `receive()`. When the client leaves,
+# whichever way, the `finally` takes it out of the room and the others are told.
 
 # %%
 #| export
@@ -1690,31 +2028,19 @@ async def chat_websocket(scope, receive, send, room: ChatRoom) -> None:
     name = member_name(scope, room)
     await send({"type": "websocket.accept"})
     member = room.join(name, send)
-    others = ", ".join(n for n in room.members if n != name) or "nobody else"
-    member.queue.put_nowait({"type": "websocket.send", "text": f"* welcome {name}; "
-                                                               f"here: {others}"})
-    room.broadcast({"type": "websocket.send", "text": f"* {name} joined"}, exclude=member)
+    greet(room, member)
     try:
         while (message := await receive())["type"] == "websocket.receive":
-            if message.get("text") is not None:
-                out = {"type": "websocket.send", "text": f"{name}: {message['text']}"}
-            else:
-                out = {"type": "websocket.send", "bytes": message["bytes"]}
-            room.broadcast(out, exclude=member)
+            room.broadcast(relayed(name, message), exclude=member)
     finally:
         room.leave(member)
         room.broadcast({"type": "websocket.send", "text": f"* {name} left"})
         await asyncio.wait({member.sender}, timeout=1.0)      # let it unwind
 
 # %% [markdown]
-# The page is plain HTML and a few lines of JavaScript. The one line that matters is the
-# WebSocket URL, and it is built from the page's own location: `ws://` or `wss://` to match
-# `http:` or `https:`, the same host, and the page's path plus `chat`. So it works when you
-# open the server directly (`http://127.0.0.1:PORT/` → `ws://127.0.0.1:PORT/chat`), and
-# behind jupyter-server-proxy too, where the page lives at `.../proxy/PORT/` and the socket
-# must go to `.../proxy/PORT/chat`. A hard-coded `ws://127.0.0.1:PORT/chat` would break
-# there. Messages are shown with `textContent`, never `innerHTML`, so a name like
-# `<script>` is just text.
+# The page is plain HTML and a few lines of JavaScript, kept as Python strings in four
+# parts. The markup first: a name box and a Join button, the log where messages appear,
+# and a form to send text or bytes. Nothing here is WebSocket-specific yet.
 
 # %%
 #| export
@@ -1735,6 +2061,8 @@ CHAT_MARKUP = """<!doctype html>
 # %% [markdown]
 # The script starts with two helpers: `show` appends a line to the log (announcements, which
 # start with `* `, in grey), and `enable` switches the message box on once connected.
+# Messages are shown with `textContent`, never `innerHTML`, so a name like `<script>` is
+# just text.
 
 # %%
 #| export
@@ -1751,19 +2079,31 @@ function enable(on) { for (const id of ["text", "send", "bytes"]) $(id).disabled
 """
 
 # %% [markdown]
-# Joining opens the WebSocket at the relative URL. `binaryType = "arraybuffer"` asks the
-# browser to hand binary messages over as raw bytes; the close handler shows the code and
-# reason, so you can watch a 1001 when the server stops.
+# The one piece of the page that needs thought is the WebSocket URL. It is built from the
+# page's own location: `ws://` or `wss://` to match `http:` or `https:`, the same host, and
+# the page's path plus `chat`. So it works when you open the server directly
+# (`http://127.0.0.1:PORT/` → `ws://127.0.0.1:PORT/chat`), and behind jupyter-server-proxy
+# too, where the page lives at `.../proxy/PORT/` and the socket must go to
+# `.../proxy/PORT/chat`. A hard-coded `ws://127.0.0.1:PORT/chat` would break there.
 
 # %%
 #| export
-CHAT_SCRIPT_CONNECT = """function chatUrl(name) {
+CHAT_SCRIPT_URL = """function chatUrl(name) {
   // Relative to this page, so it works behind a /proxy/<port>/ prefix too.
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
   return scheme + location.host + location.pathname.replace(/\\/$/, "") + "/chat?name="
     + encodeURIComponent(name);
 }
-$("join").onclick = () => {
+"""
+
+# %% [markdown]
+# Joining opens the WebSocket at that URL. `binaryType = "arraybuffer"` asks the browser to
+# hand binary messages over as raw bytes; the close handler shows the code and reason, so
+# you can watch a 1001 when the server stops.
+
+# %%
+#| export
+CHAT_SCRIPT_CONNECT = """$("join").onclick = () => {
   if (socket) socket.close(1000);
   socket = new WebSocket(chatUrl($("name").value));
   socket.binaryType = "arraybuffer";
@@ -1780,7 +2120,7 @@ $("join").onclick = () => {
 # %% [markdown]
 # Sending: the form sends a text message, the other button the same text encoded as UTF-8
 # bytes, a binary message. The chat does not echo your own messages, so the page shows
-# them itself. The page is the four parts together:
+# them itself. The page is all the parts together:
 
 # %%
 #| export
@@ -1797,8 +2137,12 @@ $("bytes").onclick = () => {
   $("text").value = "";
 };
 """
-CHAT_PAGE = (CHAT_MARKUP + "<script>\n" + CHAT_SCRIPT_HELPERS + CHAT_SCRIPT_CONNECT
-             + CHAT_SCRIPT_SEND + "</script></body></html>\n")
+CHAT_PAGE = (CHAT_MARKUP + "<script>\n" + CHAT_SCRIPT_HELPERS + CHAT_SCRIPT_URL
+             + CHAT_SCRIPT_CONNECT + CHAT_SCRIPT_SEND + "</script></body></html>\n")
+
+# %% [markdown]
+# The assembled page, in two facts: how many lines it has, and the line that builds the
+# WebSocket URL from the page's own location.
 
 # %%
 print(CHAT_PAGE.count("\n"), "lines;", [line.strip() for line in CHAT_PAGE.splitlines()
@@ -1849,7 +2193,8 @@ def make_chat_app(room: ChatRoom | None = None, page: str = CHAT_PAGE, allowed_o
 # %% [markdown]
 # ### The slow client again
 #
-# Same experiment, same numbers, on the chat with queues:
+# Same experiment, same numbers, on the chat with queues. `make_chat_app` builds a fresh
+# room for this server, and `flood` connects the same three clients:
 
 # %%
 from barelab.built.websocket import make_chat_app
@@ -1861,8 +2206,15 @@ got, seconds = count(listener)
 print(f"listener got all {N} messages: {got == N} in {seconds:.2f} s")
 
 # %% [markdown]
-# Every message arrived, at full speed. The sleeper's queue filled, the room dropped it,
-# and the log shows the whole story: three handshakes and no error.
+# Every message arrived, at full speed. Follow one of them: the speaker's handler receives
+# it and calls `broadcast`, which puts it into the listener's queue and the sleeper's queue
+# and returns at once. The listener's sender task drains its queue into the socket; the
+# sleeper's sender task gets stuck in `send`, exactly like the naive handler did, but now
+# that blocks nobody else. The sleeper's queue fills up; once 32 messages wait in it, the
+# next `put_nowait` raises `QueueFull` and the room drops the sleeper.
+#
+# Check that story against the room: who was dropped, who is left, and how many errors the
+# server logged.
 
 # %%
 wait_until(lambda: "sleeper" not in chat_app.room.members)
@@ -1871,7 +2223,8 @@ chat_app.room.dropped, sorted(chat_app.room.members), len(chat_server.log.errors
 # %% [markdown]
 # The sleeper is gone from the room; the listener and the speaker stay. The sleeper's 1008
 # Close frame sits behind megabytes it never read, so after `CLOSE_TIMEOUT` the server cut
-# its TCP connection. Close the others:
+# its TCP connection. No error was logged: being dropped is the room's policy working, not a
+# crash. Close the clients; the room should end up empty:
 
 # %%
 for client in (listener, speaker, sleeper):
@@ -1879,6 +2232,9 @@ for client in (listener, speaker, sleeper):
 chat_app.room.members
 
 # %% [markdown]
+# An empty dict: each handler's `finally` ran `room.leave`, so no member and no sender task
+# is left behind.
+#
 # ### Two clients in cells
 #
 # A conversation between `alice` and `bob`. Each `receive()` waits for the next message to

@@ -19,6 +19,7 @@ from collections import deque
 from contextlib import ExitStack
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
+
 from wsproto.connection import Connection as FrameConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
@@ -67,9 +68,8 @@ def tokens_as_sent(headers, name: bytes) -> list[str]:
     return [t.strip().decode("latin-1") for t in joined.split(b",") if t.strip()]
 
 
-def check_handshake(head) -> tuple[bytes, list[str]]:
-    """``(key, offered subprotocols)`` of a valid opening handshake (RFC 6455 §4.2.1), or an
-    ``HTTPError`` carrying the status to refuse it with."""
+def _check_upgrade_request(head) -> None:
+    """RFC 6455 §4.2.1, points 1-4: a GET, without a body, asking to upgrade to websocket."""
     if head.method != "GET":
         raise BadRequest(f"the opening handshake is a GET, not {head.method} (RFC 6455 §4.1)")
     if b"websocket" not in tokens(head.headers, b"upgrade"):
@@ -78,6 +78,10 @@ def check_handshake(head) -> tuple[bytes, list[str]]:
         raise BadRequest("Connection must include Upgrade (RFC 6455 §4.2.1, point 4)")
     if head.length != 0:
         raise BadRequest("the opening handshake has no body (RFC 6455 §4.1)")
+
+
+def _check_version_and_key(head) -> bytes:
+    """RFC 6455 §4.2.1, points 5-6: version 13 and exactly one well-formed key."""
     versions = [v for n, v in head.headers if n == b"sec-websocket-version"]
     if not versions:
         raise BadRequest("Sec-WebSocket-Version is missing (RFC 6455 §4.2.1, point 6)")
@@ -88,7 +92,15 @@ def check_handshake(head) -> tuple[bytes, list[str]]:
     if not _key_is_valid(keys):
         raise BadRequest("Sec-WebSocket-Key must be one base64 value of 16 bytes "
                          "(RFC 6455 §4.2.1, point 5)")
-    return keys[0], tokens_as_sent(head.headers, b"sec-websocket-protocol")
+    return keys[0]
+
+
+def check_handshake(head) -> tuple[bytes, list[str]]:
+    """``(key, offered subprotocols)`` of a valid opening handshake (RFC 6455 §4.2.1), or an
+    ``HTTPError`` carrying the status to refuse it with."""
+    _check_upgrade_request(head)
+    key = _check_version_and_key(head)
+    return key, tokens_as_sent(head.headers, b"sec-websocket-protocol")
 
 
 def handshake_response(key: bytes, subprotocol: str | None = None, headers=()) -> bytes:
@@ -195,8 +207,8 @@ WebSocketCycle._expect = _expect
 HANDSHAKE_FIELDS = {b"upgrade", b"connection", b"sec-websocket-accept",
                     b"sec-websocket-protocol", b"sec-websocket-extensions"}
 
-async def _accept(self, message: dict) -> None:
-    self._expect("connecting", "websocket.accept")
+def _accept_fields(self, message: dict) -> tuple[str | None, list]:
+    """The subprotocol and extra headers of a ``websocket.accept``, checked."""
     subprotocol, headers = message.get("subprotocol"), list(message.get("headers", []))
     if subprotocol is not None and subprotocol not in self.scope["subprotocols"]:
         raise ValueError(f"RFC 6455 §4.2.2: the subprotocol is one the client offered "
@@ -206,6 +218,14 @@ async def _accept(self, message: dict) -> None:
     if {n.lower() for n, _ in headers} & HANDSHAKE_FIELDS:
         raise ValueError("ASGI WebSocket spec: the server writes the handshake fields; "
                          "use 'subprotocol' for Sec-WebSocket-Protocol")
+    return subprotocol, headers
+
+WebSocketCycle._accept_fields = _accept_fields
+
+
+async def _accept(self, message: dict) -> None:
+    self._expect("connecting", "websocket.accept")
+    subprotocol, headers = self._accept_fields(message)
     self.frames = FrameConnection(ConnectionType.SERVER,
                                   trailing_data=bytes(self.connection.buffer))
     self.connection.buffer.clear()
@@ -305,6 +325,9 @@ async def _response_start(self, message: dict) -> None:
                          f"not {status!r}")
     self.response, self.state = [status, headers, b""], "responding"
 
+WebSocketCycle._response_start = _response_start
+
+
 async def _response_body(self, message: dict) -> None:
     self._expect("responding", "websocket.http.response.body")
     self.response[2] += bytes(message.get("body", b""))
@@ -316,19 +339,26 @@ async def _response_body(self, message: dict) -> None:
         self._log(status, len(body))
         await self._write(data)
 
-WebSocketCycle._response_start, WebSocketCycle._response_body = _response_start, _response_body
+WebSocketCycle._response_body = _response_body
+
+
+async def _read_some(self) -> bytes:
+    """The client's next bytes; ``b""`` at the end, or when its Close is overdue."""
+    read = self.connection.reader.read(READ_SIZE)
+    if self.frames.state is ConnectionState.LOCAL_CLOSING:
+        read = asyncio.wait_for(read, CLOSE_TIMEOUT)      # only their Close is left
+    try:
+        return await read
+    except (OSError, asyncio.TimeoutError):
+        return b""
+
+WebSocketCycle._read_some = _read_some
 
 
 async def _read_frames(self) -> None:
     try:
         while await self._handle_events():
-            read = self.connection.reader.read(READ_SIZE)
-            try:
-                if self.frames.state is ConnectionState.LOCAL_CLOSING:
-                    read = asyncio.wait_for(read, CLOSE_TIMEOUT)   # only their Close is left
-                data = await read
-            except (OSError, asyncio.TimeoutError):
-                data = b""
+            data = await self._read_some()
             if not data:
                 self._set_disconnect(1006)    # the TCP connection ended without a Close
                 return
@@ -360,18 +390,21 @@ async def _handle_events(self) -> bool:
         elif isinstance(event, Ping) and self.frames.state is ConnectionState.OPEN:
             await self._write(self.frames.send(event.response()))   # the pong (§5.5.3)
         elif isinstance(event, CloseConnection):
-            if self.frames.state is ConnectionState.REMOTE_CLOSING:  # they close: echo it
-                self._set_disconnect(event.code, event.reason)
-                self.writer.write(self.frames.send(event.response()))
-            elif self.frames.state is ConnectionState.CLOSED:        # they answered ours
-                self._set_disconnect(event.code, event.reason)
-            else:                                 # broken bytes: 1002, or 1007 for UTF-8
-                self._set_disconnect(event.code, event.reason)
-                await self._send_close(event.code, event.reason)
+            await self._on_close(event)
             return False
     return True
 
 WebSocketCycle._handle_events = _handle_events
+
+
+async def _on_close(self, event: CloseConnection) -> None:
+    self._set_disconnect(event.code, event.reason)
+    if self.frames.state is ConnectionState.REMOTE_CLOSING:        # they close: echo it
+        self.writer.write(self.frames.send(event.response()))
+    elif self.frames.state is not ConnectionState.CLOSED:          # broken bytes
+        await self._send_close(event.code, event.reason)
+
+WebSocketCycle._on_close = _on_close
 
 
 async def _collect(self, event) -> None:
@@ -445,6 +478,9 @@ async def _finish(self) -> None:
     self._set_disconnect(1006)
     self._hang_up()
 
+WebSocketCycle._finish = _finish
+
+
 def shutdown(self) -> None:
     """The server is stopping: tell the client (1001, Going Away) and the app."""
     self._set_disconnect(1001, "server shutting down")
@@ -452,7 +488,7 @@ def shutdown(self) -> None:
         self.writer.write(self.frames.send(CloseConnection(code=1001,
                                                            reason="server shutting down")))
 
-WebSocketCycle._finish, WebSocketCycle.shutdown = _finish, shutdown
+WebSocketCycle.shutdown = shutdown
 
 
 class WebSocketConnection(Connection):
@@ -563,14 +599,17 @@ class ChatRoom:
         self.members.pop(member.name, None)
         member.sender.cancel()
 
-    def broadcast(self, message: dict, exclude: ChatMember | None = None) -> None:
-        for member in list(self.members.values()):
-            if member is exclude or member.closing is not None:
-                continue
-            try:
-                member.queue.put_nowait(message)
-            except asyncio.QueueFull:
-                self._drop(member)
+
+def broadcast(self, message: dict, exclude: ChatMember | None = None) -> None:
+    for member in list(self.members.values()):
+        if member is exclude or member.closing is not None:
+            continue
+        try:
+            member.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self._drop(member)
+
+ChatRoom.broadcast = broadcast
 
 
 def _drop(self, member: ChatMember) -> None:
@@ -601,6 +640,22 @@ def member_name(scope: dict, room: ChatRoom) -> str:
     return name
 
 
+def relayed(name: str, message: dict) -> dict:
+    """The ``websocket.send`` the others get when ``name`` sends ``message``."""
+    if message.get("text") is not None:
+        return {"type": "websocket.send", "text": f"{name}: {message['text']}"}
+    return {"type": "websocket.send", "bytes": message["bytes"]}
+
+
+def greet(room: ChatRoom, member: ChatMember) -> None:
+    """Welcome ``member`` (with who is here) and tell the others it joined."""
+    others = ", ".join(n for n in room.members if n != member.name) or "nobody else"
+    member.queue.put_nowait({"type": "websocket.send",
+                             "text": f"* welcome {member.name}; here: {others}"})
+    room.broadcast({"type": "websocket.send", "text": f"* {member.name} joined"},
+                   exclude=member)
+
+
 async def chat_websocket(scope, receive, send, room: ChatRoom) -> None:
     await receive()                                          # websocket.connect
     if scope["path"] != "/chat":
@@ -608,17 +663,10 @@ async def chat_websocket(scope, receive, send, room: ChatRoom) -> None:
     name = member_name(scope, room)
     await send({"type": "websocket.accept"})
     member = room.join(name, send)
-    others = ", ".join(n for n in room.members if n != name) or "nobody else"
-    member.queue.put_nowait({"type": "websocket.send", "text": f"* welcome {name}; "
-                                                               f"here: {others}"})
-    room.broadcast({"type": "websocket.send", "text": f"* {name} joined"}, exclude=member)
+    greet(room, member)
     try:
         while (message := await receive())["type"] == "websocket.receive":
-            if message.get("text") is not None:
-                out = {"type": "websocket.send", "text": f"{name}: {message['text']}"}
-            else:
-                out = {"type": "websocket.send", "bytes": message["bytes"]}
-            room.broadcast(out, exclude=member)
+            room.broadcast(relayed(name, message), exclude=member)
     finally:
         room.leave(member)
         room.broadcast({"type": "websocket.send", "text": f"* {name} left"})
@@ -653,13 +701,16 @@ function enable(on) { for (const id of ["text", "send", "bytes"]) $(id).disabled
 """
 
 
-CHAT_SCRIPT_CONNECT = """function chatUrl(name) {
+CHAT_SCRIPT_URL = """function chatUrl(name) {
   // Relative to this page, so it works behind a /proxy/<port>/ prefix too.
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
   return scheme + location.host + location.pathname.replace(/\\/$/, "") + "/chat?name="
     + encodeURIComponent(name);
 }
-$("join").onclick = () => {
+"""
+
+
+CHAT_SCRIPT_CONNECT = """$("join").onclick = () => {
   if (socket) socket.close(1000);
   socket = new WebSocket(chatUrl($("name").value));
   socket.binaryType = "arraybuffer";
@@ -687,8 +738,8 @@ $("bytes").onclick = () => {
   $("text").value = "";
 };
 """
-CHAT_PAGE = (CHAT_MARKUP + "<script>\n" + CHAT_SCRIPT_HELPERS + CHAT_SCRIPT_CONNECT
-             + CHAT_SCRIPT_SEND + "</script></body></html>\n")
+CHAT_PAGE = (CHAT_MARKUP + "<script>\n" + CHAT_SCRIPT_HELPERS + CHAT_SCRIPT_URL
+             + CHAT_SCRIPT_CONNECT + CHAT_SCRIPT_SEND + "</script></body></html>\n")
 
 
 async def chat_http(scope, receive, send, page: str) -> None:
