@@ -49,8 +49,11 @@
 # ```
 #
 # The dotted arrows are the messages. `receive` carries them inwards, `send` carries them
-# outwards, and the middleware stands in the middle of both streams. Here is an app to wrap,
-# and a middleware written as a closure that adds one response header:
+# outwards, and the middleware stands in the middle of both streams.
+#
+# You need an app to wrap. `hello` is the smallest useful one: a start message with the
+# status and headers, then one body message. `barelab.call_asgi` plays the server for one
+# request, with no socket, and records every message that went in or came out:
 
 # %%
 import barelab
@@ -60,11 +63,25 @@ async def hello(scope, receive, send):
                 "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
     await send({"type": "http.response.body", "body": b"Hello!\n"})
 
-def powered_by(app):
+barelab.call_asgi(hello)
+
+# %% [markdown]
+# Read the transcript line by line. `scope:` is what the "server" passed in. Each
+# `app →` line is one message the app handed to `send`, in order; a `→ app` line (none
+# here, since `hello` never reads the body) would be one that `receive` returned. Under
+# `response:` is the HTTP response a real server would have written from those messages.
+#
+# Now the middleware. `powered_by(app)` returns a new ASGI app. That app calls the old
+# one, but hands it `send_with_header` in place of the real `send`. Every message the
+# app sends lands there first; the start message is replaced by a copy with one more
+# header, and everything goes on to the real `send`:
+
+# %%
+def powered_by(app, name=b"x-powered-by"):
     async def middleware(scope, receive, send):
         async def send_with_header(message):
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message["headers"], (b"x-powered-by", b"asgi")]}
+                message = {**message, "headers": [*message["headers"], (name, b"asgi")]}
             await send(message)
         await app(scope, receive, send_with_header)
     return middleware
@@ -72,12 +89,14 @@ def powered_by(app):
 barelab.call_asgi(powered_by(hello))
 
 # %% [markdown]
-# `call_asgi` plays the server for one request and records every message: `hello` sent two,
-# and the start message arrived at the "server" with `x-powered-by` in it. The pattern in
-# `send_with_header` is the whole idea of this chapter: look at each message going out, and
-# pass on a **new** message where you want a change. Its WSGI twin in chapter 07 wrapped
-# `start_response`; in ASGI there is no such callable, just a message of type
-# `http.response.start` travelling through `send`.
+# Same two messages, and the start now carries `x-powered-by: asgi`. From the outside,
+# `powered_by(hello)` looks like any other app: the "server" cannot tell there are two
+# functions in there. (The `name` parameter is there so you can break it in a moment.)
+#
+# The pattern in `send_with_header` is the whole idea of this chapter: look at each
+# message going out, and pass on a **new** message where you want a change. Its WSGI twin
+# in chapter 07 wrapped `start_response`; in ASGI there is no such callable, just a
+# message of type `http.response.start` travelling through `send`.
 #
 # Two rules from chapter 07 carry over, and two are new:
 #
@@ -90,17 +109,19 @@ barelab.call_asgi(powered_by(hello))
 #    middleware: copy the scope before mutating it, or the change leaks to the layers
 #    outside you.
 #
-# Middleware in this chapter are classes, as in chapter 07: `__init__(app, ...)` stores the
-# app and the settings, and `async __call__(scope, receive, send)` handles one connection.
-# They go into a module:
+# A closure is fine for a demo, but a layer with settings (a limit, a list of tokens) reads
+# better as a class, as in chapter 07: `__init__(app, ...)` stores the app and the
+# settings, and `async __call__(scope, receive, send)` handles one connection. Because
+# `__call__` has the app signature, an *instance* of the class is an ASGI app. The classes
+# go into a module, `barelab.built.asgi_middleware`, which the next chapters import:
 
 # %%
 #| default_exp asgi_middleware
 
 # %% [markdown]
-# The module opens with its design note and imports. Two names come from earlier chapters:
-# `compose` from chapter 07 (stacking layers does not care whether they speak WSGI or ASGI)
-# and the response checker from chapter 11.
+# The module opens with a comment that states its design rules, the four above in
+# module-sized words, and with its imports from the standard library. Nothing here runs
+# anything yet; it is the top of a file.
 
 # %%
 #| export
@@ -118,15 +139,31 @@ import uuid
 import zlib
 from urllib.parse import parse_qsl
 
+# %% [markdown]
+# Three names come from earlier chapters, so this module does not rebuild them:
+# `send_text` from chapter 12 sends a whole text response in two messages; the response
+# checker from chapter 11 validates messages; and `compose` from chapter 07 stacks layers
+# around an app. `compose` never looks inside a layer, so it does not care whether the
+# layers speak WSGI or ASGI. `RequestRecord` is chapter 07's access-log line, reused so
+# that WSGI and ASGI logs look alike.
+
+# %%
+#| export
 from barelab.built.asgi_basics import send_text
 from barelab.built.asgi_types import HTTPResponseChecker, checked_send
 from barelab.built.wsgi_middleware import RequestRecord, compose
 
 # %% [markdown]
-# ASGI headers are a list of `(name, value)` byte pairs. The scope's request headers have
-# lowercase names (ASGI HTTP spec, "HTTP Connection Scope"), and so must an app's response
-# headers, but a middleware should not trust every app on that, so the helpers compare
-# names in lowercase. A field can repeat, and repeats combine with a comma (RFC 9110 §5.3):
+# ### Two header helpers
+#
+# ASGI headers are a list of `(name, value)` byte pairs, not a dict, because a field can
+# appear more than once. The scope's request headers have lowercase names (ASGI HTTP
+# spec, "HTTP Connection Scope"), and so must an app's response headers, but a middleware
+# should not trust every app on that, so the helpers compare names in lowercase.
+#
+# `header_value` answers "what did this header say?". When a field repeats, the repeats
+# mean the same as one field with the values joined by commas (RFC 9110 §5.3), so that is
+# what it returns:
 
 # %%
 #| export
@@ -135,26 +172,46 @@ def header_value(headers, name: bytes) -> bytes | None:
     values = [value for field, value in headers if field.lower() == name]
     return b", ".join(values) if values else None
 
+# %% [markdown]
+# A header list with `Vary` twice, once in an unusual case. Ask for `vary`, and for a
+# header that is not there:
 
+# %%
+sample = [(b"content-type", b"text/plain"), (b"vary", b"Origin"), (b"Vary", b"Cookie")]
+header_value(sample, b"vary"), header_value(sample, b"etag")
+
+# %% [markdown]
+# Both `Vary` fields were found and joined, whatever the case of their names; a missing
+# header is `None`, not an empty string, so a layer can tell "absent" from "empty".
+#
+# `without` is the other half: a **new** list with some fields left out. Layers use it to
+# replace a header (drop it, then append the new value) without touching the app's list.
+
+# %%
+#| export
 def without(headers, *names: bytes) -> list:
     """A new list of ``headers`` without the fields called one of ``names``."""
     drop = {name.lower() for name in names}
     return [(field, value) for field, value in headers if field.lower() not in drop]
 
 # %%
-sample = [(b"content-type", b"text/plain"), (b"vary", b"Origin"), (b"Vary", b"Cookie")]
-header_value(sample, b"vary"), without(sample, b"vary")
+without(sample, b"vary"), len(sample)
 
 # %% [markdown]
-# Both `vary` fields were found and joined, whatever the case of their names, and `without`
-# returned a new list with `sample` untouched.
+# Both `Vary` fields are gone from the result, and `sample` still has its three fields.
+#
+# ### A spec checker at every boundary
 #
 # Chapter 07 checked every layer with `wsgiref.validate.validator`, on both sides. ASGI has
 # no validator in the standard library, but chapter 11 built one for HTTP responses:
 # `checked_send` refuses a message that breaks the spec (a header name in uppercase, a body
 # before the start, a second start) with an `ASGIMessageError` that quotes the rule.
-# `SpecCheck` puts it around an app, and `compose(..., between=SpecCheck)` puts one at
-# every boundary of a stack, exactly like `between=validator` in chapter 07.
+# `checker.finish()` then complains if the response never ended.
+#
+# `SpecCheck` is that checker as a layer. It wraps `send` like `powered_by` does, except
+# that its wrapper checks instead of changing. Look at its first two lines: any scope that
+# is not `http` goes straight to the app. You will see that line in every layer of this
+# chapter, and a section further down shows what happens without it.
 
 # %%
 #| export
@@ -172,35 +229,38 @@ class SpecCheck:
         checker.finish()
 
 # %% [markdown]
-# `powered_by` adds a lowercase name, so it passes. A sloppy version that writes
-# `X-Powered-By` in the usual title case does not:
+# `compose(app, layer, between=SpecCheck)` builds `SpecCheck(layer(SpecCheck(app)))`: one
+# checker on the app's side of the layer and one on the server's side, exactly like
+# `between=validator` in chapter 07. If the inner one complains, the app broke a rule; if
+# only the outer one does, the layer did.
+#
+# `powered_by` adds a lowercase name, so it passes. Give it `X-Powered-By`, in the title
+# case you see in browser tools, and it does not. `partial` fills in the `name` argument,
+# so `compose` gets a layer that takes only the app:
 
 # %%
-def sloppy(app):
-    async def middleware(scope, receive, send):
-        async def send_with_header(message):
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message["headers"], (b"X-Powered-By", b"asgi")]}
-            await send(message)
-        await app(scope, receive, send_with_header)
-    return middleware
+from functools import partial
 
-for layer in (powered_by, sloppy):
+for name in (b"x-powered-by", b"X-Powered-By"):
+    layer = partial(powered_by, name=name)
     call = barelab.call_asgi(compose(hello, layer, between=SpecCheck), raise_errors=False)
-    print(f"{layer.__name__:10}", call.status, repr(call.exception))
+    print(f"{name.decode():13}", call.status, repr(call.exception))
 
 # %% [markdown]
-# The outer checker caught it before the message reached the server. (Real servers are
-# more forgiving than the spec: they would send `X-Powered-By` as it stands. The checker's
-# job is to find the layer that broke the rule, not to judge the server.)
+# The first run got its 200 and no exception. The second never reached the "server": the
+# status is `None`, and the exception is the outer checker quoting the rule it enforced.
+# Real servers are more forgiving than the spec and would send `X-Powered-By` as it
+# stands; the checker's job is to point at the layer that broke the rule, not to judge the
+# server.
 #
 # ### Seeing what a layer changes
 #
 # `call_asgi` records what reaches the server, that is, what leaves the **outermost** layer.
 # To see what a layer changes, you also need what goes **into** it. `Spy` is a
-# pass-through middleware that records every message it sees, in both directions, in the
-# same kind of transcript `call_asgi` makes. Put it between the layer and the app, and
-# `before_after` shows the app's side next to the server's side:
+# pass-through middleware: it wraps both `receive` and `send`, changes nothing, and notes
+# every message in a `barelab.ASGICall`, the same record `call_asgi` returns, so it prints
+# as the same kind of transcript. It is also the smallest layer that wraps both
+# directions, so it is worth reading on its own:
 
 # %%
 class Spy:
@@ -220,6 +280,11 @@ class Spy:
             await send(message)
         await self.app(scope, spy_receive, spy_send)
 
+# %% [markdown]
+# Put a `Spy` between a layer and the app, call the whole thing with `call_asgi`, and you
+# have both sides of the layer: the spy saw what the app sent, `call_asgi` saw what the
+# server got. `before_after` does that and prints the two transcripts one above the other:
+
 # %%
 def before_after(app, layer, **request):
     """Call ``layer(app)`` once; show what the app saw and sent, then what the server saw."""
@@ -232,8 +297,11 @@ def before_after(app, layer, **request):
 before_after(hello, powered_by)
 
 # %% [markdown]
-# Read it top to bottom: the app sent a start without `x-powered-by`, the server received
-# one with it. Every layer in this chapter gets a picture like this one.
+# Read it top to bottom. The `app` row is what `hello` sent: a start without
+# `x-powered-by`. The `server` row is what came out of `powered_by`: the same start with
+# the header added. (Both rows label outgoing messages `app →`, because each transcript
+# is written from the point of view of whoever received them: to the server, the whole
+# stack is "the app".) Every layer in this chapter gets a picture like this one.
 
 # %% [markdown]
 # ## Wrapping `send`: headers on the way out
@@ -244,9 +312,10 @@ before_after(hello, powered_by)
 #
 # ### Trap 1: editing the app's message
 #
-# Apps often build a response once and send the same objects each time. Here the start
-# message is a module-level constant. A middleware that appends to its header list in
-# place looks harmless:
+# Apps often build a response once and send the same objects each time: it saves building
+# a dict per request, and nothing in the spec forbids it. Here the start message is a
+# module-level constant, so every request sends the very same dict, with the very same
+# header list inside:
 
 # %%
 HELLO_START = {"type": "http.response.start", "status": 200,
@@ -256,6 +325,14 @@ async def constant_hello(scope, receive, send):
     await send(HELLO_START)
     await send({"type": "http.response.body", "body": b"Hello!\n"})
 
+barelab.call_asgi(constant_hello).status
+
+# %% [markdown]
+# A perfectly good app. Now a middleware that adds the header the shortest way:
+# `message["headers"].append(...)`. It changes the list it was handed, in place. That
+# looks harmless, because the message is on its way out anyway:
+
+# %%
 def nosniff_in_place(app):
     async def middleware(scope, receive, send):
         async def add(message):
@@ -266,7 +343,8 @@ def nosniff_in_place(app):
     return middleware
 
 # %% [markdown]
-# Call the stack three times, as three requests would, and count the header:
+# Call the stack three times, as three requests to a running server would, and look at
+# the header each response carries:
 
 # %%
 stack = nosniff_in_place(constant_hello)
@@ -275,11 +353,22 @@ for request in range(1, 4):
     print(f"request {request}:", call.header("x-content-type-options"))
 
 # %% [markdown]
-# One more copy of the header per request, forever, because every request appended to the
-# same list. In a long-running server the list grows until someone notices the response
-# headers are megabytes long. The fix is rule 1: a new message with a new list.
-# `AddHeaders` does that, and adds a header only when the app did not set it already, so
-# an app can still override the default for one response:
+# One more copy of the header per request, forever. The middleware did not change a copy:
+# it changed `HELLO_START["headers"]`, the app's own list, and the app sends that list
+# again on the next request. In a long-running server the list grows until someone
+# notices the response headers are megabytes long, and nothing in the code that did it
+# looks wrong. The damage is still there, in the app's constant:
+
+# %%
+len(HELLO_START["headers"])
+
+# %% [markdown]
+# Four fields where the app wrote one. The fix is rule 1: build a new message with a new
+# list, and leave the app's objects as you found them.
+#
+# `AddHeaders` is the real layer. Its settings come as a dict or a list of pairs, in `str`
+# or `bytes`, whatever is handiest for the caller; `_encode` turns them into the form ASGI
+# wants, lowercase byte names and byte values:
 
 # %%
 #| export
@@ -289,7 +378,20 @@ def _encode(pairs) -> list[tuple[bytes, bytes]]:
     as_bytes = lambda text: text if isinstance(text, bytes) else text.encode("latin-1")
     return [(as_bytes(name).lower(), as_bytes(value)) for name, value in items]
 
+# %%
+_encode({"X-Frame-Options": "DENY"}), _encode([(b"Referrer-Policy", "no-referrer")])
 
+# %% [markdown]
+# Title case in, lowercase out, as the spec asks. Values are encoded as Latin-1, the
+# encoding HTTP field values have always used for bytes above ASCII.
+#
+# The class wraps `send` like `powered_by`, with two differences: the start message it
+# passes on is a new dict with a new list (`{**message, "headers": [...]}`), and it adds a
+# header only when the app did not set it already, so an app can still override the
+# default for one response:
+
+# %%
+#| export
 class AddHeaders:
     """Add these headers to every HTTP response that does not set them itself."""
 
@@ -309,16 +411,18 @@ class AddHeaders:
 
         await self.app(scope, receive, send_with_headers)
 
+# %% [markdown]
+# The first line of the next cell puts back the list trap 1 had stuffed, so the app starts
+# clean. Then three requests again, through `AddHeaders`:
+
 # %%
 HELLO_START["headers"] = [(b"content-type", b"text/plain; charset=utf-8")]  # undo trap 1
 stack = AddHeaders(constant_hello, {"X-Content-Type-Options": "nosniff"})
 [barelab.call_asgi(stack).header("x-content-type-options") for request in range(3)]
 
 # %% [markdown]
-# Once per response, however many requests. (The first line of the cell put back the list
-# trap 1 had stuffed.) The header name was given in title case and came out lowercase,
-# because `_encode` lowercases names as the spec asks. And the app's constant is still
-# what the app wrote:
+# Once per response, however many requests. And the app's constant is still exactly what
+# the app wrote, one field:
 
 # %%
 HELLO_START["headers"]
@@ -340,8 +444,29 @@ HELLO_START["headers"]
 #   never handed to the app.
 #
 # In the second case the app is in the middle of `await receive()`. The wrapped `receive`
-# raises `BodyTooLarge` there, the exception travels up through the app, and the
-# middleware catches it and answers 413, provided the app had not started a response yet.
+# cannot answer the client itself; what it can do is raise. So it raises `BodyTooLarge`,
+# the exception travels up through the app (which has no reason to catch it), and the
+# middleware, waiting around the app, catches it and answers 413, provided the app had
+# not started a response yet.
+#
+# ```mermaid
+# sequenceDiagram
+#     participant S as server
+#     participant B as BodyLimit
+#     participant A as app
+#     A->>B: await receive()
+#     B->>S: await receive()
+#     S-->>B: http.request (400 bytes, more_body)
+#     B-->>A: the same message (count: 400)
+#     A->>B: await receive()
+#     Note over B: … count passes the limit
+#     B--xA: raise BodyTooLarge
+#     Note over A: the exception leaves the app
+#     B->>S: http.response.start 413, body
+# ```
+#
+# First the exception, and a one-line way to send a short text refusal that the next
+# layers reuse:
 
 # %%
 #| export
@@ -352,15 +477,29 @@ class BodyTooLarge(Exception):
 async def _refuse(send, status: int, text: str, headers=()) -> None:
     await send_text(send, text + "\n", status, headers)
 
+# %% [markdown]
+# Then the first moment, the declared size. `_declared_length` reads `Content-Length` from
+# the scope and returns `None` when it is missing or malformed:
 
+# %%
+#| export
 def _declared_length(scope) -> int | None:
     value = header_value(scope["headers"], b"content-length")
     return int(value) if value is not None and value.isdigit() else None
 
+# %%
+[_declared_length(barelab.build_scope("http", "POST", "/", headers=sent))
+ for sent in ({"content-length": "5000"}, {}, {"content-length": "-1"})]
+
 # %% [markdown]
-# `_declared_length` returns `None` for a missing or malformed `Content-Length`: checking
-# the header's syntax is the server's job (chapter 13 answers 400), and this layer only
-# uses a value that makes sense. The class:
+# A number, and `None` twice. Checking the header's syntax is the server's job (chapter 13
+# answers 400 to a malformed one), and this layer only acts on a value that makes sense.
+#
+# The class. `__call__` tries the cheap refusal first; otherwise it calls the app with a
+# counting `receive` and a watching `send` that share one small `state` dict, and turns a
+# `BodyTooLarge` from inside into a 413. If the response had already started, a 413 can
+# no longer be sent, so the exception goes on up to the server, which closes the
+# connection:
 
 # %%
 #| export
@@ -385,15 +524,25 @@ class BodyLimit:
                 raise
             await self.too_large(send)
 
-    async def too_large(self, send):
-        await _refuse(send, 413, f"413 Content Too Large: the limit is {self.max_bytes} bytes",
-                      [("connection", "close")])
+# %% [markdown]
+# The refusal itself asks for `connection: close`: the client may still be sending the
+# rest of its body, and the server should not try to read the next request out of it.
+
+# %%
+#| export
+async def _too_large(self, send):
+    await _refuse(send, 413, f"413 Content Too Large: the limit is {self.max_bytes} bytes",
+                  [("connection", "close")])
+
+
+BodyLimit.too_large = _too_large
 
 # %% [markdown]
-# The 413 asks for `connection: close`: the client may still be sending the rest of its
-# body, and the server should not try to read the next request out of it. The two
-# wrappers share one small `state` dict. `_counting` is the `receive` the app gets, and
-# `_watching` the `send`, which only notes that a response has started:
+# Last, the two wrappers. `_counting` is the `receive` the app gets: it adds up the body
+# bytes and raises once they pass the limit. `_watching` is the `send`, and only notes that
+# a response has started. (Defining methods in their own cell and attaching them to the
+# class keeps each cell short; the class behaves exactly as if they had been written
+# inside it.)
 
 # %%
 #| export
@@ -420,10 +569,11 @@ def _watching(self, send, state):
 BodyLimit._counting, BodyLimit._watching = _counting, _watching
 
 # %% [markdown]
-# (Defining methods in their own cell and attaching them to the class keeps each cell
-# short; the class behaves exactly as if they had been written inside it.)
+# The first line of `counting_receive` is for an app that catches `BodyTooLarge` and
+# calls `receive()` again: it gets the exception again, never the next chunk.
 #
-# An app to protect: it reads the whole body its own way and says how much it got.
+# An app to protect: it reads the whole body its own way, with no limit of its own, and
+# says how much it got.
 
 # %%
 async def upload(scope, receive, send):
@@ -435,13 +585,11 @@ async def upload(scope, receive, send):
 
 # %% [markdown]
 # Send it a body in three chunks of 400 bytes, with a limit of 1000 and no
-# `Content-Length`, the way a chunked upload arrives. `receive_events` hands `call_asgi` the
-# exact messages to deliver. `before_after` wants a layer that takes only the app, and
-# `functools.partial` makes one by filling in the setting, as in chapter 07:
+# `Content-Length`, the way a chunked upload arrives. `receive_events` hands `call_asgi`
+# the exact messages to deliver, with no `content-length` in the scope. `partial` fills in
+# the limit, so that `before_after` gets a layer that takes only the app:
 
 # %%
-from functools import partial
-
 chunks = [{"type": "http.request", "body": b"x" * 400, "more_body": more}
           for more in (True, True, False)]
 before_after(upload, partial(BodyLimit, max_bytes=1000), method="POST", receive_events=chunks)
@@ -453,13 +601,17 @@ before_after(upload, partial(BodyLimit, max_bytes=1000), method="POST", receive_
 # server's side also lists all three `http.request` messages, because the middleware did
 # read the third one from the server before refusing it.
 #
-# When the request announces its size, nothing is read at all, and the app is never called:
+# When the request announces its size, nothing needs to be read at all:
 
 # %%
 before_after(upload, partial(BodyLimit, max_bytes=1000), method="POST",
              headers={"content-length": "5000"}, body=b"x" * 5000)
 
 # %% [markdown]
+# The app was never called, and the server's side has no `→ app` line at all: `BodyLimit`
+# answered from the scope alone, without calling `receive` once. The 5,000 bytes are still
+# on their way, which is why the 413 says `connection: close`.
+#
 # Now over a real socket, with a small limit so the bytes fit on the screen: a chunked
 # upload of three 8-byte chunks, to a server that takes at most 16 bytes:
 
@@ -502,14 +654,25 @@ barelab.http_request(limited, "POST", "/upload", body=b"x" * 16).text
 # ```
 #
 # `ServerTiming` writes the W3C `Server-Timing` header, `app;dur=12.3` (a metric name and
-# milliseconds), which browsers show in their network panel. `Server-Timing` is a list, so
-# the layer **adds** a field and keeps any metric the app reported itself:
+# milliseconds), which browsers show in their network panel. The metric name is an HTTP
+# *token*: letters, digits and a few symbols, no spaces, no `;` or `,`. A name that breaks
+# that would break the header, so the layer checks it once, when it is built. The token
+# pattern comes straight from the RFC's grammar, and `GZip` reuses it later:
 
 # %%
 #| export
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")   # RFC 9110 §5.6.2
 
+# %%
+{name: bool(_TOKEN.fullmatch(name)) for name in (b"app", b"db-query", b"my app", b"app;x")}
 
+# %% [markdown]
+# The class reads the clock when it is called, and again when the start message passes
+# through its `send`. `Server-Timing` is a list, so the layer **adds** a field and keeps
+# any metric the app reported itself:
+
+# %%
+#| export
 class ServerTiming:
     """Add ``Server-Timing: <metric>;dur=<ms>``: the time until the app started its response."""
 
@@ -533,6 +696,19 @@ class ServerTiming:
         await self.app(scope, receive, timed_send)
 
 # %% [markdown]
+# Break the name rule on purpose, with a metric name that reads well to a person and not
+# to a parser:
+
+# %%
+try:
+    ServerTiming(hello, metric="time to first byte")
+except ValueError as error:
+    print("ValueError:", error)
+
+# %% [markdown]
+# The mistake shows up when the stack is built, not as a garbled header in some browser's
+# network panel weeks later. You will see the real header on a streaming app in a moment.
+#
 # `AccessLog` writes a log line when the response is over: after the message with
 # `more_body: False` has gone to the server, or when the app ends without one (it crashed,
 # or the client left). Its records are chapter 07's `RequestRecord`, so WSGI and ASGI logs
@@ -561,10 +737,14 @@ class AccessLog:
         self._write(scope, entry)
 
 # %% [markdown]
+# The `try` around the app is there for the crash case: the line is still written, with the
+# exception's name in it, and the exception goes on to the server. `except BaseException`
+# also catches `asyncio.CancelledError`, which is what the app's task gets when the server
+# cancels it (at shutdown, say), so that case is logged too.
+#
 # `_logging` is the wrapped `send`: it notes the status and the ID from the start message,
-# adds up the body bytes, and writes the line right after the last body message went out.
-# `_write` writes at most one line per request, so the call after the app returned adds
-# nothing when the line is already there.
+# adds up the body bytes, and writes the line right after the last body message went out,
+# *after* `await send(message)` returned, so the time includes handing over the last byte:
 
 # %%
 #| export
@@ -582,6 +762,15 @@ def _logging(self, send, scope, entry):
     return logging_send
 
 
+AccessLog._logging = _logging
+
+# %% [markdown]
+# `_write` turns the notes into a `RequestRecord`. It writes at most one line per request:
+# the `done` flag makes the second call, the one in `__call__` after the app returned,
+# do nothing when `_logging` already wrote the line.
+
+# %%
+#| export
 def _write(self, scope, entry, error=None):
     if not entry["done"]:
         entry["done"] = True
@@ -592,10 +781,13 @@ def _write(self, scope, entry, error=None):
                                           entry["id"], error))
 
 
-AccessLog._logging, AccessLog._write = _logging, _write
+AccessLog._write = _write
 
 # %% [markdown]
-# A streaming app to time: three ticks, a quarter of a second apart.
+# A streaming app to time: three ticks, a quarter of a second apart. The `sleep` stands in
+# for whatever a real stream waits on (a database cursor, a message queue), and
+# `more_body: True` on the first two body messages tells the server more is coming. It
+# comes back in the gzip section, where streaming is the whole point.
 
 # %%
 import asyncio
@@ -621,7 +813,9 @@ print(f"access log:    {records[-1]}  (time to the last byte)")
 
 # %% [markdown]
 # A fraction of a millisecond against about 500 ms. (Durations are masked in the stored
-# notebook; run the cell to see yours.) Both are right, and they answer different
+# notebook; run the cell to see yours.) The log line reads method, path, status, body
+# bytes (three ticks of 7 bytes), time, and the request ID, which is `None` here because
+# nothing set one yet. Both durations are right, and they answer different
 # questions: `Server-Timing` says how long the client waited for the response to **begin**,
 # the log line how long the whole exchange took. For a streaming response the gap is the
 # whole stream; for an app that builds its answer and sends it in one message the two are
@@ -643,15 +837,32 @@ print(f"access log:    {records[-1]}  (time to the last byte)")
 # the old one held plus `request_id`. The layers outside never see the change, which is
 # why `AccessLog` above reads the ID from the response header instead: what the client got
 # is what gets logged.
+#
+# `with_state` makes that copy. Two copies, in fact: `{**scope, ...}` copies the scope,
+# and `{**scope.get("state", {}), ...}` copies the state inside it. Copying only the outer
+# dict would still share the inner one, and a write to it would leak outwards just the
+# same:
+
+# %%
+#| export
+def with_state(scope, **values) -> dict:
+    """A copy of ``scope`` whose "state" is a copy of the old one, plus ``values``."""
+    return {**scope, "state": {**scope.get("state", {}), **values}}
+
+# %%
+before = {"type": "http", "state": {"db": "pool"}}
+after = with_state(before, request_id="abc")
+before, after
+
+# %% [markdown]
+# `after` has both values, `before` has only the one it started with. `RequestID` uses
+# it with an ID that is either the client's, if it matches `_REQUEST_ID`, or fresh. The
+# pattern is strict for a reason: the ID goes back out in a response header and into log
+# lines, so a client must not be able to put a line break or a quote in it.
 
 # %%
 #| export
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
-
-
-def with_state(scope, **values) -> dict:
-    """A copy of ``scope`` whose "state" is a copy of the old one, plus ``values``."""
-    return {**scope, "state": {**scope.get("state", {}), **values}}
 
 
 class RequestID:
@@ -707,8 +918,14 @@ for sent in ({}, {"x-request-id": "checkout-7f3a"}, {"x-request-id": "x\r\nset-c
 
 # %% [markdown]
 # The first and third got fresh IDs (32 hex digits, masked as `REQUEST-ID` in the stored
-# notebook), the second kept its own, and the app and the response agree each time. And
-# rule 4 holds: the scope `RequestID` was called with is unchanged afterwards.
+# notebook), the second kept its own, and the app and the response agree each time. The
+# third one's `\r\n` failed the pattern, so the would-be `set-cookie` never got near a
+# header: the client simply got a fresh ID.
+#
+# Rule 4 says the scope `RequestID` was called with must be unchanged afterwards. To check
+# that, the next cell calls the middleware directly with top-level `await` (notebooks
+# allow it), a `receive` that is never used, and a `send` that throws the messages away,
+# then looks at the scope it passed in:
 
 # %%
 outer_scope = barelab.build_scope("http", "GET", "/")
@@ -717,11 +934,12 @@ await RequestID(show_id)(outer_scope, lambda: None, lambda message: asyncio.slee
 outer_scope["state"]
 
 # %% [markdown]
-# (That cell called the middleware directly with top-level `await`, a do-nothing `receive`
-# and a `send` that throws the messages away, to look at the scope afterwards.) The state
-# from startup is still there, and no `request_id` leaked into it.
+# The state from startup is still there, and no `request_id` leaked into it: the app got
+# its ID in a copy.
 #
-# With `AccessLog` outside `RequestID`, the log line carries the ID the client got:
+# With `AccessLog` outside `RequestID`, the log line carries the ID the client got. That is
+# the reason `AccessLog` reads the response header rather than the state: from outside,
+# the header is the only place the ID can be seen.
 
 # %%
 records = []
@@ -734,7 +952,8 @@ print(records[-1])
 # Every layer so far starts with `if scope["type"] != "http": return await self.app(...)`.
 # That line matters more than it looks. At startup the server calls the app with a
 # `lifespan` scope, which has no `headers`, no `path`, no `method`. Here is a layer that
-# reads the headers first and checks the type later:
+# blocks a misbehaving bot. It reads the headers first and checks the type later, which
+# works for every HTTP request you will ever test it with:
 
 # %%
 def reads_headers_first(app):
@@ -746,7 +965,9 @@ def reads_headers_first(app):
     return middleware
 
 # %% [markdown]
-# Put it around an app that opens a "database" at startup and uses it in every request:
+# Put it around an app that opens a "database" at startup and uses it in every request.
+# As in chapter 14, the app answers the two lifespan events and puts the connection in
+# `scope["state"]`, which the server then copies into every request's scope:
 
 # %%
 async def needs_startup(scope, receive, send):
@@ -758,12 +979,16 @@ async def needs_startup(scope, receive, send):
         return await send({"type": "lifespan.shutdown.complete"})
     await send_text(send, f"db: {scope['state'].get('db', 'MISSING')}\n")
 
+# %% [markdown]
+# Serve the two together and make one ordinary request:
+
+# %%
 broken = barelab.serve(reads_headers_first(needs_startup), name="lifespan-demo")
 barelab.http_request(broken, "GET", "/").text
 
 # %% [markdown]
-# `db: MISSING`, and nothing crashed in any way you would see. The server's log tells
-# what happened:
+# `db: MISSING`. The request got a 200, no traceback appeared anywhere, and the app's
+# startup never ran. The server's log tells what happened:
 
 # %%
 broken.log
@@ -771,14 +996,23 @@ broken.log
 # %% [markdown]
 # The ASGI lifespan spec lets an app that does not support lifespan raise an exception on
 # that scope, and servers take any exception as "no lifespan here" and go on without it.
-# So the middleware's `KeyError` switched off the app's startup, silently. The layers in
-# this chapter pass `lifespan` through, so the same app behind five of them starts up:
+# So the middleware's `KeyError` switched off the app's startup, silently: one info line
+# in a log, and a bug report weeks later about a database that "is not connected".
+#
+# The layers in this chapter pass `lifespan` through. `call_lifespan` plays the server's
+# side of startup and shutdown; here it drives the same app behind five of them, with a
+# `SpecCheck` between each two:
 
 # %%
 layered = compose(needs_startup, AccessLog, RequestID, ServerTiming,
                   partial(AddHeaders, headers={"x-frame-options": "DENY"}), BodyLimit,
                   between=SpecCheck)
 barelab.call_lifespan(layered)
+
+# %% [markdown]
+# Both events reached the app and both were answered: the five layers, and the six
+# checkers between them, stepped aside. That one `if` line at the top of each `__call__`
+# is what keeps startup working.
 
 # %% [markdown]
 # ## Auth that covers WebSockets
@@ -791,15 +1025,31 @@ barelab.call_lifespan(layered)
 # The tokens here are bearer tokens: `Authorization: Bearer <token>` (RFC 6750 §2.1). A
 # browser's `WebSocket` API cannot set request headers, so browser code has two other
 # places to put a token: the query string (`/ws?token=...`) or a cookie. The layer looks in
-# all three, in that order. It compares digests with `hmac.compare_digest`, against every
-# known token, so the time a check takes says nothing about how close a guess was.
+# all three, in that order.
+#
+# Comparing a token with `==` stops at the first byte that differs, so a guess that gets
+# more bytes right takes a little longer to reject, and an attacker who can time many
+# guesses learns the token byte by byte. The layer hashes both sides with SHA-256 and
+# compares the digests with `hmac.compare_digest`, which takes the same time whatever
+# the bytes are:
 
 # %%
 #| export
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
+# %%
+[hmac.compare_digest(_digest("s3cret"), _digest(guess)) for guess in ("s3cret", "s3crex")]
 
+# %% [markdown]
+# Hashing first also means the two sides always have the same length (32 bytes), so the
+# comparison does not even reveal how long the real token is.
+#
+# Cookies come in one `Cookie` header as `name=value` pairs separated by `; `
+# (RFC 6265 §5.4). `_cookies` splits them, skipping anything without an `=`:
+
+# %%
+#| export
 def _cookies(scope):
     """(name, value) for every cookie in the request's Cookie fields (RFC 6265 §5.4)."""
     for name, value in scope["headers"]:
@@ -809,9 +1059,13 @@ def _cookies(scope):
                 if sep:
                     yield key.strip(), val.strip()
 
+# %%
+list(_cookies(barelab.build_scope("http", headers={"cookie": "theme=dark; token=abc; junk"})))
+
 # %% [markdown]
 # `tokens_in(scope)` lists every candidate token a request carries, from the header, the
-# query string and the cookies, in that order:
+# query string and the cookies, in that order. The scheme word `Bearer` may come in any
+# case (RFC 9110 §11.1), so `bearer` and `BEARER` count too:
 
 # %%
 #| export
@@ -832,6 +1086,11 @@ tokens_in(barelab.build_scope("websocket", path="/ws?token=s3cret",
                               headers={"cookie": "theme=dark; token=from-cookie"}))
 
 # %% [markdown]
+# A WebSocket handshake with a token in the query and another in a cookie: both are
+# candidates, the query's first, and the `theme` cookie is ignored. The layer lets the
+# request in if *any* candidate is a known token, so a stale cookie does not lock out a
+# client that also sends a fresh header.
+#
 # Query strings end up in access logs and browser history, so a token there should be
 # short-lived; a cookie is sent by the browser on its own, so a cookie-authenticated
 # WebSocket also needs an `Origin` check (exercise 2), or any page the user visits can
@@ -840,7 +1099,8 @@ tokens_in(barelab.build_scope("websocket", path="/ws?token=s3cret",
 # ### Trap 2: auth that only knows HTTP
 #
 # Here is the layer as it is usually first written. It refuses HTTP requests without a good
-# token and passes everything else on, reasoning that "everything else" is lifespan:
+# token and passes everything else on, reasoning that "everything else" is lifespan. It
+# even follows the pass-through rule from the lifespan section:
 
 # %%
 def http_only_auth(app, token="s3cret"):
@@ -851,7 +1111,9 @@ def http_only_auth(app, token="s3cret"):
     return middleware
 
 # %% [markdown]
-# The app behind it has a private page and a private WebSocket that greets its client:
+# The app behind it has a private page and a private WebSocket. The WebSocket half answers
+# `websocket.connect` with `websocket.accept`, sends one greeting (with the user's name,
+# if a layer put one in the state) and closes:
 
 # %%
 async def private(scope, receive, send):
@@ -921,9 +1183,10 @@ async def deny_websocket(scope, receive, send, status: int, text: str, headers=(
 #
 # ### `TokenAuth`
 #
-# Now the layer. It checks `http` and `websocket` scopes alike, passes everything else
-# (lifespan) through, and hands the app a copy of the scope with the user's name in its
-# state, as `RequestID` does with the ID:
+# Now the layer. Its settings are a dict from token to user name. It keeps only the
+# digests of the tokens, and `user(scope)` looks for the user a request's tokens belong
+# to. Notice that the inner loop does not stop at the first match: every check compares
+# against every known token, so the time taken is the same for a right and a wrong guess.
 
 # %%
 #| export
@@ -946,6 +1209,17 @@ class TokenAuth:
                 if hmac.compare_digest(given, digest) and found is None:
                     found = user
         return found
+
+# %%
+TokenAuth(hello, {"s3cret": "ada"}).user(barelab.build_scope("http", path="/?token=s3cret"))
+
+# %% [markdown]
+# `__call__` is the decision, and this is where trap 2 is closed: the check covers `http`
+# **and** `websocket` scopes, and only what is left (lifespan) passes unchecked. A known
+# user goes on to the app in a copy of the scope with `user` in its state, as `RequestID`
+# does with the ID; anyone else gets a 401 over HTTP, or a refused handshake. The method
+# is attached after the class, as with `BodyLimit`; Python finds `__call__` on the class,
+# so that works for special methods too.
 
 # %%
 #| export
@@ -973,8 +1247,10 @@ guarded = TokenAuth(private, {"s3cret": "ada"})
 barelab.call_asgi(guarded, "GET", "/ws", scope={"type": "websocket"})
 
 # %% [markdown]
-# The app sent nothing: `TokenAuth` received `websocket.connect` and answered it with
-# `websocket.close`. With the extension in the scope, the answer is a real 401 instead:
+# `private` never ran. The `→ app` line is `TokenAuth` reading `websocket.connect`, and
+# the `app →` line is its `websocket.close` (to `call_asgi`, the whole stack is the app).
+# A server turns that into a 403 for the client. With the extension in the scope, the
+# answer is a real 401 instead, with the `www-authenticate` challenge in its headers:
 
 # %%
 barelab.call_asgi(guarded, "GET", "/ws", scope={"type": "websocket",
@@ -1000,7 +1276,7 @@ with barelab.websocket_connect(locked, "/ws?token=s3cret") as ws:
     print(ws.receive())
 
 # %% [markdown]
-# And plain HTTP, with the token in the header and without:
+# And plain HTTP, through the same layer, with the token in the header and without:
 
 # %%
 [barelab.http_request(locked, "GET", "/", headers=h).status_line
@@ -1048,21 +1324,24 @@ print(f"{len(tail):2} bytes to end the stream -> {client.decompress(tail)!r}, "
       f"complete: {client.eof}")
 
 # %% [markdown]
-# Each tick was readable the moment its piece arrived. The final `flush()` added the
-# 8-byte trailer (a checksum and the length, RFC 1952 §2.3.1) that tells the client the
-# stream is complete. Each sync flush costs a few bytes, so many tiny chunks compress
-# worse than one big one; that is the price of streaming.
+# Each tick was readable the moment its piece arrived. The first piece is bigger because
+# it carries the 10-byte gzip header too. The final `flush()` sent 10 more bytes: an empty
+# last deflate block (2 bytes) that says "no more data", and the 8-byte trailer, a CRC-32
+# checksum and the length of the text (RFC 1952 §2.3.1). Only then does the client know
+# the stream is complete (`eof` is `True`). Each sync flush also costs a few bytes, so
+# many tiny chunks compress worse than one big one; that is the price of streaming.
 #
 # ### Trap 3: a gzip layer that buffers
 #
 # The simplest gzip middleware collects the body, compresses it with `gzip.compress`, and
-# sends it. To see what that does to a stream, you need to watch the socket. `read_timed`
-# sends a GET and notes when each piece of the response arrived, as `(seconds, bytes)`.
+# sends it. To see what that does to a stream, you need to watch the socket, with a clock.
+# Three small helpers do that; they are test tools, not part of the module.
+#
+# `read_timed` sends a GET over a fresh connection and notes when each piece of the
+# response arrived, as `(seconds, bytes)` pairs, until the server closes:
 
 # %%
-import re
 import socket
-import time
 
 def read_timed(server, path="/", headers={}):
     """GET ``path``; return (seconds after sending, bytes) for each read from the socket."""
@@ -1077,10 +1356,11 @@ def read_timed(server, path="/", headers={}):
     return reads
 
 # %% [markdown]
-# `readable_text` decodes the bytes received so far the way a client does: the chunked
-# framing with chapter 02's `ChunkedDecoder`, then gzip, if the response is compressed,
-# with a fresh decompressor that returns as much text as the bytes allow. `when_readable`
-# runs it after every read and notes when each tick first showed up.
+# Raw bytes are not what a user sees. `readable_text` decodes the bytes received so far
+# the way a client does: first the chunked framing, with chapter 02's `ChunkedDecoder`,
+# then gzip, if the response is compressed, with a fresh decompressor that returns as much
+# text as the bytes allow. It answers "if the client stopped reading now, what text would
+# it have?":
 
 # %%
 from barelab.built.http_wire import ChunkedDecoder
@@ -1096,6 +1376,11 @@ def readable_text(received):
         body = zlib.decompressobj(wbits=31).decompress(body)   # as much as there is
     return body if found else b""
 
+# %% [markdown]
+# `when_readable` runs it after every read and notes when each `tick N` first showed up.
+# That is the moment a user would have seen it:
+
+# %%
 def when_readable(reads):
     """Seconds after the request at which each 'tick N' became readable."""
     received, times = b"", {}
@@ -1106,7 +1391,8 @@ def when_readable(reads):
     return times
 
 # %% [markdown]
-# A small printer turns the times into a verdict, as in chapter 07:
+# A small printer turns the times into a verdict, as in chapter 07: if the first and last
+# tick arrived more than 0.3 s apart, the stream streamed.
 
 # %%
 def show_arrivals(times):
@@ -1115,12 +1401,19 @@ def show_arrivals(times):
     spread = max(times.values()) - min(times.values())
     print("verdict:", "one by one, as sent" if spread > 0.3 else "all at once, at the end")
 
+# %% [markdown]
+# First the baseline: the ticker with no middleware at all, over a real socket. The
+# client says it accepts gzip, but nothing here compresses, so that changes nothing yet:
+
+# %%
 ticks = barelab.serve(ticker, name="ticks")
 show_arrivals(when_readable(read_timed(ticks, headers={"Accept-Encoding": "gzip"})))
 
 # %% [markdown]
-# The baseline, with no middleware: one tick every quarter of a second. Now the buffering
-# gzip layer:
+# One tick every quarter of a second, as the app sent them. Now the buffering gzip layer.
+# Its `collect` is a `send` that keeps every message in `held` and sends nothing, until
+# the last body message arrives; then it joins all the bodies, compresses them in one go,
+# and sends a new start and one body:
 
 # %%
 import gzip
@@ -1138,6 +1431,10 @@ def buffering_gzip(app):
                 await send({"type": "http.response.body", "body": body})
         await app(scope, receive, collect)
     return middleware
+
+# %% [markdown]
+# Serving it under the same name replaces the baseline server on the same port. The same
+# client, the same request:
 
 # %%
 ticks = barelab.serve(buffering_gzip(ticker), name="ticks")
@@ -1164,14 +1461,15 @@ show_arrivals(when_readable(read_timed(ticks, headers={"Accept-Encoding": "gzip"
 # - an empty value means "no coding, please"; a missing header means no preference. Servers
 #   in practice (nginx, Apache) compress only when asked, and so does this chapter.
 #
-# Here is a table of values, and what the naive test says:
+# Here are fifteen values a client might send, some common and some odd, and the ones the
+# naive test takes as "gzip is fine":
 
 # %%
 ACCEPT_ENCODINGS = ["gzip", "GZIP", "gzip, deflate, br", "gzip;q=0", "gzip; q=0.000",
                     "br;q=1, gzip;Q=0", "*", "*;q=0", "identity", "br, *;q=0.5",
                     "x-gzip", "gzip;q=0.5", "", "gzip;q=2", "deflate, gzip;q=0, *"]
 naive = {value: "gzip" in value for value in ACCEPT_ENCODINGS}
-naive
+[value for value in ACCEPT_ENCODINGS if naive[value]]
 
 # %% [markdown]
 # `gzip;q=0`, `gzip; q=0.000`, `br;q=1, gzip;Q=0` and `deflate, gzip;q=0, *` all say "no",
@@ -1180,18 +1478,27 @@ naive
 # inside it. (And `gzip;q=2` is malformed: a weight is at most 1, with at most three
 # decimals.)
 #
-# The parser follows the grammar: split the list on commas, each member on semicolons,
-# lowercase the coding, read the `q` parameter. A member whose weight is malformed is
-# skipped, the way a malformed list member is ignored elsewhere in HTTP; if a coding is
-# listed twice, the lower weight wins, so a `q=0` anywhere is never outvoted. It never
-# raises, whatever the client sends.
+# Doing it right takes a parser. Two pieces of the grammar first. A weight (a "qvalue")
+# is `0` or `1` with up to three decimals, and never above 1; `_QVALUE` is that rule as a
+# regular expression. `_ALIASES` maps the old `x-` names to the codings they stand for:
 
 # %%
 #| export
 _QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")    # RFC 9110 §12.4.2
 _ALIASES = {"x-gzip": "gzip", "x-compress": "compress"}   # RFC 9110 §8.4.1
 
+# %%
+{q: bool(_QVALUE.fullmatch(q)) for q in ("0", "0.5", "1.000", "2", "0.0001", "1.5")}
 
+# %% [markdown]
+# The parser follows the grammar: split the list on commas, each member on semicolons,
+# lowercase the coding, read the `q` parameter. A member whose weight is malformed is
+# skipped, the way a malformed list member is ignored elsewhere in HTTP; if a coding is
+# listed twice, the lower weight wins, so a `q=0` anywhere is never outvoted. It never
+# raises, whatever the client sends: a header is input from strangers.
+
+# %%
+#| export
 def parse_accept_encoding(value: str) -> dict[str, float]:
     """Coding -> weight for an Accept-Encoding value (RFC 9110 §12.5.3). Codings are
     lowercased; members with a malformed weight are skipped; a repeat keeps the lowest."""
@@ -1216,8 +1523,13 @@ parse_accept_encoding("br;q=1, GZIP ;Q=0.5,, *;q=0, x-gzip;q=0.8")
 
 # %% [markdown]
 # `GZIP ;Q=0.5` and `x-gzip;q=0.8` are the same coding, and the lower weight, 0.5, won;
-# the empty member between the two commas was skipped. Now the question the middleware
-# asks: may this response be gzip-coded? By name if listed, else by `*`, else no:
+# the empty member between the two commas was skipped, and `*;q=0` is kept as a weight
+# like any other.
+#
+# Now the question the middleware asks: may this response be gzip-coded? Look for `gzip`
+# by name first; if it is not listed, `*` speaks for it; if neither is there, the answer
+# is no. A missing header (`None`) is different from an empty one, but both end in "no"
+# here, for the reason given in the list above:
 
 # %%
 #| export
@@ -1235,8 +1547,9 @@ barelab.show_transcript([(repr(value), naive[value], accepts_gzip(value))
                         columns=("Accept-Encoding", "naive", "accepts_gzip"))
 
 # %% [markdown]
-# Every row where the two columns differ is a client the naive test gets wrong, and the
-# worst are the `q=0` rows: a client that cannot or will not decode gzip receives gzip.
+# Every row where the two columns differ is a client the naive test gets wrong: six of
+# fifteen. The rows where naive says `True` and `accepts_gzip` says `False` are the worst,
+# the `q=0` rows above all: a client that cannot or will not decode gzip receives gzip.
 # This is not a made-up mistake. Here is the Starlette installed next to this course, its
 # `GZipMiddleware` around the ticker, asked by a client that refuses gzip:
 
@@ -1257,6 +1570,11 @@ call.header("content-encoding"), call.body[:10]
 # URL alone and hand it to everyone. To see the harm you need a cache, so here is a toy
 # shared cache as a middleware: it stores complete GET responses by path, plus the values
 # of the request headers the stored response's `Vary` names (RFC 9111 §4.1).
+#
+# `key(scope)` is the cache key: the path, plus the request's values of the headers the
+# path is known to vary on. Until a response with `Vary` has been stored for the path, that
+# list is empty and the key is the path alone, which is exactly how a real cache goes
+# wrong when `Vary` is missing. A hit replays the stored messages; a miss calls the app:
 
 # %%
 class SharedCache:
@@ -1299,7 +1617,8 @@ def keeping(self, scope, send):
 SharedCache.keeping = keeping
 
 # %% [markdown]
-# A page big enough to be worth compressing:
+# The app the cache will sit in front of: an HTML page big enough to be worth compressing,
+# sent in one body message with no `content-length`:
 
 # %%
 PAGE = b"<p>" + b"All work and no play makes Jack a dull boy. " * 40 + b"</p>\n"
@@ -1312,6 +1631,8 @@ async def page(scope, receive, send):
 len(PAGE)
 
 # %% [markdown]
+# 1,768 bytes of very repetitive HTML; gzip will make short work of it.
+#
 # The next two traps compress bodies the right way, as you saw above: one compressor per
 # response, a sync flush after every message but the last, a full `flush()` after the
 # last. `body_compressor` packs that into a function that takes one `http.response.body`
@@ -1330,8 +1651,12 @@ def body_compressor():
 gzip.decompress(body_compressor()({"type": "http.response.body", "body": b"round trip"})["body"])
 
 # %% [markdown]
+# One message with no `more_body` is a whole body: compressed and finished in one go, it is
+# a complete gzip file, and `gzip.decompress` gets the text back.
+#
 # Here is a gzip layer that forgets `Vary`. It does everything else right: it streams, it
-# drops `content-length`, and it honours `q=0`.
+# drops `content-length`, and it honours `q=0` by passing such requests straight to the
+# app. Look at the start message it builds: `content-encoding` is added, and nothing else.
 
 # %%
 def gzip_without_vary(app):
@@ -1364,7 +1689,9 @@ for who, call in (("browser", browser), ("script", script)):
     print(f"{who:8} content-encoding={call.header('content-encoding')}  body={call.body[:12]}")
 
 # %% [markdown]
-# The script never asked for gzip and got it from the cache: binary bytes starting with
+# The browser's request was a miss: the layer compressed the page and the cache stored it
+# under the key `/`, since the response named no header in `Vary`. The script's request
+# had the same key, so it was a hit. The script never asked for gzip and got it anyway: binary bytes starting with
 # gzip's magic number `1f 8b`, which it will print as garbage or fail to parse. The
 # opposite order is just as bad: the cache fills with the plain page, and every browser
 # after that gets it uncompressed. With `Vary: Accept-Encoding` on the response, the cache
@@ -1380,8 +1707,10 @@ for who, call in (("browser", browser), ("script", script)):
 # sends the file in chunks. A gzip layer that compresses the chunks but forgets the
 # `Content-Length` field promises the client the *uncompressed* size. `gzip_keeps_length`
 # makes that mistake. (To stay short it also skips the `Accept-Encoding` check and `Vary`;
-# only the length matters here.) `sized_file` is the app: a "file" of two copies of the
-# page, sent in two chunks, with its length announced up front.
+# only the length matters here.)
+#
+# First the app: `sized_file` plays a file response, a "file" of two copies of the page,
+# sent in two chunks, with its length announced up front:
 
 # %%
 async def sized_file(scope, receive, send):
@@ -1391,6 +1720,14 @@ async def sized_file(scope, receive, send):
     for more in (True, False):                          # the "file", in two chunks
         await send({"type": "http.response.body", "body": PAGE, "more_body": more})
 
+barelab.call_asgi(sized_file).header("content-length")
+
+# %% [markdown]
+# 3,536 bytes, true for the app's body. Now the layer: it adds `content-encoding: gzip` to
+# the start message and compresses each body message, and never looks at
+# `content-length`:
+
+# %%
 def gzip_keeps_length(app):
     async def middleware(scope, receive, send):
         compress = body_compressor()
@@ -1405,8 +1742,8 @@ def gzip_keeps_length(app):
     return middleware
 
 # %% [markdown]
-# The head promises 3,536 bytes (two copies of the page) and the body has 81. Over a socket, with
-# `raw_exchange` waiting at most one second for more:
+# Over a socket, with `raw_exchange` waiting at most one second for more. The cell prints
+# the response head, then how many body bytes came after it:
 
 # %%
 stale = barelab.serve(gzip_keeps_length(sized_file), name="stale")
@@ -1416,7 +1753,8 @@ print(head.decode())
 print(f"\nbody: {len(body)} bytes; {exchange.ending}")
 
 # %% [markdown]
-# A client that trusts `Content-Length` (they all do: it is the only way to find the end
+# The head still promises 3,536 bytes, and 81 arrived: the compressed two copies of the
+# page. A client that trusts `Content-Length` (they all do: it is the only way to find the end
 # of this body, RFC 9112 §6.3) waits for 3,536 bytes. barelab's server noticed the app had
 # sent too little and closed the connection, so the client saw a truncated response and
 # no hang. A server or proxy that does not check keeps the connection open, and the
@@ -1465,10 +1803,13 @@ print(stale.log.errors[-1].details.strip().splitlines()[-1])
 #
 # Two details in the compressed branch: `accept-ranges` goes, since byte ranges of the
 # uncompressed body mean nothing in the compressed one; and a strong `ETag` becomes weak
-# (`W/"..."`), since RFC 9110 §8.8.3 ties a strong tag to the exact bytes, and these bytes
-# differ. The first helpers: which media types are worth compressing (text, JSON, XML,
-# JavaScript, SVG; never images, audio, video or archives, which are compressed already),
-# and the header rewrites.
+# (`W/"..."`), since RFC 9110 §8.8.1 ties a strong tag to the exact bytes, and these bytes
+# differ.
+#
+# The first helper says which media types are worth compressing: text, JSON, XML,
+# JavaScript, SVG. Never images, audio, video or archives: they are compressed already,
+# and gzip would spend CPU to make them a little bigger. Parameters such as `charset` are
+# cut off before the media type is looked at:
 
 # %%
 #| export
@@ -1483,7 +1824,22 @@ def is_compressible(content_type: bytes | None) -> bool:
     media = content_type.split(b";")[0].strip().lower().decode("latin-1")
     return media.startswith("text/") or media in COMPRESSIBLE or media.endswith(("+json", "+xml"))
 
+# %%
+[(t, is_compressible(t)) for t in (b"text/html; charset=utf-8", b"application/problem+json",
+                                    b"image/png", b"image/svg+xml", None)]
 
+# %% [markdown]
+# `application/problem+json` counts through its `+json` suffix, so error bodies in the
+# RFC 9457 format get compressed too; `None` (no `Content-Type` at all) does not, since
+# nobody knows what the body is.
+#
+# The second helper adds a name to `Vary`. `Vary` is a list, and the app may have set it
+# already (to `Origin`, say, for CORS), so `add_vary` merges the name into one field
+# rather than adding a second `Vary`, and leaves `Vary: *` alone, since `*` already says
+# "varies on everything":
+
+# %%
+#| export
 def add_vary(headers, name: bytes) -> list:
     """``headers`` with ``name`` listed in one Vary field (unless it, or ``*``, already is)."""
     listed = [t.strip() for t in (header_value(headers, b"vary") or b"").split(b",") if t.strip()]
@@ -1492,14 +1848,14 @@ def add_vary(headers, name: bytes) -> list:
     return [*without(headers, b"vary"), (b"vary", b", ".join([*listed, name]))]
 
 # %%
-[is_compressible(t) for t in (b"text/html; charset=utf-8", b"application/problem+json",
-                              b"image/png", b"image/svg+xml", None)], \
 add_vary([(b"vary", b"Origin"), (b"content-type", b"text/html")], b"accept-encoding")
 
 # %% [markdown]
-# `add_vary` merged into the existing `Vary` field rather than adding a second one. Next,
-# the check on the held start message. It looks at the response only; the request's
-# `Accept-Encoding` comes in later, because the `Vary` decision must not depend on it:
+# One `vary` field, now listing both names. Next, the check on the held start message:
+# could this response be compressed at all, for *any* client? It looks at the response
+# only. The request's `Accept-Encoding` comes in later, on purpose: `Vary` belongs on
+# every response that *could* be compressed, so that decision must not depend on what
+# this particular client asked for.
 
 # %%
 #| export
@@ -1517,8 +1873,14 @@ def could_compress(start: dict, method: str, compressible=is_compressible) -> bo
             and b"no-transform" not in _tokens(header_value(headers, b"cache-control"))
             and compressible(header_value(headers, b"content-type")))
 
+# %%
+html_start = {"status": 200, "headers": [(b"content-type", b"text/html")]}
+[could_compress(html_start, "GET"), could_compress(html_start, "HEAD"),
+ could_compress({**html_start, "status": 304}, "GET")]
+
 # %% [markdown]
-# 206 Partial Content is skipped because its body is a byte range of the uncompressed
+# The same HTML response qualifies for a GET, not for a HEAD, and not as a 304. 206
+# Partial Content is skipped because its body is a byte range of the uncompressed
 # representation; HEAD, 204 and 304 because they have no body to compress. Now the class.
 # `__call__` reads the request's `Accept-Encoding` once, then hands each response to a
 # `_GzipResponse`, the object that holds the per-response state:
@@ -1543,11 +1905,17 @@ class GZip:
         await response.release()
 
 # %% [markdown]
+# Why a separate object per response? The state (the held start, the decision, the
+# compressor) belongs to one response, and one `GZip` instance serves many requests at
+# once. Keeping that state on `self` of `GZip` would mix them up.
+#
 # `release` runs when the app returns. It matters for one case: an app that sent its start
 # message and returned without a body would leave the start held back for ever, so
 # `release` lets it go, and the server can report the app's mistake. If the app raises
 # instead, `release` never runs and a held start is dropped: the server can still answer
 # 500, since as far as it knows no response started.
+#
+# A `_GzipResponse` starts out undecided: no start held, no `mode`, no compressor.
 
 # %%
 #| export
@@ -1558,7 +1926,15 @@ class _GzipResponse:
         self.settings, self.send_out, self.method, self.accepted = settings, send, method, accepted
         self.start, self.mode, self.compressor = None, None, None   # mode: identity/gzip
 
-    async def send(self, message):
+# %% [markdown]
+# Its `send` is the wrapped `send` the app gets. Three cases, in order: a start message
+# is held back if the response could be compressed, else it goes out and the mode is
+# settled as `identity`; the first message after a held start triggers the decision; and
+# once the mode is `gzip`, every later body message is compressed on its way out.
+
+# %%
+#| export
+async def _gzip_send(self, message):
         if message["type"] == "http.response.start":
             if could_compress(message, self.method, self.settings.compressible):
                 self.start = message                       # held until the first body
@@ -1572,6 +1948,9 @@ class _GzipResponse:
         elif self.mode == "gzip" and message["type"] == "http.response.body":
             message = {**message, "body": self._compress(message)}
         await self.send_out(message)
+
+
+_GzipResponse.send = _gzip_send
 
 # %% [markdown]
 # The decision on the first body message, as in the diagram. A response under
@@ -1604,9 +1983,9 @@ async def _first_body(self, message) -> dict:
 _GzipResponse._first_body = _first_body
 
 # %% [markdown]
-# The remaining helpers: compressing one message's body (an empty chunk in the middle of
-# a stream stays empty rather than costing a flush marker), sending the held start with
-# its final headers, releasing it at the end, and weakening an ETag.
+# The remaining helpers are short. `_compress` compresses one message's body, with a sync
+# flush in the middle of a stream and a full finish at the end. An empty chunk in the
+# middle of a stream stays empty rather than costing a flush marker:
 
 # %%
 #| export
@@ -1618,6 +1997,14 @@ def _compress(self, message) -> bytes:
     return data + self.compressor.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
 
 
+_GzipResponse._compress = _compress
+
+# %% [markdown]
+# `_send_start` sends the held start with its final headers and records the decision;
+# `release` is the end-of-app safety net described above:
+
+# %%
+#| export
 async def _send_start(self, headers, mode: str) -> None:
     self.mode, start, self.start = mode, self.start, None
     await self.send_out({**start, "headers": headers})
@@ -1628,14 +2015,21 @@ async def _release(self) -> None:
         await self._send_start(self.start.get("headers", []), "identity")
 
 
+_GzipResponse._send_start, _GzipResponse.release = _send_start, _release
+
+# %% [markdown]
+# And `_weak_etag`, which `_first_body` calls: a strong tag `"v1"` becomes `W/"v1"`, and a
+# tag that is weak already stays as it is.
+
+# %%
+#| export
 def _weak_etag(headers) -> list:
     """A strong ETag made weak (RFC 9110 §8.8.3): these bytes are not the app's bytes."""
     return [(n, b"W/" + v if n.lower() == b"etag" and v.startswith(b'"') else v)
             for n, v in headers]
 
-
-_GzipResponse._compress, _GzipResponse._send_start = _compress, _send_start
-_GzipResponse.release = _release
+# %%
+_weak_etag([(b"etag", b'"v1"')]), _weak_etag([(b"ETag", b'W/"v1"')])
 
 # %% [markdown]
 # Time to look at what it does. The page, to a client that accepts gzip, with the app's
@@ -1654,8 +2048,10 @@ call = barelab.call_asgi(GZip(page), headers={"accept-encoding": "gzip"})
 gzip.decompress(call.body) == PAGE, int(call.header("content-length")) == len(call.body)
 
 # %% [markdown]
-# A streaming response keeps its chunks: each `more_body` message became one compressed
-# message, each one ending in a sync flush, and no `content-length`:
+# A streaming response keeps its chunks: each `more_body` message becomes one compressed
+# message, and the start goes out with no `content-length`. Look at the end of the first
+# two compressed bodies in the server's row: `\x00\x00\xff\xff` is the marker a sync
+# flush leaves:
 
 # %%
 before_after(ticker, GZip, headers={"accept-encoding": "gzip"})
@@ -1688,8 +2084,8 @@ print("copies in the cache:", len(cached.stored))
 # Each client got the form it asked for, and the cache holds two copies of the page, one
 # per `Accept-Encoding` value, because the response named that header in `Vary`.
 #
-# Now the skip rules, each checked by one request. `respond_with` makes a one-message app
-# from a status, headers and a body, so each row of the table is one kind of response:
+# Now the skip rules from the diagram, each checked by one request. `respond_with` makes
+# a one-message app from a status, headers and a body:
 
 # %%
 def respond_with(status, headers, body=PAGE):
@@ -1698,6 +2094,11 @@ def respond_with(status, headers, body=PAGE):
         await send({"type": "http.response.body", "body": body})
     return app
 
+# %% [markdown]
+# Each entry of `cases` is one kind of response that `GZip` must treat differently: the
+# page it should compress, and eight it should leave alone.
+
+# %%
 HTML = (b"content-type", b"text/html")
 cases = {
     "HTML page": (200, [HTML], PAGE), "small HTML": (200, [HTML], b"<p>hi</p>"),
@@ -1707,6 +2108,10 @@ cases = {
     "304": (304, [HTML], b""), "204": (204, [], b""),
     "206 range": (206, [HTML, (b"content-range", b"bytes 0-99/1768")], PAGE[:100]),
 }
+
+# %% [markdown]
+# Every case goes to a client that accepts gzip, plus a HEAD request for the page; the
+# table shows the status, the coding and `Vary` that came out:
 
 # %%
 rows = []
@@ -1722,7 +2127,9 @@ barelab.show_transcript(rows, columns=("response", "status", "content-encoding",
 
 # %% [markdown]
 # Only the HTML page was compressed. The "already gzip" row kept its own coding: a second
-# layer of gzip would be legal but useless, and a client would have to undo both.
+# layer of gzip would be legal but useless, and a client would have to undo both. Only the
+# compressed page carries `Vary`: the others went out as they were, whatever the client
+# said, so their form did not depend on `Accept-Encoding`.
 #
 # Last, the ETag and `accept-ranges` rewrites, on a response that has both:
 
@@ -1731,6 +2138,9 @@ tagged = respond_with(200, [HTML, (b"etag", b'"v1"'), (b"accept-ranges", b"bytes
 barelab.call_asgi(GZip(tagged), headers={"accept-encoding": "gzip"}).headers
 
 # %% [markdown]
+# The tag is now weak, `accept-ranges` is gone, and `content-length` is the compressed
+# size, added last because it was only known after compressing.
+#
 # ### On the wire
 #
 # The tests that matter most are over a socket. First the stream, through `GZip`:
@@ -1740,9 +2150,12 @@ ticks = barelab.serve(GZip(ticker), name="ticks")
 show_arrivals(when_readable(read_timed(ticks, headers={"Accept-Encoding": "gzip"})))
 
 # %% [markdown]
-# One by one again, and each tick was *decompressed* by the client as it arrived: the
-# sync flush made every piece usable on its own. The stale-length file, through `GZip`
-# this time:
+# One by one again, as in the baseline, and each tick was *decompressed* by the client as
+# it arrived: the sync flush made every piece usable on its own. Compare trap 3, where the
+# same three ticks all turned up at 0.5 s.
+#
+# Then trap 6's file, the one whose stale length made curl fail, through `GZip` this time.
+# Serving it under the name `stale` replaces the broken server:
 
 # %%
 fixed = barelab.serve(GZip(sized_file), name="stale")
@@ -1784,7 +2197,9 @@ print(exchange.ending)
 # ```
 #
 # The app behind it routes by path to the apps of this chapter: the page, the ticker, the
-# upload, and the private WebSocket.
+# upload, and the private WebSocket. It hands the lifespan scope to `needs_startup`, so
+# you can see whether startup makes it through all seven layers. Any other path gets a
+# 404:
 
 # %%
 async def site(scope, receive, send):
@@ -1821,9 +2236,10 @@ on_course = barelab.serve(build_stack(course_access_log), name="stack-course",
 on_barelab, on_course
 
 # %% [markdown]
-# A battery of requests, the same for both servers. `outcome` boils one response down to
-# what the client should see: the status, the coding, `Vary`, whether the ID and the
-# timing header came back, and the body after decompressing it.
+# Two servers, on two ports, each running its own copy of the stack. Now a battery of
+# requests, the same for both. Each entry names a case and gives the method, path, headers
+# and body to send; together they touch every layer: gzip asked for and refused, a stream,
+# a missing token, a body under and over the limit, and a path that does not exist.
 
 # %%
 AUTH = {"Authorization": "Bearer s3cret"}
@@ -1838,6 +2254,13 @@ battery = {
     "unknown path": ("GET", "/nope", AUTH, b""),
 }
 
+# %% [markdown]
+# `outcome` boils one response down to what the client should see: the status, the
+# coding, `Vary`, whether the ID and the timing header came back, and the start of the
+# body after decompressing it. IDs and timings differ on every run, so only their presence
+# is compared:
+
+# %%
 def outcome(reply):
     body = reply.body
     if reply.header("content-encoding") == "gzip":
@@ -1847,9 +2270,9 @@ def outcome(reply):
             body.decode()[:22].strip())
 
 # %% [markdown]
-# `http_request` hands back the body exactly as it came off the wire, still compressed, so
-# `outcome` decompresses it with `gzip.decompress`. Run the battery against both servers
-# and compare:
+# `http_request` hands back the body exactly as it came off the wire, still compressed,
+# which is why `outcome` decompresses it with `gzip.decompress`. Run the battery against
+# both servers; the last column compares each row with the course server's:
 
 # %%
 results = {server.name: [outcome(barelab.http_request(server, method, path, headers=headers,
@@ -1888,8 +2311,10 @@ for record in access_log[:len(battery)]:
     print(record)
 
 # %% [markdown]
-# The server's own log has the lines for the same requests, and the lifespan startup that
-# went through all seven layers to reach `needs_startup`:
+# `AccessLog` wrote those records from inside the stack, at its outer edge.
+# The course server keeps its own log, from the other side of `send`. It has a line for
+# each of the same requests, with the same byte counts, and, at the top, the lifespan
+# startup that went through all seven layers to reach `needs_startup`:
 
 # %%
 on_course.log

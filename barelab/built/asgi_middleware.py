@@ -18,6 +18,7 @@ import uuid
 import zlib
 from urllib.parse import parse_qsl
 
+
 from barelab.built.asgi_basics import send_text
 from barelab.built.asgi_types import HTTPResponseChecker, checked_send
 from barelab.built.wsgi_middleware import RequestRecord, compose
@@ -110,9 +111,13 @@ class BodyLimit:
                 raise
             await self.too_large(send)
 
-    async def too_large(self, send):
-        await _refuse(send, 413, f"413 Content Too Large: the limit is {self.max_bytes} bytes",
-                      [("connection", "close")])
+
+async def _too_large(self, send):
+    await _refuse(send, 413, f"413 Content Too Large: the limit is {self.max_bytes} bytes",
+                  [("connection", "close")])
+
+
+BodyLimit.too_large = _too_large
 
 
 def _counting(self, receive, state):
@@ -198,6 +203,9 @@ def _logging(self, send, scope, entry):
     return logging_send
 
 
+AccessLog._logging = _logging
+
+
 def _write(self, scope, entry, error=None):
     if not entry["done"]:
         entry["done"] = True
@@ -208,15 +216,15 @@ def _write(self, scope, entry, error=None):
                                           entry["id"], error))
 
 
-AccessLog._logging, AccessLog._write = _logging, _write
-
-
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+AccessLog._write = _write
 
 
 def with_state(scope, **values) -> dict:
     """A copy of ``scope`` whose "state" is a copy of the old one, plus ``values``."""
     return {**scope, "state": {**scope.get("state", {}), **values}}
+
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 
 class RequestID:
@@ -425,7 +433,8 @@ class _GzipResponse:
         self.settings, self.send_out, self.method, self.accepted = settings, send, method, accepted
         self.start, self.mode, self.compressor = None, None, None   # mode: identity/gzip
 
-    async def send(self, message):
+
+async def _gzip_send(self, message):
         if message["type"] == "http.response.start":
             if could_compress(message, self.method, self.settings.compressible):
                 self.start = message                       # held until the first body
@@ -439,6 +448,9 @@ class _GzipResponse:
         elif self.mode == "gzip" and message["type"] == "http.response.body":
             message = {**message, "body": self._compress(message)}
         await self.send_out(message)
+
+
+_GzipResponse.send = _gzip_send
 
 
 async def _first_body(self, message) -> dict:
@@ -472,6 +484,9 @@ def _compress(self, message) -> bytes:
     return data + self.compressor.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
 
 
+_GzipResponse._compress = _compress
+
+
 async def _send_start(self, headers, mode: str) -> None:
     self.mode, start, self.start = mode, self.start, None
     await self.send_out({**start, "headers": headers})
@@ -482,11 +497,10 @@ async def _release(self) -> None:
         await self._send_start(self.start.get("headers", []), "identity")
 
 
+_GzipResponse._send_start, _GzipResponse.release = _send_start, _release
+
+
 def _weak_etag(headers) -> list:
     """A strong ETag made weak (RFC 9110 §8.8.3): these bytes are not the app's bytes."""
     return [(n, b"W/" + v if n.lower() == b"etag" and v.startswith(b'"') else v)
             for n, v in headers]
-
-
-_GzipResponse._compress, _GzipResponse._send_start = _compress, _send_start
-_GzipResponse.release = _release
