@@ -629,10 +629,10 @@ minimal_environ = {
     "wsgi.url_scheme": "http",
 }
 ### END SOLUTION
-sorted(minimal_environ)
 
 # %% tags=["check"]
 with check("Exercise 2"):
+    print("minimal_environ has the keys", sorted(minimal_environ))
     received.clear()
     answer = b"".join(flask_app(dict(minimal_environ), start_response))
     assert received[0][0] == "200 OK", f"Flask answered {received[0][0]!r}, expected '200 OK'"

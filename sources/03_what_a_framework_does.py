@@ -713,11 +713,10 @@ def http_response(status, content_type, text):
     return head.encode("latin-1") + payload
     ### END SOLUTION
 
-http_response("200 OK", "text/plain; charset=utf-8", "Grüße")
-
 # %% tags=["check"]
 with check("Exercise 3"):
     reply = http_response("200 OK", "text/plain; charset=utf-8", "Grüße")
+    print(reply)
     assert isinstance(reply, bytes), f"return bytes, not {type(reply).__name__}"
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n"), f"the head starts {head[:20]!r}"

@@ -1301,12 +1301,11 @@ def environ_from_scope(scope, body=b""):
     ### END SOLUTION
     return environ
 
-sorted(key for key in environ_from_scope(barelab.build_scope("http")) if key.isupper())
-
 # %% tags=["check"]
 from wsgiref.validate import validator
 
 with check("Exercise 3"):
+    print(sorted(key for key in environ_from_scope(barelab.build_scope("http")) if key.isupper()))
     test_scope = barelab.build_scope("http", "POST", "/caf%C3%A9", query=b"x=1", headers=[
         ("Content-Type", "text/plain"), ("Content-Length", "5"), ("X-Tag", "a"), ("X-Tag", "b")])
     env = environ_from_scope(test_scope, b"hello")

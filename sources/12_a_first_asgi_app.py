@@ -1526,11 +1526,10 @@ async def countdown(n):
 async def countdown_app(scope, receive, send):
     await stream(send, receive, countdown(3), content_type="text/event-stream")
 
-barelab.call_asgi(countdown_app).body
-
 # %% tags=["check"]
 with check("Exercise 3"):
     call = barelab.call_asgi(countdown_app)
+    print(call.body)
     bodies = [m["body"] for m in call.sent if m["type"] == "http.response.body" and m["body"]]
     assert len(bodies) == 4, f"{len(bodies)} events were sent, expected 4 (3, 2, 1, liftoff)"
     assert bodies[0] == b"data: 3\n\n", f"the first event is {bodies[0]!r}"
