@@ -28,7 +28,7 @@
 #   say why `asyncio.run` in a cell fails;
 # - keep cookies between requests the way RFC 6265 says, stream a response chunk by chunk,
 #   run the lifespan around a test session, and hold a WebSocket conversation;
-# - write a 40-line test runner with fixtures, and run one set of tests in-process and over
+# - write a test runner of about 70 lines, with fixtures, and run one set of tests in-process and over
 #   the network, and explain the differences you see.
 
 # %% [markdown]
@@ -75,6 +75,38 @@ call.status, call.body
 # That is already a test in disguise: `assert call.status == "200 OK"`. Everything in this
 # chapter grows from that one call.
 #
+# ## A map of the client
+#
+# The test client is about a dozen small parts. Before you build any of them, here is how
+# they fit together. Follow one call, `client.get("/hello")`, from left to right:
+#
+# ```mermaid
+# flowchart LR
+#     T["your test"] -- "client.get('/hello')" --> B["① BaseClient<br/>build_request + CookieJar"]
+#     B -- "Request" --> O{"open_stream"}
+#     O -- "WSGI app" --> W["② WSGIExchange<br/>environ, start_response"]
+#     O -- "ASGI app" --> P["③ Portal: a loop in a thread<br/>ASGIExchange, Lifespan, WebSocketSession"]
+#     W --> R["④ StreamingResponse<br/>status_code, headers, text, json()"]
+#     P --> R
+#     R --> T
+#     X["⑤ run_tests + fixtures"] -.->|calls| T
+# ```
+#
+# 1. **BaseClient** turns `get("/hello", params=...)` into a `Request`: method, path,
+#    query, headers, body. Its **CookieJar** adds the cookies earlier answers set.
+# 2. For a **WSGI** app, a `WSGIExchange` plays the server: it builds the environ, passes
+#    `start_response`, reads the body iterable and calls `close()`.
+# 3. For an **ASGI** app, a **Portal** runs the app on an event loop in a thread of its
+#    own, and an `ASGIExchange` passes messages across. The same portal carries the
+#    lifespan and WebSocket conversations.
+# 4. Either way, the test gets a **Response** back, read through the names httpx uses.
+# 5. Last, a small **test runner** calls your `test_*` functions with a client, and a
+#    `SocketClient` swaps the in-process half for a real socket.
+#
+# The chapter builds these in a different order from the arrows: first the ends a test
+# touches (④ the response and ① the request), then the two middles (② and ③), then ⑤.
+# Each section starts by saying where it sits on this map.
+#
 # ## The module
 #
 # The client goes into one module, `barelab/built/testing.py`; chapter 18 tests its
@@ -84,11 +116,8 @@ call.status, call.body
 #| default_exp testing
 
 # %% [markdown]
-# The module opens with its plan in a comment, and its imports. Several of them come from
-# earlier chapters: chapter 09's `Headers`, chapter 11's ASGI message checker, chapter 02's
-# reason phrases, and barelab's own `build_environ` and `build_scope`, which turn a method, a
-# path and headers into a PEP 3333 environ or an ASGI scope. Each is explained where it is
-# first used.
+# The module opens with its plan in a comment (the map above, in words) and the standard
+# library modules it needs. Nothing here runs yet; these are the tools the parts below use.
 
 # %%
 #| export
@@ -107,6 +136,16 @@ import re
 import threading
 import time
 import traceback
+
+# %% [markdown]
+# The rest of the imports. Half of them come from earlier chapters, so the client reuses
+# what you already built instead of writing it again: chapter 09's `Headers`, chapter 11's
+# ASGI message checker, chapter 02's reason phrases, and barelab's `build_environ` and
+# `build_scope`, which turn a method, a path and headers into a PEP 3333 environ or an ASGI
+# scope. Each one is explained where it is first used.
+
+# %%
+#| export
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from email.utils import parsedate_to_datetime
@@ -132,6 +171,9 @@ TIMEOUT = 5.0   # seconds any one wait may last before the client gives up on th
 
 # %% [markdown]
 # ## What a test reads: the response
+#
+# **On the map:** ④, the box the arrows end in. It is the only part a test reads, so it
+# comes first.
 #
 # Start from the end: what should a test get back? Starlette's and httpx's answer has
 # become the usual one: an object with `status_code`, `headers`, `content` (bytes), `text`
@@ -214,8 +256,11 @@ response, response.content, response.text
 # A response can stream: a WSGI generator, several ASGI `http.response.body` messages. A
 # test may want to see the pieces as they come, or stop after the first one. So the client
 # builds every response as a `StreamingResponse`, which holds an iterator of chunks and a
-# function to call when the test is done with it. `iter_bytes()` hands out the chunks,
-# `read()` takes them all, and `content` refuses to guess before the body has been read.
+# function to call when the test is done with it (`on_close`).
+#
+# The first piece is the state it keeps. `_read` collects the chunks handed out so far and
+# `_done` says whether the iterator ran dry. Until it did, `content` refuses to answer:
+# returning half a body would make a test pass or fail for the wrong reason.
 
 # %%
 #| export
@@ -233,29 +278,9 @@ class StreamingResponse(Response):
             raise RuntimeError("the body has not been read: call response.read() first")
         return b"".join(self._read)
 
-    def iter_bytes(self):
-        """Each body chunk as the app produced it (empty chunks skipped)."""
-        if self.closed:
-            raise RuntimeError("the response is closed")
-        for chunk in self._chunks:
-            if chunk:
-                self._read.append(chunk)
-                yield chunk
-        self._done = True
-
-    def read(self) -> bytes:
-        for _ in self.iter_bytes():
-            pass
-        return self.content
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._on_close(self._done)
-
 # %% [markdown]
-# Try it on a list of chunks. The first attempt to read `content` fails with a message that
-# says what to do, and `on_close` hears whether the body was read to the end:
+# Make one from a list of two chunks and ask for its body too early. The error says what
+# to do instead:
 
 # %%
 closed = []
@@ -264,6 +289,42 @@ try:
     streamed.content
 except RuntimeError as error:
     print("RuntimeError:", error)
+
+# %% [markdown]
+# Three methods give the body out. `iter_bytes()` hands out one chunk at a time and keeps
+# a copy; `read()` runs `iter_bytes()` to the end; `close()` calls `on_close` once, telling
+# it whether the body was read to the end.
+
+# %%
+#| export
+def _iter_bytes(self):
+    """Each body chunk as the app produced it (empty chunks skipped)."""
+    if self.closed:
+        raise RuntimeError("the response is closed")
+    for chunk in self._chunks:
+        if chunk:
+            self._read.append(chunk)
+            yield chunk
+    self._done = True
+
+def _read_all(self) -> bytes:
+    for _ in self.iter_bytes():
+        pass
+    return self.content
+
+def _close_response(self) -> None:
+    if not self.closed:
+        self.closed = True
+        self._on_close(self._done)
+
+StreamingResponse.iter_bytes, StreamingResponse.read = _iter_bytes, _read_all
+StreamingResponse.close = _close_response
+
+# %% [markdown]
+# Now read the same response to its end, then close it, and look at what `on_close`
+# heard:
+
+# %%
 print(list(streamed.iter_bytes()), streamed.content)
 streamed.close()
 closed
@@ -275,6 +336,9 @@ closed
 
 # %% [markdown]
 # ## Cookies that persist
+#
+# **On the map:** the CookieJar inside ①. It sits between responses and requests: it reads
+# `Set-Cookie` from one answer and writes `Cookie` into the next request.
 #
 # A test logs in with one request and expects to be known on the next. A browser makes
 # that work: it stores each cookie a `Set-Cookie` header gives it and sends it back in a
@@ -414,13 +478,42 @@ class CookieJar:
             else:
                 self._cookies[key] = cookie
 
-    def header_for(self, path: str, secure: bool) -> str | None:
-        now = time.time()
-        live = [c for c in self._cookies.values() if c.expires is None or c.expires > now]
-        chosen = [c for c in live if path_matches(path, c.path) and (secure or not c.secure)]
-        chosen.sort(key=lambda c: -len(c.path))   # §5.4: longer paths first; stable otherwise
-        return "; ".join(f"{c.name}={c.value}" for c in chosen) or None
+# %% [markdown]
+# Store two lines with the same name under two paths, and look inside. The keys show that
+# they are two different cookies:
 
+# %%
+jar = CookieJar()
+jar.store(["user=ada; Path=/", "user=bob; Path=/admin"], "/login")
+jar._cookies
+
+# %% [markdown]
+# The other direction: which cookies go back with a request to `path`, and in what order.
+# Expired ones stay home, `Secure` ones travel only over `https`, and longer paths go
+# first, so the most specific `user` above comes before the general one.
+
+# %%
+#| export
+def _header_for(self, path: str, secure: bool) -> str | None:
+    now = time.time()
+    live = [c for c in self._cookies.values() if c.expires is None or c.expires > now]
+    chosen = [c for c in live if path_matches(path, c.path) and (secure or not c.secure)]
+    chosen.sort(key=lambda c: -len(c.path))   # §5.4: longer paths first; stable otherwise
+    return "; ".join(f"{c.name}={c.value}" for c in chosen) or None
+
+CookieJar.header_for = _header_for
+
+# %% [markdown]
+# Under `/admin` both cookies apply; elsewhere only one does:
+
+# %%
+jar.header_for("/admin/users", secure=False), jar.header_for("/", secure=False)
+
+# %% [markdown]
+# `user=bob; user=ada`: the app gets both, most specific first, as the RFC orders them.
+# Which one it believes is up to its framework (Werkzeug takes the first, Starlette the
+# last), so a stray cookie under a longer path can shadow the one you meant to test.
+#
 # %% [markdown]
 # A test also wants to look into the jar and to put a cookie in it by hand, so the jar
 # gets a few dict-like methods: `jar["user"]`, `"user" in jar`, `len(jar)`, `set`, `clear`.
@@ -446,8 +539,9 @@ CookieJar.clear = lambda self: self._cookies.clear()
 CookieJar.__repr__ = lambda self: f"CookieJar({list(self._cookies.values())})"
 
 # %% [markdown]
-# A jar on its own first. Three cookies, one of them `Secure`, one under `/docs`; then the
-# `Cookie` header for three requests:
+# A fresh jar, now with the other rules in play: three cookies, one of them `Secure`, one
+# under `/docs`; then the `Cookie` header for three requests. `print(jar)` uses the new
+# `__repr__`:
 
 # %%
 jar = CookieJar()
@@ -459,16 +553,24 @@ print(jar.header_for("/docsearch", secure=False))
 
 # %% [markdown]
 # `page=2` comes first for `/docs/intro` because its path is longer; `token` appears only
-# over a secure connection; `/docsearch` gets no `page`. And a logout, as a server writes
-# it, empties the jar of that cookie:
+# over a secure connection; `/docsearch` gets no `page`, thanks to `path_matches`. And a
+# logout, as a server writes it (an empty value that expired zero seconds from now), takes
+# that cookie out of the jar:
 
 # %%
 jar.store(["user=; Max-Age=0; Path=/"], "/logout")
 "user" in jar, len(jar)
 
+# %% [markdown]
+# `False, 2`: `user` is gone, `token` and `page` stay. That is the whole of a browser's
+# cookie memory that a test needs.
+
 
 # %% [markdown]
 # ## What a test writes: the request
+#
+# **On the map:** the rest of ①, `BaseClient`, which turns the keyword arguments a test
+# writes into a `Request`.
 #
 # The other side. A test says `client.post("/login", data={"user": "ada"})` and expects the
 # client to fill in everything a real client would. `Request` holds the result: a method, a
@@ -490,6 +592,15 @@ class Request:
         return f"<Request {self.method} {self.path}{query} ({len(self.body)} bytes)>"
 
 # %% [markdown]
+# A `Request` is plain data; nothing checks it. Its `repr` is one line, which keeps the
+# printouts below short:
+
+# %%
+Request("GET", "/hello", "name=Ada", [("host", "testserver")], b"")
+
+# %% [markdown]
+# Filling one in by hand is what the client will save you from.
+#
 # A body comes in one of three forms, with httpx's names: `json=` (a Python value, sent as
 # JSON), `data=` (a dict sent as an HTML form, `application/x-www-form-urlencoded`) or
 # `content=` (bytes or text, sent as given). Each form implies a `Content-Type`.
@@ -558,6 +669,12 @@ class BaseClient:
     def host_header(self) -> str:
         default = 443 if self.scheme == "https" else 80
         return self.host if self.port == default else f"{self.host}:{self.port}"
+
+# %% [markdown]
+# `host_header` writes the port only when it is not the scheme's default, as browsers do:
+
+# %%
+[BaseClient(url).host_header() for url in ("http://testserver", "https://example.com:8443")]
 
 # %% [markdown]
 # `build_request` does what a real client does before it sends anything. It splits the
@@ -653,6 +770,9 @@ login, login.headers, login.body
 # %% [markdown]
 # ## Calling a WSGI app
 #
+# **On the map:** ②. The request is built; now something has to hand it to a WSGI app and
+# collect the answer, playing the server's part from chapter 06 without a socket.
+#
 # ### The environ
 #
 # To call a WSGI app the client needs an `environ`. Chapter 04 wrote one by hand and chapter
@@ -716,10 +836,22 @@ class WSGIExchange:
 # There is one subtlety in *when* the status is known. A generator app runs none of its
 # code until someone asks for its first chunk, so its `start_response` call happens only
 # then. PEP 3333 allows that: `start_response` must come before the first body chunk, not
-# before the app returns. So `begin` calls the app and then pulls chunks, keeping them,
-# until the status is there. `chunks` hands out those kept chunks and then the rest,
-# refusing anything that is not bytes, and `close` does what PEP 3333 says always happens
-# at the end.
+# before the app returns. See it with an exchange's own `start_response`: call a generator
+# app with it, and the status is still unknown when the call returns.
+
+# %%
+def late_starter(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"first "
+    yield b"second"
+
+exchange = WSGIExchange(late_starter, wsgi_environ(draft, draft.build_request("GET", "/")))
+body = late_starter(exchange.environ, exchange.start_response)
+print(type(body).__name__, exchange.status)
+
+# %% [markdown]
+# A `generator`, and no status: the `start_response` line has not run. So `begin` calls
+# the app and then pulls chunks, keeping them in `early`, until the status is there.
 
 # %%
 #| export
@@ -735,6 +867,24 @@ def _wsgi_begin(self) -> None:
             raise RuntimeError("the app returned without calling start_response "
                                "(PEP 3333: it must, before its first body chunk)") from None
 
+WSGIExchange.begin = _wsgi_begin
+
+# %% [markdown]
+# A fresh exchange, and `begin` this time. The status is known, and the one chunk it had
+# to pull to get there waits in `early`:
+
+# %%
+exchange = WSGIExchange(late_starter, exchange.environ)
+exchange.begin()
+exchange.status, exchange.early
+
+# %% [markdown]
+# Two more pieces finish the exchange. `chunks` hands out the kept chunks and then the
+# rest, refusing anything that is not bytes, and `close` does what PEP 3333 says always
+# happens at the end, error or not.
+
+# %%
+#| export
 def _wsgi_chunks(self):
     for chunk in _chain(self.early, self.iterator):
         if not isinstance(chunk, bytes):   # a server would fail here too, so never hide it
@@ -750,30 +900,17 @@ def _wsgi_close(self) -> None:
     if hasattr(self.result, "close"):      # PEP 3333: always, even after an error
         self.result.close()
 
-WSGIExchange.begin, WSGIExchange.chunks, WSGIExchange.close = _wsgi_begin, _wsgi_chunks, _wsgi_close
+WSGIExchange.chunks, WSGIExchange.close = _wsgi_chunks, _wsgi_close
 
 # %% [markdown]
-# A generator app shows why `begin` has to pull. Right after the call, `start_response`
-# has not run; after `begin`, the status is known and one chunk waits in `early`:
+# The body comes out whole, the early chunk first, and nothing was lost by pulling it
+# ahead of time:
 
 # %%
-def late_starter(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    yield b"first "
-    yield b"second"
-
-exchange = WSGIExchange(late_starter, wsgi_environ(draft, draft.build_request("GET", "/")))
-exchange.result = late_starter(exchange.environ, exchange.start_response)
-print("after the call:", exchange.status)
-exchange.begin()
-print("after begin:", exchange.status, exchange.early)
 print(b"".join(exchange.chunks()))
 exchange.close()
 
 # %% [markdown]
-# (The first two lines called the app once by hand to show the empty status; `begin`
-# then made its own, real call.)
-#
 # ### The client
 #
 # Now `TestClient` itself. It takes the app, works out its kind with barelab's
@@ -813,14 +950,16 @@ class TestClient(BaseClient):
         return f"<TestClient {self.kind.upper()} {self.scheme}://{self.host_header()}{session}>"
 
 # %% [markdown]
-# `open_stream` sends the request to the right half. The WSGI half wraps the app in
-# `wsgiref.validate.validator` when asked, runs the exchange, and turns the result into a
-# `StreamingResponse` whose `on_close` is the exchange's `close()`.
-#
-# Two server duties happen here. If the app fails before its response started, a server
-# would answer 500; the test client raises the error instead, unless told not to. And for
-# `HEAD`, a server sends the headers and no body (RFC 9110 §9.3.2), whatever the app
-# produced, so the client does the same: it never reads the body at all.
+# Nothing is sent yet, but the client already knows what it holds. Its `repr` says the
+# app's kind and the origin it pretends to be:
+
+# %%
+TestClient(hello_app), TestClient(hello_app, base_url="https://example.com:8443")
+
+# %% [markdown]
+# `open_stream` is the fork on the map: WSGI apps go to `_open_wsgi`, ASGI apps to
+# `_open_asgi` (built in the next section). Next to it sits `server_error`, the canned 500
+# a server sends when the app fails before it has started a response.
 
 # %%
 #| export
@@ -836,6 +975,18 @@ def open_stream(self, request: Request) -> StreamingResponse:
         return self._open_wsgi(request)
     return self._open_asgi(request)
 
+# %% [markdown]
+# The WSGI half wraps the app in `wsgiref.validate.validator` when asked, runs the
+# exchange, and turns the result into a `StreamingResponse` whose `on_close` is the
+# exchange's `close()`. Two server duties happen here:
+#
+# - If the app fails before its response started, a server would answer 500. The test
+#   client raises the error instead, unless told not to.
+# - For `HEAD`, a server sends the headers and no body (RFC 9110 §9.3.2), whatever the app
+#   produced. The client does the same: it never reads the body at all.
+
+# %%
+#| export
 def _open_wsgi(self, request: Request) -> StreamingResponse:
     app = validator(self.app) if self.validate else self.app
     exchange = WSGIExchange(app, wsgi_environ(self, request))
@@ -853,6 +1004,18 @@ def _open_wsgi(self, request: Request) -> StreamingResponse:
 TestClient.open_stream, TestClient._open_wsgi = open_stream, _open_wsgi
 
 # %% [markdown]
+# That closes the loop on the map for WSGI: request, exchange, response. The app from the
+# top of the chapter, tested the way a Flask test would be:
+
+# %%
+response = TestClient(hello_app).get("/")
+assert response.status_code == 200
+response, response.text
+
+# %% [markdown]
+# Compare it with `barelab.call_wsgi(hello_app, "GET", "/")` at the start: the same call,
+# but the status is now a number, the body is `text`, and the `assert` reads like a test.
+#
 # ### An app to test
 #
 # A client needs an app. This one is small and uses what chapters 08 and 09 built: a
@@ -886,7 +1049,8 @@ def echo(request):
 
 # %% [markdown]
 # (Chapter 09's class is also called `Response`; here it is imported as `AppResponse` so
-# that `Response` keeps meaning the test client's.) The other four routes:
+# that `Response` keeps meaning the test client's.) Three routes for the cookie round
+# trip: log in, ask who you are, log out. The cookie helpers are chapter 09's:
 
 # %%
 @notes_wsgi.route("/login", methods=["POST"])
@@ -908,6 +1072,11 @@ def logout(request):
     response.delete_cookie("user")
     return response
 
+# %% [markdown]
+# The last route streams: its body is a generator of three lines, so a server cannot know
+# the length in advance. Printing the router lists every route it holds:
+
+# %%
 @notes_wsgi.route("/count")
 @wsgi_app
 def count(request):
@@ -1018,6 +1187,21 @@ print(client.cookies, client.get("/me").json())
 # %% [markdown]
 # ## Calling an ASGI app
 #
+# **On the map:** ③, the other branch of the fork. Here is the map again, with what you
+# have built so far filled in:
+#
+# ```mermaid
+# flowchart LR
+#     T["your test"] --> B["① BaseClient + CookieJar ✔"]
+#     B --> O{"open_stream ✔"}
+#     O -- "WSGI app" --> W["② WSGIExchange ✔"]
+#     O -- "ASGI app" --> P["③ Portal + ASGIExchange<br/>(this section)"]
+#     W --> R["④ StreamingResponse ✔"]
+#     P --> R
+#     R --> T
+#     style P fill:#ffe9a8,stroke:#b58900
+# ```
+#
 # An ASGI app is a coroutine function: calling it builds a coroutine, and something has to
 # run that on an event loop. In a script, `asyncio.run(...)` would. In a notebook it cannot,
 # and it is worth seeing why:
@@ -1038,27 +1222,54 @@ coroutine.close()   # never run: close it, or Python warns "was never awaited"
 
 # %% [markdown]
 # The kernel's own thread is already running an event loop: that loop is what makes
-# top-level `await` work in a cell. `asyncio.run` starts a *new* loop and refuses to do so
-# inside a running one. And `await app(...)` on the kernel's loop, which does work, is the
-# wrong tool for a test client: a test calls `client.get(...)`, an ordinary blocking
-# function. While it blocks, the kernel's loop cannot run the app it is waiting for: the
-# test would wait for the app, and the app for the test, forever (a deadlock).
+# top-level `await` work in a cell. `asyncio.run` starts a *new* loop, and refuses to do so
+# inside a running one.
 #
-# The way out is the one `barelab.call_asgi` takes: a second event loop, in a thread of its
-# own. Starlette's `TestClient` does the same through anyio, and calls it a *portal*. The
-# test's thread hands a coroutine to that loop, then waits for the result, with a timeout.
+# What about `await app(...)` on the kernel's loop? That does run, but it is the wrong
+# tool for a test client. A test calls `client.get(...)`, an ordinary function that blocks
+# until the answer is there. One thread can do one thing at a time, so while it blocks,
+# its loop cannot run the app it is waiting for:
 #
 # ```mermaid
-# sequenceDiagram
-#     participant T as test (kernel thread)
-#     participant P as portal thread (its own loop)
-#     participant A as ASGI app
-#     T->>P: submit(app(scope, receive, send))
-#     P->>A: run it
-#     A->>P: send(http.response.start), send(http.response.body)
-#     P-->>T: messages through a thread-safe queue
-#     Note over T: waits on the queue, with a timeout
+# flowchart LR
+#     subgraph K["kernel thread: one event loop"]
+#         C["client.get('/')<br/>blocks until the app answers"]
+#         A["the app's coroutine<br/>queued on the same loop"]
+#     end
+#     C -- "waits for" --> A
+#     A -- "waits for the loop,<br/>which waits for client.get" --> C
 # ```
+#
+# Each waits for the other, forever: a deadlock, and a frozen notebook. The way out is the
+# one `barelab.call_asgi` takes: a **second** event loop, running in a thread of its own.
+# Starlette's `TestClient` does the same through anyio, and calls it a *portal*. The test's
+# thread may block as long as it likes, because the app runs somewhere else:
+#
+# ```mermaid
+# flowchart LR
+#     subgraph K["kernel thread (the test)"]
+#         C["client.get('/')<br/>waits, with a timeout"]
+#     end
+#     subgraph P["portal thread: its own event loop"]
+#         A["app(scope, receive, send)"]
+#     end
+#     C -- "① submit(coroutine)" --> A
+#     A -- "② send(message) puts it<br/>in a queue.Queue" --> C
+#     C -. "③ call_soon(function):<br/>'the client left'" .-> A
+# ```
+#
+# Three crossings, and each one uses the one tool that is safe between threads:
+#
+# 1. The test hands the app's coroutine to the other loop with
+#    `asyncio.run_coroutine_threadsafe`, and gets back a future it can wait on.
+# 2. The app's messages come back through a `queue.Queue`, which any thread may read, with
+#    a timeout.
+# 3. When the test needs to tell the loop something (the client left), it asks the loop to
+#    run a function with `call_soon_threadsafe`, because asyncio objects may only be
+#    touched from their own loop's thread.
+#
+# The `Portal` class is the right-hand box: a new loop, and a daemon thread that runs it
+# forever. `submit` is crossing ①, `call_soon` is crossing ③.
 
 # %%
 #| export
@@ -1080,6 +1291,18 @@ class Portal:
         """Run a plain function on the loop's thread (asyncio objects are not thread-safe)."""
         self.loop.call_soon_threadsafe(function, *args)
 
+# %% [markdown]
+# Start one, and look at the threads: a new one, named so you can find it, is now running
+# the portal's loop.
+
+# %%
+portal = Portal()
+print([thread.name for thread in threading.enumerate() if thread.name.startswith("testclient")])
+portal.submit(asyncio.sleep(0, result="ran on the portal")).result(1.0)
+
+# %% [markdown]
+# `submit` returned a `concurrent.futures.Future`, and `.result(1.0)` waited up to a
+# second for it in this thread. The cells below wrap that wait in a method.
 # %% [markdown]
 # `call` is `submit` plus waiting. The timeout is set twice, on purpose. `asyncio.wait_for`
 # inside the loop cancels the coroutine cleanly when time is up. But an app can block the
@@ -1127,11 +1350,10 @@ def _portal_stop(self, timeout: float = 1.0) -> None:
 Portal.stop = _portal_stop
 
 # %% [markdown]
-# A portal at work: a coroutine that finishes, one that would take ten seconds, and proof
-# that the thread is gone after `stop`:
+# The same portal at work: a coroutine that finishes, one that would take ten seconds,
+# and proof that the thread is gone after `stop`:
 
 # %%
-portal = Portal()
 print(portal.call(asyncio.sleep(0.01, result="done"), 1.0, "a short sleep"))
 try:
     portal.call(asyncio.sleep(10), 0.2, "a long sleep")
@@ -1164,6 +1386,9 @@ class AppEnded:
 
     def __init__(self, error: BaseException | None = None):
         self.error = error
+
+    def __repr__(self) -> str:
+        return f"AppEnded({self.error!r})" if self.error else "AppEnded()"
 
 # %% [markdown]
 # `receive` gives the app the whole body in one `http.request` message. After that, a real
@@ -1205,10 +1430,10 @@ class ASGIExchange:
             self.finished.set()
 
 # %% [markdown]
-# `run` is the coroutine the portal runs. It calls the app, and whatever happens, puts an
-# `AppEnded` in the queue. A cancellation is passed on after that (a cancelled task must
-# stay cancelled). `leave` is what the caller asks the loop to do when a test stops reading
-# early.
+# `run` is the coroutine the portal runs (crossing ① on the portal diagram). It calls the
+# app and, whatever happens, puts an `AppEnded` in the queue, so the waiting thread always
+# hears how the app ended. A cancellation is passed on after that: a cancelled task must
+# stay cancelled, or `Portal.stop` could not end it.
 
 # %%
 #| export
@@ -1228,12 +1453,21 @@ async def _exchange_run(self) -> None:
     finally:
         self.finished.set()
 
+ASGIExchange.run = _exchange_run
+
+# %% [markdown]
+# `leave` is the other direction, crossing ③ on the portal diagram: the test stopped
+# reading before the end. It runs on the loop's thread, marks the client as gone, and
+# wakes a `receive` that was waiting, which then says `http.disconnect`.
+
+# %%
+#| export
 def _exchange_leave(self) -> None:
     """The client closed the response early (run on the loop's thread)."""
     self.gone = True
     self.finished.set()
 
-ASGIExchange.run, ASGIExchange.leave = _exchange_run, _exchange_leave
+ASGIExchange.leave = _exchange_leave
 
 # %% [markdown]
 # Two helpers for the caller's side. `next_message` waits on the queue and, when time is
@@ -1255,8 +1489,9 @@ def decode_headers(raw) -> list[tuple[str, str]]:
     return [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in raw]
 
 # %% [markdown]
-# An exchange driven by hand on a portal, before any client uses it. The outbox holds the
-# two messages the app sent and then the `AppEnded` marker:
+# An exchange driven by hand on a portal, before any client uses it. This cell plays the
+# test's thread: it submits `run`, then reads the outbox, which fills from the portal's
+# thread:
 
 # %%
 portal = Portal()
@@ -1265,6 +1500,10 @@ portal.submit(exchange.run())
 for _ in range(3):
     print(next_message(exchange.outbox, 1.0, "a message"))
 portal.stop()
+
+# %% [markdown]
+# The app's two messages, in order, and then `AppEnded()`: it returned without an error.
+# The client's job from here is to turn those messages into a `StreamingResponse`.
 
 # %% [markdown]
 # ### The ASGI half of the client
@@ -1298,6 +1537,24 @@ def asgi_scope(self, kind: str, request: Request) -> dict:
 TestClient._borrow_portal, TestClient.asgi_scope = _borrow_portal, asgi_scope
 
 # %% [markdown]
+# The login request from the WSGI section, as an ASGI app would see it. Compare it with
+# the environ: the same facts, in ASGI's shape (a `query_string` in bytes, `server` as a
+# pair, and `state`, empty outside a session):
+
+# %%
+scope = TestClient(hello_asgi).asgi_scope("http", login)
+{key: scope[key] for key in ("type", "method", "path", "query_string", "scheme", "server", "state")}
+
+# %% [markdown]
+# Sending a request to an ASGI app takes three methods, each running at a different
+# moment of the response's life:
+#
+# | method | runs when | does |
+# | --- | --- | --- |
+# | `_open_asgi` | the test sends the request | starts the app, waits for `http.response.start` |
+# | `_asgi_chunks` | the test asks for the next chunk | waits for the next `http.response.body` |
+# | `_asgi_close` | the response closes | tells the app if the test left, waits for it to end |
+#
 # `_open_asgi` starts the exchange and waits for `http.response.start`. If the app ended
 # first, `_asgi_close` raises its error (or the client answers 500). Otherwise the response
 # is returned at once, with the status and headers, and a generator of body chunks that
@@ -1383,6 +1640,17 @@ def _asgi_close(self, exchange: ASGIExchange, portal: Portal, owned: bool, done:
 TestClient._asgi_close = _asgi_close
 
 # %% [markdown]
+# That completes branch ③ of the map. The first ASGI app of this section, through the
+# client:
+
+# %%
+response = TestClient(hello_asgi).get("/")
+response, response.text
+
+# %% [markdown]
+# One line, the same as for WSGI. Behind it, a portal started, the app ran on its thread,
+# two messages crossed the queue, and the portal stopped.
+#
 # ### The same app, in ASGI
 #
 # To run one set of tests against both kinds of app, the ASGI version must answer the same
@@ -1507,6 +1775,9 @@ except TimeoutError as error:
 # %% [markdown]
 # ## Streaming
 #
+# **On the map:** nothing new. Streaming is the path ② and ③ already built, from the app
+# through `StreamingResponse` (④), seen one chunk at a time.
+#
 # `client.stream(...)` hands the response to a `with` block before its body has been read,
 # and `iter_bytes()` pulls one chunk at a time. To see that the chunks really arrive as the
 # app sends them, and not all at the end, let the app and the test write into one shared
@@ -1581,6 +1852,9 @@ timeline
 # %% [markdown]
 # ## Lifespan: a session around the tests
 #
+# **On the map:** the `Lifespan` inside ③. Until now each ASGI request had a portal of its
+# own; a session keeps one portal for many requests.
+#
 # An app that opens a database at startup (chapter 14) cannot be tested one request at a
 # time on throwaway loops: the database would be opened by the lifespan on one loop and
 # used by a request on another, and nothing would ever send `lifespan.startup` at all.
@@ -1598,7 +1872,13 @@ timeline
 class LifespanFailed(RuntimeError):
     """The app answered lifespan.startup (or .shutdown) with .failed; the text is its message."""
 
+# %% [markdown]
+# `Lifespan` is the server's half of the protocol. `_run` is the app's side of it: the app
+# gets a `lifespan` scope, reads events from `inbox` and answers into `outbox`, and when it
+# returns or raises, an `AppEnded` goes into `outbox` as for HTTP.
 
+# %%
+#| export
 class Lifespan:
     """The server's half of the lifespan protocol, run on a portal's loop (ASGI spec,
     "Lifespan Protocol"): startup before the first request, shutdown after the last."""
@@ -1637,6 +1917,14 @@ async def _lifespan_exchange(self, event: str):
         raise RuntimeError(f"expected lifespan.{event}.complete, got {message['type']!r}")
     return message
 
+Lifespan._exchange = _lifespan_exchange
+
+# %% [markdown]
+# `startup` starts the app as a task on the loop and sends the first event; `shutdown`
+# sends the second and waits for the app to end.
+
+# %%
+#| export
 async def _lifespan_startup(self) -> None:
     """Send lifespan.startup; an app that ends before answering does not speak lifespan."""
     self.inbox, self.outbox = asyncio.Queue(), asyncio.Queue()
@@ -1650,8 +1938,30 @@ async def _lifespan_shutdown(self) -> None:
         await self._exchange("shutdown")
         await self.task
 
-Lifespan._exchange = _lifespan_exchange
 Lifespan.startup, Lifespan.shutdown = _lifespan_startup, _lifespan_shutdown
+
+# %% [markdown]
+# Try it on a portal, with a lifespan app written in raw messages that writes each event
+# it gets into the state. The two `portal.call`s are what a session will do when it opens
+# and when it closes:
+
+# %%
+async def noting_lifespan(scope, receive, send):
+    scope["state"]["events"] = [(await receive())["type"]]
+    await send({"type": "lifespan.startup.complete"})
+    scope["state"]["events"].append((await receive())["type"])
+    await send({"type": "lifespan.shutdown.complete"})
+
+portal, noted = Portal(), Lifespan(noting_lifespan, {})
+portal.call(noted.startup(), 1.0, "lifespan.startup")
+print(noted.state)
+portal.call(noted.shutdown(), 1.0, "lifespan.shutdown")
+portal.stop()
+noted.state
+
+# %% [markdown]
+# After startup the state holds one event, after shutdown two. The state dict is the one
+# the app filled in at startup, the same one each request will get a copy of.
 
 # %% [markdown]
 # `__enter__` and `__exit__` make the session. A startup that fails stops the portal
@@ -1763,6 +2073,10 @@ with TestClient(notes_asgi) as session:
 # %% [markdown]
 # ## WebSocket sessions
 #
+# **On the map:** the `WebSocketSession` inside ③. It uses the same portal and the same
+# kind of queue as an HTTP request, but the messages go both ways, for as long as the test
+# likes.
+#
 # A WebSocket is a conversation: the test sends, the app answers, either side may close.
 # In ASGI it is a `websocket` scope and a stream of messages each way (ASGI WebSocket spec;
 # chapter 15). The client's part:
@@ -1799,7 +2113,19 @@ class WebSocketDenied(Exception):
         self.status, self.code, self.reason = status, code, reason
         self.headers, self.body = Headers(headers), body
 
+# %% [markdown]
+# Its message is written for the person reading a failed test: the HTTP status a browser
+# would have seen, and the close code the app chose.
 
+# %%
+print(WebSocketDenied(403, 4404))
+
+# %% [markdown]
+# `WebSocketDisconnect` is the ending after the conversation began. It has the same name
+# and fields (`code`, `reason`) as Starlette's, so a test reads the same against either.
+
+# %%
+#| export
 class WebSocketDisconnect(Exception):
     """The app closed the WebSocket; ``code`` and ``reason`` are what it sent."""
 
@@ -1807,6 +2133,27 @@ class WebSocketDisconnect(Exception):
         super().__init__(f"the app closed the WebSocket with code {code}"
                          + (f" ({reason!r})" if reason else ""))
         self.code, self.reason = code, reason
+
+# %% [markdown]
+# First an app to talk to, written against the bare ASGI messages, so that each part of
+# the client can be tried on it as soon as it exists. It accepts `shout` as a
+# subprotocol if offered, answers text in capitals and bytes reversed, refuses any path but
+# `/ws` by closing before accepting, and closes with 4000 when told `bye`.
+
+# %%
+async def shouter(scope, receive, send):
+    assert (await receive())["type"] == "websocket.connect"
+    if scope["path"] != "/ws":
+        return await send({"type": "websocket.close", "code": 4404})
+    chosen = "shout" if "shout" in scope["subprotocols"] else None
+    await send({"type": "websocket.accept", "subprotocol": chosen})
+    while (message := await receive())["type"] == "websocket.receive":
+        if message.get("text") == "bye":
+            return await send({"type": "websocket.close", "code": 4000, "reason": "you said bye"})
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"].upper()})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
 
 # %% [markdown]
 # `WebSocketSession` runs one `websocket` scope. Messages to the app go into an
@@ -1839,19 +2186,28 @@ class WebSocketSession:
         else:
             self.outbox.put(AppEnded())
 
-    def _to_app(self, message: dict) -> None:
-        if self.closed:
-            raise RuntimeError("this WebSocket is closed")
-        self.portal.call_soon(self.inbox.put_nowait, message)
+# %% [markdown]
+# Two private helpers carry every message. `_to_app` is crossing ③ of the portal diagram
+# (a function run on the loop's thread), `_from_app` is crossing ② (a read from the
+# thread-safe queue, with a timeout).
 
-    def _from_app(self, waiting_for: str) -> dict:
-        message = next_message(self.outbox, self.timeout, waiting_for)
-        if isinstance(message, AppEnded):
-            self.closed = True
-            if message.error is not None:
-                raise message.error
-            return {"type": "websocket.close", "code": 1000}   # returned: a normal closure
-        return message
+# %%
+#| export
+def _ws_to_app(self, message: dict) -> None:
+    if self.closed:
+        raise RuntimeError("this WebSocket is closed")
+    self.portal.call_soon(self.inbox.put_nowait, message)
+
+def _ws_from_app(self, waiting_for: str) -> dict:
+    message = next_message(self.outbox, self.timeout, waiting_for)
+    if isinstance(message, AppEnded):
+        self.closed = True
+        if message.error is not None:
+            raise message.error
+        return {"type": "websocket.close", "code": 1000}   # returned: a normal closure
+    return message
+
+WebSocketSession._to_app, WebSocketSession._from_app = _ws_to_app, _ws_from_app
 
 # %% [markdown]
 # The handshake. The client sends `websocket.connect` and reads the app's first message.
@@ -1876,6 +2232,20 @@ def _connect(self) -> None:
         self.accept_headers = Headers(decode_headers(message.get("headers", [])))
         return
     self.closed = True
+    self._refused(message)
+
+WebSocketSession._connect = _connect
+
+# %% [markdown]
+# Any first message other than `websocket.accept` ends the session before it began.
+# `_refused` turns it into a `WebSocketDenied` with the status a browser would have seen,
+# reading the body of a denial response first.
+
+# %%
+#| export
+def _refused(self, message: dict) -> None:
+    """Raise WebSocketDenied for a refused handshake (or RuntimeError for a wrong message)."""
+    kind = message["type"]
     if kind == "websocket.close":     # ASGI: a close before accept is an HTTP 403
         raise WebSocketDenied(403, message.get("code", 1000), message.get("reason") or "")
     if kind == "websocket.http.response.start":   # the Denial Response extension
@@ -1888,7 +2258,7 @@ def _connect(self) -> None:
     raise RuntimeError(f"ASGI WebSocket spec: the first message is websocket.accept or "
                        f"websocket.close, not {kind!r}")
 
-WebSocketSession._connect = _connect
+WebSocketSession._refused = _refused
 
 # %% [markdown]
 # The session is a context manager. Entering it borrows a portal, starts the app and does
@@ -1916,6 +2286,15 @@ def _ws_exit(self, *exc_info) -> None:
     if unseen and self.client.raise_app_exceptions and exc_info[0] is None:
         raise unseen[0].error
 
+WebSocketSession.__enter__, WebSocketSession.__exit__ = _ws_enter, _ws_exit
+
+# %% [markdown]
+# Both call `_finish`, the one place that ends the app: wait for it to return, cancel it
+# if it will not, and stop the portal if the session owned it. `_drain` empties the queue
+# without waiting, to find an error nobody has read yet.
+
+# %%
+#| export
 def _finish(self) -> None:
     """Wait for the app to return (cancel it if it will not), then release the loop."""
     try:
@@ -1932,7 +2311,6 @@ def _drain(outbox: queue.Queue) -> list:
         messages.append(outbox.get_nowait())
     return messages
 
-WebSocketSession.__enter__, WebSocketSession.__exit__ = _ws_enter, _ws_exit
 WebSocketSession._finish = _finish
 
 # %% [markdown]
@@ -1960,6 +2338,28 @@ WebSocketSession.send_text, WebSocketSession.send_bytes = _send_text, _send_byte
 WebSocketSession.send_json, WebSocketSession.close = _send_json, _close
 
 # %% [markdown]
+# With `close`, the session can open and shut by hand, with a scope built the way an
+# HTTP one was (leaving the block closes with 1000). The handshake with `shouter`
+# succeeds on `/ws` and is refused elsewhere:
+
+# %%
+ws_client = TestClient(shouter)
+
+def handshake(path):
+    request = ws_client.build_request("GET", path)
+    return WebSocketSession(ws_client, ws_client.asgi_scope("websocket", request))
+
+with handshake("/ws") as ws:
+    print("accepted:", not ws.closed)
+try:
+    with handshake("/elsewhere") as ws:
+        print("never printed")
+except WebSocketDenied as denied:
+    print("WebSocketDenied:", denied)
+
+# %% [markdown]
+# It can open, send and close, but it cannot hear the app yet: that is the last piece.
+#
 # Receiving reads the app's next `websocket.send`. A `websocket.close` becomes
 # `WebSocketDisconnect`. `receive_text` and `receive_bytes` check the frame type, because
 # a test that expects text and gets bytes has found a bug.
@@ -1976,6 +2376,14 @@ def _receive(self) -> dict:
         raise RuntimeError(f"expected websocket.send, got {message['type']!r}")
     return message
 
+WebSocketSession.receive = _receive
+
+# %% [markdown]
+# `receive` hands back the raw message, a dict. Most tests know which kind of frame they
+# expect, so three typed readers sit on top of it; each one fails loudly on the other kind.
+
+# %%
+#| export
 def _receive_text(self) -> str:
     message = self.receive()
     if message.get("text") is None:
@@ -1988,12 +2396,27 @@ def _receive_bytes(self) -> bytes:
         raise TypeError(f"expected a binary message, got text: {message.get('text')!r:.60}")
     return message["bytes"]
 
-WebSocketSession.receive, WebSocketSession.receive_text = _receive, _receive_text
+WebSocketSession.receive_text = _receive_text
 WebSocketSession.receive_bytes = _receive_bytes
 WebSocketSession.receive_json = lambda self: jsonlib.loads(self.receive_text())
 
 # %% [markdown]
-# Last, the client method. It builds the request like any other (so cookies and headers
+# Now the session can talk. One exchange by hand, then a binary frame where the test
+# expects text, which is refused with the bytes in the message:
+
+# %%
+with handshake("/ws") as ws:
+    ws.send_text("hello")
+    print(ws.receive_text())
+    ws.send_bytes(b"abc")
+    try:
+        ws.receive_text()
+    except TypeError as error:
+        print("TypeError:", error)
+
+# %% [markdown]
+# Last, the client method, so that a test never builds a scope by hand. It builds the
+# request like any other (so cookies and headers
 # go along), adds the handshake headers a browser sends (RFC 6455 §4.1; the key is the
 # RFC's own sample, since nobody checks it in-process), offers the subprotocols, and
 # returns a session for a `with` block. A WSGI app gets a clear refusal instead.
@@ -2018,28 +2441,9 @@ def websocket_connect(self, path: str, *, subprotocols=(), headers=None, params=
 TestClient.websocket_connect = websocket_connect
 
 # %% [markdown]
-# An app to talk to, written against the bare ASGI messages. It accepts `shout` as a
-# subprotocol if offered, answers text in capitals and bytes reversed, refuses any path but
-# `/ws` by closing before accepting, and closes with 4000 when told `bye`.
-
-# %%
-async def shouter(scope, receive, send):
-    assert (await receive())["type"] == "websocket.connect"
-    if scope["path"] != "/ws":
-        return await send({"type": "websocket.close", "code": 4404})
-    chosen = "shout" if "shout" in scope["subprotocols"] else None
-    await send({"type": "websocket.accept", "subprotocol": chosen})
-    while (message := await receive())["type"] == "websocket.receive":
-        if message.get("text") == "bye":
-            return await send({"type": "websocket.close", "code": 4000, "reason": "you said bye"})
-        if message.get("text") is not None:
-            await send({"type": "websocket.send", "text": message["text"].upper()})
-        else:
-            await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
-
-# %% [markdown]
-# A conversation: a subprotocol agreed, a text frame, a binary frame, JSON (which goes as
-# text and comes back in capitals), and then the app's close:
+# The whole conversation through `websocket_connect`: a subprotocol agreed, a text frame,
+# a binary frame, JSON (which goes as text and comes back in capitals), and then the
+# app's close:
 
 # %%
 client = TestClient(shouter)
@@ -2091,7 +2495,10 @@ except TimeoutError as error:
     print("TimeoutError:", error)
 
 # %% [markdown]
-# ## A test runner in 40 lines
+# ## A test runner in about 70 lines
+#
+# **On the map:** ⑤, the box on the left. The client is done; now something has to call
+# your tests and hand each one a client.
 #
 # pytest does three things a notebook can do too: it **collects** functions whose names
 # start with `test_`, it **injects fixtures** (a test that takes a `client` parameter gets
@@ -2099,9 +2506,7 @@ except TimeoutError as error:
 # that failed. Here is each, small.
 #
 # An outcome first. pytest tells a *failure* (an `assert` was false) from an *error*
-# (anything else went wrong); so does `TestResult`. pytest rewrites `assert` statements to
-# show the values; without that, the next best thing for a bare `assert` is the line of
-# source that failed, which `traceback` can find.
+# (anything else went wrong); so does `TestResult`. Its `repr` is one line of the report.
 
 # %%
 #| export
@@ -2117,7 +2522,20 @@ class TestResult:
         line = f"{self.outcome.upper():<7} {self.name}"
         return line + (f"\n        {self.message}" if self.message else "")
 
+# %% [markdown]
+# Two of them, to see the layout: the outcome in capitals, the name, and the message
+# indented under it:
 
+# %%
+print(TestResult("test_ok", "passed"))
+print(TestResult("test_broken", "failed", "expected 200, got 404"))
+
+# %% [markdown]
+# `TestReport` holds the list. `ok` is what a check would assert on, and the last line
+# counts each outcome, the way pytest's summary line does.
+
+# %%
+#| export
 class TestReport:
     """What ``run_tests`` found: one TestResult per test, and a one-line tally."""
 
@@ -2137,13 +2555,41 @@ class TestReport:
     def __repr__(self) -> str:
         return "\n".join([*map(repr, self.results), f"== {self.tally() or 'no tests'} =="])
 
+# %% [markdown]
+# `describe_failure` writes the message. pytest rewrites `assert` statements to show the
+# values on each side; without that, the next best thing for a bare `assert` is the line
+# of source that failed, which `traceback` can find. An `assert` with a message shows the
+# message, and any other exception shows its type.
 
+# %%
+#| export
 def describe_failure(error: BaseException) -> str:
     """An assert's message, or for a bare assert the line that failed; else Type: text."""
     if isinstance(error, AssertionError):
         line = traceback.extract_tb(error.__traceback__)[-1].line
         return str(error) or f"assert failed: {line}"
     return f"{type(error).__name__}: {error}"
+
+# %% [markdown]
+# A report built by hand from three outcomes, one of each kind, with messages written by
+# `describe_failure` from real exceptions:
+
+# %%
+def bare_assert():
+    assert 1 + 1 == 3
+
+def missing_key():
+    return {}["missing"]
+
+def describe(function):
+    try:
+        function()
+    except Exception as error:
+        return describe_failure(error)
+
+TestReport([TestResult("test_a", "passed"),
+            TestResult("test_b", "failed", describe(bare_assert)),
+            TestResult("test_c", "error", describe(missing_key))])
 
 # %% [markdown]
 # Fixtures. A fixture is a function named like the parameter it fills. It may ask for
@@ -2174,6 +2620,23 @@ def _teardown(generator) -> None:
     """Run a yield fixture to its end: the code after ``yield`` is its teardown."""
     for _ in generator:
         raise RuntimeError("a fixture must yield exactly once")
+
+# %% [markdown]
+# A fixture that yields, and one that asks for it. Watch the order of the lines: setup,
+# then the test, then the teardown when the `ExitStack` closes:
+
+# %%
+def numbers():
+    print("setup: make the list")
+    yield [1, 2, 3]
+    print("teardown: throw it away")
+
+def total(numbers):
+    return sum(numbers)
+
+fixtures = {"numbers": numbers, "total": total}
+with ExitStack() as stack:
+    print("the test sees", call_with_fixtures(lambda total: total, fixtures, stack, {}))
 
 # %% [markdown]
 # And the runner. It walks a namespace (in a notebook, `globals()`) in definition order,
@@ -2279,6 +2742,9 @@ run_tests({"test_wrong_greeting": wrong_greeting, "test_wrong_status": wrong_sta
 
 # %% [markdown]
 # ## The same tests over a real socket
+#
+# **On the map:** the fork in `open_stream` gets a third branch. `SocketClient` keeps ① and
+# ④ and replaces the in-process middle with a real server and a real socket.
 #
 # The tests only ever call `client.get`, `client.post`, `client.head`, `client.cookies`.
 # Any object with those can run them. `SocketClient` is a `BaseClient` whose
@@ -2390,6 +2856,21 @@ sorted(name for name in globals() if name.startswith("test_"))
 
 # %% [markdown]
 # ## Summary
+#
+# The map from the start, every part built, with the socket branch added at the end:
+#
+# ```mermaid
+# flowchart LR
+#     X["⑤ run_tests + fixtures"] --> T["test_* functions"]
+#     T --> B["① BaseClient + CookieJar"]
+#     B --> O{"open_stream"}
+#     O -- "TestClient, WSGI" --> W["② WSGIExchange"]
+#     O -- "TestClient, ASGI" --> P["③ Portal: ASGIExchange,<br/>Lifespan, WebSocketSession"]
+#     O -- "SocketClient" --> S["a real server<br/>(chapter 06 or 13)"]
+#     W --> R["④ StreamingResponse"]
+#     P --> R
+#     S --> R
+# ```
 #
 # - A test client is a server's half of the spec played from a function call, plus a
 #   client's half: `TestClient(app).get("/")` builds an environ or a scope, calls the app,

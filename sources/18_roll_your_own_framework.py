@@ -36,29 +36,48 @@
 # ## What a framework adds
 #
 # Chapter 12 wrote ASGI apps by hand: one function that looks at `scope["path"]`, reads
-# `receive()` in a loop and calls `send()` twice. That works, and it does not scale to
-# forty endpoints. A framework is the code that every such app repeats, written once:
+# `receive()` in a loop and calls `send()` twice. That works for one endpoint. With forty,
+# you would copy the same twenty lines forty times: parse the query, check the content
+# type, read the body within a limit, turn a mistake into a 400, add `Content-Length`.
+# A framework is that repeated code, written once, so that each endpoint shrinks to the
+# few lines that are really about *your* app.
+#
+# Think of a request going down through `bare` and the response coming back up. Each
+# layer is a piece you already wrote; the label says in which chapter:
 #
 # ```mermaid
-# flowchart LR
-#     S["server"] --> M1["middleware 1"] --> M2["middleware 2"] --> C["bare core"]
-#     C -- "lifespan" --> L["startup / shutdown hooks"]
-#     C -- "http" --> R["router"] --> H["handler(request)"] --> V["Response"]
-#     C -- "websocket" --> R2["router"] --> W["handler(websocket)"]
+# flowchart TB
+#     S["a server: barelab, ch 13+15's WebSocketASGIServer, or uvicorn"]
+#     S --> MW["middleware stack, outermost first: compose (ch 07), RequestID... (ch 16)"]
+#     MW --> C["Bare.core: which kind of scope? (ch 11)"]
+#     C -- "lifespan" --> L["run_lifespan around hooks and lifespan= (ch 14)"]
+#     C -- "http / websocket" --> R["router: Route, Mount, converters, unreachable routes (ch 08)"]
+#     R --> RQ["Request / WebSocket: query, headers, cookies, forms (ch 09), body and JSON (ch 12)"]
+#     RQ --> H["your handler: async def handler(request)"]
+#     H --> RS["Response: reason phrases, safe header lines (ch 02), Set-Cookie (ch 09), streaming (ch 12)"]
+#     RS --> E["error rules: HTTPException to 4xx, anything else to a bare 500 (new here)"]
 # ```
 #
-# Each box comes from an earlier chapter. This table is the map of the chapter:
+# The same map as a table, with the module each piece is imported from. You will see
+# each one click into place in the section named on the right:
 #
-# | part of `bare` | built from | chapter |
-# | --- | --- | --- |
-# | route templates `{id:int}`, converters, unreachable-route checks | `barelab.built.routing` | 08 |
-# | query strings, forms, multipart uploads, cookies, `Set-Cookie` | `barelab.built.http_objects` | 09 |
-# | reading a body within a limit, JSON with clear errors, streaming | `barelab.built.asgi_basics` | 12 |
-# | the lifespan protocol around an async context manager | `barelab.built.app_lifespan` | 14 |
-# | composing middleware, outermost first | `barelab.built.wsgi_middleware.compose` | 07, 16 |
+# | part of `bare` | imported from | chapter | used in |
+# | --- | --- | --- | --- |
+# | reason phrases, the header-line check that stops CR LF injection | `barelab.built.http_wire` | 02 | The response |
+# | composing middleware, outermost first | `barelab.built.wsgi_middleware.compose` | 07 | The `Bare` app |
+# | route templates `{id:int}`, converters, mounts, unreachable-route checks | `barelab.built.routing` | 08 | Adding routes |
+# | query strings, forms, multipart uploads, cookies, `Set-Cookie` | `barelab.built.http_objects` | 09 | The request, the response |
+# | reading a body within a limit, JSON with clear errors, streaming | `barelab.built.asgi_basics` | 12 | The body, streaming |
+# | the lifespan protocol around an async context manager | `barelab.built.app_lifespan` | 14 | Lifespan |
+#
+# Three more chapters are *around* `bare` rather than inside it: the demo runs on chapter
+# 13's server with chapter 15's WebSocket upgrade, it uses chapter 16's `RequestID`
+# middleware, and it is tested with chapter 17's `TestClient`.
 #
 # What is new here is the glue: objects that speak ASGI on one side and plain Python on the
-# other, and the rules for when something goes wrong.
+# other, and the rules for what happens when something goes wrong. The chapter builds it
+# bottom-up: errors, then the request, then the response, then the `Bare` object that ties
+# them together, then a real app served three ways.
 
 # %% [markdown]
 # Everything below that is marked `#| export` is written to `barelab/built/bare.py`. The
@@ -68,8 +87,9 @@
 #| default_exp bare
 
 # %% [markdown]
-# The module opens with a comment on its design and its imports. Look at the imports: only
-# six `from barelab.built...` lines bring in the work of six earlier chapters.
+# The module opens with a comment on its design, the same story as the diagram in a few
+# lines, and the standard library it needs. Nothing here is third-party: `bare` runs on
+# Python and the course's own code.
 
 # %%
 #| export
@@ -86,14 +106,20 @@ from contextlib import asynccontextmanager
 from functools import cached_property
 from wsgiref.util import is_hop_by_hop
 
-from barelab.built.app_lifespan import run_lifespan
-from barelab.built.asgi_basics import RequestAborted, parse_json, read_body, stream
-from barelab.built.http_objects import (Headers, MultiDict, delete_cookie, parse_cookie_header,
-                                        parse_multipart, parse_options, parse_urlencoded,
-                                        set_cookie)
-from barelab.built.http_wire import format_field, reason_phrase
-from barelab.built.routing import Mount, Route, unreachable_reason
-from barelab.built.wsgi_middleware import compose
+# %% [markdown]
+# Now the imports that matter. Six lines bring in the work of six earlier chapters; read
+# the comment above each one and you have the table from the top of the chapter again.
+
+# %%
+#| export
+from barelab.built.http_wire import format_field, reason_phrase           # chapter 02
+from barelab.built.wsgi_middleware import compose                          # chapter 07
+from barelab.built.routing import Mount, Route, unreachable_reason         # chapter 08
+from barelab.built.http_objects import (Headers, MultiDict, delete_cookie,  # chapter 09
+                                        parse_cookie_header, parse_multipart, parse_options,
+                                        parse_urlencoded, set_cookie)
+from barelab.built.asgi_basics import RequestAborted, parse_json, read_body, stream  # 12
+from barelab.built.app_lifespan import run_lifespan                        # chapter 14
 
 # %% [markdown]
 # ## Errors first
@@ -103,6 +129,10 @@ from barelab.built.wsgi_middleware import compose
 # status and a detail for the client, anywhere below the handler, and the framework turns
 # it into a response. Only 4xx and 5xx are errors; a redirect is a response, not an
 # exception, so `HTTPException(302)` is refused.
+#
+# If you have used FastAPI, this is its `HTTPException`, and in Flask it is `abort(404)`.
+# Here you see what is inside: a status, a detail, optional headers, and a check. The
+# default detail comes from chapter 02's `reason_phrase`, the table of standard phrases.
 
 # %%
 #| export
@@ -118,7 +148,8 @@ class HTTPException(Exception):
         super().__init__(f"{status} {reason_phrase(status)}: {self.detail}")
 
 # %% [markdown]
-# The detail defaults to the reason phrase. Here are two, and one mistake:
+# Make two, and then make the mistake. Look at the second line: with no detail, the
+# reason phrase is used twice, once as the phrase and once as the detail.
 
 # %%
 print(repr(HTTPException(404, "no note 7")), HTTPException(503), sep="\n")
@@ -128,6 +159,10 @@ except ValueError as error:
     print("ValueError:", error)
 
 # %% [markdown]
+# The `ValueError` comes at once, in the line that made the mistake, rather than later as a
+# strange response. That is a pattern you will see all through `bare`: check when an object
+# is *made*, so the traceback points at your code.
+#
 # The parsers from earlier chapters raise their own errors: chapter 02's and 12's carry
 # `.status` and `.message`, chapter 09's `.status` and `.detail`. `bare` turns each into an
 # `HTTPException`, so a handler only ever has one kind to catch.
@@ -140,7 +175,8 @@ def as_http_exception(error: Exception) -> HTTPException:
     return HTTPException(error.status, detail, getattr(error, "headers", ()))
 
 # %% [markdown]
-# For example, chapter 12's `parse_json` refusing a body:
+# For example, chapter 12's `parse_json` refusing a body with a trailing comma. Its error
+# class is `BadRequest`; on the right of the arrow is what `bare` makes of it:
 
 # %%
 from barelab.built.asgi_basics import parse_json as chapter12_parse_json
@@ -151,12 +187,20 @@ except Exception as error:
     print(type(error).__name__, "->", repr(as_http_exception(error)))
 
 # %% [markdown]
+# The status (400) and the parser's own words survive the trip. That message says *where*
+# the JSON broke (line 1, column 15), which is what a client needs to fix it.
+
+# %% [markdown]
 # ## State: a dict you can dot into
 #
 # Lifespan state (chapter 14) is a plain dict in `scope["state"]`. Handlers read it a lot,
 # and `request.state.notes` reads better than `request.scope["state"]["notes"]`. `State`
 # gives attribute access to a dict it **shares**: it never copies it, so writing
 # `state.db = ...` writes into the very dict the server keeps.
+#
+# Two details to look for in the class. It uses `object.__setattr__` in `__init__`,
+# because its own `__setattr__` sends every attribute into the dict, `_data` included. And
+# a missing name raises `AttributeError` (not `KeyError`), listing what *is* there.
 
 # %%
 #| export
@@ -180,7 +224,8 @@ class State:
         return f"State({', '.join(sorted(self._data))})"
 
 # %% [markdown]
-# Writing through the `State` changes the dict; a name that is not there says what is:
+# Wrap a dict, write one attribute through the `State`, then print the dict itself. Then
+# ask for a name that is not there:
 
 # %%
 shared = {"notes": {}}
@@ -193,6 +238,10 @@ except AttributeError as error:
     print("AttributeError:", error)
 
 # %% [markdown]
+# `visits` is in `shared`: the `State` holds no data of its own. That matters later, when
+# a startup hook writes `state.db = ...` and a request reads it back.
+
+# %% [markdown]
 # ## The request
 #
 # An http scope and a websocket scope have most things in common: a path, a query string,
@@ -200,7 +249,10 @@ except AttributeError as error:
 # everything that only *reads the scope*, parsed with chapter 09's functions.
 #
 # First the URL the client asked for. An ASGI scope has no ready-made URL; it is rebuilt
-# from the scheme, the `Host` header and the path as it was sent (`raw_path`).
+# from the scheme, the `Host` header and the path as it was sent (`raw_path`). Why
+# `raw_path` and not `path`? The server has already percent-decoded `path`, so `/a%20b`
+# arrives as `/a b`; the URL should show what the client really sent. When there is no
+# `Host` header (HTTP/1.0 clients may omit it), the server's own address stands in.
 
 # %%
 #| export
@@ -234,10 +286,16 @@ def _state(self) -> State:
     return State(self.scope.setdefault("state", {}))
 
 # %% [markdown]
-# Now the base class. Every property parses on first use, at most once. Two details to
-# look for: several `Cookie` lines are joined with `"; "` before parsing (HTTP/2 clients
-# split them, RFC 9113 §8.2.3), and `app_state` is the app's own `State`, which lives as
-# long as the `Bare` object does.
+# Now the base class. It is short because it only *reads* the scope, and the reading is
+# done by chapter 09's functions. The properties are written as one-liners:
+# `property(lambda self: ...)` is the same as a `@property` method with that body, and
+# `cached_property` computes the value on first use and then stores it on the object, so
+# the headers are parsed at most once however often a handler asks.
+#
+# Two details to look for: several `Cookie` lines are joined with `"; "` before parsing
+# (HTTP/2 clients may split one cookie header into several, RFC 9113 §8.2.3), and
+# `app_state` is the app's own `State`, which lives as long as the `Bare` object does,
+# while `state` is this request's lifespan state.
 
 # %%
 #| export
@@ -261,8 +319,9 @@ class Connection:
         "; ".join(self.headers.getall("cookie"))))
 
 # %% [markdown]
-# A scope written by hand is enough to try it. This one is what a server would build for
-# `GET /notes?tag=a&tag=b` with two cookies:
+# A scope written by hand is enough to try it; no server is needed to read a dict. This
+# one is what a server would build for `GET /notes?tag=a&tag=b` with two cookies. The
+# three values printed on the second line are a query parameter, a cookie and a header:
 
 # %%
 scope = {"type": "http", "method": "GET", "path": "/notes", "raw_path": b"/notes",
@@ -275,7 +334,12 @@ print(connection.query.getall("tag"), connection.cookies["theme"],
 
 # %% [markdown]
 # `query.getall` keeps both `tag` values, and `headers["Host"]` ignores case: these are
-# chapter 09's `MultiDict` and `Headers`. And the 400 for a query that is not UTF-8:
+# chapter 09's `MultiDict` and `Headers`, doing the same job here as in chapter 09's WSGI
+# `Request`. Only the source of the data changed: an ASGI scope instead of a WSGI environ.
+#
+# Now break it. `%E9` is `é` in Latin-1, not UTF-8, so the query cannot be decoded. The
+# error must be a 400 (the client's fault), not a `UnicodeDecodeError` (which would be a
+# 500, a bug of ours):
 
 # %%
 try:
@@ -291,6 +355,9 @@ except HTTPException as error:
 # `Content-Length` that is not a number is a 400, and one over the limit is a **413**
 # without reading a byte. Then chapter 12's `read_body` counts the chunks that really
 # arrive, in case the client lied or sent no length at all.
+#
+# First the class itself: the constructor only stores the limit and an empty slot for the
+# body. The `method` and `content_type` properties follow the pattern of `Connection`.
 
 # %%
 #| export
@@ -310,6 +377,13 @@ class Request(Connection):
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path}>"
+
+# %% [markdown]
+# Then `body`, written as a function and attached to the class afterwards
+# (`Request.body = body`), so that it gets a cell of its own. Read it top to bottom: the
+# cached body is returned at once; otherwise the two guards; then the reading. A client
+# that hangs up halfway (`RequestAborted`) is passed on unchanged: it is not an HTTP
+# error, since there is nobody left to send a 400 to.
 
 # %%
 #| export
@@ -334,8 +408,8 @@ Request.body = body
 
 # %% [markdown]
 # To try it without a server, a `receive` that hands out a list of messages is enough.
-# `await` works at the top level of a notebook cell. Nothing here serves anything, so it
-# may run on the kernel's own loop.
+# `receive_from` makes one: each chunk becomes an `http.request` message, and every one but
+# the last says `more_body: True`, as a server does for a body that arrives in pieces.
 
 # %%
 def receive_from(*chunks):
@@ -345,6 +419,11 @@ def receive_from(*chunks):
         return messages.pop(0)
     return receive
 
+# %% [markdown]
+# `await` works at the top level of a notebook cell, so you can call `body()` directly.
+# Nothing here serves anything, so it may run on the kernel's own loop. Call it twice:
+
+# %%
 post = {**scope, "method": "POST", "headers": [(b"content-type", b"application/json")]}
 request = Request(post, receive_from(b'{"text": ', b'"hello"}'), max_body=64)
 await request.body(), await request.body()
@@ -352,7 +431,7 @@ await request.body(), await request.body()
 # %% [markdown]
 # Two chunks joined, and the second call returns the same bytes without calling
 # `receive()` again. Now over the limit, with no `Content-Length` to warn us, so the 413
-# comes from counting:
+# comes from counting. The limit is 64 bytes; the two chunks are 80:
 
 # %%
 try:
@@ -361,11 +440,16 @@ except HTTPException as error:
     print(repr(error))
 
 # %% [markdown]
+# The detail gives the limit, and nothing was kept: a client that sends 10 GB gets the same
+# short answer after 64 bytes, instead of filling the server's memory first.
+#
 # ### JSON and forms
 #
-# `json()` checks the content type (415 otherwise) and hands the body to chapter 12's
-# `parse_json`, which says *where* the JSON is broken. The message never contains a
-# traceback, only the parser's own words.
+# `json()` checks the content type first: a body that does not *say* it is JSON is a
+# **415 Unsupported Media Type**, even if it happens to parse. Types like
+# `application/problem+json` count as JSON too (the `+json` suffix). Then it hands the
+# body to chapter 12's `parse_json`, which says *where* the JSON is broken. The message
+# never contains a traceback, only the parser's own words.
 
 # %%
 #| export
@@ -384,7 +468,8 @@ async def request_json(self):
 Request.json = request_json
 
 # %% [markdown]
-# A trailing comma is the most common JSON mistake. Look at the detail a client gets:
+# A trailing comma is the most common JSON mistake (JavaScript allows it, JSON does not).
+# Look at the detail a client gets:
 
 # %%
 try:
@@ -393,6 +478,9 @@ except HTTPException as error:
     print(error.status, error.detail)
 
 # %% [markdown]
+# The same words as the `BadRequest` earlier: `Request.json` added the content-type check
+# and the conversion to `HTTPException`, nothing else.
+#
 # `form()` accepts both kinds of HTML form body. A urlencoded body goes to chapter 09's
 # `parse_urlencoded`; a multipart one to `parse_multipart`, which returns text fields and
 # uploaded files apart. `form()` puts them in one `MultiDict`: fields first, then files
@@ -418,7 +506,10 @@ async def form(self) -> MultiDict:
 Request.form = form
 
 # %% [markdown]
-# A multipart body with one field and one file, built by hand so you can see its shape:
+# The boundary (`XyZ` below) comes from the `Content-Type` header, which is why `form()`
+# reads the header's parameters with `parse_options`. Here is a multipart body with one
+# field and one file, built by hand so you can see its shape: each part starts with
+# `--XyZ`, and the last boundary ends with `--`.
 
 # %%
 multipart = (b"--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHoliday\r\n"
@@ -429,6 +520,10 @@ upload = {**scope, "method": "POST",
 await Request(upload, receive_from(multipart)).form()
 
 # %% [markdown]
+# One `MultiDict`: `title` is a plain `str`, `photo` an `UploadedFile` that knows its file
+# name and type. A handler reads both with `form["title"]` and `form["photo"]`.
+
+# %% [markdown]
 # ## The response
 #
 # A `Response` holds a status, a list of header pairs and a body. It is also an **ASGI app**
@@ -437,11 +532,13 @@ await Request(upload, receive_from(multipart)).form()
 # only calls it.
 #
 # Subclasses change two things: `media_type`, the default `Content-Type`, and `render`,
-# which turns the content into bytes.
+# which turns the content into bytes. The first cell has only those two and two small
+# helpers: `header(name)` finds a header whatever its case, and `__repr__` shows the
+# status with chapter 02's reason phrase.
 
 # %%
 #| export
-BODYLESS = frozenset({204, 304})       # RFC 9110 §6.4.1: no content, no Content-Length
+BODYLESS = frozenset({204, 304})       # no content (RFC 9110 §6.4.1), so no Content-Length
 
 
 class Response:
@@ -466,7 +563,8 @@ class Response:
 # %% [markdown]
 # The constructor refuses the two classic mistakes at once, where the stack trace points at
 # the handler that made them: a status that is not a final one, and a body on a `204` or
-# `304`. It adds `Content-Type` only to responses that have a body.
+# `304`. It adds `Content-Type` only to responses that have a body. Headers may be given as
+# a dict or as a list of pairs; a list is the only way to repeat a name.
 
 # %%
 #| export
@@ -507,6 +605,12 @@ def add_header(self, name: str, value: str) -> None:
     format_field(name, value)           # ValueError for a bad name, CR, LF or other controls
     self.headers.append((name, value))
 
+# %% [markdown]
+# `set_header` replaces instead of appending, for the headers that must appear once, like
+# `Location`. It goes through `add_header` too, so it gets the same checks.
+
+# %%
+#| export
 def set_header(self, name: str, value: str) -> None:
     """Replace every line of header ``name`` with this one."""
     self.headers = [(n, v) for n, v in self.headers if n.lower() != name.lower()]
@@ -516,8 +620,13 @@ Response.add_header, Response.set_header = add_header, set_header
 Response.set_cookie, Response.delete_cookie = set_cookie, delete_cookie     # chapter 09's
 
 # %% [markdown]
-# The last line reuses chapter 09's `set_cookie` and `delete_cookie` as they are: they
-# only need `self.add_header`, which `Response` now has. Break the rules on purpose:
+# The last line is a piece clicking into place: chapter 09's `set_cookie` and
+# `delete_cookie` are attached to `Response` as they are. They were written to need only
+# a `self.add_header`, and `Response` now has one.
+#
+# Break the rules on purpose. Four mistakes, one per line of output: a body on a 204, a
+# line break in a header value, a header the server owns, and a body that is not text or
+# bytes.
 
 # %%
 for attempt in (lambda: Response("gone", status=204),
@@ -530,8 +639,10 @@ for attempt in (lambda: Response("gone", status=204),
         print(f"{type(error).__name__}: {error}")
 
 # %% [markdown]
-# The second one is a *header injection*: a value with CR LF in it would have added a
-# `Set-Cookie` line of the attacker's choosing. It never reaches the wire.
+# The second one is a *header injection*: if that value came from user input (a name in a
+# form, say), the CR LF in it would have ended the header line, and the rest would arrive
+# as a `Set-Cookie` line of the attacker's choosing. Chapter 02's `format_field` refuses
+# it, and it never reaches the wire.
 #
 # ### Sending it
 #
@@ -539,6 +650,9 @@ for attempt in (lambda: Response("gone", status=204),
 # is dropped for `HEAD` (RFC 9110 §9.3.2: the same head as `GET`, no content) and for
 # `204`/`304`. `bare` does this itself instead of trusting the server: chapter 12 showed
 # barelab and uvicorn drop a `HEAD` body, but the ASGI spec does not require them to.
+#
+# `encode_headers` does the last conversion: the `(str, str)` pairs a handler works with
+# become the lowercase `(bytes, bytes)` pairs of an ASGI message (chapter 11).
 
 # %%
 #| export
@@ -560,8 +674,9 @@ async def send_response(self, scope, receive, send) -> None:
 Response.__call__ = send_response
 
 # %% [markdown]
-# Because a response is an ASGI app, `barelab.call_asgi` can call it directly and show
-# every message. Here is a `GET`, with two cookies:
+# Because a response is an ASGI app, `barelab.call_asgi` (chapter 12's in-process caller)
+# can call it directly and show every message. Here is a `GET`, with two cookies. Look at
+# the order of the headers: `content-length` comes last, added by `__call__`:
 
 # %%
 import barelab
@@ -572,28 +687,36 @@ hello.set_cookie("theme", "dark")
 barelab.call_asgi(hello)
 
 # %% [markdown]
-# Two `set-cookie` lines, each with its own attributes: a cookie per line is the only
-# form RFC 6265 §3 allows, because a comma may appear inside a cookie's `Expires` date, so
-# the lines can never be joined. And the same response for `HEAD`:
+# Two `set-cookie` lines, each with its own attributes, and chapter 09's defaults
+# (`Path=/; SameSite=Lax`) filled in. One cookie per line is what RFC 6265 §3 asks: servers
+# should not fold several `Set-Cookie` fields into one, because a comma may appear inside a
+# cookie's `Expires` date, so a joined line could not be split again.
+#
+# The same response object, asked for with `HEAD`. Print the last header and the body:
 
 # %%
 head_call = barelab.call_asgi(hello, "HEAD")
 head_call.headers[-1], head_call.body
 
 # %% [markdown]
-# `content-length: 7`, the length a `GET` would get, and an empty body. Finally a `204`:
-# no `content-type`, no `content-length` (RFC 9110 §8.6: a server MUST NOT send one in a
-# 204), no body.
+# `content-length: 7`, the length a `GET` would get, and an empty body: exactly what RFC
+# 9110 §9.3.2 asks of `HEAD`. Finally a `204`. Expect no `content-type` (there is no
+# content to describe), no `content-length` (RFC 9110 §8.6: a server MUST NOT send one in a
+# 204), and an empty body:
 
 # %%
 barelab.call_asgi(Response(status=204)).sent
+
+# %% [markdown]
+# An empty header list. The `body` message is still sent, empty: ASGI needs it to know the
+# response is complete, and the server puts no bytes on the wire for it.
 
 # %% [markdown]
 # ### JSON, HTML and redirects
 #
 # Three small subclasses. `JSONResponse` renders with `ensure_ascii=False` (UTF-8 text,
 # RFC 8259 §8.1) and `allow_nan=False`, because `NaN` is not JSON and a browser's
-# `JSON.parse` would choke on it.
+# `JSON.parse` would choke on it. `HTMLResponse` changes only the media type.
 
 # %%
 #| export
@@ -611,7 +734,14 @@ class HTMLResponse(Response):
 
     media_type = "text/html; charset=utf-8"
 
+# %% [markdown]
+# A redirect is a response with a `Location` header and a 3xx status. Which 3xx? `303`
+# after a `POST` ("go and GET this"), `307` or `308` to repeat the same method elsewhere,
+# `301` or `302` for a plain move. Any other status is refused. The short text body is
+# for clients that do not follow redirects, like `curl` without `-L`.
 
+# %%
+#| export
 class RedirectResponse(Response):
     """Send the client to ``url``: 302 by default; 303 after a POST; 307/308 keep the method."""
 
@@ -623,12 +753,17 @@ class RedirectResponse(Response):
 
 # %% [markdown]
 # The `location` value goes through `add_header` too, so a URL with a line break in it is
-# refused like any other header. A quick look at all three:
+# refused like any other header. A quick look at all three. Watch the JSON body: `é` is
+# two bytes of UTF-8 (`\xc3\xa9`), not the six characters `\u00e9`:
 
 # %%
 for response in (JSONResponse({"note": "café"}, status=201), HTMLResponse("<h1>Hi</h1>"),
                  RedirectResponse("/notes/1", 303)):
     print(response, response.headers, response.body)
+
+# %% [markdown]
+# The redirect has a `content-type` and a `location`: two headers from two places, the
+# class default and `set_header`.
 
 # %% [markdown]
 # ### Streaming, and noticing the client has gone
@@ -638,6 +773,9 @@ for response in (JSONResponse({"note": "café"}, status=201), HTMLResponse("<h1>
 # listening for `http.disconnect`: as soon as the client goes away, the generator is closed
 # (its `finally` runs) instead of producing into the void forever. For `HEAD` the generator
 # is never started at all.
+#
+# The constructor only checks that it got an async iterable. A list or a plain generator
+# is refused with a `TypeError` that says what to pass instead.
 
 # %%
 #| export
@@ -654,8 +792,7 @@ class StreamingResponse(Response):
 
 # %% [markdown]
 # `chunks` encodes `str` items as UTF-8 and makes sure the source is closed however the
-# loop ends. `__call__` hands them to `stream` with the headers, minus `content-type`,
-# which `stream` adds itself.
+# loop ends: normally, by an error, or because nobody reads any more.
 
 # %%
 #| export
@@ -667,7 +804,13 @@ async def _chunks(self):
         if hasattr(self.content, "aclose"):
             await self.content.aclose()
 
+# %% [markdown]
+# `__call__` has two paths. For `HEAD` or a bodyless status, close the generator unstarted
+# and send an ordinary empty response. Otherwise hand the chunks to chapter 12's `stream`
+# with the headers, minus `content-type`, which `stream` adds itself.
 
+# %%
+#| export
 async def _send_stream(self, scope, receive, send) -> None:
     if scope.get("method") == "HEAD" or self.status in BODYLESS:
         if hasattr(self.content, "aclose"):
@@ -680,9 +823,8 @@ async def _send_stream(self, scope, receive, send) -> None:
 StreamingResponse.chunks, StreamingResponse.__call__ = _chunks, _send_stream
 
 # %% [markdown]
-# A generator that never ends, and a client that leaves at once. The `receive_events`
-# argument tells `call_asgi` exactly what `receive()` returns: the request, then
-# `http.disconnect`. Watch the generator's `finally`:
+# Now a generator that never ends, and a client that leaves at once. The generator's
+# `finally` appends to the list `closed`, so you can see whether it ran:
 
 # %%
 import asyncio
@@ -699,6 +841,12 @@ async def ticks():
     finally:
         closed.append("the generator was closed")
 
+# %% [markdown]
+# The `receive_events` argument tells `call_asgi` exactly what `receive()` returns: the
+# request, then `http.disconnect`. Without the disconnect handling, this cell would never
+# finish.
+
+# %%
 left = [{"type": "http.request"}, {"type": "http.disconnect"}]
 call = barelab.call_asgi(StreamingResponse(ticks()), receive_events=left)
 print(closed, "| last message:", call.sent[-1]["type"], call.sent[-1].get("more_body"))
@@ -707,7 +855,8 @@ print(closed, "| last message:", call.sent[-1]["type"], call.sent[-1].get("more_
 # The call returned although the generator never ends, the `finally` ran, and the last
 # message still says `more_body: True`: no final empty body was sent, because nobody is
 # there to read it. A server that sees the app return in the middle of a chunked body
-# closes the connection, which is the right signal.
+# closes the connection, which is the right signal: a client that is still there learns
+# the body was cut short.
 
 # %% [markdown]
 # ## What a handler may return
@@ -715,7 +864,8 @@ print(closed, "| last message:", call.sent[-1]["type"], call.sent[-1].get("more_
 # Most handlers do not need to build a `Response`. `to_response` turns the usual return
 # values into one: `str` is text, `bytes` are `application/octet-stream`, a `dict` or `list`
 # is JSON, and `None` means "nothing to say": **204 No Content**. Anything else is a bug in
-# the handler, reported with its name so it is easy to find.
+# the handler, reported with its name so it is easy to find. This is the rule FastAPI and
+# Flask apply when your view returns a dict; here it is six `if`s.
 
 # %%
 #| export
@@ -736,6 +886,10 @@ def to_response(value, handler=None) -> Response:
     raise TypeError(f"{name} returned {type(value).__name__}; a handler returns a Response, "
                     "str, bytes, dict, list or None")
 
+# %% [markdown]
+# Each usual value, with the status and content type it becomes, then the mistake. (The
+# `handler=` argument names the culprit; `to_response` stands in for a handler here.)
+
 # %%
 for value in ("hi", b"\x00\x01", {"ok": True}, [1, 2], None):
     response = to_response(value)
@@ -746,12 +900,20 @@ except TypeError as error:
     print("TypeError:", error)
 
 # %% [markdown]
+# `None` became a 204 with no content type at all, as the constructor promised. And the
+# `TypeError` names the function, so in a log with forty endpoints you know where to look.
+
+# %% [markdown]
 # ## Error responses: JSON or text, never a traceback
 #
 # An `HTTPException` becomes a short response. Which format? An API client that sent
 # `Accept: application/json` should get JSON it can parse; `curl` and browsers (which send
 # `*/*` or `text/html`) get one line of text. `wants_json` ranks the two media types the
 # way RFC 9110 §12.5.1 says, quality values (`q=`) and wildcards included.
+#
+# An `Accept` value is a list like `text/html, application/*;q=0.8`: each entry is a media
+# range, optionally with a quality `q` from 0 to 1 (1 if absent). `_ranks` turns it into
+# a dict from range to quality. A `q` that is not a number between 0 and 1 counts as 0.
 
 # %%
 #| export
@@ -782,13 +944,20 @@ def wants_json(accept: str | None) -> bool:
         return ranks.get(kind, ranks.get(family, ranks.get("*/*", 0.0)))
     return rank("application/json") > rank("text/plain")
 
+# %% [markdown]
+# Six `Accept` values a client might send, from none at all to a family wildcard:
+
 # %%
 for accept in (None, "*/*", "application/json", "text/html,*/*;q=0.8",
                "text/plain;q=0.5, application/json", "application/*"):
     print(f"{accept!r:38} -> {'JSON' if wants_json(accept) else 'text'}")
 
 # %% [markdown]
-# A tie goes to text. Now the response itself: `status`, `error` and `detail` in JSON, or
+# A tie goes to text: `None` and `*/*` like both types equally, so `curl` and browsers get
+# text. `text/html,*/*;q=0.8` likes text/plain at 0.8 (through `*/*`) and JSON at 0.8 too:
+# another tie. `application/*` likes JSON and says nothing of text/plain, so JSON wins.
+#
+# Now the response itself: `status`, `error` and `detail` in JSON, or
 # one line of text, with the exception's headers (a 405's `Allow`, for example) either way.
 
 # %%
@@ -801,6 +970,9 @@ def error_response(error: HTTPException, accept: str | None = None) -> Response:
     text = f"{error.status} {reason_phrase(error.status)}: {error.detail}\n"
     return Response(text, error.status, error.headers)
 
+# %% [markdown]
+# One exception, rendered for a client that sent no `Accept`, then for one that wants JSON:
+
 # %%
 missing = HTTPException(404, "no note 7")
 print(error_response(missing).body)
@@ -812,7 +984,8 @@ print(error_response(missing, "application/json").body)
 # `500 Internal Server Error` and nothing more. The traceback is for the developer, and it
 # goes where developers look: `bare` re-raises the exception after sending the 500, and
 # every ASGI server logs an exception that escapes the app (barelab in `server.log`,
-# uvicorn on its terminal). Starlette does the same.
+# uvicorn on its terminal). Starlette does the same. You will see both sides of this
+# once `bare` can run a handler, in "A first `bare` app" below.
 
 # %% [markdown]
 # ## The `Bare` app
@@ -820,9 +993,9 @@ print(error_response(missing, "application/json").body)
 # Now the framework object. It keeps the routes in one list in the order they were added
 # (routes, WebSocket routes and mounts together: the first match wins, as in chapter 08),
 # the app's own `state`, the lifespan pieces, and the middleware stack. The stack is built
-# once, on the first call, with chapter 07's `compose`: `compose(core, A, B)` is `A(B(core))`, so the first
-# middleware in the list is the **outermost**, the first to see a request and the last to
-# see the response.
+# once, on the first call, with chapter 07's `compose`.
+#
+# The constructor only stores things. Each piece of state gets a comment saying who uses it.
 
 # %%
 #| export
@@ -844,13 +1017,30 @@ class Bare:
         self.startup_hooks, self.shutdown_hooks = [], []
         self.middleware, self.stack = list(middleware), None
 
-    async def __call__(self, scope, receive, send) -> None:
-        if self.stack is None:        # built on the first call, once every part exists
-            self.stack = compose(self.core, *self.middleware)
-        await self.stack(scope, receive, send)
-
     def __repr__(self) -> str:
         return "\n".join(["<Bare>", *(f"  {entry!r}" for entry in self.routes)])
+
+# %% [markdown]
+# Calling a `Bare` object is calling its middleware stack. Chapter 07's `compose(core, A, B)`
+# is `A(B(core))`, so the first middleware in the list is the **outermost**: the first to see
+# a request and the last to see the response. The stack is built on the first call rather
+# than in `__init__`: `core`, the innermost app, is attached a few cells below, and in this
+# notebook some `Bare` objects are made before that.
+
+# %%
+#| export
+async def _call_stack(self, scope, receive, send) -> None:
+    if self.stack is None:            # built on the first call, once every part exists
+        self.stack = compose(self.core, *self.middleware)
+    await self.stack(scope, receive, send)
+
+Bare.__call__ = _call_stack
+
+# %% [markdown]
+# An empty app shows its route table, which has nothing in it yet:
+
+# %%
+Bare()
 
 # %% [markdown]
 # ### Adding routes
@@ -861,6 +1051,10 @@ class Bare:
 # instead of a WSGI app. Two checks happen when a route is *added*, so that mistakes show
 # up when the program starts, never on a request: the handler must be an `async def`, and
 # the route must be reachable (chapter 08's `unreachable_reason`).
+#
+# Why insist on `async def`? A plain `def` handler would run on the event loop and block
+# every other request while it works; a framework that quietly accepted it would hide the
+# problem until the app was under load.
 
 # %%
 #| export
@@ -884,7 +1078,8 @@ def add_route(self, path: str, handler, methods=("GET",), name: str | None = Non
 # %% [markdown]
 # The decorators are thin layers over `add_route`. Each returns the handler unchanged, so
 # a handler stays a plain function you can call in a test. `GET` routes answer `HEAD` too:
-# chapter 08's `allowed_methods` adds it.
+# chapter 08's `allowed_methods` adds it. The five one-line shortcuts at the end are the
+# `@app.get(...)`, `@app.post(...)` you know from Flask and FastAPI.
 
 # %%
 #| export
@@ -903,8 +1098,10 @@ Bare.patch = lambda self, path, name=None: self.route(path, ["PATCH"], name)
 Bare.delete = lambda self, path, name=None: self.route(path, ["DELETE"], name)
 
 # %% [markdown]
-# WebSocket routes live in the same list, as a subclass of `Route` so the router can tell
-# them apart. A mount is chapter 08's `Mount`: a prefix and any ASGI app behind it.
+# WebSocket routes live in the same list, as a subclass of chapter 08's `Route` so the
+# router can tell them apart. The template, converters and matching are inherited
+# unchanged; only the `repr` differs, and the method is always `GET`, because a WebSocket
+# handshake is a `GET` request (RFC 6455 §4.1).
 
 # %%
 #| export
@@ -923,7 +1120,12 @@ def websocket_route(self, path: str, name: str | None = None):
         return handler
     return register
 
+# %% [markdown]
+# A mount is chapter 08's `Mount`: a prefix and any ASGI app behind it. Chapter 08 mounted
+# WSGI apps; the class does not care what the app is, so it mounts ASGI apps just as well.
 
+# %%
+#| export
 def mount(self, prefix: str, app) -> Mount:
     """Hand ``prefix`` and every path below it (http and websocket) to another ASGI app."""
     entry = Mount(prefix, app)
@@ -933,8 +1135,8 @@ def mount(self, prefix: str, app) -> Mount:
 Bare.websocket, Bare.mount = websocket_route, mount
 
 # %% [markdown]
-# The mistakes, made on purpose. A plain `def` handler, a converter that does not exist,
-# and a route hidden behind an earlier one:
+# Time to use them. Make an app `demo` with one route whose template has a typed
+# parameter. This app grows through the rest of the chapter:
 
 # %%
 demo = Bare()
@@ -943,6 +1145,14 @@ demo = Bare()
 async def one_note(request):
     return {"id": request.path_params["id"]}
 
+demo
+
+# %% [markdown]
+# `GET, HEAD`: the `HEAD` came for free. Now the mistakes, made on purpose: a plain `def`
+# handler, a converter that does not exist, and a route hidden behind an earlier one.
+# Each raises when the route is *added*:
+
+# %%
 def sync_handler(request):
     return "hi"
 
@@ -957,10 +1167,7 @@ for attempt in (lambda: demo.add_route("/sync", sync_handler),
 # %% [markdown]
 # The third one is worth reading: `/notes/7` matches `/notes/{id:int}`, which was declared
 # first, so the new route could never be reached. The fix is to declare the fixed path
-# first. Only the first route was added:
-
-# %%
-demo
+# first. None of the three was added: `demo` still has its one route.
 
 # %% [markdown]
 # ### Lifespan: hooks or a context manager
@@ -995,13 +1202,23 @@ Bare.on_startup, Bare.on_shutdown = on_startup, on_shutdown
 # made is yielded to `run_lifespan`, which **updates** `scope["state"]` with it, never
 # replaces it (chapter 14's trap).
 
+#
+# An app without `lifespan=` still needs *something* to enter, so `_no_lifespan` is a
+# context manager that yields nothing.
+
 # %%
 #| export
 @asynccontextmanager
 async def _no_lifespan():
     yield None
 
+# %% [markdown]
+# Now the combined one. Each hook gets a fresh `State` around the same `data` dict, so
+# whatever a hook sets lands in `data`. `yield data or None` yields `None` when nothing
+# was set: chapter 14's `run_lifespan` then leaves `scope["state"]` alone.
 
+# %%
+#| export
 @asynccontextmanager
 async def app_lifespan(app: "Bare"):
     """The lifespan= context manager (if any) around the hooks; yields the state they made."""
@@ -1021,7 +1238,9 @@ async def app_lifespan(app: "Bare"):
 #
 # The innermost app, below all middleware, looks at the scope type. `lifespan` goes to
 # `run_lifespan`, `http` and `websocket` to their handlers. A scope type `bare` does not
-# know is an error: that is how the ASGI spec says an app declines.
+# know is an error: that is how the ASGI spec says an app declines. This is chapter 11's
+# picture of an ASGI app, three kinds of scope behind one callable, now with real work
+# behind each branch.
 
 # %%
 #| export
@@ -1037,6 +1256,13 @@ async def core(self, scope, receive, send) -> None:
         raise RuntimeError(f"bare speaks http, websocket and lifespan, not {scope['type']!r}")
 
 Bare.core = core
+
+# %% [markdown]
+# The lifespan branch already works, because `run_lifespan` and `app_lifespan` exist. An
+# app with no hooks at all completes startup and shutdown:
+
+# %%
+[message["type"] for message in barelab.call_lifespan(Bare()).sent]
 
 # %% [markdown]
 # ### Finding the route
@@ -1057,10 +1283,21 @@ def route_path(scope: dict) -> str:
     return path
 
 # %% [markdown]
+# Three scopes: mounted at `/admin`, mounted but at the prefix itself, and not mounted:
+
+# %%
+[route_path({"path": p, "root_path": r})
+ for p, r in (("/admin/users", "/admin"), ("/admin", "/admin"), ("/users", ""))]
+
+# %% [markdown]
 # `find` walks the list once. A mount takes its prefix and everything below it, on a
 # segment boundary (`/admin` and `/admin/x`, never `/administrator`). A route of the other
 # kind is skipped. A route whose template matches but whose methods do not adds its
 # methods to `allowed`: that is how a 405 knows its `Allow` header.
+#
+# The result has three shapes, so read the docstring before the loop. The `:=` in the
+# last branch stores the match and tests it in one line: `params` is the dict of typed
+# parameters, or `None` when the template does not match.
 
 # %%
 #| export
@@ -1083,10 +1320,26 @@ def find(self, scope: dict):
 Bare.find = find
 
 # %% [markdown]
+# Ask `demo` about three requests: one that matches, one on the right path with the wrong
+# method, and one on no path at all.
+
+# %%
+for method, path in (("GET", "/notes/7"), ("DELETE", "/notes/7"), ("GET", "/nowhere")):
+    entry, found = demo.find({"type": "http", "method": method, "path": path})
+    shown = sorted(found) if isinstance(found, set) else found    # a set prints in any order
+    print(f"{method:6} {path:9} -> {entry}, {shown}")
+
+# %% [markdown]
+# A match gives the route and its parameters, `{'id': 7}`, already an `int`.
+# The wrong method gives no route but the methods that *would* work. Nothing at all gives
+# an empty list: that will be a 404.
+
+# %% [markdown]
 # When nothing takes the request, `refusal` says what to answer: 404 if no route has this
 # path; **405** with `Allow` if some route has it for other methods (RFC 9110 §15.5.6: the
 # `Allow` header is a MUST); and for `OPTIONS`, a 204 that lists the methods, which is
-# what the method is for (RFC 9110 §9.3.7).
+# what the method is for (RFC 9110 §9.3.7). It *returns* the exception rather than raising
+# it, so the caller decides; you will see why in `respond`.
 
 # %%
 #| export
@@ -1105,8 +1358,8 @@ def refusal(scope: dict, allowed: set):
 #
 # `handle_http` first protects `HEAD` once more: whatever app answers (a `bare` handler or
 # a mounted app that knows nothing about `HEAD`), every body byte is dropped on the way
-# out. Then a mount gets the scope with its prefix added to `root_path`; anything else
-# gets a `Request` with the matched `path_params`.
+# out. `without_body` is a *send wrapper*, the middleware trick of chapter 16: a function
+# that looks like `send`, changes the message, and passes it on.
 
 # %%
 #| export
@@ -1119,8 +1372,20 @@ def without_body(send):
     return send_head_only
 
 # %% [markdown]
+# Handing a scope to a mounted app is the same for http and websocket: add the mount's
+# prefix to `root_path`, so the mounted app's own router strips it (with `route_path`
+# above), and call the app with everything else unchanged.
+
+# %%
+#| export
+async def _call_mount(entry: Mount, scope, receive, send) -> None:
+    root = scope.get("root_path", "") + entry.prefix
+    await entry.app({**scope, "root_path": root}, receive, send)
+
+# %% [markdown]
 # Then the dispatch itself: find the entry, hand a mount its scope, or build the `Request`
-# and let `respond` (next) run the handler.
+# and let `respond` (next) run the handler. The `Request` gets the matched parameters in
+# its scope, which is where `request.path_params` reads them.
 
 # %%
 #| export
@@ -1129,8 +1394,7 @@ async def handle_http(self, scope, receive, send) -> None:
         send = without_body(send)
     entry, found = self.find(scope)
     if isinstance(entry, Mount):
-        root = scope.get("root_path", "") + entry.prefix
-        return await entry.app({**scope, "root_path": root}, receive, send)
+        return await _call_mount(entry, scope, receive, send)
     request = Request({**scope, "path_params": found or {}}, receive, self,
                       max_body=self.max_body)
     await self.respond(request, entry, found, send)
@@ -1146,6 +1410,9 @@ Bare.handle_http = handle_http
 # - any other exception before the start: send a generic 500, then re-raise for the log;
 # - any exception *after* the start: the status line is already out, so re-raise, and the
 #   server cuts the connection, which tells the client the response is incomplete.
+#
+# `watched` is another send wrapper. It sets a flag on itself the first time a message
+# goes through:
 
 # %%
 #| export
@@ -1157,14 +1424,33 @@ def watched(send):
     watching_send.started = False
     return watching_send
 
+# %% [markdown]
+# `_outcome` is the happy path: the refusal when no route matched, else the handler's
+# return value made into a `Response` by `to_response`. A refusal that is an
+# `HTTPException` is raised here, so that it goes through the same `except` as one raised
+# by a handler.
 
+# %%
+#| export
+async def _outcome(request: Request, route, found) -> Response:
+    if route is None:
+        outcome = refusal(request.scope, found)
+        if isinstance(outcome, HTTPException):
+            raise outcome
+        return outcome
+    return to_response(await route.app(request), route.app)
+
+# %% [markdown]
+# And `respond`, with one `except` per bullet above. Notice that the error responses are
+# sent with the plain `send`, and `raise` without an argument re-raises the exception being
+# handled, traceback and all.
+
+# %%
+#| export
 async def respond(self, request: Request, route, found, send) -> None:
     watching = watched(send)
     try:
-        outcome = refusal(request.scope, found) if route is None else \
-            to_response(await route.app(request), route.app)
-        if isinstance(outcome, HTTPException):
-            raise outcome
+        outcome = await _outcome(request, route, found)
         await outcome(request.scope, request.receive, watching)
     except HTTPException as error:
         if watching.started:
@@ -1185,9 +1471,9 @@ Bare.respond = respond
 # %% [markdown]
 # ## A first `bare` app, in-process
 #
-# Enough to try it. Three handlers on `demo` (which already has `/notes/{id:int}`): a
-# greeting that reads the query, one that fails, and one that returns something it should
-# not.
+# Every piece is in place: `demo` is a complete ASGI app. Add three handlers to it (it
+# already has `/notes/{id:int}`): a greeting that reads the query, one that fails, and one
+# that returns something it should not. The first request goes to the greeting.
 
 # %%
 @demo.get("/")
@@ -1205,8 +1491,9 @@ async def oops(request):
 barelab.call_asgi(demo, "GET", "/", query="name=Ada")
 
 # %% [markdown]
-# The typed parameter arrives as an `int` (chapter 08's converter), and a path that does
-# not fit the converter is not a match at all, so it is a 404:
+# Your handler was one line; `bare` parsed the query, made the text a response and added
+# both headers. The typed parameter arrives as an `int` (chapter 08's converter), and a
+# path that does not fit the converter is not a match at all, so it is a 404:
 
 # %%
 for path in ("/notes/7", "/notes/seven"):
@@ -1215,7 +1502,8 @@ for path in ("/notes/7", "/notes/seven"):
 
 # %% [markdown]
 # Now the bug. `call_asgi` re-raises an exception that escapes the app, as a server would
-# log it; `raise_errors=False` keeps it in `call.exception` so we can look at both sides:
+# log it; `raise_errors=False` keeps it in `call.exception` so you can look at both sides,
+# what the client got and what the log gets:
 
 # %%
 call = barelab.call_asgi(demo, "GET", "/crash", raise_errors=False)
@@ -1247,7 +1535,8 @@ for method, path in (("DELETE", "/notes/7"), ("OPTIONS", "/notes/7"), ("HEAD", "
 # %% [markdown]
 # `DELETE` is a 405 that lists what *is* allowed; `OPTIONS` answers the same list with a
 # 204; `HEAD` gets a 200 with no body (its `GET` handler ran, `without_body` and `Response`
-# dropped the bytes). Ask for JSON and the same 405 comes as JSON:
+# dropped the bytes). The path that does not exist has no `allow` at all. Ask for JSON and
+# the same 405 comes as JSON, the format an API client can parse:
 
 # %%
 barelab.call_asgi(demo, "DELETE", "/notes/7", headers=[("accept", "application/json")]).body
@@ -1256,7 +1545,9 @@ barelab.call_asgi(demo, "DELETE", "/notes/7", headers=[("accept", "application/j
 # ### Mounting another ASGI app
 #
 # A mount hands a whole subtree to another ASGI app: another `Bare`, a Starlette app, or a
-# hand-written one from chapter 12. This mounted app reports the two paths it sees:
+# hand-written one from chapter 12. This mounted app is a bare ASGI function that reports
+# the two paths it sees. It sends its answer with a `Response`, which works anywhere
+# because a response is an ASGI app:
 
 # %%
 async def where_am_i(scope, receive, send):
@@ -1268,8 +1559,9 @@ for path in ("/legacy", "/legacy/report", "/legacyx"):
     print(path, barelab.call_asgi(demo, "GET", path).text, end="")
 
 # %% [markdown]
-# `/legacyx` is not below `/legacy` (a segment boundary matters), so `bare` answered 404
-# itself with its own text.
+# Below the mount, `path` is the full path and `root_path` the prefix: the mounted app
+# would strip one from the other with `route_path`. `/legacyx` is not below `/legacy` (a
+# segment boundary matters), so `bare` answered 404 itself with its own text.
 
 # %% [markdown]
 # ## Middleware, outermost first
@@ -1278,8 +1570,8 @@ for path in ("/legacy", "/legacy/report", "/legacyx"):
 # app, returns an app. A class from chapter 16 is one; `functools.partial` adds options.
 # The order is the one you read: the first is the outermost.
 #
-# A tiny middleware that notes in a list when it sees a request go in and its response
-# start come out shows the order:
+# A tiny middleware shows the order. `Tracer` notes in a list when it sees a request go
+# in and when its response starts coming out; `name` tells two of them apart:
 
 # %%
 import functools
@@ -1297,6 +1589,9 @@ class Tracer:
                 trace.append(f"{self.name} out")
             await send(message)
         await self.app(scope, receive, traced_send)
+
+# %% [markdown]
+# Two tracers, `outer` listed first, around a handler that notes when it runs:
 
 # %%
 layered = Bare(middleware=[functools.partial(Tracer, name="outer"),
@@ -1330,7 +1625,9 @@ call = barelab.call_asgi(traced)
 print(call.body.decode(), dict(call.headers)["x-request-id"])
 
 # %% [markdown]
-# The ids are 32 hex digits, new on every run. Note where `bare`'s own error handling sits:
+# The same id twice: in the JSON body (the handler read `request.state`) and in the
+# `x-request-id` header (the middleware added it on the way out). The ids are 32 hex
+# digits, new on every run. Note where `bare`'s own error handling sits:
 # inside the middleware. A middleware always sees a proper response, even a 500, so an
 # access log in chapter 16's style logs the 500 instead of a missing response.
 
@@ -1357,15 +1654,16 @@ life = Bare(lifespan=database)
 @life.on_startup
 async def load_settings(state):
     state.greeting = "hello"
-    events.append(f"settings loaded, state has {sorted(state._data)}")
+    events.append(f"settings loaded into {state!r}")
 
 @life.on_shutdown
 async def goodbye(state):
     events.append("shutdown hook ran")
 
 # %% [markdown]
-# `barelab.call_lifespan` plays the server's part: `lifespan.startup`, then
-# `lifespan.shutdown`. The messages, then the order of events:
+# `barelab.call_lifespan` plays the server's part: it sends `lifespan.startup`, then
+# `lifespan.shutdown`, and keeps what the app answered. First the answers, then the list
+# of events in the order they happened:
 
 # %%
 life_call = barelab.call_lifespan(life)
@@ -1373,8 +1671,9 @@ print([message["type"] for message in life_call.sent])
 events
 
 # %% [markdown]
-# The context manager is entered first and left last, and the hooks run inside it. The
-# server's state dict now holds both the database and the greeting:
+# The context manager is entered first and left last, and the hooks run inside it: the
+# order of nested `with` blocks. The startup hook already saw `db`, because the `lifespan=`
+# function had yielded it. The server's state dict now holds both:
 
 # %%
 life_call.scope["state"]
@@ -1450,6 +1749,10 @@ class WebSocket(Connection):
         return f"<WebSocket {self.path} {self.state_name}>"
 
 # %% [markdown]
+# `WebSocketDisconnect` carries the close code (1000 is a normal close, RFC 6455 §7.4.1)
+# so a handler can tell a goodbye from a failure. `state_name` is the stage in the
+# diagram, and every method below checks it or moves it on.
+#
 # `accept` reads the `websocket.connect` message first (the spec's order), and checks
 # that a chosen subprotocol is one the client offered: RFC 6455 §4.2.2 forbids choosing
 # another, and browsers fail the connection if you do.
@@ -1473,7 +1776,8 @@ async def accept(self, subprotocol: str | None = None, headers=()) -> None:
 # %% [markdown]
 # `receive_message` returns the raw `websocket.receive` message (it has `text` or `bytes`)
 # and turns `websocket.disconnect` into the exception. `close` works in both stages:
-# before accept, the spec has the server refuse the handshake with a 403.
+# before accept, the spec has the server refuse the handshake with a 403. Calling it on a
+# socket that is already closed does nothing, so a handler may close twice safely.
 
 # %%
 #| export
@@ -1487,7 +1791,12 @@ async def receive_message(self) -> dict:
         raise WebSocketDisconnect(message.get("code", 1005), message.get("reason") or "")
     return message
 
+# %% [markdown]
+# A disconnect with no code becomes 1005, "no status code was present" (RFC 6455 §7.4.1).
+# Then `close`:
 
+# %%
+#| export
 async def close(self, code: int = 1000, reason: str = "") -> None:
     """Close: before accept the server refuses the handshake (403), after it sends Close."""
     if self.state_name == "connecting":
@@ -1499,12 +1808,38 @@ async def close(self, code: int = 1000, reason: str = "") -> None:
 WebSocket.accept, WebSocket.receive_message, WebSocket.close = accept, receive_message, close
 
 # %% [markdown]
+# A quick look at the stages, in-process with a hand-written scope and a `receive` that
+# plays the client: connect, then leave. Accepting moves the socket to `open`, and the next
+# receive raises:
+
+# %%
+client_says = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1001}]
+
+async def client_connects_then_leaves():
+    return client_says.pop(0)
+
+async def ignore(message):
+    pass
+
+ws = WebSocket({"type": "websocket", "path": "/", "headers": []},
+               client_connects_then_leaves, ignore)
+await ws.accept()
+print(ws)
+try:
+    await ws.receive_message()
+except WebSocketDisconnect as error:
+    print(f"{type(error).__name__}: {error} -> {ws}")
+
+# %% [markdown]
 # The typed receives. A text frame and a binary frame are different things in RFC 6455,
 # so `receive_text` on a binary message is the *client's* mistake. The RFC has a close
 # code for it: 1003, "received a type of data it cannot accept" (§7.4.1). Invalid JSON in
 # a text message gets 1007, "data within a message that was not consistent with the type
 # of the message". Either way the handler sees `WebSocketDisconnect`, as if the client had
 # left.
+#
+# `_receive_kind` does the work for both; `receive_text` and `receive_bytes` only say which
+# key they want.
 
 # %%
 #| export
@@ -1538,6 +1873,14 @@ async def receive_json(self):
         await self.close(1007, "invalid JSON")       # RFC 6455 §7.4.1: inconsistent data
         raise WebSocketDisconnect(1007, f"invalid JSON: {error}") from None
 
+WebSocket.receive_json = receive_json
+
+# %% [markdown]
+# The sends are one line each: a `websocket.send` message carries either `text` or `bytes`,
+# never both. `send_json` keeps non-ASCII text as it is, like `JSONResponse`.
+
+# %%
+#| export
 async def send_text(self, text: str) -> None:
     await self._send({"type": "websocket.send", "text": text})
 
@@ -1547,22 +1890,22 @@ async def send_bytes(self, data: bytes) -> None:
 async def send_json(self, data) -> None:
     await self.send_text(json.dumps(data, ensure_ascii=False))
 
-WebSocket.receive_json = receive_json
 WebSocket.send_text, WebSocket.send_bytes, WebSocket.send_json = send_text, send_bytes, send_json
 
 # %% [markdown]
 # Last, `handle_websocket`. No route: close before accept, so the server answers 403.
 # The handler's `WebSocketDisconnect` is a normal end. An `HTTPException` means "refused":
 # 1008, policy violation (a 403 if it came before accept). Any other exception closes with
-# 1011, "an unexpected condition" (RFC 6455 §7.4.1), and is re-raised for the log.
+# 1011, "an unexpected condition" (RFC 6455 §7.4.1), and is re-raised for the log. These
+# are the same rules as for http, translated: a close code instead of a status, and the
+# traceback still goes only to the log.
 
 # %%
 #| export
 async def handle_websocket(self, scope, receive, send) -> None:
     entry, found = self.find(scope)
     if isinstance(entry, Mount):
-        root = scope.get("root_path", "") + entry.prefix
-        return await entry.app({**scope, "root_path": root}, receive, send)
+        return await _call_mount(entry, scope, receive, send)
     websocket = WebSocket({**scope, "path_params": found or {}}, receive, send, self)
     if entry is None:
         return await websocket.close(1008)      # before accept: the server answers 403
@@ -1580,12 +1923,11 @@ async def handle_websocket(self, scope, receive, send) -> None:
 Bare.handle_websocket = handle_websocket
 
 # %% [markdown]
-# An echo route, tried in-process. `receive_events` lists what the client "sends": the
-# connect, a text message, a binary message. The handler shouts the text and reverses the
-# bytes:
+# An echo route. It loops until the client leaves, shouting text back in capitals and
+# sending bytes back reversed:
 
 # %%
-@demo.websocket("/echo/{mode}")
+@demo.websocket("/echo")
 async def echo(websocket):
     await websocket.accept()
     while True:
@@ -1595,15 +1937,22 @@ async def echo(websocket):
         else:
             await websocket.send_bytes(message["bytes"][::-1])
 
+# %% [markdown]
+# Try it in-process. `receive_events` lists what the client "sends": the connect, a text
+# message, a binary message. In the transcript, `→ app` lines go in and `app →` lines
+# come out:
+
+# %%
 client_says = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": "hi"},
                {"type": "websocket.receive", "bytes": b"\x01\x02\x03"}]
-barelab.call_asgi(demo, path="/echo/loud", receive_events=client_says)
+barelab.call_asgi(demo, path="/echo", receive_events=client_says)
 
 # %% [markdown]
 # The binary message went out as `bytes` and came back as `bytes`, never through text.
 # When the list ran out, `call_asgi` said `websocket.disconnect`, the loop's next receive
 # raised `WebSocketDisconnect`, and the handler ended without a trace. A path without a
-# WebSocket route is refused before accept:
+# WebSocket route is refused before accept. The app's only message is a close; a server
+# turns that into an HTTP 403 (you will see it on the wire later):
 
 # %%
 barelab.call_asgi(demo, path="/nowhere", receive_events=client_says[:1]).sent
@@ -1619,7 +1968,9 @@ barelab.call_asgi(demo, path="/nowhere", receive_events=client_says[:1]).sent
 # - a WebSocket chat room per name in the URL, `/ws/{room}`, that passes text and binary
 #   messages to everyone in the room.
 #
-# Its state lives in the lifespan, so every server that runs it starts from empty.
+# Its state lives in the lifespan, so every server that runs it starts from empty: the
+# notes by id, a counter for new ids, visits per session, and the set of sockets in each
+# chat room. `max_body=4096` is plenty for a note and keeps abusive bodies out.
 
 # %%
 import itertools
@@ -1635,7 +1986,9 @@ notes = Bare(name="notes", lifespan=notes_lifespan, max_body=4096)
 
 # %% [markdown]
 # The notes API. Creating validates the JSON it gets (422 for the wrong shape, RFC 9110
-# §15.5.21) and answers 201 with a `Location` header; deleting returns `None`, so 204.
+# §15.5.21) and answers 201 with a `Location` header. Notice what the handler does *not*
+# do: check the content type, catch JSON errors, pick a status for them. `request.json()`
+# did that.
 
 # %%
 @notes.get("/notes")
@@ -1650,6 +2003,10 @@ async def create_note(request):
     note = {"id": next(request.state.ids), "text": data["text"]}
     request.state.notes[note["id"]] = note
     return JSONResponse(note, 201, [("location", f"/notes/{note['id']}")])
+
+# %% [markdown]
+# Reading and deleting one note. Both raise a 404 for an id that is not there; deleting
+# returns `None`, so a success is a 204.
 
 # %%
 @notes.get("/notes/{id:int}")
@@ -1698,9 +2055,9 @@ async def count(request):
 
 # %% [markdown]
 # The chat room. Each room is a set of open WebSockets in the lifespan state. A text
-# message goes to everyone in the room prefixed with the room's name; a binary message is
-# passed on as it is. The `finally` takes the socket out of the room however the handler
-# ends.
+# message goes to everyone in the room (the sender too) prefixed with the room's name; a
+# binary message is passed on as it is. The `finally` takes the socket out of the room
+# however the handler ends, so a client that vanishes is not sent to again.
 
 # %%
 @notes.websocket("/ws/{room}")
@@ -1721,7 +2078,8 @@ async def chat(websocket):
         members.discard(websocket)
 
 # %% [markdown]
-# Here is the whole route table:
+# Here is the whole route table, in the order the routes were added. The `HEAD`s came
+# from chapter 08's rule, the `WebSocketRoute` from the subclass:
 
 # %%
 notes
@@ -1743,8 +2101,10 @@ with TestClient(notes) as client:
 created, created.headers, created.json()
 
 # %% [markdown]
-# 201, a `location`, and the note as JSON. The rest of the API in one session, as a table
-# of request, status and body. Look at the error lines especially:
+# 201, a `location`, and the note as JSON; `content-length` was added by `bare`. Now the
+# rest of the API in one session: create a note, then eight requests, shown as a table of
+# request, status and body. The list `api_checks` has a wrong shape (`"text": 5`), broken
+# JSON, a second delete and a method no route has. Look at the error lines especially:
 
 # %%
 JSON = [("content-type", "application/json")]
@@ -1769,9 +2129,10 @@ with TestClient(notes) as client:
     print(client.get("/visits").headers.get_list("set-cookie")[1])
 
 # %% [markdown]
-# The count goes up because the client sent the `sid` cookie back each time. Last, a
-# WebSocket in the `lobby`: a text message and a binary one, each coming back as it went
-# in:
+# The count goes up because the client sent the `sid` cookie back each time; the second
+# line is the fourth response's `visits` cookie. Last, a WebSocket in the `lobby`: a text
+# message and a binary one. The only member of the room is this client, so each comes
+# back to it, the text with the room's name in front:
 
 # %%
 with TestClient(notes) as client:
@@ -1789,11 +2150,16 @@ with TestClient(notes) as client:
 #
 # ### On barelab
 #
-# `barelab.serve` runs the lifespan first, so the state exists before the first request:
+# `barelab.serve` runs the lifespan first, so the state exists before the first request.
+# Nothing about `notes` changes: the same object that `TestClient` called is now served.
 
 # %%
 served = barelab.serve(notes)
 served
+
+# %% [markdown]
+# Three requests through a real socket: create a note, stream a count, and read the
+# cookies of a first visit:
 
 # %%
 print(barelab.http_request(served, "POST", "/notes", json={"text": "served"}).text)
@@ -1801,7 +2167,8 @@ print(barelab.http_request(served, "GET", "/count?to=3").text, end="")
 print(barelab.http_request(served, "GET", "/visits").header("set-cookie"))
 
 # %% [markdown]
-# (`header` joins repeated fields with a comma, as RFC 9110 §5.3 allows for most fields
+# The count arrived as one body although it was sent in three chunks: the client waits for
+# the end. (`header` joins repeated fields with a comma, as RFC 9110 §5.3 allows for most fields
 # but never for `Set-Cookie`; on the wire, below, they are two lines.) Now a bug on
 # purpose, on a live server: a small app whose only route raises an exception with a
 # secret in its text, as a failed database connection might.
@@ -1830,7 +2197,8 @@ crash_server.stop()
 #
 # Chapter 13 wrote an ASGI server from scratch, and chapter 15 gave it WebSockets:
 # `WebSocketASGIServer` is chapter 13's `ASGIServer` plus the upgrade. `bare` runs on it
-# unchanged. This is the server the raw-byte probes below go to.
+# unchanged: your framework on your server, with nothing borrowed. This is the server the
+# raw-byte probes below go to.
 
 # %%
 from barelab.built.websocket import WebSocketASGIServer
@@ -1840,8 +2208,9 @@ barelab.http_request(course, "GET", "/notes").text
 
 # %% [markdown]
 # An empty list: this server ran its own lifespan, so it has its own state. Now the
-# probes, each a few raw bytes. First invalid JSON. Look for the status line, the length
-# and a body with the parser's reason and nothing else:
+# probes, each a few raw bytes. `raw` sends bytes with `barelab.raw_exchange` and returns
+# the bytes that came back. First invalid JSON. Look for the status line, the length and
+# a body with the parser's reason and nothing else:
 
 # %%
 def raw(data: bytes) -> bytes:
@@ -1853,13 +2222,17 @@ barelab.show_bytes(raw(b"POST /notes HTTP/1.1\r\nHost: x\r\nConnection: close\r\
                        b"Content-Length: %d\r\n\r\n%s" % (len(bad_json), bad_json)))
 
 # %% [markdown]
-# A 400 with a one-line reason: no `Traceback`, no file name. Next, `HEAD` on the list of
-# notes. The head must carry the same `content-length` as a `GET`, and the response must
-# end right after the empty line:
+# A 400 with a one-line reason: no `Traceback`, no file name. `connection` and `date` were
+# added by the server, not by `bare`: those headers belong to the connection. Next, `HEAD`
+# on the list of notes. The head must carry the same `content-length` as a `GET` (the list
+# is `[]`, two bytes), and the response must end right after the empty line:
 
 # %%
 head = raw(b"HEAD /notes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 barelab.show_bytes(head)
+
+# %% [markdown]
+# The bytes above stop at the blank line. To be sure nothing follows it, test the end:
 
 # %%
 print("ends after the head:", head.endswith(b"\r\n\r\n"))
@@ -1886,7 +2259,8 @@ barelab.show_bytes(raw(b"GET /visits HTTP/1.1\r\nHost: x\r\nConnection: close\r\
                        b"Cookie: sid=0123456789abcdef0123456789abcdef\r\n\r\n"))
 
 # %% [markdown]
-# `visit number 1`: the server had not seen that session. And 404 against 405:
+# `visit number 1`: the server had not seen that session, so it counted it as new and kept
+# the id the client sent. And 404 against 405, the first two lines of each head:
 
 # %%
 for request_line in (b"GET /nothing HTTP/1.1", b"PATCH /notes/1 HTTP/1.1"):
@@ -1894,6 +2268,9 @@ for request_line in (b"GET /nothing HTTP/1.1", b"PATCH /notes/1 HTTP/1.1"):
     print(answer.split(b"\r\n\r\n")[0].decode().splitlines()[:2])
 
 # %% [markdown]
+# The 405 carries `allow` on its second line, as RFC 9110 §15.5.6 requires; the 404 has
+# none, since no method would help.
+#
 # Last, WebSocket frames on the wire. Two clients join the `kitchen` room; one sends text
 # and then three bytes that are not valid UTF-8. Both messages reach both clients, and the
 # binary one stays binary:
@@ -1918,7 +2295,8 @@ except barelab.WebSocketRejected as error:
     print(error)
 
 # %% [markdown]
-# The course server's log shows each exchange, the 101 of the WebSockets included:
+# The course server's log shows each exchange: the 400, the `HEAD` with `0B` of body, the
+# 204, the 101 of each WebSocket and the 403 of the refused one:
 
 # %%
 course.log
@@ -1928,14 +2306,10 @@ course.log
 #
 # uvicorn imports the app from a module, so the app must be in a file. As in chapter 12,
 # `inspect.getsource` gives back the source of the cells above; the file is a header with
-# the imports, plus those sources.
+# the imports, plus those sources. First the header: the imports the handlers need, with
+# `bare` imported from `barelab/built/bare.py`, the file this chapter exported.
 
 # %%
-import inspect
-import sys
-import tempfile
-from pathlib import Path
-
 HEADER = '''"""Chapter 18's demo app, written out of the notebook so that uvicorn can import it."""
 import asyncio
 import itertools
@@ -1945,6 +2319,17 @@ from contextlib import asynccontextmanager
 
 from barelab.built.bare import Bare, HTTPException, JSONResponse, Response, StreamingResponse
 '''
+
+# %% [markdown]
+# Then the body of the module: the lifespan, the line that makes `notes`, and each handler
+# with its decorator, written into a temporary folder.
+
+# %%
+import inspect
+import sys
+import tempfile
+from pathlib import Path
+
 handlers = [list_notes, create_note, read_note, delete_note, visits, count, chat]
 app_dir = tempfile.TemporaryDirectory(prefix="chapter18-")
 source = (HEADER + "\n\n" + inspect.getsource(notes_lifespan)
@@ -1957,7 +2342,9 @@ print(len(source.splitlines()), "lines")
 # Start uvicorn in its own process, with the same Python as this kernel. As in chapter
 # 12, this cell binds the socket itself and hands it over already open (`--fd` and
 # `pass_fds`), so no other program can take the port in between, and uvicorn's output
-# goes to a file instead of the notebook.
+# goes to a file instead of the notebook. `--no-access-log` keeps that file to what
+# uvicorn says about itself: how many polls it took to find the server up varies from run
+# to run, and each would otherwise add a line.
 
 # %%
 import socket
@@ -1969,7 +2356,7 @@ uvicorn_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
 uvicorn_log = open(Path(app_dir.name) / "uvicorn.log", "w")
 uvicorn = subprocess.Popen(
     [sys.executable, "-m", "uvicorn", "notes_app:notes", "--app-dir", app_dir.name,
-     "--fd", str(listener.fileno())],
+     "--fd", str(listener.fileno()), "--no-access-log"],
     pass_fds=[listener.fileno()], stdout=uvicorn_log, stderr=subprocess.STDOUT)
 listener.close()
 uvicorn.poll() is None
@@ -2037,16 +2424,19 @@ print(re.sub(r"\[\d+\]", "[PID]", (Path(app_dir.name) / "uvicorn.log").read_text
 app_dir.cleanup()
 
 # %% [markdown]
-# "Waiting for application startup", "Application startup complete": uvicorn found
-# `bare`'s lifespan and ran it. No "Exception in ASGI application" anywhere: every request
+# The exit status `-15` means the process ended on signal 15, `SIGTERM`: uvicorn shuts
+# down cleanly and then lets the signal end it, so whoever started it knows why it
+# stopped. "Waiting for application startup", "Application startup complete": uvicorn found
+# `bare`'s lifespan and ran it, and ran its shutdown on the way out. No "Exception in ASGI application" anywhere: every request
 # above, the broken ones included, got an answer from `bare` itself.
 
 # %% [markdown]
 # ## Summary
 #
-# - `bare` is about 700 lines with its comments and docstrings, and most of it is glue: routing is chapter 08's, parsing
-#   and cookies chapter 09's, body reading and streaming chapter 12's, lifespan chapter
-#   14's, middleware composition chapter 07's. It lives in `barelab/built/bare.py`.
+# - `bare` is about 730 lines with its comments and docstrings, and most of it is glue:
+#   reason phrases and header checks are chapter 02's, middleware composition chapter
+#   07's, routing chapter 08's, parsing and cookies chapter 09's, body reading and
+#   streaming chapter 12's, lifespan chapter 14's. It lives in `barelab/built/bare.py`.
 # - `Bare` is an ASGI app: middleware (outermost first) around a core that dispatches
 #   `lifespan`, `http` and `websocket` scopes.
 # - Handlers are `async def handler(request)`; they return a `Response` (or

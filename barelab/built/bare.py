@@ -17,14 +17,15 @@ from contextlib import asynccontextmanager
 from functools import cached_property
 from wsgiref.util import is_hop_by_hop
 
-from barelab.built.app_lifespan import run_lifespan
-from barelab.built.asgi_basics import RequestAborted, parse_json, read_body, stream
-from barelab.built.http_objects import (Headers, MultiDict, delete_cookie, parse_cookie_header,
-                                        parse_multipart, parse_options, parse_urlencoded,
-                                        set_cookie)
-from barelab.built.http_wire import format_field, reason_phrase
-from barelab.built.routing import Mount, Route, unreachable_reason
-from barelab.built.wsgi_middleware import compose
+
+from barelab.built.http_wire import format_field, reason_phrase           # chapter 02
+from barelab.built.wsgi_middleware import compose                          # chapter 07
+from barelab.built.routing import Mount, Route, unreachable_reason         # chapter 08
+from barelab.built.http_objects import (Headers, MultiDict, delete_cookie,  # chapter 09
+                                        parse_cookie_header, parse_multipart, parse_options,
+                                        parse_urlencoded, set_cookie)
+from barelab.built.asgi_basics import RequestAborted, parse_json, read_body, stream  # 12
+from barelab.built.app_lifespan import run_lifespan                        # chapter 14
 
 
 class HTTPException(Exception):
@@ -179,7 +180,7 @@ async def form(self) -> MultiDict:
 Request.form = form
 
 
-BODYLESS = frozenset({204, 304})       # RFC 9110 §6.4.1: no content, no Content-Length
+BODYLESS = frozenset({204, 304})       # no content (RFC 9110 §6.4.1), so no Content-Length
 
 
 class Response:
@@ -230,6 +231,7 @@ def add_header(self, name: str, value: str) -> None:
         raise ValueError("Content-Length is computed from the body; do not set it")
     format_field(name, value)           # ValueError for a bad name, CR, LF or other controls
     self.headers.append((name, value))
+
 
 def set_header(self, name: str, value: str) -> None:
     """Replace every line of header ``name`` with this one."""
@@ -383,13 +385,16 @@ class Bare:
         self.startup_hooks, self.shutdown_hooks = [], []
         self.middleware, self.stack = list(middleware), None
 
-    async def __call__(self, scope, receive, send) -> None:
-        if self.stack is None:        # built on the first call, once every part exists
-            self.stack = compose(self.core, *self.middleware)
-        await self.stack(scope, receive, send)
-
     def __repr__(self) -> str:
         return "\n".join(["<Bare>", *(f"  {entry!r}" for entry in self.routes)])
+
+
+async def _call_stack(self, scope, receive, send) -> None:
+    if self.stack is None:            # built on the first call, once every part exists
+        self.stack = compose(self.core, *self.middleware)
+    await self.stack(scope, receive, send)
+
+Bare.__call__ = _call_stack
 
 
 def _check_handler(handler, what: str) -> None:
@@ -545,13 +550,17 @@ def without_body(send):
     return send_head_only
 
 
+async def _call_mount(entry: Mount, scope, receive, send) -> None:
+    root = scope.get("root_path", "") + entry.prefix
+    await entry.app({**scope, "root_path": root}, receive, send)
+
+
 async def handle_http(self, scope, receive, send) -> None:
     if scope["method"] == "HEAD":
         send = without_body(send)
     entry, found = self.find(scope)
     if isinstance(entry, Mount):
-        root = scope.get("root_path", "") + entry.prefix
-        return await entry.app({**scope, "root_path": root}, receive, send)
+        return await _call_mount(entry, scope, receive, send)
     request = Request({**scope, "path_params": found or {}}, receive, self,
                       max_body=self.max_body)
     await self.respond(request, entry, found, send)
@@ -568,13 +577,19 @@ def watched(send):
     return watching_send
 
 
+async def _outcome(request: Request, route, found) -> Response:
+    if route is None:
+        outcome = refusal(request.scope, found)
+        if isinstance(outcome, HTTPException):
+            raise outcome
+        return outcome
+    return to_response(await route.app(request), route.app)
+
+
 async def respond(self, request: Request, route, found, send) -> None:
     watching = watched(send)
     try:
-        outcome = refusal(request.scope, found) if route is None else \
-            to_response(await route.app(request), route.app)
-        if isinstance(outcome, HTTPException):
-            raise outcome
+        outcome = await _outcome(request, route, found)
         await outcome(request.scope, request.receive, watching)
     except HTTPException as error:
         if watching.started:
@@ -678,6 +693,9 @@ async def receive_json(self):
         await self.close(1007, "invalid JSON")       # RFC 6455 §7.4.1: inconsistent data
         raise WebSocketDisconnect(1007, f"invalid JSON: {error}") from None
 
+WebSocket.receive_json = receive_json
+
+
 async def send_text(self, text: str) -> None:
     await self._send({"type": "websocket.send", "text": text})
 
@@ -687,15 +705,13 @@ async def send_bytes(self, data: bytes) -> None:
 async def send_json(self, data) -> None:
     await self.send_text(json.dumps(data, ensure_ascii=False))
 
-WebSocket.receive_json = receive_json
 WebSocket.send_text, WebSocket.send_bytes, WebSocket.send_json = send_text, send_bytes, send_json
 
 
 async def handle_websocket(self, scope, receive, send) -> None:
     entry, found = self.find(scope)
     if isinstance(entry, Mount):
-        root = scope.get("root_path", "") + entry.prefix
-        return await entry.app({**scope, "root_path": root}, receive, send)
+        return await _call_mount(entry, scope, receive, send)
     websocket = WebSocket({**scope, "path_params": found or {}}, receive, send, self)
     if entry is None:
         return await websocket.close(1008)      # before accept: the server answers 403

@@ -19,6 +19,8 @@ import re
 import threading
 import time
 import traceback
+
+
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from email.utils import parsedate_to_datetime
@@ -82,25 +84,29 @@ class StreamingResponse(Response):
             raise RuntimeError("the body has not been read: call response.read() first")
         return b"".join(self._read)
 
-    def iter_bytes(self):
-        """Each body chunk as the app produced it (empty chunks skipped)."""
-        if self.closed:
-            raise RuntimeError("the response is closed")
-        for chunk in self._chunks:
-            if chunk:
-                self._read.append(chunk)
-                yield chunk
-        self._done = True
 
-    def read(self) -> bytes:
-        for _ in self.iter_bytes():
-            pass
-        return self.content
+def _iter_bytes(self):
+    """Each body chunk as the app produced it (empty chunks skipped)."""
+    if self.closed:
+        raise RuntimeError("the response is closed")
+    for chunk in self._chunks:
+        if chunk:
+            self._read.append(chunk)
+            yield chunk
+    self._done = True
 
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._on_close(self._done)
+def _read_all(self) -> bytes:
+    for _ in self.iter_bytes():
+        pass
+    return self.content
+
+def _close_response(self) -> None:
+    if not self.closed:
+        self.closed = True
+        self._on_close(self._done)
+
+StreamingResponse.iter_bytes, StreamingResponse.read = _iter_bytes, _read_all
+StreamingResponse.close = _close_response
 
 
 def default_path(request_path: str) -> str:
@@ -177,12 +183,15 @@ class CookieJar:
             else:
                 self._cookies[key] = cookie
 
-    def header_for(self, path: str, secure: bool) -> str | None:
-        now = time.time()
-        live = [c for c in self._cookies.values() if c.expires is None or c.expires > now]
-        chosen = [c for c in live if path_matches(path, c.path) and (secure or not c.secure)]
-        chosen.sort(key=lambda c: -len(c.path))   # §5.4: longer paths first; stable otherwise
-        return "; ".join(f"{c.name}={c.value}" for c in chosen) or None
+
+def _header_for(self, path: str, secure: bool) -> str | None:
+    now = time.time()
+    live = [c for c in self._cookies.values() if c.expires is None or c.expires > now]
+    chosen = [c for c in live if path_matches(path, c.path) and (secure or not c.secure)]
+    chosen.sort(key=lambda c: -len(c.path))   # §5.4: longer paths first; stable otherwise
+    return "; ".join(f"{c.name}={c.value}" for c in chosen) or None
+
+CookieJar.header_for = _header_for
 
 
 def _jar_set(self, name: str, value: str, path: str = "/") -> None:
@@ -340,6 +349,9 @@ def _wsgi_begin(self) -> None:
             raise RuntimeError("the app returned without calling start_response "
                                "(PEP 3333: it must, before its first body chunk)") from None
 
+WSGIExchange.begin = _wsgi_begin
+
+
 def _wsgi_chunks(self):
     for chunk in _chain(self.early, self.iterator):
         if not isinstance(chunk, bytes):   # a server would fail here too, so never hide it
@@ -355,7 +367,7 @@ def _wsgi_close(self) -> None:
     if hasattr(self.result, "close"):      # PEP 3333: always, even after an error
         self.result.close()
 
-WSGIExchange.begin, WSGIExchange.chunks, WSGIExchange.close = _wsgi_begin, _wsgi_chunks, _wsgi_close
+WSGIExchange.chunks, WSGIExchange.close = _wsgi_chunks, _wsgi_close
 
 
 class TestClient(BaseClient):
@@ -392,6 +404,7 @@ def open_stream(self, request: Request) -> StreamingResponse:
     if self.kind == "wsgi":
         return self._open_wsgi(request)
     return self._open_asgi(request)
+
 
 def _open_wsgi(self, request: Request) -> StreamingResponse:
     app = validator(self.app) if self.validate else self.app
@@ -473,6 +486,9 @@ class AppEnded:
     def __init__(self, error: BaseException | None = None):
         self.error = error
 
+    def __repr__(self) -> str:
+        return f"AppEnded({self.error!r})" if self.error else "AppEnded()"
+
 
 class ASGIExchange:
     """The server's half of one ASGI ``http`` call. The app runs on the portal's loop;
@@ -516,12 +532,15 @@ async def _exchange_run(self) -> None:
     finally:
         self.finished.set()
 
+ASGIExchange.run = _exchange_run
+
+
 def _exchange_leave(self) -> None:
     """The client closed the response early (run on the loop's thread)."""
     self.gone = True
     self.finished.set()
 
-ASGIExchange.run, ASGIExchange.leave = _exchange_run, _exchange_leave
+ASGIExchange.leave = _exchange_leave
 
 
 def next_message(outbox: queue.Queue, timeout: float, waiting_for: str):
@@ -651,6 +670,9 @@ async def _lifespan_exchange(self, event: str):
         raise RuntimeError(f"expected lifespan.{event}.complete, got {message['type']!r}")
     return message
 
+Lifespan._exchange = _lifespan_exchange
+
+
 async def _lifespan_startup(self) -> None:
     """Send lifespan.startup; an app that ends before answering does not speak lifespan."""
     self.inbox, self.outbox = asyncio.Queue(), asyncio.Queue()
@@ -664,7 +686,6 @@ async def _lifespan_shutdown(self) -> None:
         await self._exchange("shutdown")
         await self.task
 
-Lifespan._exchange = _lifespan_exchange
 Lifespan.startup, Lifespan.shutdown = _lifespan_startup, _lifespan_shutdown
 
 
@@ -736,19 +757,22 @@ class WebSocketSession:
         else:
             self.outbox.put(AppEnded())
 
-    def _to_app(self, message: dict) -> None:
-        if self.closed:
-            raise RuntimeError("this WebSocket is closed")
-        self.portal.call_soon(self.inbox.put_nowait, message)
 
-    def _from_app(self, waiting_for: str) -> dict:
-        message = next_message(self.outbox, self.timeout, waiting_for)
-        if isinstance(message, AppEnded):
-            self.closed = True
-            if message.error is not None:
-                raise message.error
-            return {"type": "websocket.close", "code": 1000}   # returned: a normal closure
-        return message
+def _ws_to_app(self, message: dict) -> None:
+    if self.closed:
+        raise RuntimeError("this WebSocket is closed")
+    self.portal.call_soon(self.inbox.put_nowait, message)
+
+def _ws_from_app(self, waiting_for: str) -> dict:
+    message = next_message(self.outbox, self.timeout, waiting_for)
+    if isinstance(message, AppEnded):
+        self.closed = True
+        if message.error is not None:
+            raise message.error
+        return {"type": "websocket.close", "code": 1000}   # returned: a normal closure
+    return message
+
+WebSocketSession._to_app, WebSocketSession._from_app = _ws_to_app, _ws_from_app
 
 
 def _connect(self) -> None:
@@ -765,6 +789,14 @@ def _connect(self) -> None:
         self.accept_headers = Headers(decode_headers(message.get("headers", [])))
         return
     self.closed = True
+    self._refused(message)
+
+WebSocketSession._connect = _connect
+
+
+def _refused(self, message: dict) -> None:
+    """Raise WebSocketDenied for a refused handshake (or RuntimeError for a wrong message)."""
+    kind = message["type"]
     if kind == "websocket.close":     # ASGI: a close before accept is an HTTP 403
         raise WebSocketDenied(403, message.get("code", 1000), message.get("reason") or "")
     if kind == "websocket.http.response.start":   # the Denial Response extension
@@ -777,7 +809,7 @@ def _connect(self) -> None:
     raise RuntimeError(f"ASGI WebSocket spec: the first message is websocket.accept or "
                        f"websocket.close, not {kind!r}")
 
-WebSocketSession._connect = _connect
+WebSocketSession._refused = _refused
 
 
 def _ws_enter(self) -> "WebSocketSession":
@@ -798,6 +830,9 @@ def _ws_exit(self, *exc_info) -> None:
     if unseen and self.client.raise_app_exceptions and exc_info[0] is None:
         raise unseen[0].error
 
+WebSocketSession.__enter__, WebSocketSession.__exit__ = _ws_enter, _ws_exit
+
+
 def _finish(self) -> None:
     """Wait for the app to return (cancel it if it will not), then release the loop."""
     try:
@@ -814,7 +849,6 @@ def _drain(outbox: queue.Queue) -> list:
         messages.append(outbox.get_nowait())
     return messages
 
-WebSocketSession.__enter__, WebSocketSession.__exit__ = _ws_enter, _ws_exit
 WebSocketSession._finish = _finish
 
 
@@ -846,6 +880,9 @@ def _receive(self) -> dict:
         raise RuntimeError(f"expected websocket.send, got {message['type']!r}")
     return message
 
+WebSocketSession.receive = _receive
+
+
 def _receive_text(self) -> str:
     message = self.receive()
     if message.get("text") is None:
@@ -858,7 +895,7 @@ def _receive_bytes(self) -> bytes:
         raise TypeError(f"expected a binary message, got text: {message.get('text')!r:.60}")
     return message["bytes"]
 
-WebSocketSession.receive, WebSocketSession.receive_text = _receive, _receive_text
+WebSocketSession.receive_text = _receive_text
 WebSocketSession.receive_bytes = _receive_bytes
 WebSocketSession.receive_json = lambda self: jsonlib.loads(self.receive_text())
 
