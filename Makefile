@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: lab test notebooks export check-export bench clean
+.PHONY: lab test notebooks export bench clean slides instructor-stats student
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,18 @@ export: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/serving.py
+
+# Workshop kit: reveal.js slides of the first chapter of each part (build/slides/), and the
+# per-chapter table of docs/instructor.md (counts, teaching estimate, measured run time).
+slides: $(STAMP)
+	$(BIN)/python tools/make_slides.py --out build/slides
+
+instructor-stats: $(STAMP)
+	$(BIN)/python tools/chapter_stats.py --write docs/instructor.md
+
+# Workshop kit: student/ copies of the notebooks, exercise answers stubbed, outputs cleared.
+student: $(STAMP)
+	$(BIN)/python tools/make_student.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
