@@ -12,6 +12,8 @@ from wsgiref.validate import WSGIWarning, validator
 
 import pytest
 
+from rawclient import RawClient
+
 from barelab.engines.wsgi import WSGIEngine, parse_headers, parse_status
 from barelab.logs import ServerLog
 
@@ -43,94 +45,7 @@ class Running:
             return client.read_all(timeout)
 
 
-class Client:
-    """A raw socket with just enough HTTP/1.1 response parsing to check framing."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=3)
-        self.buffer = b""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _more(self) -> bytes:
-        data = self.sock.recv(65536)
-        self.buffer += data
-        return data
-
-    def _until(self, marker: bytes) -> bytes:
-        while marker not in self.buffer:
-            if not self._more():
-                raise EOFError(f"connection closed before {marker!r}; got {self.buffer!r}")
-        data, _, self.buffer = self.buffer.partition(marker)
-        return data
-
-    def _exactly(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            if not self._more():
-                raise EOFError(f"connection closed after {len(self.buffer)}/{size} bytes")
-        data, self.buffer = self.buffer[:size], self.buffer[size:]
-        return data
-
-    def head(self) -> tuple[int, dict[str, str]]:
-        """Read one status line and header block: (status, {lower-name: value})."""
-        lines = self._until(b"\r\n\r\n").decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            assert name.lower() not in headers, f"repeated response header {name}"
-            headers[name.lower()] = value.strip()
-        return status, headers
-
-    def response(self, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-        status, headers = self.head()
-        while 100 <= status < 200:
-            status, headers = self.head()
-        if method == "HEAD" or status in (204, 304):
-            return status, headers, b""
-        if headers.get("transfer-encoding") == "chunked":
-            return status, headers, self._chunked_body()
-        if "content-length" in headers:
-            return status, headers, self._exactly(int(headers["content-length"]))
-        return status, headers, self.read_all()  # close-delimited
-
-    def _chunked_body(self) -> bytes:
-        body = b""
-        while True:
-            size = int(self._until(b"\r\n").split(b";")[0], 16)
-            if size == 0:
-                self._until(b"\r\n")
-                return body
-            body += self._exactly(size)
-            assert self._exactly(2) == b"\r\n"
-
-    def read_all(self, timeout: float = 2.0) -> bytes:
-        self.sock.settimeout(timeout)
-        try:
-            while self._more():
-                pass
-        except TimeoutError:
-            pass
-        except ConnectionResetError:
-            pass
-        data, self.buffer = self.buffer, b""
-        return data
-
-    def closed_by_server(self, timeout: float = 2.0) -> bool:
-        self.sock.settimeout(timeout)
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-        except TimeoutError:
-            return False
+Client = RawClient  # tests/rawclient.py
 
 
 @pytest.fixture
@@ -758,10 +673,10 @@ def test_streaming_generator_sends_chunks_as_they_are_yielded(serve):
         client.send(GET)
         status, headers = client.head()
         assert headers["transfer-encoding"] == "chunked"
-        assert client._until(b"\r\n") == b"5" and client._exactly(7) == b"first\r\n"
+        assert client.until(b"\r\n") == b"5" and client.exactly(7) == b"first\r\n"
         assert not go_on.is_set()  # the first chunk arrived while the generator waits
         go_on.set()
-        assert client._chunked_body() == b"second"
+        assert client.chunked_body() == b"second"
 
 
 # ---------------------------------------------------------------------------------------
