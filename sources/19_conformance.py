@@ -1,0 +1,2082 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # 19. Conformance
+#
+# You wrote two servers, and you have used barelab's all along. Do they follow the RFCs, or
+# only the happy path? This chapter answers with a *battery*: fifty-odd small requests, most
+# of them broken on purpose, each tied to one sentence of an RFC. You send them over raw
+# sockets to the course's servers and to real ones (wsgiref, gunicorn, uvicorn, hypercorn)
+# and read the result as one table.
+#
+# ## Learning goals
+#
+# By the end of this chapter you can:
+#
+# - turn a sentence of an RFC ("a server MUST respond with 400 to...") into a *probe*: the
+#   exact bytes to send, and a function that judges what came back;
+# - write a client that can never hang: every wait has a timeout, and so does every probe
+#   and the whole battery;
+# - run the same apps on eight servers, four of them in other processes, and stop them all;
+# - read a conformance table: tell a MUST failure from a SHOULD, and explain why a popular
+#   server fails a rule the course's servers pass;
+# - add probes of your own, and run them everywhere with one call.
+
+# %% [markdown]
+# ## What a probe is
+#
+# Every chapter so far tested its server with a few requests written for it. A conformance
+# battery turns that around: the requests come from the specification, and any server can
+# be put in front of them. Each probe is three things:
+#
+# - **a rule**, quoted with its section, and its *level*: RFC 2119 keywords say how strong
+#   a requirement is. MUST is an absolute requirement, SHOULD a strong recommendation that
+#   a server may break for a good reason, MAY a free choice;
+# - **a script**: the exact bytes to send, sometimes in several steps (send, read, pause,
+#   send again, hang up);
+# - **a verdict**: a function that looks at what came back (status codes, headers, body,
+#   WebSocket frames, and whether the connection stayed open) and says pass or fail.
+#
+# ```mermaid
+# flowchart LR
+#     P["probe<br/>rule · level · script"] -- "raw bytes" --> S["server<br/>(any of eight)"]
+#     S -- "responses, frames,<br/>open or closed" --> O["outcome"]
+#     O --> V["verdict<br/>✓ or ✗"]
+#     V --> T["table:<br/>probes × servers"]
+# ```
+#
+# The servers never know they are being tested. They get bytes on a socket, as always.
+
+# %% [markdown]
+# ## A probe by hand
+#
+# Start with one rule, RFC 9112 §5.2. An old way of writing a long header was to continue it
+# on the next line, indented (*obs-fold*, obsolete line folding). The RFC says a server MUST
+# either reject such a request with 400 or replace the fold with a space before using the
+# value. Here is a tiny WSGI app that shows which value it got, served by the course's WSGI
+# server from chapter 06:
+
+# %%
+import barelab
+from barelab.built.wsgi_server import WSGIServer
+
+def show_probe(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"x-probe={environ.get('HTTP_X_PROBE')!r}\n".encode()]
+
+course = barelab.serve(show_probe, name="by-hand", server=WSGIServer)
+folded = b"GET / HTTP/1.1\r\nHost: x\r\nX-Probe: a\r\n b\r\nConnection: close\r\n\r\n"
+barelab.raw_exchange(course, folded).status
+
+# %% [markdown]
+# 400: the course server refuses. Now the same bytes to `wsgiref`, the server in Python's
+# standard library. `make_server` binds a port and returns a server object; its
+# `handle_request()` answers exactly one request, so a thread can run it while the cell
+# sends the bytes:
+
+# %%
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *args): pass           # wsgiref prints each request otherwise
+
+reference = make_server("127.0.0.1", 0, show_probe, handler_class=Quiet)
+one_request = threading.Thread(target=reference.handle_request, daemon=True)
+one_request.start()
+by_hand = barelab.raw_exchange(f"http://127.0.0.1:{reference.server_port}/", folded)
+one_request.join(timeout=5)
+reference.server_close()
+by_hand.received.split(b"\r\n\r\n")[-1]
+
+# %% [markdown]
+# wsgiref answered 200, and the app saw the value `'a\r\n b'`: the fold kept, CR and LF
+# included, inside the header's value. That is neither of the two things the RFC allows.
+# Is it serious? An app that copies this value into a response header asks the server to
+# write a line break into its response; a server that does not check (the course's does)
+# then lets whoever wrote the request write the lines after it (*header injection*). And when a server and a proxy in front of it disagree about
+# what a header says, a request can mean one thing to each; chapter 02 showed how that
+# turns into *request smuggling*.
+#
+# That was one probe, done by hand, on two servers. The rest of the chapter makes probes
+# into data, so that fifty of them run on eight servers in a few seconds.
+
+# %% [markdown]
+# ## The module, and two apps to probe with
+#
+# Everything marked `#| export` goes to `barelab/built/conformance.py`, so that a test
+# file (and you, later) can run the battery without this notebook.
+
+# %%
+#| default_exp conformance
+
+# %% [markdown]
+# The module starts with its imports, the three RFC 2119 levels, and two time limits. Every
+# wait for the server lasts at most `READ_TIMEOUT`, and a whole probe at most
+# `PROBE_BUDGET`: a server that never answers costs a second, not your afternoon.
+
+# %%
+#| export
+# A conformance battery: probes are data (a rule, its RFC level, a script of socket steps and a
+# verdict), run over raw sockets against any server that listens on host:port. Nothing here
+# can hang: every socket wait has a timeout, every probe and every battery a deadline. The
+# same small echo apps (WSGI and ASGI) run on every server, and Engine classes put wsgiref,
+# gunicorn, uvicorn and hypercorn behind barelab.serve, like the course's own servers.
+import html
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from typing import Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer as ReferenceServer
+from socketserver import ThreadingMixIn
+
+from barelab.engines.base import Engine
+
+MUST, SHOULD, MAY = "MUST", "SHOULD", "MAY"     # RFC 2119 keywords
+READ_TIMEOUT = 1.0      # seconds any one wait for the server may last
+PROBE_BUDGET = 3.0      # seconds one probe may last, all its steps together
+
+# %% [markdown]
+# Next, the apps. A probe can only judge what it can see, so the app must make the
+# server's decisions visible. `echo_wsgi` answers a request's body with that body. A
+# request without a body gets one line saying which path, query string and `X-Probe`
+# header the app received: that is how a probe sees whether a folded header arrived as
+# `a b`. Two paths answer 204 and 304, which must never carry a body.
+
+# %%
+#| export
+def echo_text(path: str, query: str, probe) -> bytes:
+    """What the echo apps answer to a request without a body: what they were given."""
+    return f"path={path} query={query} x-probe={probe}\n".encode("utf-8", "replace")
+
+
+def echo_wsgi(environ, start_response):
+    """Echo the request body; without one, describe the request. /204 and /304 are empty."""
+    path = environ.get("PATH_INFO", "")
+    if path in ("/204", "/304"):
+        start_response("204 No Content" if path == "/204" else "304 Not Modified", [])
+        return [b""]
+    stream, length = environ["wsgi.input"], environ.get("CONTENT_LENGTH")
+    if length:
+        body = stream.read(int(length))
+    else:       # a chunked body: readable to its end only where the server says so
+        body = stream.read() if environ.get("wsgi.input_terminated") else b""
+    body = body or echo_text(path, environ.get("QUERY_STRING", ""), environ.get("HTTP_X_PROBE"))
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+# %% [markdown]
+# Called in-process with `barelab.call_wsgi` (no server at all), it does what it says:
+
+# %%
+[barelab.call_wsgi(echo_wsgi, "POST", "/echo", body=b"abc").body,
+ barelab.call_wsgi(echo_wsgi, "GET", "/p?q=1", headers={"X-Probe": "hi"}).body]
+
+# %% [markdown]
+# Note the `int(length)`: the app trusts the server to hand it a valid `CONTENT_LENGTH`,
+# as PEP 3333 lets it. One of the probes below will show a server that breaks that trust.
+#
+# The ASGI twin does the same for `http` scopes, echoes every WebSocket message back, and
+# answers the lifespan protocol so that no server complains. Its parts first:
+
+# %%
+#| export
+async def read_whole_body(receive) -> bytes | None:
+    """Every http.request chunk joined; None if the client went away first."""
+    body, more = b"", True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body, more = body + message.get("body", b""), message.get("more_body", False)
+    return body
+
+
+async def echo_websocket(receive, send) -> None:
+    """Accept, then send every text or bytes message back as it came."""
+    await receive()                                     # websocket.connect
+    await send({"type": "websocket.accept"})
+    while (message := await receive())["type"] == "websocket.receive":
+        await send({**message, "type": "websocket.send"})
+
+
+async def answer_lifespan(receive, send) -> None:
+    """Say yes to startup and to shutdown: the echo app has nothing to set up."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+# %% [markdown]
+# And the app itself, which picks one of them by scope type:
+
+# %%
+#| export
+async def echo_asgi(scope, receive, send):
+    """echo_wsgi for ASGI, plus a WebSocket echo on every path."""
+    if scope["type"] == "lifespan":
+        return await answer_lifespan(receive, send)
+    if scope["type"] == "websocket":
+        return await echo_websocket(receive, send)
+    if scope["path"] in ("/204", "/304"):
+        await send({"type": "http.response.start", "status": int(scope["path"][1:])})
+        return await send({"type": "http.response.body"})
+    body = await read_whole_body(receive)
+    if body is None:
+        return
+    probe = dict(scope["headers"]).get(b"x-probe")
+    body = body or echo_text(scope["path"], scope["query_string"].decode("latin-1"),
+                             probe if probe is None else probe.decode("latin-1"))
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+# %% [markdown]
+# The same two questions, asked in-process with `barelab.call_asgi`, get the same two
+# answers:
+
+# %%
+[barelab.call_asgi(echo_asgi, "POST", "/echo", body=b"abc").body,
+ barelab.call_asgi(echo_asgi, "GET", "/p?q=1", headers={"X-Probe": "hi"}).body]
+
+# %% [markdown]
+# ## Eight servers
+#
+# The battery needs somewhere to run. `barelab.serve(app, server=...)` takes any class
+# with `start()` and `stop()` (chapter 06 plugged its server in that way), so each real
+# server gets a small *engine* class too. That way every server, yours or not, is stopped by
+# `barelab.stop_all()` at the end, and re-running a cell replaces a server instead of
+# leaking one.
+#
+# wsgiref first. Its `WSGIServer` handles one connection at a time; mixing in
+# `socketserver.ThreadingMixIn` gives each connection a thread, which is how it is usually
+# run. The engine hands it the socket barelab bound, and sends what wsgiref would print
+(a line per request, a traceback per app error) to barelab's `server.log` instead, or
+nowhere:
+
+# %%
+#| export
+class ErrorsToLog:
+    """wsgi.errors for wsgiref: what it writes (tracebacks) goes to the barelab server log."""
+
+    def __init__(self, log):
+        self.log, self.text = log, ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        if self.text.strip():
+            self.log.error(self.text.strip())
+        self.text = ""
+
+# %% [markdown]
+# wsgiref's request handler prints a line per request with `log_message`, and hands the app
+# `sys.stderr` as `wsgi.errors` through `get_stderr`. Overriding both keeps the notebook's
+# cells clean, which matters here: output from a server thread lands in whatever cell runs
+# at that moment. The threading mix-in gives every connection its own thread:
+
+# %%
+#| export
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):   # wsgiref prints every request to stderr
+        pass
+
+    def get_stderr(self):                   # and every app traceback
+        return ErrorsToLog(self.server.barelab_log)
+
+
+class ThreadingReferenceServer(ThreadingMixIn, ReferenceServer):
+    daemon_threads = True
+
+# %% [markdown]
+# The engine itself builds the server without letting it bind (`bind_and_activate=False`),
+# swaps in barelab's socket, and runs `serve_forever` in a daemon thread. `stop()` undoes
+# all of it:
+
+# %%
+#| export
+class WSGIRefServer(Engine):
+    """wsgiref's server, one thread per connection: ``serve(app, server=WSGIRefServer)``."""
+
+    kind = "wsgi"
+
+    def start(self) -> None:
+        host, port = self.sock.getsockname()[:2]
+        self.httpd = ThreadingReferenceServer((host, port), QuietHandler,
+                                              bind_and_activate=False)
+        self.httpd.socket.close()             # its own, unbound socket: use barelab's
+        self.httpd.socket, self.httpd.server_name, self.httpd.server_port = self.sock, host, port
+        self.httpd.setup_environ()
+        self.httpd.set_app(self.app)
+        self.httpd.barelab_log = self.log
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                       daemon=True, name=f"wsgiref-{port}")
+        self.thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self.httpd.shutdown()                 # ends serve_forever (polls every 0.05 s)
+        self.httpd.server_close()             # closes the listening socket
+        self.thread.join(timeout)
+
+# %% [markdown]
+# `shutdown()` alone stops the loop but leaks the socket; `server_close()` closes it.
+#
+# gunicorn, uvicorn and hypercorn are programs: each runs in its own process, started with
+# the kernel's own Python (`sys.executable -m gunicorn ...`). Three details matter:
+#
+# - **The port.** barelab has bound the socket already. The child inherits it
+#   (`pass_fds`) and is told its file descriptor number: `--bind fd://N` for gunicorn and
+#   hypercorn, `--fd N` for uvicorn. No race for a free port.
+# - **The app.** A child process cannot see a notebook cell; it imports the app by name,
+#   `module:attribute`. The echo apps live in `barelab.built.conformance`, so the child
+#   imports them from there. The child runs in a fresh temporary directory, so nothing
+#   in the notebook's folder can shadow that module.
+# - **Ready or not.** The socket accepts connections before the child has imported
+#   anything, so `start()` asks `GET /` until a `200` comes back, and fails at once if the
+#   child exits.
+
+# %%
+#| export
+class ProcessServer(Engine):
+    """A server in a child process, on the socket barelab bound; subclasses give command()."""
+
+    kind = "asgi"
+    module = ""                                # what `python -m` runs
+
+    def command(self, fd: int, app_ref: str) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if self.app.__module__ == "__main__":
+            raise ValueError("a child process cannot import an app defined in a notebook "
+                             "cell: put it in a module and serve it from there")
+        self.workdir = tempfile.TemporaryDirectory(prefix=f"{self.module}-")
+        self.output = open(os.path.join(self.workdir.name, "output.log"), "w")
+        fd = self.sock.fileno()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module,
+             *self.command(fd, f"{self.app.__module__}:{self.app.__name__}")],
+            pass_fds=[fd], cwd=self.workdir.name, stdout=self.output, stderr=subprocess.STDOUT)
+        self.wait_until_ready()
+
+# %% [markdown]
+# Waiting for the child: ask `GET /` every 50 ms until the first twelve bytes of the answer
+# are `HTTP/1.1 200`, for at most fifteen seconds, and give up at once if the child has
+# exited. A server that never comes up is stopped, and its output shown in the error.
+
+# %%
+#| export
+def _wait_until_ready(self, timeout: float = 15.0) -> None:
+    address, deadline = self.sock.getsockname()[:2], time.monotonic() + timeout
+    while time.monotonic() < deadline and self.process.poll() is None:
+        try:
+            with socket.create_connection(address, timeout=READ_TIMEOUT) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n")
+                if sock.recv(12) == b"HTTP/1.1 200":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    self.stop()
+    raise RuntimeError(f"{self.module} did not start; its output:\n{self.output_text()[-2000:]}")
+
+ProcessServer.wait_until_ready = _wait_until_ready
+
+# %% [markdown]
+# Stopping closes everything `start()` opened: the process, its output file, the socket
+# (the engine owns it, as barelab's engine contract says) and the temporary directory.
+# `output_text()` shows what the server printed, for when something goes wrong.
+
+# %%
+#| export
+def _stop(self, timeout: float = 5.0) -> None:
+    self.process.terminate()
+    try:
+        self.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        self.process.kill()
+        self.process.wait()
+    self.output.close()
+    self.sock.close()
+    self.workdir.cleanup()
+
+
+def _output_text(self) -> str:
+    with open(self.output.name) as output:
+        return output.read()
+
+ProcessServer.stop = _stop
+ProcessServer.output_text = _output_text
+
+# %% [markdown]
+# Each real server is then just its command line. gunicorn runs its default *sync*
+# worker: one process that handles one connection at a time. uvicorn gets `--http h11`,
+# the pure-Python parser; its default is `httptools` when that is installed, h11 otherwise.
+
+# %%
+#| export
+class Gunicorn(ProcessServer):
+    kind, module = "wsgi", "gunicorn"
+
+    def command(self, fd, app_ref):
+        return ["--bind", f"fd://{fd}", "--worker-class", "sync", "--workers", "1",
+                "--graceful-timeout", "2", app_ref]
+
+
+class Uvicorn(ProcessServer):
+    module = "uvicorn"
+
+    def command(self, fd, app_ref):
+        http = self.options.get("http", "h11")
+        return ["--fd", str(fd), "--http", http, "--log-level", "warning", app_ref]
+
+
+class Hypercorn(ProcessServer):
+    module = "hypercorn"
+
+    def command(self, fd, app_ref):
+        return ["--bind", f"fd://{fd}", app_ref]
+
+# %% [markdown]
+# A real server may not be installed. `find_spec` says whether a module could be imported,
+# without importing it. `serve_if_installed` serves the app, or returns `None` for a server
+# that is missing, and the table will say "not installed" in its column.
+
+# %%
+#| export
+def serve_if_installed(app, name: str, engine, module: str | None = None, **options):
+    """barelab.serve(app, name=..., server=engine), or None if ``module`` is not installed."""
+    import barelab
+    if module is not None and find_spec(module) is None:
+        return None
+    return barelab.serve(app, name=name, server=engine, **options)
+
+# %% [markdown]
+# Now start all eight: four WSGI servers with `echo_wsgi` and four ASGI servers with
+# `echo_asgi`. The course's ASGI server is chapter 15's `WebSocketASGIServer`, chapter 13's
+# server plus WebSockets. The three child processes take a second or so each to start.
+
+# %%
+from barelab.built.conformance import (Gunicorn, Hypercorn, Uvicorn, WSGIRefServer,
+                                       echo_asgi, echo_wsgi, serve_if_installed)
+from barelab.built.websocket import WebSocketASGIServer
+
+servers = {
+    "course WSGI": barelab.serve(echo_wsgi, name="course-wsgi", server=WSGIServer),
+    "barelab WSGI": barelab.serve(echo_wsgi, name="barelab-wsgi"),
+    "wsgiref": serve_if_installed(echo_wsgi, "wsgiref", WSGIRefServer),
+    "gunicorn": serve_if_installed(echo_wsgi, "gunicorn", Gunicorn, "gunicorn"),
+    "course ASGI": barelab.serve(echo_asgi, name="course-asgi", server=WebSocketASGIServer),
+    "barelab ASGI": barelab.serve(echo_asgi, name="barelab-asgi"),
+    "uvicorn": serve_if_installed(echo_asgi, "uvicorn", Uvicorn, "uvicorn", http="h11"),
+    "hypercorn": serve_if_installed(echo_asgi, "hypercorn", Hypercorn, "hypercorn"),
+}
+{name: server.url if server else "not installed" for name, server in servers.items()}
+
+# %% [markdown]
+# Eight servers, each on its own port (the ports change from run to run). Note the cell
+# imported the apps from `barelab.built.conformance` rather than using the cells above:
+# the child processes import them from there, so everyone runs the very same code.
+#
+# Is `httptools` here, so that uvicorn's default would differ from `--http h11`?
+
+# %%
+from importlib.util import find_spec
+
+find_spec("httptools") is not None
+
+# %% [markdown]
+# No: on this machine uvicorn's default parser *is* h11, so one uvicorn column covers both.
+# (If you have httptools, add `"uvicorn httptools": serve_if_installed(echo_asgi,
+# "uvicorn-httptools", Uvicorn, "httptools", http="httptools")` to `servers`.)
+
+# %% [markdown]
+# ## Reading what comes back, without ever hanging
+#
+# A probe reads from a server that may be broken, slow, or deliberately silent. So the
+# reader never calls `recv` without a timeout, and never waits past a deadline. `Wire`
+# wraps a socket with a buffer and that deadline. When it must stop, it raises `Stopped`
+# with one of three reasons: `"closed"` (the server closed or reset the connection),
+# `"timeout"`, or a description of bytes it cannot read as HTTP.
+
+# %%
+#| export
+class Stopped(Exception):
+    """A probe's script cannot go on: "closed", "timeout", or what was unreadable."""
+
+
+class Wire:
+    """A client socket with a read buffer; every wait ends by ``deadline`` (time.monotonic)."""
+
+    def __init__(self, host: str, port: int, deadline: float, timeout: float = READ_TIMEOUT):
+        self.address, self.deadline, self.timeout = (host, port), deadline, timeout
+        self.sock = socket.create_connection(self.address, timeout=self.wait_time())
+        self.buffer = b""
+
+    def wait_time(self) -> float:
+        wait = min(self.timeout, self.deadline - time.monotonic())
+        if wait <= 0:
+            raise Stopped("timeout")
+        return wait
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError:                        # broken pipe, reset: the server hung up
+            raise Stopped("closed") from None
+
+# %% [markdown]
+# Reading starts with `more()`: wait (never longer than `wait_time()` allows) for the
+# next bytes and add them to the buffer. An empty read is the server closing its side. A
+# reset (`ConnectionResetError`) counts as closed too: for a client both mean "the server
+# hung up".
+
+# %%
+#| export
+def _more(self) -> None:
+    self.sock.settimeout(self.wait_time())
+    try:
+        data = self.sock.recv(65536)
+    except TimeoutError:
+        raise Stopped("timeout") from None
+    except ConnectionResetError:
+        raise Stopped("closed") from None
+    if not data:
+        raise Stopped("closed")
+    self.buffer += data
+
+Wire.more = _more
+
+# %% [markdown]
+# `until` and `exactly` are all a parser needs: "give me everything up to this marker"
+# (the end of a head, the end of a chunk-size line) and "give me this many bytes" (a body
+# whose length is known). Both call `more()` until the buffer holds enough.
+
+# %%
+#| export
+def _until(self, marker: bytes) -> bytes:
+    while marker not in self.buffer:
+        self.more()
+    data, _, self.buffer = self.buffer.partition(marker)
+    return data
+
+
+def _exactly(self, size: int) -> bytes:
+    while len(self.buffer) < size:
+        self.more()
+    data, self.buffer = self.buffer[:size], self.buffer[size:]
+    return data
+
+Wire.until, Wire.exactly = _until, _exactly
+
+# %% [markdown]
+# `to_end` is for a body with no length at all, which ends when the server closes. Here a
+# close is the expected end, not a reason to stop, so it swallows that one `Stopped`:
+
+# %%
+#| export
+def _to_end(self) -> bytes:
+    try:
+        while True:
+            self.more()
+    except Stopped as stop:
+        if str(stop) != "closed":
+            raise
+    data, self.buffer = self.buffer, b""
+    return data
+
+Wire.to_end = _to_end
+
+# %% [markdown]
+# What a probe learns from a server goes into plain dataclasses: a `Response` per HTTP
+# response (1xx ones included), a `Frame` per WebSocket frame, and an `Outcome` that holds
+# them all plus how the connection ended. `closed` means the server hung up; `open` means
+# it answered one more request on the same connection; `stopped` says why a script ended
+# early. A one-line `summary()` is what the tables show when a probe fails.
+
+# %%
+#| export
+@dataclass
+class Response:
+    version: str
+    status: int
+    headers: list[tuple[str, str]]          # names lower-cased, in order, repeats kept
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        values = [value for key, value in self.headers if key == name.lower()]
+        return ", ".join(values) if values else None
+
+
+@dataclass
+class Frame:
+    opcode: int                              # RFC 6455 §5.2: 1 text, 2 binary, 8 close, 9 ping, 10 pong
+    payload: bytes
+
+    @property
+    def close_code(self) -> int | None:
+        if self.opcode == 8 and len(self.payload) >= 2:
+            return int.from_bytes(self.payload[:2], "big")
+        return None
+
+# %%
+#| export
+FRAME_NAMES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
+
+@dataclass
+class Outcome:
+    responses: list[Response] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    closed: bool = False       # the server closed (or reset) the connection
+    open: bool = False         # the server answered a further request on it
+    stopped: str = ""          # why the script ended early, if not "closed"
+
+    @property
+    def status(self) -> int | None:
+        """The first response's status code, or None if none came."""
+        return self.responses[0].status if self.responses else None
+
+    def summary(self) -> str:
+        parts = [" ".join(str(r.status) for r in self.responses) or "no response"]
+        parts += [f"close {f.close_code}" if f.close_code else FRAME_NAMES.get(f.opcode, "?")
+                  for f in self.frames]
+        parts.append(self.stopped or ("closed" if self.closed else "open" if self.open else ""))
+        return ", ".join(part for part in parts if part)
+
+# %% [markdown]
+# A summary reads like a note you would write by hand:
+
+# %%
+from barelab.built.conformance import Frame, Outcome, Response
+
+[Outcome([Response("HTTP/1.1", 400, [])], closed=True).summary(),
+ Outcome([Response("HTTP/1.1", 101, [])], [Frame(10, b"hi"), Frame(8, b"\x03\xea")],
+         closed=True).summary(),
+ Outcome(stopped="timeout").summary()]
+
+# %% [markdown]
+# (`b"\x03\xea"` is 1002 as two big-endian bytes: RFC 6455 puts the close code first in
+# a close frame's payload.)
+#
+# Now the readers. `read_response` is a small, forgiving cousin of chapter 02's parser,
+# for the other direction: a status line, header lines up to the empty line, then a body
+# framed the way RFC 9112 §6.3 says. No body for a `HEAD` request, for 1xx, 204 and 304;
+# chunked if `Transfer-Encoding` says so; `Content-Length` bytes if given; otherwise
+# everything until the server closes.
+
+# %%
+#| export
+def read_response(wire: Wire, head_only: bool = False) -> Response:
+    """One response from ``wire``; ``head_only`` for the answer to a HEAD request."""
+    status_line, *lines = wire.until(b"\r\n\r\n").decode("latin-1").split("\r\n")
+    version, _, rest = status_line.partition(" ")
+    if not (version.startswith("HTTP/") and rest[:3].isdigit()):
+        raise Stopped(f"not a status line: {status_line[:40]!r}")
+    headers = [(name.strip().lower(), value.strip())
+               for name, _, value in (line.partition(":") for line in lines)]
+    response = Response(version, int(rest[:3]), headers)
+    if head_only or response.status < 200 or response.status in (204, 304):
+        return response
+    if "chunked" in (response.header("transfer-encoding") or "").lower():
+        response.body = read_chunked(wire)
+    elif (length := response.header("content-length")) is not None:
+        response.body = wire.exactly(int(length))
+    else:
+        response.body = wire.to_end()
+    return response
+
+# %% [markdown]
+# The chunked reader, and a reader for one WebSocket frame (RFC 6455 §5.2: two bytes of
+# flags, opcode and length, an extended length when the length says 126 or 127, a mask if
+# the mask bit is set, then the payload):
+
+# %%
+#| export
+def read_chunked(wire: Wire) -> bytes:
+    body = b""
+    while size := int(wire.until(b"\r\n").split(b";")[0], 16):
+        body += wire.exactly(size)
+        wire.exactly(2)                                   # the CRLF after each chunk
+    while wire.until(b"\r\n"):                            # trailer fields, up to an empty line
+        pass
+    return body
+
+
+def read_frame(wire: Wire) -> Frame:
+    first, second = wire.exactly(2)
+    size = second & 0x7F
+    if size >= 126:
+        size = int.from_bytes(wire.exactly(2 if size == 126 else 8), "big")
+    mask = wire.exactly(4) if second & 0x80 else bytes(4)
+    payload = wire.exactly(size)
+    return Frame(first & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+# %% [markdown]
+# ## A probe is data
+#
+# A probe's script is a tuple of *steps*. Each step is a small frozen dataclass with a
+# `run(wire, outcome)` method: it acts on the wire and notes what it saw in the outcome.
+# The first four do the basic moves:
+
+# %%
+#| export
+@dataclass(frozen=True)
+class Send:
+    data: bytes
+    def run(self, wire, outcome): wire.send(self.data)
+
+
+@dataclass(frozen=True)
+class Read:
+    head_only: bool = False                 # True for the answer to a HEAD request
+    def run(self, wire, outcome): outcome.responses.append(read_response(wire, self.head_only))
+
+
+@dataclass(frozen=True)
+class ReadFrame:
+    def run(self, wire, outcome): outcome.frames.append(read_frame(wire))
+
+
+@dataclass(frozen=True)
+class Pause:
+    seconds: float
+    def run(self, wire, outcome): time.sleep(self.seconds)
+
+# %% [markdown]
+# Four more for connections. `HalfClose` is a client that sends its last byte and shuts its
+# side (`shutdown(SHUT_WR)`): the server reads an end of file but can still answer.
+# `Reconnect` starts a new connection, for probes that need two. `StillOpen` asks one more
+# question on the same connection: an answer proves the connection stayed open, a hang-up
+# proves it was closed, and neither costs any waiting on a server that does either.
+# `WaitClose` waits for the server to hang up.
+
+# %%
+#| export
+STILL_OPEN = b"GET /still-open HTTP/1.1\r\nHost: probe\r\n\r\n"
+
+@dataclass(frozen=True)
+class HalfClose:
+    def run(self, wire, outcome): wire.sock.shutdown(socket.SHUT_WR)
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    def run(self, wire, outcome):
+        wire.sock.close()
+        wire.sock, wire.buffer = socket.create_connection(wire.address, wire.wait_time()), b""
+
+
+@dataclass(frozen=True)
+class StillOpen:
+    def run(self, wire, outcome):
+        wire.send(STILL_OPEN)
+        read_response(wire)
+        outcome.open = True
+
+
+@dataclass(frozen=True)
+class WaitClose:
+    def run(self, wire, outcome):
+        wire.to_end()
+        outcome.closed = True
+
+# %% [markdown]
+# A `Probe` bundles the rule with a script and a verdict. `needs` says what the server
+# must speak: `"http"`, or `"websocket"` for probes that make sense only on an ASGI
+# server with a WebSocket route (the others get a – in the table). Most probes send one
+# request, read one response and check the connection; `probe()` writes that script for
+# you.
+
+# %%
+#| export
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    rule: str                     # "RFC 9112 §5.2": where the requirement is written
+    level: str                    # MUST, SHOULD or MAY
+    steps: tuple
+    verdict: Callable[[Outcome], bool]
+    needs: str = "http"           # or "websocket"
+
+    @property
+    def sent(self) -> bytes:
+        """Every byte the script sends, in order (for reports)."""
+        return b"".join(step.data for step in self.steps if isinstance(step, Send))
+
+
+def probe(name, rule, level, request: bytes, verdict, *, head=False) -> Probe:
+    """The usual probe: send ``request``, read the answer, check the connection stayed open."""
+    return Probe(name, rule, level, (Send(request), Read(head), StillOpen()), verdict)
+
+# %% [markdown]
+# Running a probe: connect, run the steps in order until one raises `Stopped`, note why,
+# and always close the socket. The deadline covers the whole script.
+
+# %%
+#| export
+def run_probe(host: str, port: int, probe: Probe, *, timeout: float = READ_TIMEOUT,
+              deadline: float | None = None) -> Outcome:
+    """Run one probe's script against host:port; never longer than PROBE_BUDGET."""
+    outcome = Outcome()
+    deadline = min(deadline or float("inf"), time.monotonic() + PROBE_BUDGET)
+    try:
+        wire = Wire(host, port, deadline, timeout)
+    except (OSError, Stopped) as error:
+        outcome.stopped = f"no connection ({type(error).__name__})"
+        return outcome
+    try:
+        for step in probe.steps:
+            step.run(wire, outcome)
+    except Stopped as stop:
+        outcome.closed = str(stop) == "closed"
+        outcome.stopped = "" if outcome.closed else str(stop)
+    except (OSError, ValueError) as error:       # a chunk size that is not hex, say
+        outcome.stopped = f"unreadable ({type(error).__name__})"
+    finally:
+        wire.sock.close()
+    return outcome
+
+# %% [markdown]
+# Try it: the obs-fold probe from the start of the chapter, as data, run against the
+# course's WSGI server. The verdict is left out for now (`None`); what comes back first.
+
+# %%
+from barelab.built.conformance import MUST, probe, run_probe
+
+folding = probe("obs-fold", "RFC 9112 §5.2", MUST,
+                b"GET / HTTP/1.1\r\nHost: probe\r\nX-Probe: a\r\n b\r\n\r\n", None)
+course_wsgi = servers["course WSGI"]
+run_probe(course_wsgi.host, course_wsgi.port, folding).summary()
+
+# %% [markdown]
+# A 400, then the server hung up when `StillOpen` asked again. Closing after a refusal is
+# the safe choice: after a request it could not read, the server cannot know where the
+# next one starts. Against wsgiref:
+
+# %%
+wsgiref = servers["wsgiref"]
+folded_outcome = run_probe(wsgiref.host, wsgiref.port, folding)
+folded_outcome.summary(), folded_outcome.responses[0].body
+
+# %% [markdown]
+# The same 200 as by hand, the same CR LF inside the value, and a close: wsgiref speaks
+# HTTP/1.0 and closes after every response.
+
+# %% [markdown]
+# ## Verdicts
+#
+# A verdict is a function from an `Outcome` to `True` or `False`. Most follow a few
+# patterns, so the module has small factories for them. Each sets a docstring that says
+# what it expects, which the failure report prints.
+
+# %%
+#| export
+def expects(description: str):
+    """Decorator: give a verdict function a readable description (its __doc__)."""
+    def name_it(verdict):
+        verdict.__doc__ = description
+        return verdict
+    return name_it
+
+
+def status_is(*codes: int):
+    @expects("status " + " or ".join(map(str, codes)))
+    def verdict(got): return got.status in codes
+    return verdict
+
+
+def refused(code: int = 400):
+    @expects(f"{code}, then the connection closed")
+    def verdict(got): return got.status == code and got.closed
+    return verdict
+
+# %% [markdown]
+# Verdicts are plain functions, so you can check one without any server: build an
+# `Outcome` by hand and call it.
+
+# %%
+from barelab.built.conformance import refused, status_is
+
+closed_400 = Outcome([Response("HTTP/1.1", 400, [])], closed=True)
+open_400 = Outcome([Response("HTTP/1.1", 400, [])], open=True)
+refused()(closed_400), refused()(open_400), status_is(400)(open_400), refused.__name__
+
+# %% [markdown]
+# `refused()` wants the close too; `status_is(400)` does not. Four more factories: `echoed`
+# (a 200 whose body is exactly these bytes), `saw_probe` (the app received `X-Probe` with
+# this value), and `either`/`both` to combine verdicts, with their descriptions combined too:
+
+# %%
+#| export
+def echoed(body: bytes):
+    @expects(f"200 echoing {body!r}")
+    def verdict(got): return got.status == 200 and got.responses[0].body == body
+    return verdict
+
+
+def saw_probe(value: str):
+    @expects(f"200, app saw X-Probe={value}")
+    def verdict(got):
+        return got.status == 200 and f" x-probe={value}\n".encode() in got.responses[0].body
+    return verdict
+
+
+def either(*verdicts):
+    @expects(" or ".join(v.__doc__ or "?" for v in verdicts))
+    def verdict(got): return any(v(got) for v in verdicts)
+    return verdict
+
+
+def both(*verdicts):
+    @expects(" and ".join(v.__doc__ or "?" for v in verdicts))
+    def verdict(got): return all(v(got) for v in verdicts)
+    return verdict
+
+# %% [markdown]
+# The obs-fold rule allows two answers, and the verdict says exactly that:
+
+# %%
+from barelab.built.conformance import either, saw_probe
+
+fold_rule = either(status_is(400), saw_probe("a b"))
+fold_rule.__doc__, fold_rule(folded_outcome), fold_rule(closed_400)
+
+# %% [markdown]
+# wsgiref's outcome fails (its app saw `a\r\n b`), the course server's 400 passes.
+#
+# A few verdicts are about the connection or the headers alone:
+
+# %%
+#| export
+@expects("the connection closed")
+def closes(got): return got.closed
+
+@expects("the connection stayed open")
+def stays_open(got): return got.open
+
+@expects("not served: no 2xx response")
+def not_served(got): return got.status is None or got.status >= 400
+
+@expects("a Date header in the final response")
+def has_date(got):
+    finals = [response for response in got.responses if response.status >= 200]
+    return bool(finals) and finals[0].header("date") is not None
+
+# %% [markdown]
+# ## Running a battery
+#
+# `run_battery(target, probes)` runs every probe against one server, one after another,
+# each on a fresh connection, and collects a `Result` per probe: ✓, ✗, or – for a probe the
+# server cannot be asked (a WebSocket probe on a WSGI server). A verdict that raises counts
+# as ✗: a broken response is not a pass. The whole battery has a deadline too.
+
+# %%
+#| export
+PASS, FAIL, SKIP = "✓", "✗", "–"
+
+@dataclass
+class Result:
+    probe: Probe
+    mark: str                                # PASS, FAIL or SKIP
+    outcome: Outcome | None = None
+
+
+def judge(probe: Probe, outcome: Outcome) -> str:
+    try:
+        return PASS if probe.verdict(outcome) else FAIL
+    except Exception:                        # IndexError on a missing response, say
+        return FAIL
+
+
+def speaks(target, needs: str) -> bool:
+    """HTTP for everyone; WebSocket for ASGI servers (the echo app has the route)."""
+    return needs == "http" or getattr(target, "kind", None) == "asgi"
+
+# %% [markdown]
+# `Results` is the list for one server, with the counts that matter most:
+
+# %%
+#| export
+@dataclass
+class Results:
+    name: str
+    results: list[Result]
+
+    def failures(self, level: str | None = None) -> list[Result]:
+        return [r for r in self.results
+                if r.mark == FAIL and level in (None, r.probe.level)]
+
+    def __repr__(self) -> str:
+        return f"{self.name}: {len(self.failures(MUST))} MUST failures"
+
+
+def run_battery(target, probes, *, name: str | None = None, timeout: float = READ_TIMEOUT,
+                budget: float = 60.0) -> Results:
+    """Run ``probes`` against ``target`` (anything with .host and .port), in order."""
+    deadline, results = time.monotonic() + budget, []
+    for each in probes:
+        if not speaks(target, each.needs):
+            results.append(Result(each, SKIP))
+            continue
+        outcome = run_probe(target.host, target.port, each, timeout=timeout, deadline=deadline)
+        results.append(Result(each, judge(each, outcome), outcome))
+    return Results(name or getattr(target, "name", "server"), results)
+
+# %% [markdown]
+# The first group of probes, then. They are about the request line and header syntax,
+# RFC 9112 §2 to §5 and RFC 9110 §5, and build their requests with `get()`:
+
+# %%
+#| export
+HOST = b"Host: probe\r\n"
+
+def get(target=b"/", extra=b"", version=b"HTTP/1.1", method=b"GET") -> bytes:
+    """A request with no body; ``extra`` is header lines, each ending in CRLF."""
+    return method + b" " + target + b" " + version + b"\r\n" + HOST + extra + b"\r\n"
+
+
+def post(extra: bytes, body: bytes) -> bytes:
+    """A POST to /echo with header lines ``extra`` and ``body`` as given (framing is yours)."""
+    return b"POST /echo HTTP/1.1\r\n" + HOST + extra + b"\r\n" + body
+
+# %% [markdown]
+# Each entry below is one probe: a name, the rule, the level, the bytes, the verdict. The
+# first list is about header fields; read it against the rules:
+#
+# - §5.1: no whitespace between a field name and its colon; a server MUST answer 400.
+# - §2.2: a bare CR (not followed by LF) is invalid; a recipient MUST treat the element as
+#   invalid or replace the CR with a space. RFC 9110 §5.5 says the same of NUL in a value.
+# - §2.2: a line that starts with whitespace right after the request line MUST be rejected
+#   or ignored, with everything on it.
+# - RFC 9110 §5.1: a field name is a *token*; `"` is not allowed in one.
+
+# %%
+#| export
+FIELD_PROBES = [
+    probe("plain GET", "RFC 9112 §3", MUST, get(), status_is(200)),
+    probe("obs-fold", "RFC 9112 §5.2", MUST, get(extra=b"X-Probe: a\r\n b\r\n"),
+          either(status_is(400), saw_probe("a b"))),
+    probe("space before colon", "RFC 9112 §5.1", MUST, get(extra=b"X-Probe : a\r\n"),
+          status_is(400)),
+    probe("bare CR in a value", "RFC 9112 §2.2", MUST, get(extra=b"X-Probe: a\rb\r\n"),
+          either(status_is(400), saw_probe("a b"))),
+    probe("NUL in a value", "RFC 9110 §5.5", MUST, get(extra=b"X-Probe: a\x00b\r\n"),
+          either(status_is(400), saw_probe("a b"))),
+    probe("space before first field", "RFC 9112 §2.2", MUST,
+          b"GET / HTTP/1.1\r\n X-Probe: a\r\n" + HOST + b"\r\n",
+          either(status_is(400), saw_probe("None"))),
+    probe("quote in a field name", "RFC 9110 §5.1", SHOULD, get(extra=b'X-Pro"be: a\r\n'),
+          status_is(400)),
+]
+
+# %% [markdown]
+# The request-line probes, and their rules:
+#
+# - §2.3: `HTTP` in the version is case-sensitive, so `http/1.1` is an invalid request
+#   line, which §3 says SHOULD get a 400.
+# - RFC 9110 §2.5: a server MAY refuse a major version it does not speak with 505, and a
+#   higher *minor* version (`HTTP/1.2`) SHOULD be served as the highest it knows.
+# - §2.2: a server SHOULD ignore at least one empty line before a request line.
+#
+# `SYNTAX_PROBES` is both lists together.
+
+# %%
+#| export
+LINE_PROBES = [
+    probe("lowercase http/1.1", "RFC 9112 §2.3", SHOULD, get(version=b"http/1.1"),
+          status_is(400)),
+    probe("HTTP/2.0 in a 1.x line", "RFC 9110 §2.5", MAY, get(version=b"HTTP/2.0"),
+          status_is(505)),
+    probe("HTTP/1.2 served as 1.1", "RFC 9110 §2.5", SHOULD, get(version=b"HTTP/1.2"),
+          status_is(200)),
+    probe("empty line first", "RFC 9112 §2.2", SHOULD, b"\r\n" + get(), status_is(200)),
+]
+SYNTAX_PROBES = FIELD_PROBES + LINE_PROBES
+
+# %% [markdown]
+# One probe's full record, for the course WSGI server:
+
+# %%
+from barelab.built.conformance import SYNTAX_PROBES, run_battery
+
+syntax_course = run_battery(course_wsgi, SYNTAX_PROBES, name="course WSGI")
+[(r.probe.name, r.mark, r.outcome.summary()) for r in syntax_course.results[:4]]
+
+# %% [markdown]
+# And the whole group as counts:
+
+# %%
+syntax_course
+
+# %% [markdown]
+# ## A table: probes × servers
+#
+# One server at a time is not a comparison. `run_batteries` runs a battery on every server
+# at once, one thread per server (they wait on sockets, not on the CPU, so eight threads
+# finish in about the time of the slowest server). A server that is `None` (not installed)
+# gets no thread and a "not installed" column.
+
+# %%
+#| export
+def run_batteries(servers: dict, probes, **options) -> "Table":
+    """run_battery on every server of ``{name: server or None}`` in parallel; a Table."""
+    found = {name: None for name in servers}
+
+    def run(name, server):
+        found[name] = run_battery(server, probes, name=name, **options)
+
+    threads = [threading.Thread(target=run, args=item, daemon=True)
+               for item in servers.items() if item[1] is not None]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Table(list(probes), found)
+
+# %% [markdown]
+# The `Table` draws itself twice, like every barelab display: as HTML in JupyterLab and as
+# text in a terminal. The last row is the number that matters most, the MUST failures per
+# server.
+
+# %%
+#| export
+class Table:
+    """Probes down, servers across: ✓ ✗ –, with each probe's rule and level."""
+
+    def __init__(self, probes: list[Probe], columns: dict):
+        self.probes, self.columns = probes, columns     # columns: {name: Results or None}
+
+    def mark(self, name: str, row: int) -> str:
+        results = self.columns[name]
+        return "n/i" if results is None else results.results[row].mark
+
+    def must_failures(self, name: str) -> str:
+        results = self.columns[name]
+        return "n/i" if results is None else str(len(results.failures(MUST)))
+
+    def outcome(self, name: str, probe_name: str) -> Outcome | None:
+        """What server ``name`` answered to the probe called ``probe_name``."""
+        results = self.columns[name]
+        found = [r for r in results.results if r.probe.name == probe_name] if results else []
+        return found[0].outcome if found else None
+
+    def rows(self) -> list[list[str]]:
+        names = list(self.columns)
+        body = [[p.name, p.rule, p.level, *(self.mark(n, i) for n in names)]
+                for i, p in enumerate(self.probes)]
+        return body + [["MUST failures", "", "", *map(self.must_failures, names)]]
+
+# %% [markdown]
+# The two renderers. "n/i" stands for "not installed"; the HTML version colours the marks
+# and puts the MUST-failure row in bold.
+
+# %%
+#| export
+def _table_text(self) -> str:
+    header = ["probe", "rule", "level", *self.columns]
+    rows = [header, *self.rows()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i < 3 else cell.center(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+             for row in rows]
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:-1], "-" * len(lines[0]), lines[-1]])
+
+
+COLOURS = {PASS: "#1a7f37", FAIL: "#cf222e", SKIP: "#8a8a8a"}
+
+def _table_html(self) -> str:
+    def cell(text, i):
+        style = f"color:{COLOURS[text]}" if text in COLOURS and i >= 3 else ""
+        align = "left" if i < 3 else "center"
+        return f'<td style="text-align:{align};{style}">{html.escape(text)}</td>'
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["probe", "rule", "level", *self.columns])
+    *body, total = self.rows()
+    rows = ["<tr>" + "".join(cell(text, i) for i, text in enumerate(row)) + "</tr>" for row in body]
+    rows.append("<tr>" + "".join(f"<td><b>{html.escape(t)}</b></td>" for t in total) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+Table.__repr__, Table._repr_html_ = _table_text, _table_html
+
+# %% [markdown]
+# The syntax group, on all eight servers:
+
+# %%
+from barelab.built.conformance import run_batteries
+
+run_batteries(servers, SYNTAX_PROBES)
+
+# %% [markdown]
+# Read it column by column. The four course and barelab columns are all ✓. gunicorn,
+# uvicorn and hypercorn pass every MUST here too; they part ways only on the SHOULDs and
+# MAYs:
+#
+# - **empty line first**: uvicorn and hypercorn both parse with h11, which refuses the
+#   empty line that §2.2 says a server SHOULD skip. A SHOULD, not a bug: it only matters
+#   to old clients that sent an extra CRLF after a POST body.
+# - **HTTP/2.0 in a 1.x line**: only the course and barelab servers answer 505. gunicorn
+#   says 400; uvicorn and hypercorn serve it as if it were 1.1. Both are allowed by the MAY.
+#
+# wsgiref is the red column: it accepts a space before the colon, a bare CR, a NUL, a
+# quote in a name, and keeps the fold's line break in the value. wsgiref is the *reference implementation of
+# the WSGI interface*, and its documentation says plainly that it is not meant for
+# production: it checks what PEP 3333 needs, not what RFC 9112 asks of a server on the
+# internet. Its "lowercase http/1.1" and "empty line first" failures are a hang-up without
+# any answer.
+
+# %% [markdown]
+# ## Host and the request target
+#
+# RFC 9112 §3.2 has one of the clearest MUSTs in the RFC: a server MUST answer 400 to an
+# HTTP/1.1 request without `Host`, with two `Host` lines, or with a `Host` whose value is
+# invalid. (`a b` is not a host: no host name contains a space.) §3.2.2 says a server MUST
+# accept the *absolute form*, `GET http://probe/abs HTTP/1.1`, which proxies receive, and
+# then use the host and path from it. Here the app must see the path `/abs`, not the whole
+# URL. And §3.2.4 defines `OPTIONS *`, a request about the server as a whole: valid syntax,
+# so not a 400.
+
+# %%
+#| export
+@expects("200, app saw path=/abs and query=q=1")
+def saw_absolute_path(got):
+    return got.status == 200 and got.responses[0].body.startswith(b"path=/abs query=q=1 ")
+
+@expects("answered without an error")
+def answered(got): return got.status is not None and got.status < 400
+
+HOST_PROBES = [
+    probe("missing Host (1.1)", "RFC 9112 §3.2", MUST, b"GET / HTTP/1.1\r\n\r\n", status_is(400)),
+    probe("two Host fields", "RFC 9112 §3.2", MUST, get(extra=b"Host: other\r\n"), status_is(400)),
+    probe("invalid Host value", "RFC 9112 §3.2", MUST, b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+          status_is(400)),
+    probe("absolute-form target", "RFC 9112 §3.2.2", MUST, get(b"http://probe/abs?q=1"),
+          saw_absolute_path),
+    probe("OPTIONS *", "RFC 9112 §3.2.4", SHOULD, get(b"*", method=b"OPTIONS"), answered),
+]
+
+# %%
+from barelab.built.conformance import HOST_PROBES
+
+host_table = run_batteries(servers, HOST_PROBES)
+host_table
+
+# %% [markdown]
+# The first red among the course's servers: **course ASGI fails "invalid Host value"**, a
+# MUST. The failure report below shows the exact bytes and the answer. Chapter 13's server
+# checks that there is exactly one `Host`, but never looks at its value, so `Host: a b`
+# reaches the app. The course's WSGI server (chapter 06) and both barelab engines check
+# it. This is a real bug in a course server, and it stays visible here until chapter 13 is
+# fixed; exercise 4 asks you to write the check.
+#
+# `failure_report` lists every failure of a given level (MUST unless told otherwise), four
+# lines each: the server and probe, the bytes sent, what the verdict expected, what came
+# back. `names` picks the servers:
+
+# %%
+#| export
+def _failure_report(self, level: str = MUST, names=None) -> str:
+    lines = []
+    for name, results in self.columns.items():
+        if results is None or (names is not None and name not in names):
+            continue
+        for result in results.failures(level):
+            sent = result.probe.sent
+            shown = sent[:70].decode("latin-1").encode("unicode_escape").decode("ascii")
+            lines.append(f"{name} ✗ {result.probe.name} ({result.probe.rule} {level})\n"
+                         f"    sent     {shown}{'…' if len(sent) > 70 else ''}\n"
+                         f"    expected {result.probe.verdict.__doc__ or 'see the verdict'}\n"
+                         f"    got      {result.outcome.summary()}")
+    return "\n".join(lines) or f"no {level} failures"
+
+Table.failure_report = _failure_report
+
+# %%
+print(host_table.failure_report(names=["course WSGI", "barelab WSGI", "course ASGI",
+                                       "barelab ASGI"]))
+
+# %% [markdown]
+# The others, real servers:
+
+# %%
+print(host_table.failure_report(names=["gunicorn", "uvicorn", "hypercorn"]))
+
+# %% [markdown]
+# Three stories:
+#
+# - **gunicorn serves a request without `Host`, and `Host: a b`.** It leaves Host to the
+#   app (Django, for one, checks it against `ALLOWED_HOSTS`). The RFC puts the duty on
+#   the server, and a framework can only check what reaches it.
+# - **uvicorn and hypercorn accept `Host: a b` too.** h11, under both, checks that every
+#   header value is made of allowed characters (a space is allowed), but not the stricter
+#   grammar of a host name. barelab's engine, also on h11, adds that check itself.
+# - **uvicorn and hypercorn hand the app the whole URL as its path.** The app saw
+#   `path=http://probe/abs`. The ASGI spec calls `path` "the HTTP request target
+#   excluding any query string", and both servers took that literally; RFC 9112 §3.2.2
+#   says the server MUST take the path out of an absolute-form target. gunicorn, the course
+#   servers and barelab do.
+
+# %% [markdown]
+# ## Framing: where does a body end?
+#
+# Chapter 02 spent a long section on framing, because a server and a proxy that disagree
+# about where a body ends disagree about where the *next request* starts. These rules are
+# the heart of the battery:
+#
+# - RFC 9112 §6.1: `Content-Length` and `Transfer-Encoding` together: a server MAY reject
+#   the request or go by `Transfer-Encoding` alone, but either way it MUST close the
+#   connection after responding.
+# - §6.3 rule 5: several `Content-Length` values that differ, or one that is not a plain
+#   number (`+3`), MUST get a 400 and a close. The same value twice (`2, 2`) MAY be read as
+#   that value (RFC 9110 §8.6) or refused.
+# - §6.3 rule 4: if `chunked` is not the last transfer coding, the length cannot be known:
+#   400 and close, a MUST. Applying chunked twice is forbidden to the sender (§6.1); a
+#   server SHOULD answer a coding it does not understand with 501.
+# - §7.1: a recipient MUST be able to decode chunked, and §7.1.1 MUST ignore chunk
+#   extensions it does not know. Trailer fields (§7.1.2) are part of the chunked grammar.
+# - §7.1: recipients MUST guard against huge chunk sizes overflowing an integer.
+#   `10000000000000003` is 2⁶⁴ + 3 in hex: a parser that keeps it in 64 bits reads 3, and
+#   would then take the next bytes, `abc`, as the whole chunk. The probe sends `abc` and
+#   hangs up its side, so a correct server has nothing to wait for.
+
+# %%
+#| export
+CHUNKED = b"Transfer-Encoding: chunked\r\n"
+
+@expects("400 or 501, then the connection closed")
+def refused_coding(got): return got.status in (400, 501) and got.closed
+
+FRAMING_PROBES = [
+    probe("CL and TE together", "RFC 9112 §6.1", MUST,
+          post(b"Content-Length: 3\r\n" + CHUNKED, b"3\r\nabc\r\n0\r\n\r\n"),
+          both(closes, either(status_is(400), echoed(b"abc")))),
+    probe("two different CLs", "RFC 9112 §6.3", MUST,
+          post(b"Content-Length: 3\r\nContent-Length: 4\r\n", b"abcd"), refused()),
+    probe("CL +3", "RFC 9112 §6.3", MUST, post(b"Content-Length: +3\r\n", b"abc"), refused()),
+    probe("CL list 2, 2", "RFC 9112 §6.3", MUST, post(b"Content-Length: 2, 2\r\n", b"ab"),
+          either(refused(), echoed(b"ab"))),
+    probe("TE gzip, no chunked", "RFC 9112 §6.3", MUST,
+          post(b"Transfer-Encoding: gzip\r\n", b"abc"), refused()),
+    probe("TE chunked twice", "RFC 9112 §6.1", SHOULD,
+          post(b"Transfer-Encoding: chunked, chunked\r\n", b"0\r\n\r\n"), refused_coding),
+    probe("unknown coding → 501", "RFC 9112 §6.1", SHOULD,
+          post(b"Transfer-Encoding: foo, chunked\r\n", b"0\r\n\r\n"), status_is(501)),
+]
+
+# %% [markdown]
+# The chunked probes use a few more steps than `probe()` gives: the huge chunk size ends
+# with `HalfClose()`.
+
+# %%
+#| export
+CHUNK_PROBES = [
+    probe("chunked body", "RFC 9112 §7.1", MUST,
+          post(CHUNKED, b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), echoed(b"abcde")),
+    probe("chunk extension", "RFC 9112 §7.1.1", MUST,
+          post(CHUNKED, b"3;name=value\r\nabc\r\n0\r\n\r\n"), echoed(b"abc")),
+    probe("trailer field", "RFC 9112 §7.1.2", MUST,
+          post(CHUNKED, b"3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n"), echoed(b"abc")),
+    probe("chunk size not hex", "RFC 9112 §7.1", SHOULD,
+          post(CHUNKED, b"zz\r\nabc\r\n0\r\n\r\n"), refused()),
+    Probe("chunk size 2⁶⁴+3", "RFC 9112 §7.1", MUST,
+          (Send(post(CHUNKED, b"10000000000000003\r\nabc\r\n")), HalfClose(), Read()),
+          not_served),
+]
+
+# %%
+from barelab.built.conformance import CHUNK_PROBES, FRAMING_PROBES
+
+framing_table = run_batteries(servers, FRAMING_PROBES + CHUNK_PROBES)
+framing_table
+
+# %% [markdown]
+# All four course and barelab columns pass every framing MUST. The red elsewhere:
+
+# %%
+print(framing_table.failure_report(names=["gunicorn", "uvicorn", "hypercorn"]))
+
+# %% [markdown]
+# - **CL and TE together, on uvicorn and hypercorn.** Both went by `Transfer-Encoding`
+#   (allowed) and answered `abc`, then kept the connection open for the next request.
+#   That is the one thing §6.1 forbids: after a request that *could* be a smuggling
+#   attempt, the connection must not be reused. h11, which both use, leaves the decision
+#   to the server, and neither server takes it. barelab's engine is built on h11 too, and
+#   adds the close itself.
+# - **uvicorn answers the unknown coding with 400, not 501**: every parse error becomes a
+#   400 there. Only a SHOULD.
+# - **TE gzip on hypercorn: 501 instead of 400.** §6.1 says a coding the server does not
+#   understand SHOULD get 501, but §6.3 says that when chunked is not last the server MUST
+#   answer 400. The MUST is the stronger rule and the more specific one.
+#
+# And wsgiref fails almost everything here: it never decodes chunked bodies at all (its
+# app read nothing and echoed its default line), and it passes `Content-Length` to the app
+# as it came. For `2, 2` that made the app's `int("2, 2")` raise, a 500:
+
+# %%
+list2 = framing_table.outcome("wsgiref", "CL list 2, 2")
+list2.summary(), list2.responses[0].body[:60]
+
+# %% [markdown]
+# ## Limits
+#
+# A server that reads "until the request ends" with no limit lets any client fill its
+# memory. RFC 9112 §3 makes one limit a MUST: a server that receives a request target
+# longer than it wishes to parse MUST answer 414. (A server that reads the whole 12 KiB
+# target and answers 200 passes too: it did wish to parse it.) 431 for a huge header
+# section (RFC 6585 §5) and 413 for a body over the limit (RFC 9110 §15.5.14) are status
+# codes a server MAY use; whether it has those limits at all is its choice. The body probe
+# announces a gibibyte, sends three bytes and hangs up its side, so a server without a
+# limit does not keep the probe waiting.
+
+# %%
+#| export
+LIMIT_PROBES = [
+    probe("URI of 12 KiB", "RFC 9112 §3", MUST, get(b"/" + b"a" * 12288), status_is(414, 200)),
+    probe("header of 20 KiB", "RFC 6585 §5", MAY, get(extra=b"X-Probe: " + b"a" * 20480 + b"\r\n"),
+          status_is(431)),
+    Probe("body of 1 GiB", "RFC 9110 §15.5.14", MAY,
+          (Send(post(b"Content-Length: 1073741824\r\n", b"abc")), HalfClose(), Read()),
+          status_is(413)),
+]
+
+# %%
+from barelab.built.conformance import LIMIT_PROBES
+
+limits_table = run_batteries(servers, LIMIT_PROBES)
+limits_table
+
+# %% [markdown]
+# - **The 12 KiB URI passes everywhere**: the course servers and gunicorn say 414 (their
+#   line limits are 8 KiB and 4 KiB); the others parse it and answer 200.
+# - **uvicorn and hypercorn accept a 20 KiB header.** Both use h11, whose limit (16 KiB)
+#   applies only while a request head is *incomplete*: a head that arrives whole in one
+#   read is parsed whatever its size. A bigger head, sent slowly, would get an error. The
+#   sizes here are chosen so that every server sees each request in one read: a probe
+#   whose verdict depends on how bytes happen to be split into reads would not give the
+#   same table twice.
+# - **No 413 from gunicorn, uvicorn, hypercorn or wsgiref.** They leave body limits to the
+#   app or to a proxy in front (nginx's `client_max_body_size`, say). Only a MAY, but a
+#   reason never to run them naked on the internet with an app that reads whole bodies.
+
+# %% [markdown]
+# ## Persistence, pipelining, HEAD and empty bodies
+#
+# HTTP/1.1 connections persist by default (RFC 9112 §9.3). A client asks to close with
+# `Connection: close`, and a server that receives it MUST close after its response (§9.6).
+# A server that will not keep a connection open MUST say so with `Connection: close` in
+# its response, or by answering as HTTP/1.0. A pipelined client sends several requests
+# before reading; the server MUST answer them in order (§9.3.2). Several of these probes
+# reuse the verdict `closes` and `stays_open`; the pipelining one checks paths:
+
+# %%
+#| export
+@expects("/one then /two, or /one then a close")
+def in_order(got):
+    paths = [r.body.split(b" ")[0] for r in got.responses]
+    return paths == [b"path=/one", b"path=/two"] or (paths == [b"path=/one"] and got.closed)
+
+
+@expects("stays open, or says it will close")
+def announces_close(got):
+    final = got.responses[-1] if got.responses else None
+    return got.open or (final is not None and (final.version == "HTTP/1.0"
+                        or "close" in (final.header("connection") or "").lower()))
+
+PERSISTENCE_PROBES = [
+    probe("keep-alive by default", "RFC 9112 §9.3", SHOULD, get(), stays_open),
+    probe("Connection: close honoured", "RFC 9112 §9.6", MUST,
+          get(extra=b"Connection: close\r\n"), closes),
+    probe("HTTP/1.0 closes by default", "RFC 9112 §9.3", SHOULD, get(version=b"HTTP/1.0"), closes),
+    probe("a close is announced", "RFC 9112 §9.6", MUST, get(), announces_close),
+    Probe("pipelined, answered in order", "RFC 9112 §9.3.2", MUST,
+          (Send(get(b"/one") + get(b"/two")), Read(), Read()), in_order),
+]
+
+# %% [markdown]
+# (§9.3 states HTTP/1.0's default without a MUST, as a description, so the table counts
+# it as a SHOULD.)
+#
+# Bodies that must not be there. RFC 9110 §9.3.2: a server MUST NOT send content in a
+# response to `HEAD`, and SHOULD send the same header fields as for `GET`. §8.6: a server
+# MUST NOT send `Content-Length` in a 204, and a 204 or 304 (§15.3.5, §15.4.5) ends at
+# its empty line. How do you *see* a body that should not be there? Send a second request
+# right behind: if stray bytes follow the first response, they sit where the second status
+# line should be, and the second `Read()` fails.
+
+# %%
+#| export
+@expects("an empty response, then the next one readable")
+def nothing_after(got):
+    first = got.responses[0]
+    return len(got.responses) == 2 or (got.closed and first.status < 400)
+
+
+@expects("204 without Content-Length, nothing after it")
+def bare_204(got):
+    return got.status == 204 and got.responses[0].header("content-length") is None \
+        and nothing_after(got)
+
+
+@expects("HEAD and GET with the same Content-Length")
+def same_length(got):
+    head, get_ = got.responses
+    return head.header("content-length") == get_.header("content-length") is not None
+
+# %%
+#| export
+BODYLESS_PROBES = [
+    Probe("HEAD sends no body", "RFC 9110 §9.3.2", MUST,
+          (Send(get(method=b"HEAD") + get(b"/after")), Read(head_only=True), Read()),
+          nothing_after),
+    Probe("HEAD has GET's length", "RFC 9110 §9.3.2", SHOULD,
+          (Send(get(method=b"HEAD")), Read(head_only=True), Reconnect(), Send(get()), Read()),
+          same_length),
+    Probe("204: no body, no CL", "RFC 9110 §8.6", MUST,
+          (Send(get(b"/204") + get(b"/after")), Read(), Read()), bare_204),
+    Probe("304: no body", "RFC 9110 §15.4.5", MUST,
+          (Send(get(b"/304") + get(b"/after")), Read(), Read()),
+          both(status_is(304), nothing_after)),
+]
+
+# %%
+from barelab.built.conformance import BODYLESS_PROBES, PERSISTENCE_PROBES
+
+persistence_table = run_batteries(servers, PERSISTENCE_PROBES + BODYLESS_PROBES)
+persistence_table
+
+# %% [markdown]
+# - **gunicorn's sync worker never keeps a connection open**, and says so with
+#   `Connection: close` on every response: a SHOULD skipped, by design. A sync worker
+#   serves one connection at a time, so an idle keep-alive connection would block every
+#   other client. gunicorn's docs recommend an async worker, or a proxy in front, for
+#   keep-alive.
+# - **wsgiref answers a 204 with `Content-Length: 0`**, which RFC 9110 §8.6 forbids: its
+#   handler adds a length to any response whose body it can count.
+# - Everyone else passes every MUST here. Pipelining, HEAD and empty bodies are old,
+#   well-known rules; the next group is where real servers slip again.
+#
+# gunicorn's and wsgiref's SHOULD failures, in full:
+
+# %%
+print(persistence_table.failure_report(SHOULD, names=["wsgiref", "gunicorn"]))
+
+# %% [markdown]
+# "got 200, closed": the answer came, then the connection closed when `StillOpen` asked
+# again. The MUST next to it, "a close is announced", passes for both: wsgiref answers as
+# `HTTP/1.0`, gunicorn sends `Connection: close`, so a client knows not to reuse the
+# connection.
+
+# %% [markdown]
+# ## Expect, Date, and clients that misbehave
+#
+# Four more server duties:
+#
+# - RFC 9110 §10.1.1: a client that sends `Expect: 100-continue` waits before sending its
+#   body. The server MUST answer at once, with `100 Continue` or with a final status.
+# - RFC 9110 §6.6.1: an origin server with a clock MUST send `Date` in every 2xx, 3xx and
+#   4xx response, including the 400s it writes itself.
+# - A slow client sends a request in pieces. RFC 9112 §2.2 says a recipient MUST parse a
+#   message as a sequence of octets; when they arrive does not matter.
+# - A client that announces ten bytes of body, sends five and vanishes sent an incomplete
+#   message. RFC 9112 §6.3 (rule 5): the recipient MUST consider it incomplete and close.
+#   So the app must never be served those five bytes as if they were the whole body.
+
+# %%
+#| export
+EXPECT = b"POST /echo HTTP/1.1\r\n" + HOST + b"Expect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+
+@expects("100, then 200 echoing b'abc'")
+def continued(got):
+    return [r.status for r in got.responses] == [100, 200] and got.responses[1].body == b"abc"
+
+CLIENT_PROBES = [
+    Probe("Expect: 100-continue", "RFC 9110 §10.1.1", MUST,
+          (Send(EXPECT), Read(), Send(b"abc"), Read()), continued),
+    probe("Date on a 200", "RFC 9110 §6.6.1", MUST, get(), has_date),
+    probe("Date on a 400", "RFC 9110 §6.6.1", MUST, get(extra=b"X-Probe : a\r\n"), has_date),
+    Probe("slow client", "RFC 9112 §2.2", MUST,
+          (Send(b"GET / HT"), Pause(0.05), Send(b"TP/1.1\r\nHo"), Pause(0.05),
+           Send(b"st: probe\r\n\r\n"), Read()), status_is(200)),
+    Probe("client vanishes mid-body", "RFC 9112 §6.3", MUST,
+          (Send(post(b"Content-Length: 10\r\n", b"abcde")), HalfClose(), Read()), not_served),
+]
+
+# %%
+from barelab.built.conformance import CLIENT_PROBES
+
+client_table = run_batteries(servers, CLIENT_PROBES)
+client_table
+
+# %% [markdown]
+# The course and barelab servers pass all five. The real ones:
+
+# %%
+print(client_table.failure_report(names=["wsgiref", "gunicorn", "uvicorn"]))
+
+# %% [markdown]
+# - **wsgiref never sends `100 Continue`.** The client waits for it, the server waits for
+#   the body, and nothing happens until the client gives up (after `READ_TIMEOUT`, here).
+#   Real clients such as curl stop waiting after a second and send the body anyway, which
+#   is why this bug goes unnoticed.
+# - **gunicorn and uvicorn write their own 400s without `Date`.** Their app responses have
+#   one; the error pages they write themselves were missed.
+# - **wsgiref and gunicorn serve a truncated body.** Their `wsgi.input.read(10)` returned
+#   the five bytes that came before the client vanished, and the app, trusting PEP 3333,
+#   answered them as the whole body. An upload cut off halfway is then stored as if it were
+#   complete. The ASGI servers tell the app with `http.disconnect` instead.
+
+# %% [markdown]
+# ## WebSocket
+#
+# The WebSocket probes need a handshake first (RFC 6455 §4.1), then frames. A client's
+# frames must be masked (§5.3): the payload is XORed with four key bytes that the frame
+# carries. `frame()` builds one, masked unless told otherwise. The handshake key is the one
+# from the RFC's own example, so the right `Sec-WebSocket-Accept` is known in advance.
+
+# %%
+#| export
+KEY, ACCEPT = "dGhlIHNhbXBsZSBub25jZQ==", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="   # RFC 6455 §1.3
+MASK = b"\x37\xfa\x21\x3d"
+
+def handshake(key: str | None = KEY, version: bytes = b"13") -> bytes:
+    fields = b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    if key is not None:
+        fields += b"Sec-WebSocket-Key: " + key.encode() + b"\r\n"
+    return get(b"/ws", extra=fields + b"Sec-WebSocket-Version: " + version + b"\r\n")
+
+
+def frame(opcode: int, payload: bytes = b"", *, fin=True, masked=True, rsv=0) -> bytes:
+    """One client frame, payload up to 125 bytes (RFC 6455 §5.2)."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    if not masked:
+        return bytes([first, len(payload)]) + payload
+    data = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+    return bytes([first, 0x80 | len(payload)]) + MASK + data
+
+# %% [markdown]
+# The rules, each a MUST:
+#
+# - §4.2.2: a valid handshake gets `101` with `Sec-WebSocket-Accept` computed from the key.
+#   A version the server does not speak makes it abort the handshake with an error such as
+#   426 and a `Sec-WebSocket-Version` header listing the versions it does speak.
+# - §4.2.1: a handshake without a key gets an error status "such as 400".
+# - §5.5.2: a ping gets a pong with the same payload. §5.4: control frames may arrive in
+#   the middle of a fragmented message, and an endpoint MUST handle that. §5.5.1: a close
+#   frame gets a close frame back.
+# - §5.1: an unmasked frame from a client MUST make the server close the connection (a
+#   close frame with 1002, "protocol error", is optional). §5.2: a reserved bit set with no
+#   extension that defines it MUST fail the connection. §8.1: text that is not valid UTF-8
+#   MUST fail it too, code 1007.
+
+# %%
+#| export
+def websocket(name, rule, steps, verdict) -> Probe:
+    """A MUST probe that starts with a valid handshake and its 101."""
+    return Probe(name, rule, MUST, (Send(handshake()), Read(), *steps), verdict, "websocket")
+
+
+def frames_are(*expected):
+    @expects("frames " + ", ".join(f"{FRAME_NAMES[op]} {data!r}" for op, data in expected))
+    def verdict(got): return [(f.opcode, f.payload) for f in got.frames] == list(expected)
+    return verdict
+
+
+def fails_connection(code: int):
+    @expects(f"closed, with close {code} or no close frame")
+    def verdict(got):
+        return got.status == 101 and got.closed and all(
+            f.opcode == 8 and f.close_code in (code, None) for f in got.frames)
+    return verdict
+
+# %% [markdown]
+# Three verdicts for the handshake: the right `Sec-WebSocket-Accept`, a 4xx that names the
+# version the server speaks, and any 4xx. Then the three handshake probes:
+
+# %%
+#| export
+@expects("a 4xx with Sec-WebSocket-Version: 13")
+def names_version(got):
+    return got.status is not None and 400 <= got.status < 500 \
+        and "13" in (got.responses[0].header("sec-websocket-version") or "")
+
+@expects("101 with the right Sec-WebSocket-Accept")
+def accepted(got):
+    return got.status == 101 and got.responses[0].header("sec-websocket-accept") == ACCEPT
+
+@expects("a 4xx")
+def client_error(got): return got.status is not None and 400 <= got.status < 500
+
+# %%
+#| export
+HANDSHAKE_PROBES = [
+    Probe("handshake → 101", "RFC 6455 §4.2.2", MUST, (Send(handshake()), Read()), accepted, "websocket"),
+    Probe("version 8 → 426", "RFC 6455 §4.2.2", MUST, (Send(handshake(version=b"8")), Read()),
+          names_version, "websocket"),
+    Probe("no key → 400", "RFC 6455 §4.2.1", MUST, (Send(handshake(key=None)), Read()),
+          client_error, "websocket"),
+]
+
+# %% [markdown]
+# The frame probes all start with a good handshake (`websocket()` adds it), then send
+# frames and read what comes back. The last three break a rule on purpose, and want the
+# server to end the connection rather than echo anything.
+
+# %%
+#| export
+CLOSE_1000 = frame(8, (1000).to_bytes(2, "big"))
+
+FRAME_PROBES = [
+    websocket("text is echoed", "RFC 6455 §5.6", [Send(frame(1, b"hello")), ReadFrame()],
+              frames_are((1, b"hello"))),
+    websocket("ping → pong", "RFC 6455 §5.5.2", [Send(frame(9, b"beat")), ReadFrame()],
+              frames_are((10, b"beat"))),
+    websocket("ping inside fragments", "RFC 6455 §5.4",
+              [Send(frame(1, b"hel", fin=False) + frame(9, b"p") + frame(0, b"lo")),
+               ReadFrame(), ReadFrame()], frames_are((10, b"p"), (1, b"hello"))),
+    websocket("close is answered", "RFC 6455 §5.5.1", [Send(CLOSE_1000), ReadFrame(), WaitClose()],
+              both(frames_are((8, (1000).to_bytes(2, "big"))), closes)),
+    websocket("unmasked → close", "RFC 6455 §5.1",
+              [Send(frame(1, b"hello", masked=False)), ReadFrame(), WaitClose()], fails_connection(1002)),
+    websocket("reserved bit → close", "RFC 6455 §5.2",
+              [Send(frame(1, b"hi", rsv=0x40)), ReadFrame(), WaitClose()], fails_connection(1002)),
+    websocket("bad UTF-8 → 1007", "RFC 6455 §8.1",
+              [Send(frame(1, b"\xff\xfe")), ReadFrame(), WaitClose()], fails_connection(1007)),
+]
+WEBSOCKET_PROBES = HANDSHAKE_PROBES + FRAME_PROBES
+
+# %%
+from barelab.built.conformance import WEBSOCKET_PROBES
+
+websocket_table = run_batteries(servers, WEBSOCKET_PROBES)
+websocket_table
+
+# %% [markdown]
+# The WSGI servers get – all the way down: WSGI has no way to speak WebSocket. Every ASGI
+# server passes every probe but one: **hypercorn answers version 8 with a bare 400**, no
+# `Sec-WebSocket-Version` header, so a client cannot learn which version to try instead.
+#
+# One detail about "close is answered": the verdict wants the close frame to carry 1000,
+# the code the client sent. RFC 6455 §5.5.1 says the endpoint "typically echos the status
+# code it received", and all four do.
+
+# %% [markdown]
+# ## The whole battery
+#
+# All groups in one list, `BATTERY`, and one run:
+
+# %%
+#| export
+BATTERY = (SYNTAX_PROBES + HOST_PROBES + FRAMING_PROBES + CHUNK_PROBES + LIMIT_PROBES
+           + PERSISTENCE_PROBES + BODYLESS_PROBES + CLIENT_PROBES + WEBSOCKET_PROBES)
+
+# %%
+import time
+from barelab.built.conformance import BATTERY, MAY, SHOULD
+
+started = time.monotonic()
+table = run_batteries(servers, BATTERY)
+len(BATTERY), time.monotonic() - started < 10
+
+# %% [markdown]
+# Fifty-five probes on eight servers, well under ten seconds: the servers answer at once,
+# and the only waits are the few probes where a server never answers (wsgiref's
+# `100 Continue`). Here is the table:
+
+# %%
+table
+
+# %% [markdown]
+# The last row is the summary. For each server, the MUST failures, the SHOULDs and the MAYs:
+
+# %%
+{name: (len(results.failures(MUST)), len(results.failures(SHOULD)), len(results.failures(MAY)))
+ for name, results in table.columns.items()}
+
+# %% [markdown]
+# How to read it:
+#
+# - **The course's WSGI server and both barelab engines: no failures at all.** Not even a
+#   SHOULD: chapter 02's parser and chapter 06's server were written against these rules.
+# - **The course's ASGI server: one MUST failure**, the unchecked `Host` value. A real bug,
+#   and now a test that will tell when it is fixed (see `tests/test_conformance_battery.py`).
+# - **uvicorn and hypercorn: a handful each**, mostly in the same places, because both sit
+#   on h11 and both left the same decisions (closing after CL+TE, the absolute-form path)
+#   undone. Most of them matter much less behind a careful proxy, which is how both are
+#   meant to run in production.
+# - **gunicorn: `Host` unchecked, no `Date` on its own 400s, the truncated body.** Its sync
+#   worker is meant to run behind nginx, which fixes all three before gunicorn sees them.
+# - **wsgiref: red everywhere.** It is a reference for PEP 3333, not an HTTP server for
+#   the internet, as its documentation says.
+#
+# A conformance table is a map of what a server trusts its surroundings to do. The course
+# servers trust nothing, because they are the ones you wrote.
+
+# %% [markdown]
+# ## A battery that cannot hang
+#
+# Every wait has a timeout, so a server that never says a word costs `READ_TIMEOUT` per
+# probe, and a battery has a `budget`, the deadline for all its probes together. Try the
+# worst kind of server: a socket that accepts connections and never answers. Listening is
+# enough; the kernel completes the TCP handshake without the program's help.
+
+# %%
+from types import SimpleNamespace
+
+silent = socket.create_server(("127.0.0.1", 0))
+silent_target = SimpleNamespace(host="127.0.0.1", port=silent.getsockname()[1])
+started = time.monotonic()
+mute = run_battery(silent_target, BATTERY, name="silent", timeout=0.2, budget=2.0)
+silent.close()
+mute, time.monotonic() - started < 3
+
+# %% [markdown]
+# `run_battery` needs nothing but an object with `.host` and `.port`, so a
+# `SimpleNamespace` will do. The whole battery took about two seconds, its budget: once the
+# budget is spent, each remaining probe stops at its first wait. Nearly every probe
+# failed. Two MUST probes passed: "chunk size 2⁶⁴+3" and "client vanishes mid-body",
+# whose rule is *do not serve this*, which a server that serves nothing obeys. A verdict
+# only ever checks the one thing its rule is about. (The WebSocket probes were skipped: this target has no `kind`, so it is not known
+# to speak WebSocket.)
+#
+# The other bad server hangs up at once with a reset (`SO_LINGER` with a zero timeout turns
+# `close()` into a TCP RST). A thread accepts and resets until the listening socket closes:
+
+# %%
+import struct
+
+def reset_everyone(listener):
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            return                                     # the listener was closed
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()
+
+# %%
+rude = socket.create_server(("127.0.0.1", 0))
+rude_target = SimpleNamespace(host="127.0.0.1", port=rude.getsockname()[1])
+threading.Thread(target=reset_everyone, args=(rude,), daemon=True).start()
+reset_results = run_battery(rude_target, BATTERY[:5], name="rude")
+rude.close()
+[(result.mark, result.outcome.status) for result in reset_results.results]
+
+# %% [markdown]
+# Each probe failed at once with no response at all: no traceback, no wait. (Depending on
+# when the reset arrives, a probe sees it while connecting, sending or reading; the
+# summary says which, the mark is ✗ every time.)
+
+# %% [markdown]
+# ## Adding a probe
+#
+# A new probe is one `Probe(...)` or `probe(...)` expression: pick the rule, find its
+# level in the RFC's own words, write the bytes, and choose (or write) a verdict. Then ask
+# one question before trusting it: *is this rule the server's duty, or the app's?*
+#
+# A first try. RFC 9110 §9.1 says method names are case-sensitive, so `get` is not `GET`,
+# and a server SHOULD answer a method it does not implement with 501:
+
+# %%
+lowercase_method = probe("lowercase get", "RFC 9110 §9.1", SHOULD, get(method=b"get"),
+                         status_is(400, 405, 501))
+run_batteries(servers, [lowercase_method])
+
+# %% [markdown]
+# Red nearly everywhere. Before calling seven servers broken, look at one outcome:
+
+# %%
+run_battery(servers["course WSGI"], [lowercase_method]).results[0].outcome.summary()
+
+# %% [markdown]
+# A 200 on an open connection: the server passed `get` to the app, and the echo app,
+# which answers every method, answered. Which methods exist is for the app to say (a
+# server cannot know every method an app implements), so the probe tests the echo app,
+# not the server. Only gunicorn refuses lower-case method names itself, a stricter choice
+# than the RFC asks for. This probe does not belong in a server battery.
+#
+# A better one: `Content-Length: -1`. RFC 9110 §8.6 defines the value as `1*DIGIT`, so
+# `-1` is invalid, and RFC 9112 §6.3 (rule 5) says an invalid `Content-Length` MUST get
+# 400 and a close. That duty is the server's alone, since only the server frames requests.
+
+# %%
+negative_length = probe("negative CL", "RFC 9112 §6.3", MUST,
+                        post(b"Content-Length: -1\r\n", b""), refused())
+negative_table = run_batteries(servers, [negative_length])
+negative_table
+
+# %% [markdown]
+# Every server but wsgiref refuses it. And wsgiref did not answer at all:
+
+# %%
+negative_table.outcome("wsgiref", "negative CL").summary()
+
+# %% [markdown]
+# wsgiref passed `CONTENT_LENGTH="-1"` to the app, whose `read(int(length))` became
+# `read(-1)`, "read to the end". The client is waiting for an answer, the app for an end
+# of body that never comes: a connection stuck until one side gives up. The probe gave up
+# after `READ_TIMEOUT`; a thread in wsgiref stays stuck until the client closes.
+#
+# A probe that finds something real can join the battery: `BATTERY + [negative_length]`
+# runs it everywhere from then on.
+
+# ## Summary
+#
+# - A **probe** is data: a rule with its RFC section, a level (MUST, SHOULD, MAY), a script
+#   of socket steps (`Send`, `Read`, `ReadFrame`, `Pause`, `HalfClose`, `Reconnect`,
+#   `StillOpen`, `WaitClose`) and a **verdict**, a plain function of the `Outcome`.
+# - Seeing is the hard part. The echo apps make the server's decisions visible (body,
+#   path, a header), `StillOpen` tells an open connection from a closed one without
+#   waiting, and a second pipelined request exposes any stray body bytes.
+# - Nothing hangs: every `recv` has a timeout, every probe and battery a deadline, a
+#   silent or resetting server just fails.
+# - Real servers run behind the same `barelab.serve` handle as yours: wsgiref in a thread,
+#   gunicorn, uvicorn and hypercorn in child processes on a socket barelab bound.
+# - The table's MUST row: 0 for the course WSGI server and for barelab; 1 for the course
+#   ASGI server (the `Host` value), a real bug now on record; several for real servers,
+#   each one explained by a design choice (a proxy in front) or a missed rule.
+# - Everything is in `barelab.built.conformance`: `Probe`, `probe`, the steps,
+#   `run_probe`, `run_battery`, `run_batteries`, `Table`, the verdict factories, the echo
+#   apps, the engines, and `BATTERY`.
+
+# %% [markdown]
+# ## Exercises
+
+# %% [markdown]
+# ### Exercise 1 — two probes of your own
+#
+# Write two probes, each with the right rule and level:
+#
+# - `leading_zeros`: `Content-Length: 003` with body `abc`. RFC 9110 §8.6 defines the value
+#   as `1*DIGIT`, so leading zeros are valid, and the body is those 3 bytes (a MUST: a
+#   valid `Content-Length` defines the length, RFC 9112 §6.3 rule 6).
+# - `chunked_capitals`: `Transfer-Encoding: Chunked`. Transfer coding names are
+#   case-insensitive (RFC 9112 §7), so this is a chunked body like any other (MUST,
+#   §7.1).
+
+# %% tags=["solution"]
+### BEGIN SOLUTION
+leading_zeros = probe("CL with leading zeros", "RFC 9112 §6.3", MUST,
+                      post(b"Content-Length: 003\r\n", b"abc"), echoed(b"abc"))
+chunked_capitals = probe("TE Chunked", "RFC 9112 §7", MUST,
+                         post(b"Transfer-Encoding: Chunked\r\n", b"3\r\nabc\r\n0\r\n\r\n"),
+                         echoed(b"abc"))
+### END SOLUTION
+
+# %% tags=["check"]
+from barelab import check
+
+with check("Exercise 1"):
+    mine = run_batteries({name: servers[name] for name in ("course WSGI", "barelab ASGI")},
+                         [leading_zeros, chunked_capitals])
+    for name, results in mine.columns.items():
+        for result in results.results:
+            assert result.mark == "✓", (f"{result.probe.name!r} fails on {name}: got "
+                                        f"{result.outcome.summary()}; check the bytes and verdict")
+    assert {leading_zeros.level, chunked_capitals.level} == {MUST}, "both rules are MUSTs"
+    wrong = Outcome([Response("HTTP/1.1", 200, [], b"ab")], closed=True)
+    assert not leading_zeros.verdict(wrong), "the verdict should reject a body of b'ab'"
+
+# %% [markdown]
+# ### Exercise 2 — a WebSocket probe
+#
+# RFC 6455 §5.6 says binary frames (opcode 2) carry arbitrary bytes. Write `binary_echo`, a
+# WebSocket probe (use `websocket(...)`) that sends a binary frame with the bytes
+# `b"\x00\xffbin"` and expects the same binary frame back.
+
+# %% tags=["solution"]
+### BEGIN SOLUTION
+binary_echo = websocket("binary is echoed", "RFC 6455 §5.6",
+                        [Send(frame(2, b"\x00\xffbin")), ReadFrame()],
+                        frames_are((2, b"\x00\xffbin")))
+### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 2"):
+    assert binary_echo.needs == "websocket", "a WebSocket probe needs='websocket'"
+    ws_table = run_batteries(servers, [binary_echo])
+    marks = {name: ws_table.mark(name, 0) for name in ("course ASGI", "barelab ASGI", "course WSGI")}
+    assert marks == {"course ASGI": "✓", "barelab ASGI": "✓", "course WSGI": "–"}, \
+        f"expected ✓ on the ASGI servers and – on a WSGI one, got {marks}"
+
+# %% [markdown]
+# ### Exercise 3 — read the table in code
+#
+# Write `must_failures(table, name)`, which returns the sorted list of the names of the
+# MUST probes that server `name` failed in a `Table` (an empty list for a server that is
+# not installed).
+
+# %% tags=["solution"]
+def must_failures(table, name):
+    ### BEGIN SOLUTION
+    results = table.columns[name]
+    return [] if results is None else sorted(r.probe.name for r in results.failures(MUST))
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 3"):
+    assert must_failures(table, "course WSGI") == [], "the course WSGI server fails no MUST"
+    assert must_failures(table, "course ASGI") == ["invalid Host value"], \
+        f"course ASGI: got {must_failures(table, 'course ASGI')}"
+    expected = sorted(r.probe.name for r in table.columns["uvicorn"].results
+                      if r.mark == "✗" and r.probe.level == MUST)
+    assert must_failures(table, "uvicorn") == expected, "uvicorn's list does not match the table"
+
+# %% [markdown]
+# ### Exercise 4 — fix the course ASGI server's Host check
+#
+# The course ASGI server lets `Host: a b` through. Write `valid_host(value: bytes) -> bool`
+# for RFC 9112 §3.2's `Host = uri-host [ ":" port ]`: a host name of letters, digits,
+# `-` and `.` (or an IPv6 literal in brackets), then optionally `:` and digits. Then wrap
+# `echo_asgi` in `host_checked(app)`, an ASGI app that answers 400 to an `http` scope
+# whose Host is invalid, and serve it on the course ASGI server. (The real fix belongs in
+# chapter 13's server; this shows the rule works.)
+
+# %% tags=["solution"]
+import re
+
+def valid_host(value):
+    ### BEGIN SOLUTION
+    return re.fullmatch(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*)(:[0-9]*)?", value) is not None
+    ### END SOLUTION
+
+def host_checked(app):
+    ### BEGIN SOLUTION
+    async def checked(scope, receive, send):
+        hosts = [v for k, v in scope.get("headers", []) if k == b"host"]
+        if scope["type"] == "http" and not all(valid_host(h) for h in hosts):
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-length", b"0")]})
+            return await send({"type": "http.response.body"})
+        await app(scope, receive, send)
+    return checked
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 4"):
+    for good in (b"probe", b"example.org:8080", b"[::1]:80", b"127.0.0.1"):
+        assert valid_host(good), f"{good!r} is a valid Host"
+    for bad in (b"a b", b"a/b", b"a:b"):
+        assert not valid_host(bad), f"{bad!r} is not a valid Host"
+    fixed = barelab.serve(host_checked(echo_asgi), name="host-checked", server=WebSocketASGIServer)
+    fixed_table = run_batteries({"fixed": fixed}, HOST_PROBES)
+    assert fixed_table.must_failures("fixed") == "0", fixed_table.failure_report()
+
+# %% [markdown]
+# ## Clean up
+#
+# Stop every server this chapter started, the three child processes included. The number
+# is how many were still running.
+
+# %%
+barelab.stop_all()
