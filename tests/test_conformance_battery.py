@@ -203,7 +203,9 @@ def test_battery_ends_at_once_against_a_resetting_server():
     listener.close()
     thread.join(timeout=2)
     assert elapsed < 5
-    assert_nothing_served(results)
+    # No response anywhere. (Probes whose verdict is "the server closes the connection"
+    # may pass: a reset is a close, which is all they ask about.)
+    assert all(r.outcome.responses == [] for r in results.results if r.outcome)
 
 
 def test_nothing_listening_is_a_failure_not_an_exception():
