@@ -1,0 +1,1020 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # 21. Exceptions as responses
+#
+# In Flask you write `abort(404)` and a 404 page appears. In this chapter you build the
+# machinery behind that line for `bare`: exception classes that *are* HTTP answers, a
+# renderer that picks JSON, HTML or plain text from the client's `Accept` header, and a
+# registry of handlers so that your own errors become the right status codes.
+#
+# ## Learning goals
+#
+# By the end of this chapter you can:
+#
+# - raise `NotFound`, `MethodNotAllowed`, `Unauthorized`, `TooManyRequests` and friends,
+#   and say which header each status code requires (`Allow`, `WWW-Authenticate`,
+#   `Retry-After`);
+# - render an error as a *problem details* object (RFC 9457: `type`, `title`, `status`,
+#   `detail`, `instance`) and as HTML or text, chosen by real `Accept` negotiation with
+#   q-values (RFC 9110 §12.5.1), and explain why `"json" in accept` is a bug;
+# - register an exception handler per class and predict which one runs, using the class's
+#   MRO (method resolution order);
+# - turn a bug into a plain 500 whose body says nothing about your code, while the full
+#   traceback goes to the log.
+
+# %% [markdown]
+# ## Where errors go in `bare` today
+#
+# Chapter 18's `bare` already has one exception class, `HTTPException(status, detail)`. A
+# handler raises it, and `bare` answers with that status. Start from there: build an app
+# with one route that raises it, and call the app in-process with chapter 17's
+# `TestClient` (no socket, no server).
+
+# %%
+import logging
+
+import barelab
+from barelab.built.bare import Bare, HTTPException, JSONResponse, Response
+from barelab.built.http_wire import reason_phrase
+from barelab.built.testing import TestClient
+
+plain = Bare(name="plain")
+
+@plain.get("/items/{item_id:int}")
+async def show_item(request):
+    raise HTTPException(404, f"no item {request.path_params['item_id']}")
+
+client = TestClient(plain)
+print(client.get("/items/7").text)
+
+# %% [markdown]
+# The body is one line of text: status, reason phrase, detail. The `TestClient` sent no
+# `Accept` header, and for such a client chapter 18 chose plain text. Ask for JSON
+# instead, as a JavaScript front end would, and `bare` gives a small JSON object of its
+# own design:
+
+# %%
+print(client.get("/items/7", headers={"Accept": "application/json"}).text)
+
+# %% [markdown]
+# The field names `status`, `error` and `detail` were chosen by chapter 18, and any other
+# framework would have chosen differently. That is a fine start, but three things are
+# missing:
+#
+# 1. **A standard shape.** Every API invents its own error JSON (`error`, `message`,
+#    `errors`, `code`...). RFC 9457 defines one, *problem details*, with its own media
+#    type `application/problem+json`, so a client library can read errors from any API.
+# 2. **Names.** `HTTPException(429)` does not say that a 429 must tell the client when to
+#    come back. A `TooManyRequests(retry_after=30)` class can make that impossible to
+#    forget.
+# 3. **Your own errors.** Your code raises `OutOfStock` or `KeyError`, not HTTP statuses.
+#    Something has to map them to responses, and you want to choose what.
+#
+# The rest of the chapter builds those three pieces and plugs them into `bare`. The
+# components are exported to `barelab/built/bare_errors.py`.
+
+# %%
+#| default_exp bare_errors
+
+# %%
+#| export
+# Exceptions as responses for bare: an HTTPProblem family (NotFound, MethodNotAllowed,
+# Unauthorized, TooManyRequests, ...) that knows its status and required headers, content
+# negotiation with q-values (RFC 9110 §12.5.1), rendering as problem details (RFC 9457),
+# HTML or text, and ErrorBare: a Bare whose errors go through handlers registered per
+# exception class, the most specific class winning by the MRO.
+import html
+import json
+import logging
+
+from barelab.built.http_wire import reason_phrase                         # chapter 02
+from barelab.built.bare import Bare, HTTPException, Response               # chapter 18
+
+# %% [markdown]
+# The exported module starts with its imports: chapter 02's table of reason phrases, and
+# chapter 18's `Bare`, `HTTPException` and `Response`, which everything here extends.
+#
+# ## Exception classes that know their status
+#
+# The plan: one base class, `HTTPProblem`, that *is* a `bare.HTTPException` (so plain
+# `bare` still understands it), and one subclass per status. Each subclass only sets a
+# class attribute `status`. The constructor takes a human `detail`, extra headers, and any
+# *extension members*: RFC 9457 lets a problem carry fields of its own, like `balance`.
+
+# %%
+#| export
+class HTTPProblem(HTTPException):
+    """An error that is an HTTP answer: ``status`` (a class attribute, or ``status=``),
+    ``detail`` for humans, ``type`` (a URI naming the kind of problem, RFC 9457 §3.1.1),
+    ``title`` and extension members (``**extra``) for the problem details object."""
+
+    status = 500
+    type = "about:blank"
+
+    def __init__(self, detail: str | None = None, *, status: int | None = None, headers=(),
+                 type: str | None = None, title: str | None = None, **extra):
+        super().__init__(status or self.status, detail, headers)
+        self.type = type or self.type
+        self.title = title or getattr(self, "title", None) or reason_phrase(self.status)
+        self.extra = extra
+
+# %% [markdown]
+# Two details of that constructor matter later. `title` is looked up on the class first
+# (`getattr(self, "title", None)`), so a subclass can set its own title once for all its
+# instances. And `super().__init__` is chapter 18's, which refuses a status outside
+# 400–599. Look at what one instance holds: `status` comes from the argument, `title`
+# from the reason phrase of chapter 02, and `type` is `about:blank`, which RFC 9457
+# defines as "nothing more to say than the status code".
+
+# %%
+problem = HTTPProblem("the database is on fire", status=503)
+print(problem.status, problem.title, problem.type, problem.detail, sep=" | ")
+print(isinstance(problem, HTTPException))
+
+# %% [markdown]
+# The `True` on the second line is the point of subclassing: anything that already
+# catches `bare.HTTPException`, like chapter 18's `Bare.respond`, handles an
+# `HTTPProblem` too. Now the named classes. Most are one line each. The interesting ones take arguments,
+# because RFC 9110 **requires** a header with their status:
+#
+# | status | class | required header | RFC 9110 |
+# | --- | --- | --- | --- |
+# | 405 | `MethodNotAllowed(allowed)` | `Allow: GET, HEAD` | §15.5.6 "MUST generate an Allow header" |
+# | 401 | `Unauthorized(scheme, realm)` | `WWW-Authenticate: Bearer realm="api"` | §15.5.2 "MUST send a WWW-Authenticate" |
+# | 429 | `TooManyRequests(retry_after)` | `Retry-After: 30` | RFC 6585 §4 "MAY include" |
+#
+# Making the header a constructor argument turns "remember to add the header" into "you
+# cannot build the exception without it".
+
+# %%
+#| export
+class BadRequest(HTTPProblem):
+    status = 400
+
+class Forbidden(HTTPProblem):
+    status = 403
+
+class NotFound(HTTPProblem):
+    status = 404
+
+class Conflict(HTTPProblem):
+    status = 409
+
+class UnprocessableContent(HTTPProblem):
+    """422: the request was well-formed but its content makes no sense (RFC 9110 §15.5.21)."""
+    status = 422
+
+class InternalServerError(HTTPProblem):
+    status = 500
+
+# %% [markdown]
+# 422 used to be called "Unprocessable Entity" (it came from WebDAV, RFC 4918). RFC 9110
+# moved it into core HTTP and renamed it **Unprocessable Content**, which is why the class
+# has the new name. Check that chapter 02's table of reason phrases agrees:
+
+# %%
+print(UnprocessableContent("age must be positive").title)
+
+# %% [markdown]
+# Now the three that carry a header. Each one builds its header from its own arguments
+# and passes it to `HTTPProblem.__init__`, followed by any headers the caller adds. The
+# first is 405: the client used a method this URL does not support, and the `Allow`
+# header lists the ones it does, so that the client can correct itself.
+
+# %%
+#| export
+class MethodNotAllowed(HTTPProblem):
+    status = 405
+
+    def __init__(self, allowed, detail: str | None = None, **options):
+        self.allowed = sorted(set(allowed))
+        headers = [("allow", ", ".join(self.allowed)), *options.pop("headers", ())]
+        super().__init__(detail, headers=headers, **options)
+
+# %% [markdown]
+# The methods are sorted and deduplicated, so the header is the same whatever order the
+# caller listed them in; a header that changes from run to run is a caching headache.
+# Next, 401. Despite its name, 401 means "I do not know who you are" (not authenticated);
+# "I know who you are and the answer is no" is 403 `Forbidden`. A 401 must name a
+# *challenge*: the scheme the client should use to log in, like `Bearer` for tokens or
+# `Basic` for a user name and password, and a `realm` naming the protected area.
+
+# %%
+#| export
+class Unauthorized(HTTPProblem):
+    status = 401
+
+    def __init__(self, detail: str | None = None, *, scheme: str = "Bearer",
+                 realm: str = "bare", **options):
+        challenge = f'{scheme} realm="{realm}"'
+        headers = [("www-authenticate", challenge), *options.pop("headers", ())]
+        super().__init__(detail, headers=headers, **options)
+
+# %% [markdown]
+# Last, 429 from RFC 6585: the client is over its rate limit. `Retry-After` says how many
+# seconds to wait. RFC 6585 only says *may*, but a 429 without it leaves the client
+# guessing, and guessing clients retry in a tight loop, which is the opposite of what you
+# want. So this class makes the number compulsory.
+
+# %%
+#| export
+class TooManyRequests(HTTPProblem):
+    status = 429
+
+    def __init__(self, retry_after: int, detail: str | None = None, **options):
+        self.retry_after = int(retry_after)
+        headers = [("retry-after", str(self.retry_after)), *options.pop("headers", ())]
+        super().__init__(detail, headers=headers, **options)
+
+# %% [markdown]
+# Try to forget the header: Python stops you before any response exists.
+
+# %%
+try:
+    TooManyRequests(detail="slow down")
+except TypeError as error:
+    print("TypeError:", error)
+
+# %% [markdown]
+# A 429 without "when may I come back" cannot even be constructed: the mistake shows up
+# in the first test that reaches that line, not in a client's logs weeks later. With the
+# number of seconds it works, and so do the other two:
+
+# %%
+print(TooManyRequests(30, "slow down").headers)
+print(MethodNotAllowed({"POST", "GET"}).headers)
+print(Unauthorized(realm="api").headers)
+
+# %% [markdown]
+# ## Problem details: RFC 9457
+#
+# A problem details object is a JSON object with five standard members, all optional:
+#
+# | member | meaning |
+# | --- | --- |
+# | `type` | a URI naming the *kind* of problem; `about:blank` means "see the status" |
+# | `title` | a short summary of that kind, the same for every occurrence |
+# | `status` | the HTTP status code, repeated for convenience |
+# | `detail` | what went wrong *this time*, for a human |
+# | `instance` | a URI for *this occurrence*; here, the request's path |
+#
+# Extension members sit next to them. `problem_body` builds the dict; the standard
+# members come first, and an extension cannot overwrite them.
+
+# %%
+#| export
+def problem_body(problem: HTTPProblem, instance: str | None = None) -> dict:
+    """The RFC 9457 problem details object for ``problem``, as a dict."""
+    body = {"type": problem.type, "title": problem.title, "status": problem.status,
+            "detail": problem.detail}
+    if instance is not None:
+        body["instance"] = instance
+    extra = getattr(problem, "extra", {})
+    return {**body, **{name: value for name, value in extra.items() if name not in body}}
+
+# %%
+print(json.dumps(problem_body(NotFound("no item 7"), "/items/7"), indent=1))
+
+# %% [markdown]
+# Every 404 from this API will look like that, whichever route raised it, so a client
+# can write one error-reading function. `type` and `title` say *what kind* of problem
+# (the same for all 404s), `detail` and `instance` say *which* one.
+#
+# ## Choosing a format: the `Accept` header
+#
+# A browser sends something like `text/html,application/xhtml+xml,*/*;q=0.8`; `curl`
+# sends `*/*`; a JavaScript `fetch` for an API often sends `application/json`. The server
+# picks one of the formats it can produce. The tempting shortcut is a substring test:
+
+# %%
+def naive_wants_json(accept):
+    return "json" in accept
+
+print(naive_wants_json("application/json"))
+print(naive_wants_json("text/html"))
+
+# %% [markdown]
+# Both right. Now a client that says, in the language of RFC 9110, "HTML please, and
+# JSON **never**". `q=0` means *not acceptable*:
+
+# %%
+print(naive_wants_json("text/html, application/json;q=0"))
+
+# %% [markdown]
+# `True`: the shortcut answers with exactly the format the client refused. It also misses
+# `*/*` (everything is fine, so pick your default) and `application/*`. The real rule is
+# RFC 9110 §12.5.1:
+#
+# - the field is a comma-separated list of *media ranges*: `type/subtype`, `type/*` or
+#   `*/*`, each with an optional weight `q` from 0 to 1 (default 1);
+# - for each format the server can produce, the **most specific** range that matches it
+#   decides its weight: `text/html;q=0.5, text/*;q=1` gives `text/html` 0.5;
+# - the server picks the format with the highest weight above 0.
+#
+# ```mermaid
+# flowchart LR
+#     A["Accept: text/html;q=0.5, text/*, */*;q=0.1"] --> P[parse into ranges with q]
+#     P --> W["weight of each offer:<br/>application/problem+json: 0.1 (*/*)<br/>text/html: 0.5 (exact)<br/>text/plain: 1 (text/*)"]
+#     W --> C["pick the highest: text/plain"]
+# ```
+#
+# First, parsing. A range may carry parameters besides `q` (`text/html;level=1`); they
+# make it more specific. A broken `q` counts as 0, like chapter 18 does.
+
+# %%
+#| export
+def parse_accept(accept: str | None) -> list[tuple[str, dict, float]]:
+    """The media ranges of an Accept field: ``(range, params, q)``, lowercased."""
+    ranges = []
+    for entry in (accept or "").split(","):
+        kind, *params = [part.strip() for part in entry.split(";")]
+        if "/" not in kind:
+            continue                              # not a media range: ignore it
+        named = dict((name.strip().lower(), value.strip().strip('"'))
+                     for name, _, value in (p.partition("=") for p in params if p))
+        try:
+            q = float(named.pop("q", "1"))
+        except ValueError:
+            q = 0.0
+        ranges.append((kind.lower(), named, q if 0 <= q <= 1 else 0.0))
+    return ranges
+
+# %%
+for media_range in parse_accept("text/html;level=1, text/*;q=0.3, */*;q=oops, nonsense"):
+    print(media_range)
+
+# %% [markdown]
+# `nonsense` had no slash, so it was dropped; `q=oops` became 0. Next, how specific a
+# range is for one offered type, or `None` when it does not match at all. An exact type
+# beats `type/*`, which beats `*/*`. A range with parameters, like `text/html;level=1`, is
+# more specific still, but only matches an offer with the same parameters.
+
+# %%
+#| export
+def specificity(media_range: str, params: dict, offer: str) -> int | None:
+    """How precisely ``media_range`` names ``offer`` (higher is more precise), or None.
+    A range with parameters matches only an offer that has the same parameters."""
+    (offer_type, offer_params, _), = parse_accept(offer)
+    kind, _, subtype = media_range.partition("/")
+    offer_kind, _, offer_subtype = offer_type.partition("/")
+    if media_range == "*/*":
+        return 0
+    if kind != offer_kind:
+        return None
+    if subtype == "*":
+        return 1
+    if subtype != offer_subtype or any(offer_params.get(n) != v for n, v in params.items()):
+        return None
+    return 2 + len(params)
+
+# %% [markdown]
+# The first line of `specificity` reuses `parse_accept` to split an offer such as
+# `text/html;level=1` into its type and parameters; the trailing comma in
+# `(offer_type, offer_params, _), = ...` unpacks a list that must hold exactly one entry.
+# Here is the score of five ranges against the offer `text/html`:
+
+# %%
+for media_range, params in [("*/*", {}), ("text/*", {}), ("text/html", {}),
+                            ("text/html", {"level": "1"}), ("application/json", {})]:
+    print(f"{media_range:<17} {params!s:<15}", specificity(media_range, params, "text/html"))
+
+# %% [markdown]
+# The ladder reads 0, 1, 2, and `None` for the two that do not match: `application/json`
+# is another type altogether, and `level=1` asks for a variant this offer is not.
+#
+# Now `negotiate`: weigh each offer by its most specific matching range, and return the
+# best. Ties go to the *server's* order of preference, the order of `offers`. When
+# nothing is acceptable, RFC 9110 lets the server either answer 406 or ignore the header;
+# for an error response, ignoring it is kinder, so `negotiate` returns `default`.
+
+# %%
+#| export
+def weight(ranges: list, offer: str) -> float:
+    """The q of the most specific range in ``ranges`` matching ``offer`` (0 if none)."""
+    scored = [(score, q) for kind, params, q in ranges
+              if (score := specificity(kind, params, offer)) is not None]
+    return max(scored)[1] if scored else 0.0
+
+
+def negotiate(accept: str | None, offers: list[str], default: str | None = None) -> str | None:
+    """The offer the client prefers (RFC 9110 §12.5.1); ``default`` when none is acceptable.
+    No Accept field at all means "anything", so the first offer."""
+    if not accept or not accept.strip():
+        return offers[0]
+    ranges = parse_accept(accept)
+    weights = [(weight(ranges, offer), -index) for index, offer in enumerate(offers)]
+    best, minus_index = max(weights)
+    return offers[-minus_index] if best > 0 else default
+
+# %% [markdown]
+# Run the trap from before through it, plus the cases the shortcut could not handle:
+
+# %%
+OFFERS = ["application/problem+json", "application/json", "text/html", "text/plain"]
+for accept in ["text/html, application/json;q=0", "*/*", "text/*",
+               "text/html;q=0.5, text/*, */*;q=0.1", "image/png", None]:
+    print(f"{accept!s:<36} -> {negotiate(accept, OFFERS, default='(none)')}")
+
+# %% [markdown]
+# Read the rows one at a time: the refused JSON is not chosen; `*/*` takes the server's
+# first choice; `text/*` ties HTML and text at 1, and HTML is earlier in `OFFERS`; the
+# diagram's example picks `text/plain`; `image/png` matches nothing, and no header at all
+# means "anything".
+
+# %% [markdown]
+# ## Rendering a problem three ways
+#
+# Now the renderer. Whichever format wins, the response gets the problem's headers
+# (`Allow`, `Retry-After`...) and `Vary: Accept`, which tells caches that this URL's
+# answer depends on the `Accept` header. `application/json` is offered as well as
+# `application/problem+json` so that a client asking for plain JSON gets the same body
+# under the type it asked for.
+#
+# The HTML version escapes every string: `detail` often quotes user input, and an
+# unescaped `<script>` in a 404 page is a classic cross-site scripting hole.
+
+# %%
+#| export
+PROBLEM_TYPES = ["application/problem+json", "application/json", "text/html", "text/plain"]
+
+
+def problem_html(body: dict) -> str:
+    """A small HTML page for a problem details object, every value escaped."""
+    rows = "".join(f"<dt>{html.escape(str(key))}</dt><dd>{html.escape(str(value))}</dd>"
+                   for key, value in body.items() if key not in ("title", "detail"))
+    title = html.escape(f"{body['status']} {body['title']}")
+    return (f"<!doctype html>\n<title>{title}</title>\n<h1>{title}</h1>\n"
+            f"<p>{html.escape(str(body['detail']))}</p>\n<dl>{rows}</dl>\n")
+
+# %% [markdown]
+# Break it on purpose: what would a page built with a plain f-string show, if the detail
+# quotes a path the client typed? Compare it with `problem_html`:
+
+# %%
+detail = "no page /<script>steal(document.cookie)</script>"
+print(f"<p>{detail}</p>")
+print(problem_html({"status": 404, "title": "Not Found", "detail": detail}).splitlines()[3])
+
+# %% [markdown]
+# The first line is a working `<script>` element: a browser showing that 404 page would
+# run it. The second is harmless text, because `html.escape` turned `<` and `>` into
+# `&lt;` and `&gt;`. Now `render_problem` itself: negotiate, build the content, attach
+# the headers.
+
+# %%
+#| export
+def render_problem(problem: HTTPProblem, accept: str | None = None,
+                   instance: str | None = None) -> Response:
+    """``problem`` as a Response in the format ``accept`` prefers; problem+json by default."""
+    body = problem_body(problem, instance)
+    chosen = negotiate(accept, PROBLEM_TYPES, default=PROBLEM_TYPES[0])
+    if chosen == "text/html":
+        content = problem_html(body)
+    elif chosen == "text/plain":
+        content = f"{problem.status} {problem.title}: {problem.detail}\n"
+    else:
+        content = json.dumps(body)
+    headers = [*problem.headers, ("vary", "Accept")]
+    charset = "; charset=utf-8" if chosen.startswith("text/") else ""
+    return Response(content, problem.status, headers, media_type=chosen + charset)
+
+# %% [markdown]
+# One problem, three clients. Look at the `Content-Type` of each, and at the `Retry-After`
+# that travels along in every format.
+
+# %%
+slow = TooManyRequests(30, "5 requests per minute", limit=5)
+for accept in ["application/json", "text/plain", "text/html;q=0.9, */*;q=0.1"]:
+    response = render_problem(slow, accept, "/search")
+    print(response.status, response.header("content-type"),
+          response.header("retry-after"))
+    print(response.body.decode())
+
+# %% [markdown]
+# Three bodies, one status, one `Retry-After`: the format changes, the meaning does not.
+# The JSON version has the extension member `limit` after the standard five. The text
+# types say `charset=utf-8` because text has no default encoding you can rely on; JSON is
+# UTF-8 by definition (RFC 8259), so `application/problem+json` needs none.
+
+# %% [markdown]
+# ## Handlers per exception class
+#
+# Which code turns an exception into a response? Flask and Starlette both let you
+# register a *handler* per exception class: `@app.errorhandler(KeyError)`. When an error
+# is raised, the framework walks the exception class's **MRO** (method resolution order:
+# the class, then its parents, up to `object`) and takes the first class that has a
+# handler. So the most specific handler wins. Look at an MRO:
+
+# %%
+class OutOfStock(Conflict):
+    type = "https://example.com/problems/out-of-stock"
+    title = "Out of stock"
+
+print([klass.__name__ for klass in OutOfStock.__mro__])
+
+# %% [markdown]
+# `OutOfStock` is a `Conflict` (409) with its own `type` URI and `title`: every
+# out-of-stock problem shares them, and a client can test `type` instead of parsing the
+# English in `detail`. Reading the MRO from the left, a handler for `OutOfStock` beats
+# one for `Conflict`, which beats one for `HTTPProblem`,
+# which beats one for `Exception`. `handler_for` does that walk over a dict of handlers:
+
+# %%
+#| export
+def handler_for(handlers: dict, error: BaseException):
+    """The handler registered for the first class in ``type(error).__mro__``, or None."""
+    for klass in type(error).__mro__:
+        if klass in handlers:
+            return handlers[klass]
+    return None
+
+# %%
+handlers = {Exception: "generic 500", HTTPProblem: "problem", Conflict: "conflict"}
+for error in [OutOfStock(), Conflict(), NotFound(), KeyError("x")]:
+    print(f"{type(error).__name__:<12} -> {handler_for(handlers, error)}")
+
+# %% [markdown]
+# `OutOfStock` found the `Conflict` handler, its nearest ancestor in the dict. `NotFound`
+# has no handler of its own nor one for `Conflict`, so it fell back to `HTTPProblem`, and
+# `KeyError` is not an `HTTPProblem` at all, so only `Exception` caught it.
+#
+# ## Plugging it into `bare`: `ErrorBare`
+#
+# Where can this live? A middleware *around* a `Bare` app is too late: `bare` catches
+# every exception inside `Bare.respond`, renders its own answer and only then re-raises.
+# By the time the exception reaches a middleware, the response has already gone out.
+# `Bare.respond` is the one place that sees the request, the handler's exception, and a
+# `send` that has not been used yet. So `ErrorBare` subclasses `Bare` and overrides
+# `respond`:
+#
+# ```mermaid
+# flowchart TB
+#     R["ErrorBare.respond(request, route, ...)"] --> T{"the handler (or routing) raised?"}
+#     T -- no --> OK["send the response"]
+#     T -- "bare.HTTPException (404/405 from routing, 400 from request.json())" --> U["upgrade to NotFound, MethodNotAllowed, BadRequest..."]
+#     U --> H
+#     T -- "HTTPProblem or your own exception" --> H["handler_for(handlers, error): walk the MRO"]
+#     H --> X["await handler(request, error) -> Response"]
+#     T -- "no handler: a bug" --> L["log the traceback; send a 500 problem with no detail"]
+# ```
+#
+# First the upgrade: routing and request parsing raise plain `bare.HTTPException`s. We
+# turn each into the matching named class, so that handlers registered for `NotFound` also
+# see the router's 404.
+
+# %%
+#| export
+PROBLEM_CLASSES = {klass.status: klass for klass in
+                   (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed,
+                    Conflict, UnprocessableContent, TooManyRequests, InternalServerError)}
+
+
+def as_problem(error: HTTPException) -> HTTPProblem:
+    """``error`` as an HTTPProblem of the class for its status (headers kept)."""
+    if isinstance(error, HTTPProblem):
+        return error
+    klass = PROBLEM_CLASSES.get(error.status, HTTPProblem)
+    problem = HTTPProblem.__new__(klass)
+    HTTPProblem.__init__(problem, error.detail, status=error.status, headers=error.headers)
+    return problem
+
+# %% [markdown]
+# Why `__new__` and then `HTTPProblem.__init__`? Because `MethodNotAllowed.__init__` wants
+# the allowed methods, and the router's 405 already carries them in its `Allow` header.
+# Calling the base `__init__` skips the subclass's arguments and keeps the headers as
+# they are.
+
+# %%
+upgraded = as_problem(HTTPException(405, "PUT is not allowed", [("allow", "GET, HEAD")]))
+print(type(upgraded).__name__, upgraded.headers)
+
+# %% [markdown]
+# Now `ErrorBare`. It keeps a dict `exception_handlers`, starts it with one handler for
+# `HTTPProblem` (render it by `Accept`), and offers a decorator to add more. Anything with
+# no handler is a bug: the traceback goes to the logger `bare.errors`, and the client
+# gets a 500 problem whose `detail` is a fixed sentence.
+
+# %%
+#| export
+logger = logging.getLogger("bare.errors")
+
+
+async def render_http_problem(request, problem: HTTPProblem) -> Response:
+    """The default handler for HTTPProblem: render it in the format the client prefers."""
+    return render_problem(problem, request.headers.get("accept"), request.scope["path"])
+
+# %% [markdown]
+# That is the shape of every exception handler: an `async def` taking the request (so it
+# can read `Accept`, the path, the user...) and the exception, and returning a
+# `Response`. Now the class that keeps them. The dict starts with the default handler;
+# `exception_handler(klass)` is a decorator, like `@app.get`.
+
+# %%
+#| export
+class ErrorBare(Bare):
+    """A Bare whose errors go through ``exception_handlers``: ``{class: async handler}``,
+    ``handler(request, error) -> Response``; the most specific class wins (its MRO)."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.exception_handlers = {HTTPProblem: render_http_problem}
+
+    def exception_handler(self, klass):
+        """Decorator: ``@app.exception_handler(KeyError)`` over ``async def h(request, e)``."""
+        def register(handler):
+            self.exception_handlers[klass] = handler
+            return handler
+        return register
+
+# %% [markdown]
+# The heart of it is `_handle(request, error)`, which turns *any* exception into a
+# response, in four steps:
+#
+# 1. a plain `bare.HTTPException` is upgraded to its named class (`as_problem`);
+# 2. the MRO walk finds the most specific handler;
+# 3. the handler runs; if the handler itself raises, that is a bug too;
+# 4. with no handler (or a broken one), log the traceback and answer a 500 whose
+#    `detail` is a fixed sentence: never `str(error)`, which may hold a password, an SQL
+#    query or a file path.
+
+# %%
+#| export
+async def _handle(self, request, error: Exception) -> Response:
+    if isinstance(error, HTTPException):
+        error = as_problem(error)
+    handler = handler_for(self.exception_handlers, error)
+    if handler is not None:
+        try:
+            return await handler(request, error)
+        except Exception as failure:
+            error = failure
+    logger.error("unhandled %s in %s %s", type(error).__name__, request.method,
+                 request.scope["path"], exc_info=error)
+    return render_problem(InternalServerError("The server failed to answer this request."),
+                          request.headers.get("accept"), request.scope["path"])
+
+# %% [markdown]
+# `respond` is chapter 18's, with `_handle` in place of its two `except` branches. It
+# still needs chapter 18's helpers: `_outcome` runs the route (or the router's refusal),
+# and `watched` wraps `send` to remember whether the response has started. Once the
+# status line is out, no handler can change it; the only honest move is to re-raise so
+# the server cuts the connection and logs the error.
+
+# %%
+#| export
+from barelab.built.asgi_basics import RequestAborted                       # chapter 12
+from barelab.built.bare import _outcome, watched                           # chapter 18
+
+
+async def _respond(self, request, route, found, send) -> None:
+    watching = watched(send)
+    try:
+        outcome = await _outcome(request, route, found)
+        await outcome(request.scope, request.receive, watching)
+    except RequestAborted:
+        return                                    # the client left: nobody to answer
+    except Exception as error:
+        if watching.started:
+            raise                                 # too late to answer: the server cuts it
+        response = await self._handle(request, error)
+        await response(request.scope, request.receive, send)
+
+ErrorBare._handle, ErrorBare.respond = _handle, _respond
+
+# %% [markdown]
+# ## An app that fails in every way
+#
+# Here is a small shop API. Each route fails differently: a named problem, a problem with
+# an extension member, a domain exception that knows nothing about HTTP, and a plain bug.
+
+# %%
+class PaymentDeclined(Exception):
+    """A domain error: the payment code raises it and knows nothing about HTTP."""
+
+shop = ErrorBare(name="shop")
+
+@shop.get("/items/{item_id:int}")
+async def get_item(request):
+    raise NotFound(f"no item {request.path_params['item_id']}")
+
+@shop.post("/orders")
+async def order(request):
+    data = await request.json()
+    if data.get("quantity", 0) <= 0:
+        raise UnprocessableContent("quantity must be positive", field="quantity")
+    raise OutOfStock(f"only 2 of {data.get('item')} left", available=2)
+
+# %% [markdown]
+# Call it in-process. The first line is the 404 as problem JSON; the second is the same
+# route with the browser's `Accept`, so HTML:
+
+# %%
+client = TestClient(shop)
+missing = client.get("/items/7")
+print(missing.status_code, missing.headers["content-type"], missing.text)
+print(client.get("/items/7", headers={"Accept": "text/html"}).text)
+
+# %% [markdown]
+# Same route, same exception, two formats: the format follows the `Accept` header, the
+# content follows the exception. The `OutOfStock` class from the MRO section sets its own
+# `type` URI and `title`, and `available=2` rides along as an extension member:
+
+# %%
+print(client.post("/orders", json={"item": "kettle", "quantity": 3}).json())
+print(client.post("/orders", json={"item": "kettle", "quantity": 0}).json())
+
+# %% [markdown]
+# The second line is the 422: the JSON was valid, but a quantity of 0 is not something
+# the shop can process, and the extension member `field` tells a form which input to
+# highlight. The errors that `bare` itself raises come out in the same shape: the
+# router's 405 (with its `Allow` header), and the 400 for a body that is not JSON,
+# raised by `request.json()` deep inside `bare`.
+
+# %%
+wrong_method = client.delete("/items/7")
+print(wrong_method.status_code, wrong_method.headers["allow"], wrong_method.json()["title"])
+broken = client.post("/orders", content=b"{not json",
+                     headers={"Content-Type": "application/json"})
+print(broken.status_code, broken.json()["detail"])
+
+# %% [markdown]
+# Neither handler raised these. The router found no `DELETE` route and raised a plain
+# `bare.HTTPException(405)`; `as_problem` upgraded it to `MethodNotAllowed`, keeping its
+# `Allow` header. The 400 came from `request.json()`, the same way.
+#
+# ## Your own errors, your own handlers
+#
+# Add two routes: one raises the domain error `PaymentDeclined`, one has a plain bug.
+# Before registering any handler, both are "unexpected".
+
+# %%
+@shop.post("/pay")
+async def pay(request):
+    raise PaymentDeclined("card ending 4242 declined")
+
+@shop.get("/report")
+async def report(request):
+    sales = []
+    return {"average": sum(sales) / len(sales)}    # a bug: no sales, division by zero
+
+# %% [markdown]
+# Before calling them, catch what the `bare.errors` logger writes, so that you can look
+# at it. In Python's `logging`, a *handler* is a destination for log records: in
+# production it would be stderr, a file or a log service; here it is a list, so the
+# notebook can show what arrived. (Assigning `handlers` replaces any catcher from an
+# earlier run of this cell, so running it twice does not log everything twice.)
+
+# %%
+class Caught(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records = []
+    def emit(self, record):
+        self.records.append(record)
+
+caught = Caught()
+logging.getLogger("bare.errors").handlers = [caught]
+
+# %% [markdown]
+# Now the bug. The response is a 500 with a fixed sentence: no exception name, no file,
+# no line, nothing an attacker could learn about the code.
+
+# %%
+crash = client.get("/report")
+print(crash.status_code, crash.json())
+print("Traceback" in crash.text, "ZeroDivisionError" in crash.text)
+
+# %% [markdown]
+# `False False`: neither the word `Traceback` nor the exception's name reached the
+# client. Where did the traceback go? To the log record, whole. The last line of it
+# names the error, and the message names the exact request:
+
+# %%
+record = caught.records[-1]
+print(record.getMessage())
+print(logging.Formatter().formatException(record.exc_info).splitlines()[-1])
+
+# %% [markdown]
+# That split is the whole deal: the client learns *that* it failed, the operator learns
+# *why*. Now the domain error. Nothing has said yet what `PaymentDeclined` means in HTTP,
+# so it is treated like any bug. That is the right default (an unknown error is the
+# server's fault), but a declined card is the client's problem, as you will fix next:
+
+# %%
+declined_before = client.post("/pay")
+print(declined_before.status_code, declined_before.json()["detail"])
+
+# %% [markdown]
+# A 500 with the same fixed sentence as the bug, and a record in the log. Now say what
+# a declined payment means in HTTP:
+
+# %%
+@shop.exception_handler(PaymentDeclined)
+async def declined(request, error):
+    problem = HTTPProblem(str(error), status=402,
+                          type="https://example.com/problems/declined")
+    return render_problem(problem, request.headers.get("accept"), request.scope["path"])
+
+print(client.post("/pay").json())
+
+# %% [markdown]
+# Now a 402 problem with a `type` URI a client can recognise. The route did not change:
+# the mapping from a domain error to HTTP lives in one place. 402 Payment Required is
+# reserved "for future use" by RFC 9110 §15.5.3, but it is widely used for exactly this.
+#
+# A handler can also change how a whole family looks. Register one for `Conflict` that
+# answers in plain text: it beats the default `HTTPProblem` handler for `OutOfStock` (a
+# subclass of `Conflict`), but not for `NotFound`, which is no `Conflict`.
+
+# %%
+@shop.exception_handler(Conflict)
+async def conflict_as_text(request, error):
+    return Response(f"conflict: {error.detail}\n", error.status)
+
+print(client.post("/orders", json={"item": "kettle", "quantity": 3}).text)
+print(client.get("/items/7").headers["content-type"])
+
+# %% [markdown]
+# `OutOfStock` now answers in the `Conflict` handler's plain text, while `NotFound` still
+# goes to the default handler and stays problem JSON: the MRO walk at work.
+#
+# ## Served by barelab
+#
+# Everything so far ran in-process. Serve the same app on a real socket and ask with
+# `curl`, which sends `Accept: */*`: the server's first choice, problem JSON.
+
+# %%
+server = barelab.serve(shop)
+server
+
+# %%
+# !curl -s -i --no-styled-output {server.url}items/7
+
+# %% [markdown]
+# The head has `Content-Type: application/problem+json`, `Vary: Accept` and a
+# `Content-Length` computed by `bare`'s `Response`; `Date` and `Server` were added by the
+# server. These are the same bytes the `TestClient` saw in-process, now on a real socket.
+# Next, ask for plain text, and make the bug happen over the socket:
+
+# %%
+as_text = barelab.http_request(server, "GET", "/items/7", headers={"Accept": "text/plain"})
+print(as_text.text)
+print(barelab.http_request(server, "GET", "/report").text)
+
+# %% [markdown]
+# The server's log shows three requests and no app error: the app handled every exception
+# itself, and the traceback of the `/report` bug went to the `bare.errors` logger instead.
+
+# %%
+server.log
+
+# %% [markdown]
+# The app runs in the server's thread, in the same Python process as this notebook, so
+# its log record landed in the same `caught` list as before:
+
+# %%
+print(caught.records[-1].getMessage())
+
+# %% [markdown]
+# ## Summary
+#
+# - An exception class per status (`NotFound`, `MethodNotAllowed`, `Unauthorized`,
+#   `TooManyRequests`, `UnprocessableContent`...) turns required headers into required
+#   constructor arguments: `Allow`, `WWW-Authenticate`, `Retry-After`.
+# - RFC 9457 problem details give errors a standard JSON shape: `type`, `title`,
+#   `status`, `detail`, `instance`, plus extension members, served as
+#   `application/problem+json`.
+# - `Accept` negotiation weighs each offer by its most specific matching range;
+#   `q=0` means "never". `"json" in accept` gets that exactly wrong. When nothing matches,
+#   an error response falls back to JSON instead of a 406.
+# - Handlers are registered per class and found by walking the exception's MRO, so the
+#   most specific one wins; domain errors become HTTP statuses in one place.
+# - A bug becomes a 500 with a fixed sentence, and its traceback goes to the log, never
+#   to the client.
+# - `bare` had no hook for this, so `ErrorBare` overrides `Bare.respond`; a middleware
+#   around the app would have been too late.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise has a solution cell to fill in and a check cell that tells you whether it
+# works. They use only what this chapter exported, so you can also
+# `from barelab.built.bare_errors import *` in a fresh notebook and do them there.
+#
+# ### Exercise 1 — Gone
+#
+# RFC 9110 §15.5.11: `410 Gone` says a resource existed and was removed on purpose. Write
+# a class `Gone` in the `HTTPProblem` family, so that `render_problem(Gone("deleted"))`
+# answers 410 with the title `Gone`.
+
+# %% tags=["solution"]
+### BEGIN SOLUTION
+class Gone(HTTPProblem):
+    status = 410
+### END SOLUTION
+
+# %% tags=["check"]
+from barelab.exercises import check
+
+with check("Exercise 1"):
+    assert isinstance(Gone, type), "define the class Gone first"
+    gone = render_problem(Gone("deleted on purpose"), "application/json", "/old")
+    assert gone.status == 410, f"status {gone.status}, expected 410"
+    body = json.loads(gone.body)
+    assert body["title"] == "Gone", body
+    assert body["detail"] == "deleted on purpose", body
+    print(body)
+
+# %% [markdown]
+# ### Exercise 2 — a stricter `Accept`
+#
+# Write `prefers(accept, offers)` that returns the offer `negotiate` picks, but **`None`**
+# when the client accepts none of them (a server that wants to answer `406 Not
+# Acceptable`). Use `negotiate`; one line is enough.
+
+# %% tags=["solution"]
+def prefers(accept, offers):
+    ### BEGIN SOLUTION
+    return negotiate(accept, offers, default=None)
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 2"):
+    assert callable(prefers), "define prefers first"
+    offers = ["application/json", "text/csv"]
+    assert prefers("text/csv;q=0.9, application/json;q=0.1", offers) == "text/csv"
+    assert prefers("application/json;q=0, text/*", offers) == "text/csv"
+    assert prefers("image/png", offers) is None, "nothing acceptable must give None"
+    assert prefers("application/json;q=0", offers) is None, "q=0 means not acceptable"
+    print("ok")
+
+# %% [markdown]
+# ### Exercise 3 — a domain error becomes a 404
+#
+# Build an `ErrorBare` app `catalog` with a route `GET /books/{isbn}` that looks the ISBN up
+# in the dict `BOOKS = {"123": "Dune"}` with `BOOKS[isbn]`, so an unknown ISBN raises
+# `KeyError`. Register a handler so that a `KeyError` becomes a `NotFound` problem
+# (rendered by `render_problem`), not a 500.
+
+# %% tags=["solution"]
+BOOKS = {"123": "Dune"}
+
+### BEGIN SOLUTION
+catalog = ErrorBare(name="catalog")
+
+@catalog.get("/books/{isbn}")
+async def book(request):
+    return {"title": BOOKS[request.path_params["isbn"]]}
+
+@catalog.exception_handler(KeyError)
+async def key_missing(request, error):
+    return render_problem(NotFound(f"no book {error.args[0]}"),
+                          request.headers.get("accept"), request.scope["path"])
+### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 3"):
+    assert isinstance(catalog, ErrorBare), "define catalog as an ErrorBare first"
+    books = TestClient(catalog)
+    assert books.get("/books/123").json() == {"title": "Dune"}
+    lost = books.get("/books/999")
+    assert lost.status_code == 404, f"status {lost.status_code}: is KeyError handled?"
+    assert lost.headers["content-type"] == "application/problem+json", lost.headers
+    assert lost.json()["instance"] == "/books/999", lost.json()
+    print(lost.json())
+
+# %% [markdown]
+# ### Exercise 4 — no script in the error page
+#
+# A 404 `detail` that quotes the path is common. Check that the HTML rendering cannot be
+# used to inject markup: write `html_for(detail)` that returns the body text of
+# `render_problem(NotFound(detail), "text/html")`. The check feeds it a `<script>`.
+
+# %% tags=["solution"]
+def html_for(detail):
+    ### BEGIN SOLUTION
+    return render_problem(NotFound(detail), "text/html").body.decode()
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 4"):
+    assert callable(html_for), "define html_for first"
+    page = html_for("<script>alert(1)</script>")
+    assert "<script>" not in page, "the detail reached the page unescaped"
+    assert "&lt;script&gt;" in page, "the detail should appear, escaped"
+    print(page)
+
+# %% [markdown]
+# ## Clean up
+#
+# Stop every server this chapter started. The number is how many were still running.
+
+# %%
+barelab.stop_all()
