@@ -1,0 +1,1129 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # 22. Dependency injection from handler signatures
+#
+# In Flask you write `request.args.get("limit", type=int)` inside the handler. In FastAPI
+# you write `async def show(item_id: int, limit: int = 10)` and the framework reads the
+# signature, hands you an `int`, or answers 422 when it cannot. In this chapter you build that for
+# `bare`: a handler's **signature** becomes the recipe for its arguments.
+#
+# ## Learning goals
+#
+# By the end of this chapter you can:
+#
+# - read a function's parameters, defaults and type hints with `inspect.signature` and
+#   `typing.get_type_hints`, and say why the second one beats `parameter.annotation`;
+# - fill a handler's arguments from the path, the query string, the request itself and a
+#   JSON body checked field by field against a dataclass;
+# - explain why a naive `int(...)` on user input is a server bug (a 500) and answer
+#   **422 Unprocessable Content** (RFC 9110 §15.5.21) with a list of `{loc, msg, type}`;
+# - write `Depends(...)` dependencies that take injected parameters themselves, run once per
+#   request however often they are asked for, and clean up after the response with `yield`.
+
+# %% [markdown]
+# ## The trap: `int()` on user input
+#
+# Start with chapter 18's `bare` as it is. A handler gets a `Request` and digs out what it
+# needs. Here is the obvious way to read a page size from `?limit=`:
+
+# %%
+from barelab.built.bare import Bare, HTTPException, Request
+from barelab.built.testing import TestClient
+
+naive = Bare(name="naive")
+
+@naive.get("/items")
+async def list_items(request):
+    limit = int(request.query["limit"])
+    return {"limit": limit}
+
+# %% [markdown]
+# With a good query string it works. `TestClient` (chapter 17) calls the app in-process, so
+# there is no socket and no server to start:
+
+# %%
+client = TestClient(naive, raise_app_exceptions=False)
+client.get("/items?limit=3").json()
+
+# %% [markdown]
+# Now send what a user might type. `raise_app_exceptions=False` asks the client to behave
+# like a server: report the status the client would see instead of re-raising the error.
+
+# %%
+for query in ["limit=ten", "", "limit=%20%207"]:
+    response = client.get(f"/items?{query}")
+    print(f"{query!r:16} -> status {response.status_code}, body {response.text.strip()!r}")
+
+# %% [markdown]
+# Three surprises. `limit=ten` raises `ValueError`, a missing `limit` raises `KeyError`, and
+# both become **500 Internal Server Error**: the server says *it* is broken when the
+# *client* sent a bad request. Your error dashboards fill with bugs that are not bugs, and
+# the client learns nothing about what to fix. The third line is quieter but as wrong:
+# `int("  7")` accepts spaces (and `"1_000"`, and Arabic-Indic digits), so what the API
+# accepts is whatever `int()` happens to accept.
+#
+# The right answer to "I understood your request but its content is wrong" is **422
+# Unprocessable Content** (RFC 9110 §15.5.21), with a body that says *where* and *why*.
+# FastAPI's shape for it is a list, one entry per problem:
+#
+# ```json
+# {"detail": [{"loc": ["query", "limit"], "msg": "Input should be a valid integer", "type": "int_parsing"}]}
+# ```
+#
+# You could write that check by hand in every handler. Instead, let the handler *declare*
+# what it needs, and let one piece of code do the checking for all of them.
+
+# %% [markdown]
+# ## What a signature tells you
+#
+# A Python function carries a description of its parameters. `inspect.signature` reads
+# names, kinds and defaults. Look at a handler written the FastAPI way:
+
+# %%
+import inspect
+
+async def search(item_id: int, q: str, limit: int = 10, tags: list[str] = []):
+    ...
+
+for parameter in inspect.signature(search).parameters.values():
+    print(parameter.name, parameter.annotation, parameter.default, sep=" | ")
+
+# %% [markdown]
+# Every line is a recipe: `item_id` is an `int`, `q` is a required `str` (its default is
+# the marker `inspect.Parameter.empty`), `limit` falls back to 10, and `tags` is a list.
+#
+# Careful with `parameter.annotation`, though. A module that starts with
+# `from __future__ import annotations` (or uses a name defined later) stores annotations as
+# **strings**:
+
+# %%
+async def stringly(limit: "int" = 10, tags: "list[str]" = []):
+    ...
+
+print([p.annotation for p in inspect.signature(stringly).parameters.values()])
+
+# %% [markdown]
+# `'int'` is not `int`. `typing.get_type_hints` evaluates those strings in the function's
+# module and gives real types back, so that is what the injector uses:
+
+# %%
+import typing
+
+typing.get_type_hints(stringly)
+
+# %% [markdown]
+# Two more `typing` helpers take a type apart: `get_origin` says what kind of generic it
+# is, `get_args` what is inside. `int | None` is a union (`Optional[int]` is the same thing):
+
+# %%
+for hint in [list[str], int | None, typing.Optional[float], int]:
+    print(f"{str(hint):26} origin={typing.get_origin(hint)}  args={typing.get_args(hint)}")
+
+# %% [markdown]
+# That is all the reflection this chapter needs. Here is the plan, as a picture. For each
+# parameter the injector asks one question, in this order, and the answer says where the
+# value comes from:
+#
+# ```mermaid
+# flowchart TD
+#     P["a handler parameter"] --> D{"default is Depends(f)?"}
+#     D -- yes --> F["run f (its own parameters injected the same way), once per request"]
+#     D -- no --> R{"annotated Request?"}
+#     R -- yes --> RQ["the Request object"]
+#     R -- no --> B{"annotated with a dataclass?"}
+#     B -- yes --> BD["the JSON body, checked field by field"]
+#     B -- no --> N{"its name is a path parameter?"}
+#     N -- yes --> PP["the path parameter, converted to the annotation"]
+#     N -- no --> Q["the query parameter: converted, repeated for list[...], or the default"]
+# ```
+#
+# Every value that does not fit becomes one entry of the 422's list. The injector keeps
+# going after the first problem, so the client learns about all of them at once.
+
+# %% [markdown]
+# ## Building the injector
+#
+# Everything marked `#| export` below is written to `barelab/built/bare_depends.py`.
+
+# %%
+#| default_exp bare_depends
+
+# %% [markdown]
+# The module opens with its design in a few lines, its imports, and the two small types the
+# rest builds on: `Depends`, the marker you put in a default, and `ValidationError`, which
+# carries a list of problems. `issue()` builds one entry of that list.
+
+# %%
+#| export
+# Dependency injection for bare: a handler declares what it needs in its signature and
+# `inject` turns it into the `async def handler(request)` that bare calls. Each parameter is
+# planned once, when the route is added (a parameter nobody can fill is a TypeError then,
+# not a 500 later): the Request, a Depends(...) dependency, a dataclass read from the JSON
+# body, or a path or query value converted to its annotation. Every value that does not fit
+# becomes one {loc, msg, type} entry of a 422 answer (RFC 9110 §15.5.21). Dependencies run
+# once per request; the code after a yield-dependency's `yield` runs after the response.
+import dataclasses
+import inspect
+import math
+import re
+import types
+import typing
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from functools import cache, wraps
+
+from barelab.built.bare import Bare, JSONResponse, Request, Response, to_response  # ch 18
+
+EMPTY = inspect.Parameter.empty
+
+
+# %% [markdown]
+# `Depends` does nothing on its own: it is a labelled box around a function. Putting it in
+# the *default* of a parameter is FastAPI's trick for marking "this argument is computed",
+# without inventing new syntax. `use_cache=False` asks for a fresh call every time.
+
+# %%
+#| export
+class Depends:
+    """A parameter's default that says "call this and pass me what it returns"."""
+
+    def __init__(self, dependency, *, use_cache: bool = True):
+        if not callable(dependency):
+            raise TypeError(f"Depends takes a function, not {dependency!r}")
+        self.dependency, self.use_cache = dependency, use_cache
+
+    def __repr__(self) -> str:
+        return f"Depends({getattr(self.dependency, '__name__', self.dependency)})"
+
+
+# %% [markdown]
+# A problem is a small dict: `loc` is the path to the bad value (`["query", "limit"]`,
+# `["body", "tags", 1]`), `msg` is for a human, `type` is a stable code a program can test.
+# `ValidationError` carries a list of them, so one exception can report several.
+
+# %%
+#| export
+def issue(loc, msg: str, kind: str) -> dict:
+    """One entry of a 422's detail list, in FastAPI's shape: where, what, which kind."""
+    return {"loc": list(loc), "msg": msg, "type": kind}
+
+
+class ValidationError(Exception):
+    """The request does not fit the handler's signature; ``errors`` lists every issue."""
+
+    def __init__(self, errors: list):
+        super().__init__(f"{len(errors)} validation error(s): {errors}")
+        self.errors = errors
+
+# %% [markdown]
+# A dependency's name shows in its repr, which helps when you print a plan later:
+
+# %%
+from barelab.built.bare_depends import Depends, ValidationError, issue
+
+def get_settings():
+    return {"page_size": 20}
+
+print(Depends(get_settings))
+print(issue(["query", "limit"], "Field required", "missing"))
+
+# %% [markdown]
+# ### Converting one string
+#
+# Path and query values arrive as `str`. `convert` turns one into `str`, `int`, `float` or
+# `bool`, and is strict where `int()` is lax: digits with an optional sign, a plain decimal
+# number, and a short list of words for booleans. `unwrap_optional` peels `X | None` down
+# to `X`.
+
+# %%
+#| export
+INTEGER = re.compile(r"[+-]?[0-9]+")                  # int() also takes " 7", "1_0", "٣"
+DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+SCALARS = {str: ("a valid string", "string"), int: ("a valid integer", "int"),
+           float: ("a valid number", "float"), bool: ("a valid boolean", "bool")}
+
+
+# %% [markdown]
+# `unwrap_optional` is where `get_origin` and `get_args` earn their keep. `int | None` and
+# `Optional[int]` have different origins (`types.UnionType` and `typing.Union`), so it
+# checks for both. A union of two real types, like `int | str`, is left alone: which one
+# would a query string be?
+
+# %%
+#| export
+def unwrap_optional(kind) -> tuple:
+    """``(X, True)`` for ``X | None`` or ``Optional[X]``; ``(kind, False)`` otherwise."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        others = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if len(others) == 1 and len(typing.get_args(kind)) == 2:
+            return others[0], True
+    return kind, False
+
+
+# %% [markdown]
+# `convert` tries the one rule for the wanted type and, if it does not match, raises a
+# ValidationError built from the `SCALARS` table: "Input should be a valid integer", type
+# `int_parsing`. The raw value is quoted, cut to 40 characters so a huge input cannot
+# bloat the answer.
+
+# %%
+#| export
+def convert(raw: str, kind, loc):
+    """The path or query string ``raw`` as ``kind`` (str, int, float or bool); a
+    ValidationError that says where (``loc``) and why if it is not one."""
+    text = raw.lower()
+    if kind is str:
+        return raw
+    if kind is int and INTEGER.fullmatch(raw):
+        return int(raw)
+    if kind is float and DECIMAL.fullmatch(raw) and math.isfinite(float(raw)):
+        return float(raw)
+    if kind is bool and text in TRUE | FALSE:
+        return text in TRUE
+    what, name = SCALARS[kind]
+    raise ValidationError([issue(loc, f"Input should be {what}, not {raw[:40]!r}",
+                                 f"{name}_parsing")])
+
+# %% [markdown]
+# Try it on the inputs that fooled `int()` above. Look at the last column: each failure
+# already names its place (`loc`) and kind (`type`).
+
+# %%
+from barelab.built.bare_depends import convert, unwrap_optional
+
+for raw, kind in [("7", int), ("  7", int), ("1_000", int), ("2.5", float),
+                  ("nan", float), ("Yes", bool), ("maybe", bool)]:
+    try:
+        print(f"{raw!r:9} {kind.__name__:5} -> {convert(raw, kind, ['query', 'x'])!r}")
+    except ValidationError as error:
+        print(f"{raw!r:9} {kind.__name__:5} -> 422 {error.errors[0]['type']}")
+
+# %% [markdown]
+# `nan` is refused on purpose: `float("nan")` parses, but a value that is not equal to
+# itself makes a poor page size, and JSON cannot even write it back. And `unwrap_optional`
+# on the types you met earlier:
+
+# %%
+[unwrap_optional(kind) for kind in (int | None, typing.Optional[str], list[int], int)]
+
+# %% [markdown]
+# ### A plan for each function
+#
+# Reading a signature on every request would be wasted work, and would find mistakes too
+# late. `plan` reads it once (`functools.cache` remembers the answer per function) and
+# returns one `Param` per parameter, saying where its value comes from. An annotation it
+# cannot fill is a `TypeError` right away, while the route is being added.
+
+# %%
+#| export
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """Where one parameter's value comes from: ``source`` is "request", "depends", "body"
+    or "value" (the path parameter of that name, else the query); ``kind`` is its type."""
+    name: str
+    source: str
+    kind: object
+    default: object = EMPTY
+    many: bool = False                          # list[X]: every repeat of a query key
+
+
+# %% [markdown]
+# `Param` is frozen: a plan is computed once and shared by every request, so nothing may
+# change it. Next, two helpers. `json_kind_ok` answers "can a body field of this type be
+# checked?", walking into lists, Optionals and nested dataclasses.
+
+# %%
+#| export
+def json_kind_ok(kind) -> bool:
+    """Can a JSON value be checked against ``kind``? Scalars, lists, Optional, dataclasses."""
+    kind, _ = unwrap_optional(kind)
+    if typing.get_origin(kind) is list:
+        return json_kind_ok((typing.get_args(kind) or (str,))[0])
+    if dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        return all(json_kind_ok(hints[field.name]) for field in dataclasses.fields(kind))
+    return kind in SCALARS
+
+
+# %% [markdown]
+# `plan_value` plans a parameter that comes from the URL. It strips `| None` and notes a
+# `list[X]` as `many=True` with kind `X`. Anything that is not one of the four scalars is
+# refused here, with a message that lists what would work.
+
+# %%
+#| export
+def plan_value(name: str, kind, default) -> Param:
+    """A path or query parameter: a scalar, a list of one (repeated key), maybe Optional."""
+    inner, _ = unwrap_optional(kind)
+    many = typing.get_origin(inner) is list
+    if many:
+        inner = (typing.get_args(inner) or (str,))[0]
+    if inner not in SCALARS:
+        raise TypeError(f"parameter {name!r}: cannot read a {kind!r} from a URL; use str, "
+                        "int, float, bool or a list of one, a dataclass for the body, "
+                        "Request, or Depends(...)")
+    return Param(name, "value", inner, default, many)
+
+
+# %% [markdown]
+# `plan` itself asks the flowchart's questions in order. Notice the recursion for
+# `Depends`: planning a handler also plans each dependency, so a bad parameter three
+# levels down is still found when the route is added.
+
+# %%
+#| export
+@cache
+def plan(func) -> tuple:
+    """One Param for each parameter of ``func`` (and, first, a check of its dependencies)."""
+    hints, params = typing.get_type_hints(func), []
+    for p in inspect.signature(func).parameters.values():
+        kind = hints.get(p.name, str)
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise TypeError(f"{func.__qualname__}: *{p.name} cannot be injected")
+        if isinstance(p.default, Depends):
+            plan(p.default.dependency)               # its own parameters, checked now
+            params.append(Param(p.name, "depends", kind, p.default))
+        elif isinstance(kind, type) and issubclass(kind, Request):
+            params.append(Param(p.name, "request", kind))
+        elif dataclasses.is_dataclass(kind):
+            if not json_kind_ok(kind):
+                raise TypeError(f"{func.__qualname__}: {kind.__name__} has a field of a "
+                                "type JSON cannot be checked against")
+            params.append(Param(p.name, "body", kind, p.default))
+        else:
+            params.append(plan_value(p.name, kind, p.default))
+    return tuple(params)
+
+# %% [markdown]
+# The plan for `search` from the start of the chapter. `EMPTY` marks a required parameter;
+# `tags` is `many`, so every `?tags=` in the query will count:
+
+# %%
+from barelab.built.bare_depends import plan
+
+for param in plan(search):
+    print(param)
+
+# %% [markdown]
+# Two things to see. `item_id` and `q` look the same as `limit` here: whether a name is a
+# path parameter is only known when a request has matched a route, so `read_value` decides
+# that later. And `tags` has kind `str` with `many=True`, not kind `list[str]`: the plan
+# has already taken the list apart.
+
+# %% [markdown]
+# And a mistake caught early: a `dict` cannot come out of a URL, so the plan refuses it
+# before any request arrives.
+
+# %%
+async def broken(filters: dict):
+    ...
+
+try:
+    plan(broken)
+except TypeError as error:
+    print("TypeError:", error)
+
+# %% [markdown]
+# ### Path and query values
+#
+# `read_value` fills a `"value"` parameter. If the route matched a path parameter of that
+# name it uses it, else every value of that key in the query string. Nothing there means
+# the default, or a `missing` issue when there is none. A problem is *appended* to
+# `errors` rather than raised, so that one request can report several problems.
+
+# %%
+#| export
+def read_value(param: Param, request: Request, errors: list):
+    """The value of a path or query parameter, converted; issues go into ``errors``."""
+    if param.name in request.path_params:
+        raws, loc = [request.path_params[param.name]], ("path", param.name)
+    else:
+        raws, loc = request.query.getall(param.name), ("query", param.name)
+    if not raws:
+        if param.default is EMPTY:
+            errors.append(issue(loc, "Field required", "missing"))
+        return list(param.default) if isinstance(param.default, list) else param.default
+    values = []
+    for index, raw in enumerate(raws):
+        if not isinstance(raw, str):            # a route converter ({id:int}) did it already
+            values.append(raw)
+            continue
+        try:
+            values.append(convert(raw, param.kind, (*loc, index) if param.many else loc))
+        except ValidationError as error:
+            errors.extend(error.errors)
+    if param.many or not values:
+        return values
+    return values[-1]                           # a repeated scalar: the last one wins
+
+# %% [markdown]
+# ### A JSON body, field by field
+#
+# A body model is a plain `dataclass`. `build_model` checks a decoded JSON value against
+# its fields: present fields must have the right JSON type, missing ones must have a
+# default. JSON has real types, so this check is **strict**: `"3"` is not an integer here,
+# and `true` is not an integer either (in Python, `isinstance(True, int)` is true, a trap
+# worth a line of its own below).
+
+# %%
+#| export
+JSON_TYPES = {str: (str,), int: (int,), float: (int, float), bool: (bool,)}
+
+
+def check_json(value, kind, loc, errors: list):
+    """``value`` (decoded JSON) if it has type ``kind``; otherwise an issue in ``errors``."""
+    inner, optional = unwrap_optional(kind)
+    if value is None and optional:
+        return None
+    if typing.get_origin(inner) is list:
+        if not isinstance(value, list):
+            errors.append(issue(loc, "Input should be a valid list", "list_type"))
+            return None
+        item = (typing.get_args(inner) or (str,))[0]
+        return [check_json(one, item, (*loc, i), errors) for i, one in enumerate(value)]
+    if dataclasses.is_dataclass(inner):
+        return build_model(inner, value, loc, errors)
+    if isinstance(value, JSON_TYPES[inner]) and (inner is bool or type(value) is not bool):
+        return float(value) if inner is float else value
+    what, name = SCALARS[inner]
+    errors.append(issue(loc, f"Input should be {what}", f"{name}_type"))
+
+
+# %% [markdown]
+# `check_json` checks one value. `build_model` checks a whole object: each field present
+# in the data is checked, each absent field without a default is `missing`, and keys the
+# model does not know are ignored (FastAPI does the same by default). It calls the
+# dataclass only if no new issue appeared, so your `__post_init__` sees valid data only.
+
+# %%
+#| export
+def build_model(model, data, loc, errors: list):
+    """An instance of dataclass ``model`` from a JSON object, or None with issues added."""
+    if not isinstance(data, dict):
+        errors.append(issue(loc, "Input should be a JSON object", "dict_type"))
+        return None
+    hints, values, before = typing.get_type_hints(model), {}, len(errors)
+    for field in dataclasses.fields(model):
+        where = (*loc, field.name)
+        if field.name in data:
+            values[field.name] = check_json(data[field.name], hints[field.name], where, errors)
+        elif field.default is dataclasses.MISSING and \
+                field.default_factory is dataclasses.MISSING:
+            errors.append(issue(where, "Field required", "missing"))
+    return model(**values) if len(errors) == before else None
+
+# %% [markdown]
+# Try a model on three bodies: a good one, one with every kind of mistake, and one that is
+# not an object at all. Notice `in_stock: 1` is refused: `1` is not a JSON boolean.
+
+# %%
+from dataclasses import dataclass
+from barelab.built.bare_depends import build_model
+
+@dataclass
+class NewItem:
+    name: str
+    price: float
+    in_stock: bool = True
+    tags: list[str] = dataclasses.field(default_factory=list)
+
+for data in [{"name": "lamp", "price": 20},
+             {"price": "cheap", "in_stock": 1, "tags": ["a", 2]},
+             ["lamp", 20]]:
+    errors = []
+    print(build_model(NewItem, data, ["body"], errors), *errors, sep="\n   ")
+
+# %% [markdown]
+# The good body became a real `NewItem` (and `20` became `20.0`, since `price` is a
+# float). The bad one produced four issues, each with a path down to the field, and for a
+# list down to the index: `['body', 'tags', 1]`.
+#
+# Why the `type(value) is not bool` test in `check_json`? Because `bool` is a subclass of
+# `int` in Python, so the plain `isinstance` check lets `true` through as a number:
+
+# %%
+isinstance(True, int), True + True
+
+# %% [markdown]
+# ### Running dependencies
+#
+# One standard-library tool first. `contextlib.AsyncExitStack` is a `with` block you can
+# enter any number of times, decided at run time: each `enter_async_context(cm)` enters
+# `cm` and remembers it, and one `aclose()` later exits them all, last entered first.
+# That is exactly what a request needs, since it does not know in advance how many
+# yield-dependencies it will open.
+#
+# Now the two functions that put it together. `solve` builds the keyword arguments for any
+# function (a handler or a dependency) from its plan. `resolve` runs one dependency:
+#
+# 1. it looks in `cache`, a dict that lives for one request, so a dependency asked for
+#    twice runs once;
+# 2. it solves the dependency's *own* parameters first (the same `solve`: a dependency may
+#    take a `Request`, query values, or other dependencies);
+# 3. it calls it: sync or `async`, or a generator with `yield`. A generator is entered like
+#    a `with` block on an `AsyncExitStack`; the code after `yield` runs when the stack
+#    closes.
+
+# %%
+#| export
+async def solve(func, request: Request, cache: dict, stack: AsyncExitStack,
+                errors: list) -> dict:
+    """The keyword arguments for ``func``, filled from the request and its dependencies;
+    a parameter with issues (appended to ``errors``) is left out."""
+    kwargs = {}
+    for param in plan(func):
+        before = len(errors)
+        if param.source == "request":
+            value = request
+        elif param.source == "depends":
+            value = await resolve(param.default, request, cache, stack, errors)
+        elif param.source == "body":
+            value = build_model(param.kind, await request.json(), ["body"], errors)
+        else:
+            value = read_value(param, request, errors)
+        if len(errors) == before:
+            kwargs[param.name] = value
+    return kwargs
+
+
+# %% [markdown]
+# `solve` is the flowchart in code. It never stops early: a bad parameter leaves its
+# argument out and the loop goes on, so every problem gets reported. `resolve`, next, runs
+# one dependency. Both `asynccontextmanager` and `contextmanager` turn a generator
+# function into a `with`-able object; the stack remembers each one to close later.
+
+# %%
+#| export
+async def resolve(marker: Depends, request: Request, cache: dict, stack: AsyncExitStack,
+                  errors: list):
+    """Run one dependency once per request (unless use_cache=False), after its own
+    parameters; a yield-dependency's code after ``yield`` waits on ``stack``."""
+    dependency = marker.dependency
+    if marker.use_cache and dependency in cache:
+        return cache[dependency]
+    before = len(errors)
+    kwargs = await solve(dependency, request, cache, stack, errors)
+    if len(errors) > before:
+        return None                             # its inputs are wrong: do not call it
+    if inspect.isasyncgenfunction(dependency):
+        value = await stack.enter_async_context(asynccontextmanager(dependency)(**kwargs))
+    elif inspect.isgeneratorfunction(dependency):
+        value = stack.enter_context(contextmanager(dependency)(**kwargs))
+    else:
+        value = dependency(**kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+    if marker.use_cache:
+        cache[dependency] = value
+    return value
+
+# %% [markdown]
+# ### The wrapper bare calls
+#
+# `bare` calls `await handler(request)` and sends the `Response` it gets back. `inject`
+# wraps a handler of any signature into exactly that. Two details matter:
+#
+# - issues found by `solve` become a `JSONResponse({"detail": [...]}, 422)`, and the
+#   handler is not called at all; a `ValidationError` raised by a dependency or the
+#   handler itself gets the same answer;
+# - yield-dependencies must clean up *after* the response is sent, but `bare` sends it
+#   after our wrapper has returned. `bare` has no "after the response" hook, so the wrapper
+#   returns a `Response` subclass, `CleanupAfter`, that sends the real response and then
+#   closes the stack. If something raises instead, the stack is closed at once with that
+#   exception, so a dependency's `except` (a rollback, say) sees it.
+#
+# `InjectingBare` is `Bare` with `inject` applied to every route it adds.
+
+# %%
+#| export
+class CleanupAfter(Response):
+    """Send ``response``, then close ``stack``: yield-dependencies finish after the reply."""
+
+    def __init__(self, response: Response, stack: AsyncExitStack):
+        self.response, self.stack = response, stack
+
+    status = property(lambda self: self.response.status)
+    headers = property(lambda self: self.response.headers)
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await self.response(scope, receive, send)
+        finally:
+            await self.stack.aclose()
+
+
+# %% [markdown]
+# `CleanupAfter` only has to look like a `Response` to `bare` (which checks `isinstance`)
+# and to send like one: it forwards `status` and `headers`, sends the real response, and
+# closes the stack in a `finally`, so cleanup runs even if the client hung up.
+
+# %%
+#| export
+def inject(handler):
+    """``handler``, whose parameters say what it needs, as the ``async def
+    endpoint(request)`` bare calls; 422 with every issue when the request does not fit."""
+    if not inspect.iscoroutinefunction(handler):
+        raise TypeError(f"a handler is an 'async def' function, not {handler!r}")
+    plan(handler)                               # a parameter nobody can fill: fail now
+
+    @wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        stack, errors = AsyncExitStack(), []
+        try:
+            kwargs = await solve(handler, request, {}, stack, errors)
+            if errors:
+                raise ValidationError(errors)
+            response = to_response(await handler(**kwargs), handler)
+        except ValidationError as error:         # from solve, or raised by your own code
+            response = JSONResponse({"detail": error.errors}, 422)
+        except BaseException as error:
+            await stack.__aexit__(type(error), error, error.__traceback__)
+            raise
+        return CleanupAfter(response, stack)
+    return endpoint
+
+
+# %% [markdown]
+# `inject` calls `plan` once up front, for the early `TypeError`, and `functools.wraps`
+# keeps the handler's name, which `bare` uses as the route's name. Last, a `Bare` subclass
+# that applies `inject` to every route; `get`, `post` and friends all go through
+# `add_route`, so one override covers them.
+
+# %%
+#| export
+class InjectingBare(Bare):
+    """bare whose handlers take what their signatures ask for (each is wrapped by inject)."""
+
+    def add_route(self, path: str, handler, methods=("GET",), name: str | None = None):
+        return super().add_route(path, inject(handler), methods, name)
+
+# %% [markdown]
+# ## Handlers that declare what they need
+#
+# Time to use it. The same `/items` endpoint as at the start, plus a path parameter, a
+# boolean flag, an optional filter and a repeatable tag. Note there is no `request` in
+# sight: every argument arrives converted, or the handler is not called.
+
+# %%
+from barelab.built.bare_depends import InjectingBare
+
+shop = InjectingBare(name="shop")
+
+@shop.get("/items")
+async def list_items(limit: int = 10, tags: list[str] = [],
+                     in_stock: bool = False, max_price: float | None = None):
+    return {"limit": limit, "tags": tags, "in_stock": in_stock, "max_price": max_price}
+
+client = TestClient(shop, raise_app_exceptions=False)
+client.get("/items?limit=3&tags=red&tags=big&in_stock=yes").json()
+
+# %% [markdown]
+# `limit` is an `int`, the two `tags` became a list, `yes` became `True`, and the absent
+# `max_price` took its default. With nothing in the query, every default applies.
+#
+# (A `[]` default is the classic Python trap: one list shared by every call. `read_value`
+# hands out a *copy* of a list default, so a handler that appends to `tags` cannot leak
+# into the next request.)
+
+# %%
+client.get("/items").json()
+
+# %% [markdown]
+# Now the inputs that gave a 500 before. Look at the status and at the detail list: the
+# second request has **two** problems and the client hears about both. Each entry is
+# enough for a client (or a form in a browser) to point at the exact field to fix.
+
+# %%
+for query in ["limit=ten", "limit=%20%207&max_price=cheap", "tags=a&in_stock=maybe"]:
+    response = client.get(f"/items?{query}")
+    print(response.status_code, query)
+    for entry in response.json()["detail"]:
+        print("   ", entry)
+
+# %% [markdown]
+# A path parameter works the same way: the name `item_id` matches `{item_id}` in the
+# template, and the annotation `int` converts it. A `Request` annotation still gets the
+# whole request, for the rare thing the signature cannot say (here, a header):
+
+# %%
+@shop.get("/items/{item_id}")
+async def show_item(item_id: int, request: Request, verbose: bool = False):
+    return {"item_id": item_id, "verbose": verbose,
+            "agent": request.headers.get("user-agent")}
+
+print(client.get("/items/42?verbose=1", headers={"user-agent": "demo"}).json())
+print(client.get("/items/forty-two").json())
+
+# %% [markdown]
+# The second answer's `loc` starts with `"path"`: the client knows the mistake is in the
+# URL's path, not its query. (Had the template said `{item_id:int}`, chapter 08's converter
+# would have refused `forty-two` with a 404 before the handler was even found; both are
+# reasonable, and now you can pick.)
+
+# %% [markdown]
+# ## A body model
+#
+# Annotate a parameter with a dataclass and it comes from the JSON body. `NewItem` is the
+# model you tried `build_model` on:
+
+# %%
+@shop.post("/items")
+async def create_item(item: NewItem):
+    return {"created": dataclasses.asdict(item), "type": type(item).__name__}
+
+client.post("/items", json={"name": "lamp", "price": 20, "tags": ["desk"]}).json()
+
+# %% [markdown]
+# The handler received a real `NewItem`, with defaults filled in, so it can use
+# `item.price` with no checks of its own. A body with wrong fields gets a 422 whose `loc`s
+# start with `"body"`. Note `"in_stock": "no"`: in a query string `no` means false, but in
+# JSON a string is never a boolean.
+
+# %%
+response = client.post("/items", json={"name": 7, "price": 20, "in_stock": "no"})
+response.status_code, response.json()
+
+# %% [markdown]
+# What about a body that is not JSON at all? That is not a validation problem but a broken
+# request, and `bare`'s own `request.json()` answers it as chapter 18 decided: 415 when the
+# Content-Type is not JSON, 400 when the bytes do not parse.
+
+# %%
+for headers, body in [({"content-type": "text/plain"}, b"lamp"),
+                      ({"content-type": "application/json"}, b'{"name": ')]:
+    response = client.post("/items", content=body, headers=headers)
+    print(response.status_code, response.text.strip())
+
+# %% [markdown]
+# ## Dependencies with `Depends`
+#
+# Some arguments are not in the request: a database handle, the current user, paging
+# rules shared by ten endpoints. A dependency is a function whose result becomes the
+# argument. It takes injected parameters itself, so `pagination` below reads `?page=` and
+# `?size=` and checks them, once, for every endpoint that uses it:
+
+# %%
+from barelab.built.bare_depends import Depends
+
+def pagination(page: int = 1, size: int = 10):
+    if page < 1 or not 1 <= size <= 100:
+        raise HTTPException(400, "page >= 1 and 1 <= size <= 100")
+    return {"offset": (page - 1) * size, "size": size}
+
+@shop.get("/catalog")
+async def catalog(paging: dict = Depends(pagination)):
+    return paging
+
+print(client.get("/catalog?page=3&size=20").json())
+print(client.get("/catalog?page=x").json())
+
+# %% [markdown]
+# The second request failed *inside the dependency's* parameters, and the 422 says so:
+# `page` is a query parameter the handler never mentions, yet its `loc` is exact.
+#
+# A dependency can also raise an `HTTPException`, and `bare` answers it as usual:
+
+# %%
+print(client.get("/catalog?size=1000").text)
+
+# %% [markdown]
+# ### Once per request
+#
+# Here is a tree of dependencies. `current_user` needs the database, `audit` needs the
+# database and the user, and the handler asks for all three. Without a cache, `get_db`
+# would run three times. Count the calls:
+
+# %%
+from collections import Counter
+
+calls = Counter()
+
+async def get_db():
+    calls["get_db"] += 1
+    return {"users": {"t0k3n": "ada"}}
+
+async def current_user(request: Request, db: dict = Depends(get_db)):
+    calls["current_user"] += 1
+    token = request.headers.get("x-token", "")
+    if token not in db["users"]:
+        raise HTTPException(401, "send a valid X-Token")
+    return db["users"][token]
+
+def audit(user: str = Depends(current_user), db: dict = Depends(get_db)):
+    calls["audit"] += 1
+    return f"{user} was here"
+
+@shop.get("/me")
+async def me(user: str = Depends(current_user), note: str = Depends(audit),
+             db: dict = Depends(get_db)):
+    return {"user": user, "note": note}
+
+print(client.get("/me", headers={"x-token": "t0k3n"}).json())
+dict(calls)
+
+# %% [markdown]
+# One call each, although `get_db` was asked for three times (by `me`, `current_user` and
+# `audit`): the per-request `cache` handed the first result to everyone who asked. That is
+# also what makes it *one* database connection per request rather than three. A
+# second request starts with an empty cache, so the counts go up by one each, not more.
+# `audit` is a plain `def` while the others are `async def`; `resolve` handles both (a
+# sync dependency runs on the event loop, so keep it quick). Without the token,
+# `current_user` refuses and nothing after it runs:
+
+# %%
+print(client.get("/me", headers={"x-token": "t0k3n"}).status_code, dict(calls))
+print(client.get("/me").text)
+
+# %% [markdown]
+# ### Cleanup after the response: `yield`
+#
+# A database session must be closed, a lock released, a temporary file removed. Write the
+# dependency as a generator: the code before `yield` sets up, the yielded value is the
+# argument, and the code after `yield` runs **after the response is sent**. The `log`
+# list will show the order. The plan confirms what each of the handler's parameters is:
+
+# %%
+log = []
+
+async def session():
+    log.append("open session")
+    try:
+        yield "a session"
+        log.append("commit")
+    except Exception as error:
+        log.append(f"rollback ({type(error).__name__})")
+        raise
+    finally:
+        log.append("close session")
+
+@shop.post("/orders/{order_id}")
+async def place_order(order_id: int, db: str = Depends(session)):
+    log.append(f"handler uses {db}")
+    if order_id == 0:
+        raise HTTPException(409, "order 0 is taken")
+    return {"order": order_id}
+
+[param.source for param in plan(place_order)]
+
+# %% [markdown]
+# The interesting question is where "response sent" falls. To see it, wrap `shop` in a tiny
+# ASGI middleware that logs each message the app sends:
+
+# %%
+def logging_sends(app):
+    async def wrapped(scope, receive, send):
+        async def logged(message):
+            if message["type"].startswith("http.response"):
+                log.append(f"sent {message['type']}")
+            await send(message)
+        await app(scope, receive, logged)
+    return wrapped
+
+logged_client = TestClient(logging_sends(shop), raise_app_exceptions=False)
+print(logged_client.post("/orders/7").json())
+print(*log, sep="\n")
+
+# %% [markdown]
+# The handler ran with the open session, both response messages went out, and only *then*
+# did the session commit and close. The client was not kept waiting for the cleanup.
+#
+# When the handler raises, the exception is thrown into the generator at its `yield`, so
+# the dependency can roll back. The cleanup runs before the error response this time,
+# because the exception passes through `inject` on its way to `bare`'s error handling:
+
+# %%
+log.clear()
+print(logged_client.post("/orders/0").status_code)
+print(*log, sep="\n")
+
+# %% [markdown]
+# ## Over a real socket
+#
+# Nothing here is special to the test client: `shop` is an ordinary ASGI app. Serve it and
+# send a bad query; the 422 comes back on the wire with its JSON body.
+
+# %%
+import barelab
+
+server = barelab.serve(shop, name="shop")
+reply = barelab.http_request(server, "GET", "/items?limit=ten")
+print(reply.status, reply.text)
+
+# %% [markdown]
+# ## Summary
+#
+# - A signature is data: `inspect.signature` gives names, kinds and defaults, and
+#   `typing.get_type_hints` gives real types (not the strings a module with
+#   `from __future__ import annotations` stores). `get_origin`/`get_args` take `list[str]`
+#   and `int | None` apart.
+# - `inject` reads each handler's plan **once**, when the route is added, so a parameter no
+#   one can fill is a `TypeError` at startup, not a 500 at 3 a.m.
+# - Values come from, in order: `Depends(...)`, a `Request` annotation, a dataclass (the JSON
+#   body, checked strictly field by field), a path parameter of the same name, the query
+#   string (converted, repeated for `list[...]`, or the default).
+# - A client's mistake is a **422 Unprocessable Content** with *every* problem listed as
+#   `{loc, msg, type}`; a naive `int()` turns the same mistake into a 500 and accepts input
+#   you never meant to (`"  7"`, `"1_000"`).
+# - Dependencies may be sync or async and take injected parameters themselves; a
+#   per-request cache makes each run once; a `yield` dependency cleans up after the
+#   response is sent, or sees the exception and rolls back.
+# - `bare` had no hook to run code after the response; `CleanupAfter` wraps the response
+#   to get one.
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 1 — a token-checking dependency
+#
+# Write a dependency `require_admin(request: Request)` that returns the user name `"root"`
+# when the `X-Token` header is `"letmein"` and otherwise raises `HTTPException(403, ...)`.
+# Then build `admin_app = InjectingBare(name="admin")` with `GET /admin/stats` whose handler
+# takes `user: str = Depends(require_admin)` and returns `{"user": user}`.
+
+# %% tags=["solution"]
+### BEGIN SOLUTION
+def require_admin(request: Request):
+    if request.headers.get("x-token") != "letmein":
+        raise HTTPException(403, "admins only")
+    return "root"
+
+admin_app = InjectingBare(name="admin")
+
+@admin_app.get("/admin/stats")
+async def admin_stats(user: str = Depends(require_admin)):
+    return {"user": user}
+### END SOLUTION
+
+# %% tags=["check"]
+from barelab.exercises import check
+
+with check("Exercise 1"):
+    assert callable(require_admin) and admin_app is not None, "define require_admin and admin_app"
+    admin_client = TestClient(admin_app, raise_app_exceptions=False)
+    good = admin_client.get("/admin/stats", headers={"x-token": "letmein"})
+    assert good.status_code == 200 and good.json() == {"user": "root"}, good.text
+    bad = admin_client.get("/admin/stats", headers={"x-token": "guess"})
+    assert bad.status_code == 403, f"a wrong token got {bad.status_code}, not 403"
+    assert admin_client.get("/admin/stats").status_code == 403, "no token must be a 403"
+
+# %% [markdown]
+# ### Exercise 2 — a signup model
+#
+# Define a dataclass `Signup` with `email: str`, `age: int` and `newsletter: bool = False`,
+# and an app `signup_app = InjectingBare(name="signup")` with `POST /signup` whose handler
+# takes `form: Signup` and returns `{"email": ..., "age": ..., "newsletter": ...}`. The
+# check sends a good body and one with a string age and no email.
+
+# %% tags=["solution"]
+### BEGIN SOLUTION
+@dataclass
+class Signup:
+    email: str
+    age: int
+    newsletter: bool = False
+
+signup_app = InjectingBare(name="signup")
+
+@signup_app.post("/signup")
+async def signup(form: Signup):
+    return dataclasses.asdict(form)
+### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 2"):
+    assert dataclasses.is_dataclass(Signup), "define Signup as a dataclass"
+    signup_client = TestClient(signup_app, raise_app_exceptions=False)
+    good = signup_client.post("/signup", json={"email": "a@b.c", "age": 30})
+    assert good.json() == {"email": "a@b.c", "age": 30, "newsletter": False}, good.text
+    bad = signup_client.post("/signup", json={"age": "30"})
+    assert bad.status_code == 422, f"a bad body got {bad.status_code}, not 422"
+    locs = sorted(entry["loc"] for entry in bad.json()["detail"])
+    assert locs == [["body", "age"], ["body", "email"]], f"the issues were at {locs}"
+
+# %% [markdown]
+# ### Exercise 3 — a transaction that commits or rolls back
+#
+# Write an async yield-dependency `transaction()` that appends `"begin"` to the list
+# `tx_log`, yields `tx_log`, then appends `"commit"` if the handler succeeded or
+# `"rollback"` if it raised (re-raise the error). The check adds two routes that use it.
+
+# %% tags=["solution"]
+### BEGIN SOLUTION
+tx_log = []
+
+async def transaction():
+    tx_log.append("begin")
+    try:
+        yield tx_log
+    except Exception:
+        tx_log.append("rollback")
+        raise
+    tx_log.append("commit")
+### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 3"):
+    assert inspect.isasyncgenfunction(transaction), "transaction is an async def with yield"
+    tx_app = InjectingBare(name="tx")
+
+    @tx_app.post("/ok")
+    async def ok(tx: list = Depends(transaction)):
+        return {"seen": list(tx)}
+
+    @tx_app.post("/fail")
+    async def fail(tx: list = Depends(transaction)):
+        raise HTTPException(400, "no")
+
+    tx_client = TestClient(tx_app, raise_app_exceptions=False)
+    tx_log.clear()
+    assert tx_client.post("/ok").json() == {"seen": ["begin"]}, "the handler saw the log"
+    assert tx_log == ["begin", "commit"], f"after a success the log is {tx_log}"
+    tx_log.clear()
+    assert tx_client.post("/fail").status_code == 400, "the handler's 400 must reach the client"
+    assert tx_log == ["begin", "rollback"], f"after a failure the log is {tx_log}"
+
+# %% [markdown]
+# ### Exercise 4 — a `set[int]` query parameter
+#
+# `plan` refuses `set[int]`, but a dependency can do what the planner cannot. Write
+# `unique_ids(request: Request)`, which returns the *set* of every `?id=` value as ints.
+# Use `convert(raw, int, ["query", "id"])` for each value: it raises a `ValidationError`
+# for a bad one, and `inject` turns a `ValidationError` raised anywhere below it into a 422.
+# Hint: `request.query.getall("id")` lists every value of a repeated key.
+
+# %% tags=["solution"]
+### BEGIN SOLUTION
+def unique_ids(request: Request):
+    return {convert(raw, int, ["query", "id"]) for raw in request.query.getall("id")}
+### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 4"):
+    assert callable(unique_ids), "define unique_ids"
+    ids_app = InjectingBare(name="ids")
+
+    @ids_app.get("/ids")
+    async def ids(found: set = Depends(unique_ids)):
+        return {"ids": sorted(found)}
+
+    ids_client = TestClient(ids_app, raise_app_exceptions=False)
+    good = ids_client.get("/ids?id=3&id=1&id=3")
+    assert good.json() == {"ids": [1, 3]}, f"got {good.text}; duplicates count once"
+    bad = ids_client.get("/ids?id=x")
+    assert bad.status_code == 422, f"a bad id got {bad.status_code}, not 422"
+    assert bad.json()["detail"][0]["loc"] == ["query", "id"], bad.text
+
+# %% [markdown]
+# ## Clean up
+#
+# Stop every server this chapter started. The number is how many were still running.
+
+# %%
+barelab.stop_all()
