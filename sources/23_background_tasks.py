@@ -1,0 +1,932 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # 23. Background tasks: work after the response
+#
+# A sign-up handler should answer "welcome!" at once, not after the welcome email went out.
+# In this chapter you give `bare` **background tasks**: work a handler hands over, which
+# runs once the client already has its whole response, whose errors land in a log, and which
+# the server waits for (a little) when it shuts down.
+#
+# If you come from Flask, you may have done this with a `threading.Thread` started in the
+# view, or with a job queue such as Celery. Flask's `after_this_request` does not help: it
+# runs *before* the response is sent, so the client still waits. Starlette and FastAPI have
+# `BackgroundTasks`; by the end of this chapter you know what theirs does, because you
+# wrote one, and where the sharp edges are.
+#
+# ## Learning goals
+#
+# By the end of this chapter you can:
+#
+# - hand work from a handler to "after the response" with a `BackgroundTasks` collector,
+#   with plain functions run in a worker thread and `async def` functions awaited;
+# - show, by timing a real socket exchange, that the client has its full response before
+#   the task is done;
+# - say where a background task's error goes (a log, never the client) and why;
+# - tie running tasks to the ASGI lifespan, so that shutdown waits for them with a timeout
+#   and then cancels and logs what is left;
+# - spot the trap of `asyncio.create_task(...)` with no reference kept: a task that can be
+#   garbage-collected mid-flight, and errors nobody ever sees.
+
+# %% [markdown]
+# ## The plan
+#
+# Nothing in ASGI says "background task". The server calls the app once per request; the
+# app sends `http.response.start`, then `http.response.body` with `more_body` false, and
+# from that moment the server may write the last bytes and the client may read them. What
+# the app does *after* that last `send()` is its own business. That gap is where background
+# tasks live.
+#
+# Three pieces make it safe, and each is a small class:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant C as client
+#     participant S as server
+#     participant M as BackgroundMiddleware
+#     participant H as handler
+#     participant R as TaskRegistry
+#     C->>S: POST /signup
+#     S->>M: app(scope, receive, send)
+#     M->>H: scope["background"] = BackgroundTasks()
+#     H-->>M: add_task(send_welcome, email)
+#     H->>S: http.response.start, http.response.body (last)
+#     S->>C: the whole response
+#     M->>R: spawn(tasks.run()): keeps a reference
+#     Note over R: the task runs; an error goes to the log
+#     S->>R: lifespan.shutdown: drain(timeout), then cancel the rest
+# ```
+#
+# - `BackgroundTasks` collects what a handler asks for, in order;
+# - `BackgroundMiddleware` hands each request a fresh collector and starts it only once the
+#   response is complete;
+# - `TaskRegistry` holds a reference to every running task, logs errors, and drains at
+#   shutdown.
+#
+# The chapter builds them in this order, then breaks things on purpose.
+#
+# One design choice deserves a word now. Starlette runs a response's background tasks
+# *inside* the same ASGI call: the app's coroutine sends the last body, then awaits the
+# tasks, then returns. The client has its bytes, but the server still counts that
+# connection as busy, so a keep-alive client's next request on it waits for the tasks.
+# Here the middleware instead starts the tasks as a separate `asyncio.Task` and returns at
+# once: the connection is free, and the registry, not the connection, answers for the task.
+
+# %%
+#| default_exp bare_tasks
+
+# %% [markdown]
+# The imports. `bare` comes from chapter 18, the test client from chapter 17, and the rest
+# is the standard library plus barelab, which serves apps and plays the client over a socket.
+
+# %%
+import asyncio
+import functools
+import gc
+import logging
+import threading
+import time
+import weakref
+
+import barelab
+from barelab.built.bare import Bare, Response
+from barelab.built.testing import TestClient
+from barelab.exercises import check
+
+# %% [markdown]
+# ## A collector for "later"
+#
+# The collector is a list of calls waiting to happen: the function and its arguments. It
+# does not run anything when you add to it, the same way a shopping list buys nothing.
+
+# %%
+#| export
+# Background tasks for bare (chapter 18): work a handler asks for, run after its response is
+# complete. BackgroundMiddleware gives each http request a BackgroundTasks collector in
+# scope["background"]; once the last http.response.body is sent it starts the collected
+# calls as one asyncio task held by a TaskRegistry. Plain functions run in a worker thread
+# (asyncio.to_thread), async ones are awaited; an error is logged, never sent. The registry
+# keeps a strong reference to each task (the event loop keeps only weak ones) and, at the
+# lifespan's shutdown, waits for them up to a timeout, then cancels what is left and logs it.
+import asyncio
+import functools
+import inspect
+import logging
+
+from barelab.built.bare import Bare
+
+logger = logging.getLogger("bare.tasks")
+
+
+def task_name(func) -> str:
+    """A readable name for a function, a partial or a callable object."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return getattr(func, "__qualname__", None) or type(func).__name__
+
+# %% [markdown]
+# That first cell is the module's opening: a comment telling its story, the imports, the
+# logger every error will go to (more on it below), and `task_name`, which turns a function
+# into something readable for logs. It looks through `functools.partial`, a common way to
+# pre-fill arguments, so a log line says `send_welcome`, not `functools.partial(...)`.
+
+# %%
+task_name(print), task_name(functools.partial(task_name, print))
+
+# %% [markdown]
+# Now the collector itself. `add_task` checks only that what you gave it can be called; the
+# `/` in its signature makes `func` positional-only, so a task that takes a keyword argument
+# named `func` can still receive it through `**kwargs`.
+
+# %%
+#| export
+class BackgroundTasks:
+    """What one request asked to run after its response: calls kept in order.
+    ``add_task(func, *args, **kwargs)`` only records the call; ``await tasks.run()`` makes it."""
+
+    def __init__(self):
+        self.calls: list = []
+
+    def add_task(self, func, /, *args, **kwargs) -> None:
+        if not callable(func):
+            raise TypeError(f"add_task takes a function to call later, not {func!r}")
+        self.calls.append((func, args, kwargs))
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def __repr__(self) -> str:
+        names = ", ".join(task_name(func) for func, _, _ in self.calls)
+        return f"<BackgroundTasks [{names}]>"
+
+# %% [markdown]
+# Add two calls and look at the collector: the names are there, and nothing ran.
+
+# %%
+later = BackgroundTasks()
+later.add_task(print, "one")
+later.add_task(print, "two", end="!\n")
+later, len(later)
+
+# %% [markdown]
+# A mistake is caught where it is made, not later in a place nobody watches. Passing the
+# *result* of a call instead of the function is the classic one:
+
+# %%
+try:
+    later.add_task(print("sent too early"))
+except TypeError as error:
+    print("TypeError:", error)
+
+# %% [markdown]
+# "sent too early" printed *now*: `print(...)` ran while the argument was computed, and
+# `add_task` got its result, `None`. The fix is to pass the function and its arguments
+# separately, as above.
+#
+# ## Running the calls: threads for plain functions
+#
+# A background task still runs on the server's event loop. An `async def` function is
+# simply awaited. A plain function, though, may block (`time.sleep`, a database driver, an
+# SMTP client); run on the loop, it would freeze every other request. So plain functions
+# go to a worker thread with `asyncio.to_thread`, and the loop awaits the thread's result.
+#
+# An error in one call is logged with its traceback and the next call still runs: each
+# call is independent work. A cancellation (`CancelledError`, not an `Exception`) is not
+# caught: it stops the whole run, which is what shutdown needs.
+
+# %%
+#| export
+async def run_call(func, args, kwargs) -> None:
+    """One call: awaited if it is an async function, else run in a worker thread."""
+    if inspect.iscoroutinefunction(func):
+        await func(*args, **kwargs)
+    else:
+        await asyncio.to_thread(func, *args, **kwargs)
+
+
+async def run_tasks(self, log: logging.Logger = logger) -> None:
+    """Make every call in order; log an error with its traceback and go on."""
+    for func, args, kwargs in self.calls:
+        try:
+            await run_call(func, args, kwargs)
+        except Exception:
+            log.exception("background task %s failed", task_name(func))
+
+BackgroundTasks.run = run_tasks
+
+# %% [markdown]
+# To see where each call runs, two small tasks record their thread's name. Look at which
+# one runs on the loop's thread and which one does not.
+
+# %%
+where = []
+
+def plain_task(label):
+    where.append((label, threading.current_thread() is main_thread))
+
+async def async_task(label):
+    where.append((label, threading.current_thread() is main_thread))
+
+main_thread = threading.current_thread()
+print(main_thread.name)
+
+# %% [markdown]
+# Jupyter runs cells in the main thread, and a cell with a top-level `await` runs on the
+# kernel's own event loop, in that same thread. So `await jobs.run()` runs the collector
+# the way a server would, on an event loop. Each entry below answers one question: did this
+# call run on the loop's thread?
+
+# %%
+where.clear()
+jobs = BackgroundTasks()
+jobs.add_task(plain_task, "plain function")
+jobs.add_task(async_task, "async function")
+await jobs.run()
+where
+
+# %% [markdown]
+# The plain function ran elsewhere (a thread of the loop's default executor, a small pool
+# asyncio keeps for exactly this), the async one on the loop itself. While the thread
+# worked, the loop was free to serve other requests. The price: a thread cannot be
+# cancelled from outside, so a blocking task that hangs keeps its thread until it returns.
+#
+# ## Errors go to a log, never to the client
+#
+# By the time a background task runs, the response is gone: there is nobody to send a 500
+# to. So a failure must be *written down*, or it is lost. The module logs to the standard
+# `logging` logger `bare.tasks`; a real app points it at its log files. Here a tiny handler
+# keeps the lines in a list so the notebook can show them.
+
+# %%
+class KeepLines(logging.Handler):
+    """Keep each record as one line: level, message and the error's last line."""
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        tail = f" | {type(error).__name__}: {error}" if error else ""
+        self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}{tail}")
+
+# %% [markdown]
+# `logging` sends each record to the handlers of its logger. Attach ours to `bare.tasks`.
+# `propagate = False` keeps the records from also going up to the root logger, which would
+# print them in the cell's output; in a real app you would configure the root logger (a
+# file, the console, a log service) and leave propagation on.
+
+# %%
+task_log = KeepLines()
+logger.handlers[:] = [task_log]
+logger.propagate = False
+logger.setLevel(logging.INFO)
+logger.name, len(logger.handlers)
+
+# %% [markdown]
+# Now a run where the first call fails. Look at two things: the second call still ran,
+# and the failure is one log line with the error's type and message.
+
+# %%
+def broken_task():
+    raise ValueError("the mail server said no")
+
+where.clear(); task_log.lines.clear()
+jobs = BackgroundTasks()
+jobs.add_task(broken_task)
+jobs.add_task(async_task, "ran after the failure")
+await jobs.run()
+where, task_log.lines
+
+# %% [markdown]
+# ## A registry that keeps every task alive
+#
+# A handler must not `await jobs.run()` itself: the response would wait for the task,
+# which is the very thing to avoid. The task has to run *beside* the request, as its own
+# `asyncio.Task`. Whoever starts such a task must keep a reference to it, for a reason the
+# trap section below shows. The `TaskRegistry` is that reference holder: a set of running
+# tasks, each removed (and its outcome checked) when it ends.
+
+# %%
+#| export
+class TaskRegistry:
+    """The running background tasks of one app: strong references, so none is collected
+    mid-flight; ``drain()`` at shutdown waits up to ``timeout`` seconds, then cancels."""
+
+    def __init__(self, *, timeout: float = 1.0, log: logging.Logger = logger):
+        self.timeout, self.log = timeout, log
+        self.tasks: set = set()
+
+    def spawn(self, coroutine, name: str | None = None) -> asyncio.Task:
+        """Start ``coroutine`` as a task on the running loop and keep it until it ends."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.finished)
+        return task
+
+    def __repr__(self) -> str:
+        return f"<TaskRegistry running={len(self.tasks)} timeout={self.timeout}s>"
+
+# %% [markdown]
+# `add_done_callback` asks asyncio to call `self.finished(task)` once the task ends, for
+# whatever reason: it returned, it raised, or it was cancelled. That one place is where
+# the registry lets go of the task and writes down how it ended. A cancelled task has no
+# exception to ask for (asking would raise), so it is checked first.
+
+# %%
+#| export
+def finished(self, task: asyncio.Task) -> None:
+    """The done callback: forget the task, and log it if it was cancelled or failed."""
+    self.tasks.discard(task)
+    if task.cancelled():
+        self.log.warning("background task %s was cancelled", task.get_name())
+    elif task.exception() is not None:
+        self.log.error("background task %s failed", task.get_name(),
+                       exc_info=task.exception())
+
+TaskRegistry.finished = finished
+
+# %% [markdown]
+# The done callback is the safety net: a coroutine spawned directly (not through
+# `BackgroundTasks.run`, which catches its own errors) still has its error logged the
+# moment it ends. Try it on the kernel's loop with a coroutine that fails:
+
+# %%
+async def fails_at_once():
+    raise RuntimeError("nobody awaits me")
+
+task_log.lines.clear()
+registry = TaskRegistry()
+registry.spawn(fails_at_once(), name="fails_at_once")
+await asyncio.sleep(0.01)
+registry, task_log.lines
+
+# %% [markdown]
+# `running=0`: the task ended and left the set; the error became a log line. Retrieving
+# the exception in the callback (`task.exception()`) also tells asyncio that someone looked
+# at it, so it will not complain later; the trap section shows what happens when nobody
+# does.
+#
+# ## Draining at shutdown
+#
+# When the server stops, tasks may still be running. Waiting forever would make a stuck
+# task hang the shutdown; not waiting at all would cut a half-sent email. The middle road
+# is a **timeout**: wait up to `timeout` seconds for the tasks, then cancel the rest, and
+# say so in the log.
+
+# %%
+#| export
+async def drain(self, timeout: float | None = None) -> tuple[int, int]:
+    """Wait for the running tasks up to ``timeout`` (default: the registry's), cancel the
+    rest and log them. Returns (how many finished, how many were cancelled)."""
+    timeout = self.timeout if timeout is None else timeout
+    running = set(self.tasks)
+    if not running:
+        return 0, 0
+    done, pending = await asyncio.wait(running, timeout=timeout)
+    if pending:
+        names = ", ".join(sorted(task.get_name() for task in pending))
+        self.log.warning("shutdown: %d background task(s) still running after %gs, "
+                         "cancelling: %s", len(pending), timeout, names)
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=max(0.1, timeout / 2))
+    return len(done), len(pending)
+
+TaskRegistry.drain = drain
+
+# %% [markdown]
+# Two tasks, a timeout of 0.2 s: the quick one finishes in time, the slow one is cancelled.
+# Read the log: one line from `drain` naming what it cancelled, one from the done callback.
+
+# %%
+task_log.lines.clear()
+registry = TaskRegistry(timeout=0.2)
+registry.spawn(asyncio.sleep(0.05), name="quick")
+registry.spawn(asyncio.sleep(30), name="slow")
+print(await registry.drain())
+task_log.lines
+
+# %% [markdown]
+# `(1, 1)`: one finished, one cancelled, and both facts are in the log. The cancelled
+# task got a `CancelledError` raised inside it at its `await`, so it could still clean up.
+#
+# ## The middleware: start the tasks after the last body
+#
+# Now the piece that joins `bare` and the registry. For an `http` scope the middleware puts
+# a fresh `BackgroundTasks` in `scope["background"]` (bare's `Request` copies the scope dictionary,
+# but the collector inside is the same object, so what the handler adds, the middleware
+# sees), watches `send` for the last
+# `http.response.body` (`more_body` false), and only then spawns the collected calls. If
+# the handler failed before finishing its response, nothing runs: the work was asked for by
+# a request that did not succeed.
+
+# %%
+#| export
+class BackgroundMiddleware:
+    """ASGI middleware: a BackgroundTasks per http request in ``scope["background"]``,
+    spawned on ``registry`` once the response is complete. Other scopes pass through."""
+
+    def __init__(self, app, registry: TaskRegistry):
+        self.app, self.registry = app, registry
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        tasks, complete = BackgroundTasks(), False
+
+        async def send_watching(message):
+            nonlocal complete
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                complete = True
+
+        await self.app({**scope, "background": tasks}, receive, send_watching)
+        if complete and tasks:
+            self.registry.spawn(tasks.run(self.registry.log),
+                                name=f"{scope['method']} {scope['path']}")
+
+# %% [markdown]
+# Three details in that cell. `nonlocal complete` lets the inner `send_watching` change
+# a variable of the enclosing call. `{**scope, "background": tasks}` gives the app a new
+# dictionary, so the server's own scope is left untouched. And the check comes *after*
+# `await send(message)`: by the time `complete` is true, the server has taken the last
+# body, so nothing the task does can delay it.
+#
+# Two small functions finish the API. `background(request)` is what a handler calls to get
+# its collector. `with_background(app)` installs the middleware (outermost) and a shutdown
+# hook that drains the registry; it returns the registry so you can look at it.
+
+# %%
+#| export
+def background(request) -> BackgroundTasks:
+    """The collector of this request (a bare Request, or anything with ``.scope``)."""
+    tasks = request.scope.get("background")
+    if tasks is None:
+        raise RuntimeError("no background tasks here: call with_background(app) before "
+                           "the app serves its first request")
+    return tasks
+
+# %% [markdown]
+# `with_background` does the wiring. `bare` takes middleware as *factories*, called with
+# the inner app when the stack is built; `functools.partial` pre-fills the registry, so the
+# factory needs only the app. Inserting at position 0 makes ours the outermost layer: it
+# sees the very last `send` of every response, after any other middleware changed it.
+
+# %%
+#| export
+def with_background(app: Bare, *, timeout: float = 1.0,
+                    log: logging.Logger = logger) -> TaskRegistry:
+    """Give ``app`` background tasks: the middleware, and a shutdown hook that drains."""
+    if app.stack is not None:
+        raise RuntimeError("the app already built its middleware stack: add background "
+                           "tasks before its first request")
+    registry = TaskRegistry(timeout=timeout, log=log)
+    app.middleware.insert(0, functools.partial(BackgroundMiddleware, registry=registry))
+
+    async def drain_background(state) -> None:
+        await registry.drain()
+
+    app.on_shutdown(drain_background)
+    return registry
+
+# %% [markdown]
+# Bare runs shutdown hooks in reverse order of adding. Hooks added *after*
+# `with_background` (say, one that closes a database pool) therefore run *before* the
+# drain; add `with_background` last if your tasks need those resources.
+#
+# ## Break it first: a handler without the middleware
+#
+# A handler asks for its collector on an app that never got `with_background`. Watch what
+# the client sees, and what it does not see.
+
+# %%
+plain = Bare(name="plain")
+
+@plain.post("/signup")
+async def signup_plain(request):
+    background(request).add_task(print, "welcome!")
+    return {"ok": True}
+
+with TestClient(plain, raise_app_exceptions=False) as client:
+    answer = client.post("/signup", json={"email": "ada@example.com"})
+answer.status_code, answer.text
+
+# %% [markdown]
+# A plain 500 with no traceback in it (bare's rule from chapter 18): the client learns
+# nothing about the server's insides. The message that explains it is in the exception,
+# which a test sees directly when the test client re-raises the app's errors (its
+# default):
+
+# %%
+try:
+    with TestClient(plain) as client:
+        client.post("/signup", json={"email": "ada@example.com"})
+except RuntimeError as error:
+    print("RuntimeError:", error)
+
+# %% [markdown]
+# The fix is one line, `with_background(app)`, called before the app serves anything.
+# The next section does exactly that.
+#
+# ## A sign-up app with background tasks
+#
+# The demo app: `POST /signup` answers at once and leaves a welcome email (an async task
+# that takes 0.5 s) and an audit line (a plain, blocking function) for later. `GET /fail`
+# asks for a task that raises. Every task writes to `done`, with the time it ended.
+
+# %%
+app = Bare(name="signup")
+registry = with_background(app, timeout=1.0)
+done = []
+
+async def send_welcome(email):
+    await asyncio.sleep(0.5)
+    done.append(("welcome sent", email, time.monotonic()))
+
+def write_audit(line):
+    time.sleep(0.1)
+    done.append(("audit written", line, time.monotonic()))
+
+# %% [markdown]
+# The handlers only *ask*: `background(request).add_task(...)`, then return the answer.
+# Note that `signup` reads the body *before* returning: once the response is sent, the
+# request is over, and a task must get everything it needs as arguments (here the email
+# address), never the `request` object itself.
+
+# %%
+@app.post("/signup")
+async def signup(request):
+    email = (await request.json())["email"]
+    later = background(request)
+    later.add_task(send_welcome, email)
+    later.add_task(write_audit, f"signup {email}")
+    return {"welcome": email}
+
+@app.get("/fail")
+async def fail(request):
+    background(request).add_task(broken_task)
+    return "accepted\n"
+
+app
+
+# %% [markdown]
+# ## Proof by timing, over a real socket
+#
+# Serve the app, send one request with `barelab.http_request` (a real TCP connection),
+# and note the moment the full response was in hand. A small helper waits, without
+# blocking forever, until the tasks have written their entries.
+
+# %%
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
+
+server = barelab.serve(app)
+server
+
+# %% [markdown]
+# Send the request and stamp the time the last byte arrived. Look at the status and the
+# body: the client is finished here.
+
+# %%
+done.clear(); task_log.lines.clear()
+sent_at = time.monotonic()
+result = barelab.http_request(server, "POST", "/signup", json={"email": "ada@example.com"})
+answered_at = time.monotonic()
+result.status, result.json()
+
+# %% [markdown]
+# Now wait for the tasks and compare clocks. The exact durations change from run to run
+# (the checks mask them), so the cell prints the facts that do not: the order of events.
+
+# %%
+wait_for(lambda: len(done) == 2)
+welcome = next(entry for entry in done if entry[0] == "welcome sent")
+print("tasks done:", sorted(entry[0] for entry in done))
+print("response complete before the email was sent:", answered_at < welcome[2])
+print(f"response took {answered_at - sent_at:.3f}s; "
+      f"the email came {welcome[2] - answered_at:.3f}s after it")
+
+# %% [markdown]
+# The client had its whole response (status, headers and body, framed by
+# `Content-Length`) while the email task was still sleeping: it knew the body was complete
+# because it had read exactly `Content-Length` bytes, with no need to wait for anything
+# else. The server's log agrees: one request, answered 200, with a duration far below the
+# task's half second.
+
+# %%
+server.log
+
+# %% [markdown]
+# ## A task that fails, seen by the client and by the log
+#
+# `GET /fail` accepts the work and the task raises afterwards. The client sees a normal 200:
+# its request *was* accepted. The failure goes to the `bare.tasks` log with the traceback.
+
+# %%
+task_log.lines.clear()
+result = barelab.http_request(server, "GET", "/fail")
+wait_for(lambda: task_log.lines)
+print(result.status_line, repr(result.text))
+task_log.lines
+
+# %% [markdown]
+# This is the honest contract of background work: "accepted" does not mean "done". If the
+# client needs to know the outcome, the app has to store it somewhere the client can ask
+# (a job id and a status endpoint), which is a queue system's job, not a framework's.
+#
+# ## Shutdown waits, then cancels
+#
+# Start a sign-up (its email task takes 0.5 s) and stop the server right away. The ASGI
+# server sends `lifespan.shutdown`; bare runs its shutdown hooks; ours drains the registry
+# with its 1 s timeout. Look at `done`: both tasks made it, because the drain waited.
+
+# %%
+done.clear(); task_log.lines.clear()
+barelab.http_request(server, "POST", "/signup", json={"email": "grace@example.com"})
+server.stop()
+sorted(entry[0] for entry in done), task_log.lines
+
+# %% [markdown]
+# Both tasks made it and the log is empty: nothing had to be cancelled. `server.stop()`
+# returned only after the drain, so it took about as long as the tasks, not longer.
+#
+# Now a task longer than the timeout. A route that leaves a 30-second job, and a restart
+# so the app serves again; `stop()` then waits one second and cancels.
+
+# %%
+async def rebuild_index():
+    await asyncio.sleep(30)
+    done.append(("index rebuilt",))
+
+@app.post("/reindex")
+async def reindex(request):
+    background(request).add_task(rebuild_index)
+    return Response(status=202)
+
+server = barelab.serve(app)
+done.clear(); task_log.lines.clear()
+print(barelab.http_request(server, "POST", "/reindex").status_line)
+
+# %% [markdown]
+# The client already has its `202 Accepted` ("I took the job, it is not done"). Now stop
+# the server while the 30-second job runs, and read `done` and the log:
+
+# %%
+server.stop()
+done, task_log.lines
+
+# %% [markdown]
+# Nothing in `done`: the index was never rebuilt. Two lines in the log say so: the drain
+# gave up after its timeout and named the task, and the task's end was recorded as a
+# cancellation. A silent loss has become a logged one, which is all a server can promise.
+#
+# ## In-process, with chapter 17's test client
+#
+# A test wants to check that the email task ran. In a session (`with TestClient(app)`),
+# the client runs the lifespan: leaving the block sends `lifespan.shutdown`, so the drain
+# has waited for the tasks. After the block, the task's entry is there.
+
+# %%
+done.clear()
+with TestClient(app) as client:
+    answer = client.post("/signup", json={"email": "linus@example.com"})
+answer.status_code, sorted(entry[0] for entry in done)
+
+# %% [markdown]
+# Without a session there is no lifespan, so there is no drain. Each call gets a private
+# event loop that is stopped (its tasks cancelled) right after the response. Compare:
+
+# %%
+done.clear(); task_log.lines.clear()
+answer = TestClient(app).post("/signup", json={"email": "barbara@example.com"})
+answer.status_code, sorted(entry[0] for entry in done), task_log.lines
+
+# %% [markdown]
+# The response was fine and the tasks were cancelled: logged, not silent, but not done.
+# Use a session whenever background tasks matter to a test. This mirrors production: a
+# server run without lifespan support (uvicorn's `--lifespan off`, for instance) never
+# sends `lifespan.shutdown`, so nothing drains and a stop simply cuts running tasks.
+#
+# ## The trap: `asyncio.create_task` without a reference
+#
+# It is tempting to skip all this and write `asyncio.create_task(send_welcome(email))` in
+# the handler. The asyncio documentation warns against exactly that, under
+# [`asyncio.create_task`](https://docs.python.org/3/library/asyncio-task.html#asyncio.create_task):
+#
+# > Important: Save a reference to the result of this function, to avoid a task
+# > disappearing mid-execution. The event loop only keeps weak references to tasks. A task
+# > that isn't referenced elsewhere may get garbage collected at any time, even before
+# > it's done.
+#
+# Watch it happen. The task below waits on a future that nothing else refers to; only a
+# weak reference points at the task, so the notebook can ask whether it still exists. The
+# loop's exception handler is swapped for one that keeps messages, and put back after.
+
+# %%
+loop = asyncio.get_running_loop()
+loop_messages, old_handler = [], loop.get_exception_handler()
+loop.set_exception_handler(lambda loop, context: loop_messages.append(context["message"]))
+
+async def waits_for_a_reply():
+    await asyncio.get_running_loop().create_future()    # a reply that never comes
+
+# %% [markdown]
+# Create the task, keep only the weak reference, let it start, then run the garbage
+# collector (which, in a busy server, runs whenever it likes).
+
+# %%
+task_ref = weakref.ref(asyncio.create_task(waits_for_a_reply()))
+await asyncio.sleep(0)
+print("alive before gc.collect():", task_ref() is not None)
+gc.collect()
+print("alive after gc.collect():", task_ref() is not None)
+loop_messages
+
+# %% [markdown]
+# Why does this matter in a server? The garbage collector runs when Python decides, based
+# on how many objects were created, not when you expect. The same code can send every
+# welcome email on your laptop and lose one in a hundred under production load, and no
+# log will say which.
+#
+# Before the collection the task existed; after it, it was gone, although it never
+# finished. It was collected while still pending: its work simply stopped, and the only trace
+# is a message given to the loop's exception handler, which by default goes to the
+# `asyncio` logger, not to your app's log. A task and the future it waits on refer to
+# each other, but nothing outside does, so the collector frees them both.
+#
+# Errors vanish too. A task that fails and that nobody ever awaits reports its exception
+# only when it is freed, and if some list keeps it around forever, never:
+
+# %%
+loop_messages.clear()
+forgotten = [asyncio.create_task(fails_at_once())]
+await asyncio.sleep(0.01)
+print("failed and nobody knows:", forgotten[0].done(), loop_messages)
+forgotten.clear(); gc.collect()
+print("reported only when freed:", loop_messages)
+
+# %% [markdown]
+# Put the loop's handler back. `TaskRegistry` avoids both problems: its set holds a strong
+# reference until the task ends, and its done callback retrieves the exception at once.
+
+# %%
+loop.set_exception_handler(old_handler)
+loop.get_exception_handler() is old_handler
+
+# %% [markdown]
+# ## Summary
+#
+# - ASGI leaves room after the last `http.response.body`: the client can have its whole
+#   response while the app keeps working. Background tasks live in that room.
+# - `BackgroundTasks` collects calls; `BackgroundMiddleware` starts them only once the
+#   response is complete; plain functions go to a thread (`asyncio.to_thread`), async ones
+#   are awaited on the loop.
+# - A background error cannot reach the client, so it goes to a log (`bare.tasks`) with its
+#   traceback; "accepted" is not "done".
+# - `TaskRegistry` keeps a strong reference to each task (the loop keeps only weak ones),
+#   and at `lifespan.shutdown` waits up to a timeout, then cancels and logs what is left.
+# - Tests check background work inside a `TestClient` session, whose end runs the drain.
+# - This is in-process background work: it dies with the process. Work that must survive
+#   a crash or a deploy belongs in a job queue with its own storage.
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 1 — count what is pending
+#
+# Write `pending_names(registry)` that returns the sorted list of the names of the tasks
+# a `TaskRegistry` is still running. The check spawns two tasks and asks. Hint: the
+# registry's `tasks` attribute is a set of `asyncio.Task`, and `Task.get_name()` gives a
+# task's name.
+
+# %% tags=["solution"]
+def pending_names(registry):
+    ### BEGIN SOLUTION
+    return sorted(task.get_name() for task in registry.tasks)
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 1"):
+    assert callable(pending_names), "define pending_names first"
+    probe = TaskRegistry(timeout=0.1)
+    probe.spawn(asyncio.sleep(5), name="b-task")
+    probe.spawn(asyncio.sleep(5), name="a-task")
+    names = pending_names(probe)
+    print(names)
+    assert names == ["a-task", "b-task"], f"expected both names, sorted; got {names}"
+    await probe.drain(0.01)
+    assert pending_names(probe) == [], "after drain() nothing should be left running"
+
+# %% [markdown]
+# ### Exercise 2 — a handler that asks for two tasks
+#
+# Write an app `notes_app` (a `Bare` with `with_background(notes_app)`) with a route
+# `POST /notes` that answers `201` with the text `saved\n` right away and leaves one task:
+# the plain function `remember(text)` below, called with the request body decoded as
+# UTF-8. The check posts in a `TestClient` session and looks at `remembered`. Hint: read
+# the body in the handler (`await request.body()`), not in the task.
+
+# %%
+remembered = []
+
+def remember(text):
+    remembered.append(text)
+
+# %% tags=["solution"]
+### BEGIN SOLUTION
+notes_app = Bare(name="notes")
+with_background(notes_app)
+
+@notes_app.post("/notes")
+async def add_note(request):
+    background(request).add_task(remember, (await request.body()).decode("utf-8"))
+    return Response("saved\n", status=201)
+### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 2"):
+    assert notes_app is not None, "define notes_app first"
+    remembered.clear()
+    with TestClient(notes_app) as client:
+        answer = client.post("/notes", content=b"buy milk")
+    print(answer.status_code, repr(answer.text), remembered)
+    assert answer.status_code == 201, f"expected 201, got {answer.status_code}"
+    assert answer.text == "saved\n", f"expected 'saved\\n', got {answer.text!r}"
+    assert remembered == ["buy milk"], f"the task should have run once; got {remembered}"
+
+# %% [markdown]
+# ### Exercise 3 — no tasks for a failed request
+#
+# The middleware starts tasks only after a *complete* response. Write
+# `tasks_after_500()` that builds a small app whose handler adds a task (appending to a
+# list) and then raises `ValueError`, calls it in a `TestClient` session with
+# `raise_app_exceptions=False`, and returns `(status_code, list_of_what_ran)`. A session
+# matters here too: without one, there is no drain, and an empty list would prove nothing.
+
+# %% tags=["solution"]
+def tasks_after_500():
+    ### BEGIN SOLUTION
+    ran = []
+    broken = Bare(name="broken")
+    with_background(broken)
+
+    @broken.get("/")
+    async def home(request):
+        background(request).add_task(ran.append, "task")
+        raise ValueError("bug")
+
+    with TestClient(broken, raise_app_exceptions=False) as client:
+        status = client.get("/").status_code
+    return status, ran
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 3"):
+    assert callable(tasks_after_500), "define tasks_after_500 first"
+    status, ran = tasks_after_500()
+    print(status, ran)
+    assert status == 500, f"a handler that raises gets a 500, not {status}"
+    assert ran == [], f"no task should run for a failed request; got {ran}"
+
+# %% [markdown]
+# ### Exercise 4 — a slower drain
+#
+# Write `drained_counts(timeout)` that makes a `TaskRegistry(timeout=timeout)`, spawns
+# `asyncio.sleep(0.05)` and `asyncio.sleep(0.3)`, drains it and returns what `drain()`
+# returned. It is an `async def`: the check awaits it with two timeouts.
+
+# %% tags=["solution"]
+async def drained_counts(timeout):
+    ### BEGIN SOLUTION
+    registry = TaskRegistry(timeout=timeout)
+    registry.spawn(asyncio.sleep(0.05), name="short")
+    registry.spawn(asyncio.sleep(0.3), name="long")
+    return await registry.drain()
+    ### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 4"):
+    assert callable(drained_counts), "define drained_counts first"
+    short_wait, long_wait = await drained_counts(0.15), await drained_counts(1.0)
+    print(short_wait, long_wait)
+    assert short_wait == (1, 1), f"0.15s: one finished, one cancelled; got {short_wait}"
+    assert long_wait == (2, 0), f"1s: both finish; got {long_wait}"
+
+# %% [markdown]
+# ## Clean up
+#
+# Stop every server this chapter started (the number is how many were still running) and
+# give the `bare.tasks` logger back its default behaviour.
+
+# %%
+logger.handlers.clear(); logger.propagate = True
+barelab.stop_all()
