@@ -343,8 +343,8 @@ from email.utils import formatdate
 from urllib.parse import unquote_to_bytes
 
 from barelab.built.http_wire import (BadRequest, ChunkedDecoder, HTTPError, body_length,
-                                     format_response, format_response_head, parse_fields,
-                                     parse_request_line, split_head)
+                                     check_host, format_response, format_response_head,
+                                     parse_fields, parse_request_line, split_head)
 from barelab.engines.base import Engine
 from barelab.errors import LifespanStartupFailed
 
@@ -483,8 +483,9 @@ class Head:
 
 # %% [markdown]
 # `read_head` is chapter 02's `RequestReader`, minus the body. It splits the head off the
-# buffer, parses the request line and the fields, checks `Host` (an HTTP/1.1 request carries
-# exactly one, RFC 9112 §3.2), and asks `body_length` how the body is framed. That function
+# buffer, parses the request line and the fields, checks `Host` with chapter 02's
+# `check_host` (exactly one in HTTP/1.1, with a valid `host[:port]` value, RFC 9112 §3.2),
+# and asks `body_length` how the body is framed. That function
 # already refuses `Content-Length` together with `Transfer-Encoding`, bad lengths and unknown
 # codings. It returns `None` for a chunked body: then `length` becomes a `ChunkedDecoder`.
 #
@@ -501,9 +502,7 @@ def read_head(buffer, max_line: int, max_header_bytes: int, max_body: int):
     request_line, field_lines, body_start = parts
     method, target, version = parse_request_line(request_line)
     headers = parse_fields(field_lines)
-    hosts = [v for n, v in headers if n == b"host"]
-    if len(hosts) > 1 or (not hosts and version == b"1.1"):
-        raise BadRequest("an HTTP/1.1 request carries exactly one Host field (RFC 9112 §3.2)")
+    check_host(headers, version)
     length = body_length(headers, version, max_body)
     if length is None:
         length = ChunkedDecoder(0, max_body, max_header_bytes)
@@ -521,8 +520,8 @@ head, body_start = read_head(partial + b"Content-Length: 5\r\n\r\nhello", 8190, 
 read_head(partial, 8190, 16384, 10**6), head.method, head.length, head.keep_alive, body_start
 
 # %% [markdown]
-# Now the malformed ones: the traps from chapter 02, plus three new ones (no `Host`, a body
-# over the limit, an unknown expectation). `attempt` shows the exception instead of
+# Now the malformed ones: the traps from chapter 02, plus four new ones (no `Host`, a `Host`
+# that is not a host, a body over the limit, an unknown expectation). `attempt` shows the exception instead of
 # stopping the cell. Read the first column of each answer: every error carries the status
 # code the server will answer with.
 
@@ -535,6 +534,7 @@ def attempt(data):
         return f"{error.status} {error.message}"
 
 bad = {"space before colon": malformed, "no Host": b"GET / HTTP/1.1\r\n\r\n",
+       "bad Host value": b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
        "CL and TE": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                     b"Transfer-Encoding: chunked\r\n\r\n",
        "HTTP/2.0": b"GET / HTTP/2.0\r\nHost: x\r\n\r\n",

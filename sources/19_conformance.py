@@ -1273,16 +1273,16 @@ host_table = run_batteries(servers, HOST_PROBES)
 host_table
 
 # %% [markdown]
-# The first red among the course's servers: **course ASGI fails "invalid Host value"**, a
-# MUST. The failure report below shows the exact bytes and the answer. Chapter 13's server
-# checks that there is exactly one `Host`, but never looks at its value, so `Host: a b`
-# reaches the app. The course's WSGI server (chapter 06) and both barelab engines check
-# it. This is a real bug in a course server, and it stays visible here until chapter 13 is
-# fixed; exercise 4 asks you to write the check.
+# The course's servers pass every one, and that is recent. An earlier version of chapter
+# 13's server counted the `Host` lines but never looked at the value, so `Host: a b` got a
+# 200: a ✗ on a MUST, found by this very table. The fix went where the rule lives: chapter
+# 02's `check_host` now checks the value against `uri-host [ ":" port ]`, and chapter 13's
+# `read_head` calls it instead of keeping its own copy of the count check.
 #
 # `failure_report` lists every failure of a given level (MUST unless told otherwise), four
 # lines each: the server and probe, the bytes sent, what the verdict expected, what came
-# back. `names` picks the servers:
+# back. `names` picks the servers. For the course's and barelab's four there is nothing to
+# list:
 
 # %%
 #| export
@@ -1307,7 +1307,7 @@ print(host_table.failure_report(names=["course WSGI", "barelab WSGI", "course AS
                                        "barelab ASGI"]))
 
 # %% [markdown]
-# The others, real servers:
+# The real servers do fail MUSTs here, and the report shows each one in full:
 
 # %%
 print(host_table.failure_report(names=["gunicorn", "uvicorn", "hypercorn"]))
@@ -1808,8 +1808,9 @@ table
 #
 # - **The course's WSGI server and both barelab engines: no failures at all.** Not even a
 #   SHOULD: chapter 02's parser and chapter 06's server were written against these rules.
-# - **The course's ASGI server: one MUST failure**, the unchecked `Host` value. A real bug,
-#   and now a test that will tell when it is fixed (see `tests/test_conformance_battery.py`).
+# - **The course's ASGI server: no MUST failure either.** It had one, the unchecked `Host`
+#   value, until chapter 13 took chapter 02's `check_host`; `tests/test_conformance_battery.py`
+#   keeps every MUST probe as a test, so it cannot come back unnoticed.
 # - **uvicorn and hypercorn: a handful each**, mostly in the same places, because both sit
 #   on h11 and both left the same decisions (closing after CL+TE, the absolute-form path)
 #   undone. Most of them matter much less behind a careful proxy, which is how both are
@@ -1942,9 +1943,10 @@ negative_table.outcome("wsgiref", "negative CL").summary()
 #   silent or resetting server just fails.
 # - Real servers run behind the same `barelab.serve` handle as yours: wsgiref in a thread,
 #   gunicorn, uvicorn and hypercorn in child processes on a socket barelab bound.
-# - The table's MUST row: 0 for the course WSGI server and for barelab; 1 for the course
-#   ASGI server (the `Host` value), a real bug now on record; several for real servers,
-#   each one explained by a design choice (a proxy in front) or a missed rule.
+# - The table's MUST row: 0 for the course's servers and for barelab (the course ASGI
+#   server's one failure, the `Host` value, was found here and fixed in chapters 02 and 13);
+#   several for real servers, each one explained by a design choice (a proxy in front) or a
+#   missed rule.
 # - Everything is in `barelab.built.conformance`: `Probe`, `probe`, the steps,
 #   `run_probe`, `run_battery`, `run_batteries`, `Table`, the verdict factories, the echo
 #   apps, the engines, and `BATTERY`.
@@ -2026,21 +2028,25 @@ def must_failures(table, name):
 # %% tags=["check"]
 with check("Exercise 3"):
     assert must_failures(table, "course WSGI") == [], "the course WSGI server fails no MUST"
-    assert must_failures(table, "course ASGI") == ["invalid Host value"], \
+    assert must_failures(table, "course ASGI") == [], \
         f"course ASGI: got {must_failures(table, 'course ASGI')}"
+    assert "invalid Host value" in must_failures(table, "uvicorn"), \
+        "uvicorn lets 'Host: a b' through: that MUST failure should be in its list"
     expected = sorted(r.probe.name for r in table.columns["uvicorn"].results
                       if r.mark == "✗" and r.probe.level == MUST)
     assert must_failures(table, "uvicorn") == expected, "uvicorn's list does not match the table"
 
 # %% [markdown]
-# ### Exercise 4 — fix the course ASGI server's Host check
+# ### Exercise 4 — a Host check for any ASGI app
 #
-# The course ASGI server lets `Host: a b` through. Write `valid_host(value: bytes) -> bool`
-# for RFC 9112 §3.2's `Host = uri-host [ ":" port ]`: a host name of letters, digits,
-# `-` and `.` (or an IPv6 literal in brackets), then optionally `:` and digits. Then wrap
-# `echo_asgi` in `host_checked(app)`, an ASGI app that answers 400 to an `http` scope
-# whose Host is invalid, and serve it on the course ASGI server. (The real fix belongs in
-# chapter 13's server; this shows the rule works.)
+# The course's ASGI server refuses `Host: a b` now, but uvicorn and hypercorn hand it to
+# the app (the Host table above). An app cannot fix its server, but it can refuse what it
+# is handed. Write `valid_host(value: bytes) -> bool` for RFC 9112 §3.2's
+# `Host = uri-host [ ":" port ]`: a host name of letters, digits, `-` and `.` (or an IPv6
+# literal in brackets), then optionally `:` and digits. Then write `host_checked(app)`, an
+# ASGI app that answers 400 to an `http` scope whose Host is invalid and passes everything
+# else to `app`: wrapped this way, any ASGI app gets the check on any server. (The real fix
+# belongs in the server, as chapter 13 does it.)
 
 # %% tags=["solution"]
 import re
@@ -2068,7 +2074,14 @@ with check("Exercise 4"):
         assert valid_host(good), f"{good!r} is a valid Host"
     for bad in (b"a b", b"a/b", b"a:b"):
         assert not valid_host(bad), f"{bad!r} is not a valid Host"
-    fixed = barelab.serve(host_checked(echo_asgi), name="host-checked", server=WebSocketASGIServer)
+    checked = host_checked(echo_asgi)
+    refused = barelab.call_asgi(checked, headers={"Host": "a b"})
+    assert refused.status == 400, f"Host: a b should get 400, got {refused.status}"
+    served = barelab.call_asgi(checked, "GET", "/p", query=b"q=1", headers={"Host": "probe:80"})
+    assert (served.status, served.body) == (200, barelab.call_asgi(echo_asgi, "GET", "/p",
+                                                                   query=b"q=1").body), \
+        "a valid Host should reach the app unchanged"
+    fixed = barelab.serve(checked, name="host-checked", server=WebSocketASGIServer)
     fixed_table = run_batteries({"fixed": fixed}, HOST_PROBES)
     assert fixed_table.must_failures("fixed") == "0", fixed_table.failure_report()
 

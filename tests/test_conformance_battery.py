@@ -34,11 +34,9 @@ SERVERS = {                       # name -> (app, engine class or None for barel
 
 # Known MUST failures of the course's servers: (server, probe) -> why. Remove an entry when
 # the server is fixed; strict xfail makes the test fail until you do.
-KNOWN_GAPS = {
-    ("course ASGI", "invalid Host value"):
-        "chapter 13's server checks the number of Host fields but not the value "
-        "(RFC 9112 §3.2: 'Host: a b' must get 400); it answers 200",
-}
+# (None at the moment: chapter 13's server used to let 'Host: a b' through; it now uses
+# chapter 02's check_host.)
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 MUST_PROBES = [p for p in BATTERY if p.level == MUST]
 

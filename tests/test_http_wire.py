@@ -7,7 +7,10 @@ two agree field by field; whenever h11 refuses, this parser refuses too, with an
 whose status is 4xx/5xx; and on any bytes at all it raises nothing but HTTPError. The two
 documented exceptions are the RFC 9112 §2.2 "SHOULD ignore" empty line before the request
 line, which this parser skips and h11 refuses, and whitespace before the ';' of a chunk
-extension (BWS, which RFC 9110 §5.6.3 says a recipient must accept).
+extension (BWS, which RFC 9110 §5.6.3 says a recipient must accept). In the other direction
+this parser is stricter, which the property allows: h11 checks that Host is there once, not
+that its value is a host, so a value like 'a b' gets 400 here (RFC 9112 §3.2 MUST) and is
+accepted by h11. The generator of valid requests therefore draws valid Host values only.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from hypothesis import strategies as st
 from barelab.built.http_wire import (
     BadRequest, ChunkedDecoder, ContentTooLarge, HeaderFieldsTooLarge, HTTPError,
     HTTPVersionNotSupported, Request, RequestReader, TransferCodingNotImplemented,
-    URITooLong, decode_chunked, error_response, format_response, format_response_head,
-    parse_request)
+    URITooLong, check_host, decode_chunked, error_response, format_response,
+    format_response_head, parse_request)
 
 # HTTP_WIRE_EXAMPLES=5000 for a longer hunt; no example database, so nothing is written.
 FAST = settings(max_examples=int(os.environ.get("HTTP_WIRE_EXAMPLES", "200")), deadline=None,
@@ -130,6 +133,9 @@ REFUSED = {
     # Host (RFC 9112 §3.2)
     "no Host": (b"GET / HTTP/1.1\r\n\r\n", 400),
     "two Host": (b"GET / HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n", 400),
+    "two Host in HTTP/1.0": (b"GET / HTTP/1.0\r\nHost: x\r\nhost: y\r\n\r\n", 400),
+    "Host with a space": (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    "bad Host in HTTP/1.0": (b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n", 400),
     # Content-Length (RFC 9112 §6.3, RFC 9110 §8.6)
     "CL words": (HEAD + b"Content-Length: five\r\n\r\n", 400),
     "CL negative": (HEAD + b"Content-Length: -1\r\n\r\n", 400),
@@ -338,6 +344,45 @@ def test_error_response_closes_and_explains():
     assert b"Connection: close\r\n" in response and response.endswith(b"(RFC 9112 \xc2\xa73.2)\n")
 
 
+# -- the Host value (RFC 9112 §3.2) -------------------------------------------------------
+
+VALID_HOSTS = [b"example.org", b"example.org:8080", b"EXAMPLE.org.", b"127.0.0.1", b"127.0.0.1:80",
+               b"[::1]", b"[::1]:443", b"[2001:db8::7]", b"[::ffff:127.0.0.1]", b"[v1.fe80::a+en1]",
+               b"caf%C3%A9.test", b"a_b~c!$&'()*+,;=", b"x:", b":80", b""]
+INVALID_HOSTS = [b"a b", b"a\tb", b"a/b", b"a?b", b"a#b", b"a@b", b"user@example.org", b"a:b",
+                 b"a:80:80", b"a:-1", b"a:8o", b"[::1", b"::1", b"[::1]x", b"[g::1]", b"[]",
+                 b"caf%zz", b"caf%C", b"caf\xc3\xa9", b"a\"b", b"<a>", b"a[b]"]
+
+
+@pytest.mark.parametrize("value", VALID_HOSTS)
+def test_valid_host_values_are_accepted(value):
+    check_host([(b"host", value)], b"1.1")
+    request = parse_request(b"GET / HTTP/1.1\r\nHost: " + value + b"\r\n\r\n")
+    assert request.header("host") == value
+
+
+@pytest.mark.parametrize("value", INVALID_HOSTS)
+def test_invalid_host_values_are_400(value):
+    with pytest.raises(BadRequest, match=r"RFC 9112 §3\.2"):
+        check_host([(b"host", value)], b"1.1")
+    assert status_of(b"GET / HTTP/1.1\r\nHost: " + value + b"\r\n\r\n") == 400
+
+
+def test_host_count_rules():
+    check_host([], b"1.0")
+    with pytest.raises(BadRequest, match="must carry a Host"):
+        check_host([(b"accept", b"*/*")], b"1.1")
+    with pytest.raises(BadRequest, match="more than one Host"):
+        check_host([(b"host", b"a"), (b"host", b"a")], b"1.0")
+
+
+@pytest.mark.parametrize("value", [b"a b", b"a/b", b"a:b", b"caf%zz"])
+def test_stricter_than_h11_on_host_values(value):
+    # the one direction the differential property allows: h11 accepts, this parser refuses
+    data = b"GET / HTTP/1.1\r\nHost: " + value + b"\r\n\r\n"
+    assert h11_parse(data) is not None and status_of(data) == 400
+
+
 # -- differential tests against h11 ---------------------------------------------------------
 
 def h11_parse(data: bytes) -> Request | None:
@@ -387,6 +432,18 @@ def encode_chunked(body: bytes, sizes: list[int], extension: bytes) -> bytes:
     return out + b"0\r\n\r\n"
 
 
+# Host = uri-host [ ":" port ] (RFC 9112 §3.2, RFC 3986 §3.2.2-3.2.3)
+REG_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;="
+reg_names = st.lists(st.one_of(st.sampled_from(list(REG_NAME_CHARS)),
+                               st.integers(0, 255).map(lambda b: f"%{b:02x}")),
+                     max_size=12).map("".join)
+ipv4s = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t)))
+ip_literals = st.sampled_from(["[::1]", "[2001:db8::7]", "[::ffff:127.0.0.1]", "[v1.fe80::a+en1]"])
+ports = st.one_of(st.just(""), st.just(":"), st.integers(0, 65535).map(lambda p: f":{p}"))
+host_values = st.tuples(st.one_of(st.just("example.org"), reg_names, ipv4s, ip_literals),
+                        ports).map(lambda t: (t[0] + t[1]).encode("ascii"))
+
+
 @st.composite
 def valid_requests(draw) -> bytes:
     version = draw(st.sampled_from([b"1.1", b"1.1", b"1.0"]))
@@ -394,7 +451,7 @@ def valid_requests(draw) -> bytes:
               for name, before, value, after in draw(extra_fields)]
     if version == b"1.1" or draw(st.booleans()):
         host = draw(st.sampled_from([b"Host", b"host", b"HOST"]))
-        fields.insert(draw(st.integers(0, len(fields))), host + b": example.org")
+        fields.insert(draw(st.integers(0, len(fields))), host + b": " + draw(host_values))
     body = draw(st.binary(max_size=40))
     framing = draw(st.sampled_from(["length", "chunked", "none"]) if version == b"1.1"
                    else st.sampled_from(["length", "none"]))

@@ -16,8 +16,8 @@ from email.utils import formatdate
 from urllib.parse import unquote_to_bytes
 
 from barelab.built.http_wire import (BadRequest, ChunkedDecoder, HTTPError, body_length,
-                                     format_response, format_response_head, parse_fields,
-                                     parse_request_line, split_head)
+                                     check_host, format_response, format_response_head,
+                                     parse_fields, parse_request_line, split_head)
 from barelab.engines.base import Engine
 from barelab.errors import LifespanStartupFailed
 
@@ -89,9 +89,7 @@ def read_head(buffer, max_line: int, max_header_bytes: int, max_body: int):
     request_line, field_lines, body_start = parts
     method, target, version = parse_request_line(request_line)
     headers = parse_fields(field_lines)
-    hosts = [v for n, v in headers if n == b"host"]
-    if len(hosts) > 1 or (not hosts and version == b"1.1"):
-        raise BadRequest("an HTTP/1.1 request carries exactly one Host field (RFC 9112 §3.2)")
+    check_host(headers, version)
     length = body_length(headers, version, max_body)
     if length is None:
         length = ChunkedDecoder(0, max_body, max_header_bytes)

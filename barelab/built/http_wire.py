@@ -286,12 +286,18 @@ class Request:
         return b", ".join(values) if values else None
 
 
-def _check_host(fields, http_version: bytes) -> None:
+HOST = re.compile(rb"(?:\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
+                  rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?")
+
+def check_host(fields, http_version: bytes) -> None:
+    """Refuse with BadRequest a head without Host (HTTP/1.1), with two, or with a bad value."""
     hosts = [value for name, value in fields if name == b"host"]
     if len(hosts) > 1:
         raise BadRequest("more than one Host field (RFC 9112 §3.2)")
     if not hosts and http_version != b"1.0":
         raise BadRequest("an HTTP/1.1 request must carry a Host field (RFC 9112 §3.2)")
+    if hosts and not HOST.fullmatch(hosts[0]):
+        raise BadRequest(f"Host is not host[:port] (RFC 9112 §3.2): {hosts[0][:40]!r}")
 
 
 class RequestReader:
@@ -322,7 +328,7 @@ def _read_head(self):
     request_line, field_lines, body_start = head
     method, target, version = parse_request_line(request_line)
     fields = parse_fields(field_lines)
-    _check_host(fields, version)
+    check_host(fields, version)
     length = body_length(fields, version, self.max_body)
     if length is None:
         length = ChunkedDecoder(body_start, self.max_body, self.max_headers_bytes)
