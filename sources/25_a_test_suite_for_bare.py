@@ -1,0 +1,1072 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # 25. A test suite for `bare`
+#
+# Chapter 18 built `bare` and checked it with a handful of calls. A framework you depend on
+# deserves more: a **test suite** that pins down every promise it makes, runs in seconds,
+# and tells you exactly what broke when someone changes a line. In this chapter you write
+# that suite with pytest, run it from the notebook, watch it catch a bug on purpose, and
+# run every test three ways: in-process and over two real servers.
+#
+# ## Learning goals
+#
+# By the end of this chapter you can:
+#
+# - write one app whose routes exercise every feature of a framework, so that each test is
+#   a short request and a few asserts;
+# - use pytest fixtures to hand the *same* test a different client: chapter 17's in-process
+#   `TestClient`, or a `SocketClient` talking to barelab's server or the course's own;
+# - check the details that are easy to get wrong: `405` with `Allow`, `HEAD` without a
+#   body, `204` without `Content-Length`, no traceback text in any error;
+# - break `bare` on purpose with a small subclass and read pytest's report of what failed;
+# - run the suite from a notebook cell so that its output stays the same from run to run.
+
+# %% [markdown]
+# ## The plan
+#
+# A test needs three things: an **app** to talk to, a **client** to talk with, and
+# **asserts** about what came back. You will write one app with a route for each feature,
+# then one pytest *fixture* named `client` that pytest fills in three different ways. Every
+# test that asks for `client` therefore runs three times:
+#
+# ```mermaid
+# flowchart LR
+#     T["test_wrong_method_is_405_with_allow(client)"] --> F{"client fixture"}
+#     F -- "in-process" --> TC["TestClient (ch 17)"] --> A1["make_app()"]
+#     F -- "barelab" --> S1["SocketClient"] -- "TCP" --> E1["barelab.serve"] --> A2["make_app()"]
+#     F -- "course" --> S2["SocketClient"] -- "TCP" --> E2["WebSocketASGIServer (ch 13 + 15)"] --> A3["make_app()"]
+# ```
+#
+# The in-process run is fast and shows the ASGI messages' mistakes (chapter 17's client
+# validates them). The socket runs prove the same behaviour survives a real HTTP server,
+# with real bytes, `Content-Length` and all.
+#
+# Everything the suite needs lives in one module. The next cell names it: the build writes
+# every `#| export` cell of this chapter to `barelab/built/bare_suite.py`, and that file is
+# what pytest will run.
+
+# %%
+#| default_exp bare_suite
+
+# %% [markdown]
+# ## The app under test
+#
+# First the imports. Look at where each name comes from: `bare` itself (chapter 18), the
+# clients (chapter 17) and the course's WebSocket-capable ASGI server (chapter 15).
+
+# %%
+#| export
+import asyncio
+from contextlib import asynccontextmanager
+
+import pytest
+
+import barelab
+from barelab.built.bare import (Bare, HTMLResponse, HTTPException, JSONResponse,
+                                RedirectResponse, Response, StreamingResponse,
+                                WebSocketDisconnect)
+from barelab.built.testing import SocketClient, TestClient, WebSocketDenied
+from barelab.built.websocket import WebSocketASGIServer
+
+# %% [markdown]
+# To test the middleware stack you need middleware whose effect you can *see* from the
+# outside. `trail(name)` makes one that appends an `x-trail: name` header line to every
+# HTTP response it passes back up. Two of them stacked leave two lines, and their order
+# tells you which one was closer to the app.
+
+# %%
+#| export
+def trail(name: str):
+    """A middleware factory: it adds ``x-trail: name`` to every HTTP response it passes up."""
+    def middleware(app):
+        async def tagged(scope, receive, send):
+            async def send_tagged(message):
+                if message["type"] == "http.response.start":
+                    headers = [*message.get("headers", []), (b"x-trail", name.encode())]
+                    message = {**message, "headers": headers}
+                await send(message)
+            await app(scope, receive, send_tagged if scope["type"] == "http" else send)
+        return tagged
+    return middleware
+
+
+# %% [markdown]
+# A quick look before relying on it: wrap a bare `Response` (a `Response` is itself an
+# ASGI app) and read the headers the client got. The new line sits after the ones the
+# response set itself. (No `with` block here: a lone `Response` knows nothing of lifespan,
+# so this client makes one request and no session.)
+
+# %%
+print(TestClient(trail("outer")(Response("hi\n"))).get("/").headers)
+
+# %% [markdown]
+# The lifespan yields the state that every handler will see as `request.state`. The empty
+# list `closes` is where a WebSocket handler will note how its client left, so that a later
+# HTTP request can read it back: the state is copied for each request, but the list inside
+# is shared.
+
+# %%
+#| export
+@asynccontextmanager
+async def lifespan(app):
+    yield {"greeting": "hello from the lifespan", "closes": []}
+
+
+# %% [markdown]
+# ### Routes for routing
+#
+# Now the routes, in small groups, one function per group. Each takes a `Bare` app and adds
+# routes to it. This first group is about the router: a typed parameter, two methods on
+# one path, plain text, and a mounted sub-app that reports which path it was given.
+
+# %%
+#| export
+def add_routing_routes(app: Bare) -> None:
+    @app.get("/items/{id:int}")
+    async def item(request):
+        number = request.path_params["id"]
+        return {"id": number, "type": type(number).__name__}
+
+    @app.delete("/items/{id:int}")
+    async def remove(request):
+        return None                               # to_response: None is 204 No Content
+
+    @app.get("/hello")
+    async def hello(request):
+        return "hello\n"
+
+    admin = Bare(name="admin")
+
+    @admin.get("/where")
+    async def where(request):
+        return {"path": request.path, "root_path": request.scope["root_path"]}
+
+    app.mount("/admin", admin)
+
+
+# %% [markdown]
+# Each group can be tried on its own app. Here is the router group in-process. Look at
+# `"type": "int"`: the `{id:int}` converter turned the text `42` into a Python `int`.
+
+# %%
+routing_app = Bare()
+add_routing_routes(routing_app)
+with TestClient(routing_app) as client:
+    print(client.get("/items/42").json(), client.get("/admin/where").json())
+
+# %% [markdown]
+# ### Routes for the request
+#
+# The second group reads the parts of a request that arrive *before* the body: the query
+# string (where a name may repeat), a header, the cookies. Each handler just echoes what
+# it read back as JSON. That is the trick for testing a request object from the outside:
+# the test sends something, and compares the echo with what it sent.
+
+# %%
+#| export
+def add_request_routes(app: Bare) -> None:
+    @app.get("/search")
+    async def search(request):
+        return {"tags": request.query.getall("tag"), "q": request.query.get("q")}
+
+    @app.get("/whoami")
+    async def whoami(request):
+        return {"token": request.headers.get("x-token"), "cookies": dict(request.cookies)}
+
+
+# %% [markdown]
+# The body gets a group of its own, because reading it is where most of the trouble is:
+# it may be too big, it may claim to be JSON and not be, it may be a form in either of
+# two encodings. `/size` reports how many bytes it read, `/json` echoes the parsed value,
+# and `/form` reports the field `name` and, for an upload, the file's name and size.
+
+# %%
+#| export
+def add_body_routes(app: Bare) -> None:
+    @app.post("/size")
+    async def size(request):
+        return {"bytes": len(await request.body())}
+
+    @app.post("/json")
+    async def echo_json(request):
+        return {"got": await request.json()}
+
+    @app.post("/form")
+    async def form(request):
+        fields = await request.form()
+        upload = fields.get("file")
+        return {"name": fields.get("name"),
+                "file": None if upload is None else [upload.filename, upload.size]}
+
+
+# %% [markdown]
+# ### Routes for the response
+#
+# The third group returns one of each response type: HTML, JSON with a status, a
+# redirect, a stream produced by an async generator, and a response that sets two cookies
+# (two `Set-Cookie` lines: cookies are the one field that must never be joined with commas,
+# RFC 6265 §3).
+
+# %%
+#| export
+def add_response_routes(app: Bare) -> None:
+    @app.get("/page")
+    async def page(request):
+        return HTMLResponse("<h1>bare</h1>")
+
+    @app.get("/data")
+    async def data(request):
+        return JSONResponse({"ok": True, "café": "crème"}, status=201)
+
+    @app.get("/old")
+    async def old(request):
+        return RedirectResponse("/hello", 301)
+
+    @app.get("/count")
+    async def count(request):
+        async def numbers():
+            for n in range(1, 4):
+                yield f"{n}\n"
+                await asyncio.sleep(0)
+        return StreamingResponse(numbers())
+
+
+# %% [markdown]
+# The cookie route gets a function of its own to keep the cell short. Note the `httponly`
+# on the session cookie: a test will check it made it into the header line.
+
+# %%
+#| export
+def add_cookie_routes(app: Bare) -> None:
+    @app.get("/login")
+    async def login(request):
+        response = Response("welcome\n")
+        response.set_cookie("sid", "abc123", httponly=True)
+        response.set_cookie("theme", "dark")
+        return response
+
+
+# %% [markdown]
+# ### Routes that fail, and one that reads the state
+#
+# The fourth group misbehaves on purpose. `/teapot` raises an `HTTPException`, which `bare`
+# turns into a 418. `/crash` has a bug: its exception message holds a secret, and the suite
+# will check that the secret never reaches the client. `/state` reports the lifespan state.
+
+# %%
+#| export
+def add_error_and_state_routes(app: Bare) -> None:
+    @app.get("/teapot")
+    async def teapot(request):
+        raise HTTPException(418, "short and stout")
+
+    @app.get("/crash")
+    async def crash(request):
+        raise RuntimeError("the database password is hunter2")
+
+    @app.get("/state")
+    async def state(request):
+        return {"greeting": request.state.greeting, "ready": request.state.ready,
+                "closes": request.state.closes}
+
+
+# %% [markdown]
+# ### WebSocket routes
+#
+# The last routes speak WebSocket. `/ws/echo` answers each message in a way you can tell
+# from the original: it shouts text back in capitals and returns bytes reversed. It loops
+# until the client leaves; then `receive_message` raises `WebSocketDisconnect`, and the
+# handler writes the close code into the shared state, where a test can find it.
+
+# %%
+#| export
+def add_echo_route(app: Bare) -> None:
+    @app.websocket("/ws/echo")
+    async def echo(websocket):
+        await websocket.accept()
+        try:
+            while True:
+                message = await websocket.receive_message()
+                if message.get("text") is not None:
+                    await websocket.send_text(message["text"].upper())
+                else:
+                    await websocket.send_bytes(message["bytes"][::-1])
+        except WebSocketDisconnect as gone:
+            websocket.state.closes.append(gone.code)
+
+
+# %% [markdown]
+# Two shorter ones. `/ws/json` reads one JSON message, answers with the sum of its
+# numbers and closes. `/ws/private` closes *before* accepting: in WebSocket terms that
+# refuses the handshake, and the server answers the browser's upgrade request with an
+# HTTP 403 instead of `101 Switching Protocols`.
+
+# %%
+#| export
+def add_websocket_routes(app: Bare) -> None:
+    @app.websocket("/ws/json")
+    async def add_numbers(websocket):
+        await websocket.accept()
+        data = await websocket.receive_json()
+        await websocket.send_json({"sum": sum(data["numbers"])})
+        await websocket.close()
+
+    @app.websocket("/ws/private")
+    async def private(websocket):
+        await websocket.close()
+
+
+# %% [markdown]
+# ### The whole app
+#
+# `make_app` puts it all together. Its one parameter, `framework`, is the class to build
+# the app with: `Bare` normally, or a subclass of it. That parameter is what lets the suite
+# test a *modified* `bare` later without changing a single test. The body limit is small
+# (1 KiB) so that a test can cross it cheaply, and two `trail` middlewares are stacked,
+# `outer` first.
+
+# %%
+#| export
+def make_app(framework=Bare) -> Bare:
+    """One app with a route for every feature of bare that the suite checks."""
+    app = framework(name="suite", lifespan=lifespan, max_body=1024,
+                    middleware=[trail("outer"), trail("inner")])
+
+    @app.on_startup
+    async def started(state):
+        state.ready = True
+
+    for add_routes in (add_routing_routes, add_request_routes, add_body_routes,
+                       add_response_routes, add_cookie_routes, add_error_and_state_routes,
+                       add_echo_route, add_websocket_routes):
+        add_routes(app)
+    return app
+
+
+# %% [markdown]
+# Printing a `Bare` lists its routes, in the order they were added. This is the surface
+# the suite has to cover:
+
+# %%
+make_app()
+
+# %% [markdown]
+# ## Fixtures: one test, three clients
+#
+# A pytest **fixture** is a function whose return value pytest passes to every test with a
+# parameter of the same name. A fixture that `yield`s gets its code after the `yield` run
+# once the test is over: that is where servers stop and sessions end.
+#
+# The first fixture, `framework`, only returns `Bare`. It exists so that it can be
+# *replaced*: a test file that defines its own `framework` fixture tests another class
+# with the very same tests. It is session-scoped, so one value serves the whole run.
+
+# %%
+#| export
+SOCKET_SERVERS = {"barelab": None, "course": WebSocketASGIServer}
+
+
+@pytest.fixture(scope="session")
+def framework():
+    """The class under test: override this fixture to test a subclass of Bare."""
+    return Bare
+
+
+# %% [markdown]
+# `SOCKET_SERVERS` maps a name to the `server=` engine `barelab.serve` should use; `None`
+# means barelab's own. The `servers` fixture starts the app once on each, for the whole
+# session, and stops them at the end. Starting a server takes a moment, so doing it once
+# instead of once per test keeps the suite fast. The price: over a socket every test talks
+# to the *same* app, so no test may rely on what another left behind (a counter, a
+# stored note). The tests below each send everything they need.
+
+# %%
+#| export
+@pytest.fixture(scope="session")
+def servers(framework):
+    """The app served on each engine of SOCKET_SERVERS, for the whole session."""
+    running = {name: barelab.serve(make_app(framework), name=f"suite-{name}", server=engine)
+               for name, engine in SOCKET_SERVERS.items()}
+    yield running
+    for server in running.values():
+        server.stop()
+
+
+# %% [markdown]
+# Now the fixture every HTTP test uses. `params=` makes pytest run each test once per
+# value. Careful with the name `request` in it: this is *pytest's* request object, which
+# describes the test being set up, not an HTTP request. `request.param` says which run
+# this is, and `request.getfixturevalue("servers")` asks for the servers only when a
+# socket run needs them, so an in-process run never starts one.
+#
+# In-process, each test gets a fresh app inside a `with TestClient(...)` session, so the
+# lifespan runs. `validate=True` makes chapter 17's client check every ASGI message the
+# app sends, and `raise_app_exceptions=False` lets a test look at the 500 a crash
+# produces instead of seeing the exception raised into the test.
+
+# %%
+#| export
+@pytest.fixture(params=["in-process", *SOCKET_SERVERS])
+def client(request, framework):
+    """A client for a fresh app in-process, or for the app served over a socket."""
+    if request.param == "in-process":
+        app = make_app(framework)
+        with TestClient(app, raise_app_exceptions=False, validate=True) as client:
+            yield client
+    else:
+        yield SocketClient(request.getfixturevalue("servers")[request.param])
+
+
+# %% [markdown]
+# The two kinds of client share chapter 17's `BaseClient`, so `.get()`, `.post()` and the
+# response's `.json()` and `.headers` are the same on both. Here is that promise tested by
+# hand: one request in-process, one to barelab's server.
+
+# %%
+served = barelab.serve(make_app(), name="suite-demo")
+with TestClient(make_app()) as in_process:
+    print(in_process.get("/items/7").json(), SocketClient(served).get("/items/7").json())
+
+# %% [markdown]
+# ## The tests
+#
+# Each test is a plain function whose name says the promise it checks, in a sentence:
+# when it fails, the name alone tells you what broke. Its body is a request, then
+# asserts. pytest rewrites `assert` so that a failure prints both sides of a comparison,
+# so most asserts need no message; where the values alone would not say what went wrong,
+# the assert carries one.
+#
+# The tests follow the order of the routes: routing, the request, the response, errors,
+# middleware and lifespan, WebSockets. Each cell holds two or three tests that belong
+# together.
+#
+# ### Routing
+#
+# A typed parameter is converted, and a value that does not fit the converter is not a
+# match at all: 404, as if the route did not exist. The second test guards against a
+# router that matches first and converts later, which would turn `forty-two` into a
+# crash (500) instead of a 404.
+
+# %%
+#| export
+def test_typed_parameter_is_converted(client):
+    assert client.get("/items/42").json() == {"id": 42, "type": "int"}
+
+
+def test_a_parameter_of_the_wrong_type_is_404(client):
+    assert client.get("/items/forty-two").status_code == 404
+
+
+# %% [markdown]
+# 404 and 405 say different things. 404: nothing lives at this path. 405: something does,
+# but not for this method, and then RFC 9110 §15.5.6 requires an `Allow` field listing the
+# methods that would work. The 404 must not carry one. The exact `Allow` value matters to
+# clients that read it (browsers' CORS preflight, API explorers), so the test compares
+# the whole string; `bare` sorts the methods, which keeps it predictable.
+
+# %%
+#| export
+def test_unknown_path_is_404_without_allow(client):
+    response = client.get("/nowhere")
+    assert response.status_code == 404
+    assert response.headers.get("allow") is None
+
+
+def test_wrong_method_is_405_with_allow(client):
+    response = client.put("/items/1")
+    assert response.status_code == 405, f"PUT /items/1 answered {response.status_code}"
+    assert response.headers["allow"] == "DELETE, GET, HEAD, OPTIONS"
+
+
+# %% [markdown]
+# `HEAD` is `GET` without the body (RFC 9110 §9.3.2): same status, same headers, including
+# the `Content-Length` the body *would* have. Link checkers and caches use it to ask
+# "is this still there, and how big is it?" without downloading anything. `OPTIONS`
+# answers which methods a path takes, as a 204 with `Allow`. Neither route was written
+# by hand: `bare` answers both for every path that has a `GET` route.
+
+# %%
+#| export
+def test_head_has_headers_but_no_body(client):
+    get, head = client.get("/hello"), client.head("/hello")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"] == "6"
+
+
+def test_options_lists_the_methods(client):
+    response = client.options("/items/1")
+    assert response.status_code == 204, f"OPTIONS /items/1 answered {response.status_code}"
+    assert response.content == b""
+    assert response.headers["allow"] == "DELETE, GET, HEAD, OPTIONS"
+
+
+# %% [markdown]
+# A mount hands everything under its prefix to another app, moving the prefix into
+# `root_path`. The prefix must end on a segment boundary: `/adminx` is not under `/admin`.
+
+# %%
+#| export
+def test_mount_passes_the_rest_of_the_path(client):
+    response = client.get("/admin/where")
+    assert response.status_code == 200, f"/admin/where answered {response.status_code}"
+    assert response.json() == {"path": "/admin/where", "root_path": "/admin"}
+    assert client.get("/adminx/where").status_code == 404
+
+
+# %% [markdown]
+# ### Running what you have
+#
+# Seven tests so far: time to run them. pytest runs in a **separate process**: a cell
+# that starts with `!` is a shell command, and `{sys.executable} -m pytest` starts a fresh
+# Python (this kernel's own interpreter, so the same packages) running pytest. Nothing in
+# this kernel, its servers or its event loop, can get in the way, and nothing the tests
+# start can linger here.
+#
+# pytest needs a test file. Write a tiny one, in a folder of its own, that imports
+# everything from the exported module. Next to it goes an empty `pytest.ini`: it marks the
+# folder as pytest's root, so the course's own pytest settings (which add nbval and a
+# table of slow tests) stay out of this run.
+
+# %%
+import sys
+import tempfile
+from pathlib import Path
+
+suite_dir = Path(tempfile.gettempdir()) / "bare_suite_ch25"
+suite_dir.mkdir(exist_ok=True)
+(suite_dir / "pytest.ini").write_text("[pytest]\n")
+(suite_dir / "test_bare.py").write_text("from barelab.built.bare_suite import *\n")
+sorted(path.name for path in suite_dir.iterdir() if path.suffix in (".py", ".ini"))
+
+# %% [markdown]
+# `from ... import *` is enough: pytest collects every `test_*` function and every fixture
+# it finds in a test module's namespace, wherever they were defined. The options keep the
+# output short and the same on every run: `-q` for one dot per test, `-p no:cacheprovider`
+# for no `.pytest_cache` folder, `--color=no` for plain text, and `-k` to pick the routing
+# tests by words in their names. `cd` first, so that pytest names files relative to there.
+# Look at the count: seven tests, each run three times.
+
+# %%
+!cd {suite_dir} && {sys.executable} -m pytest -q -p no:cacheprovider --color=no -k "item or 404 or 405 or head or options or mount"
+
+# %% [markdown]
+# Twenty-one dots, twenty-one passes: seven tests times three clients. The "63
+# deselected" are the tests `-k` left out. The time at the end changes from run to run;
+# the course's notebook checker masks durations like it, so the stored output still
+# matches.
+#
+# ## A failing test, on purpose
+#
+# A suite that has never failed has not shown that it can. So break `bare`, on purpose,
+# and watch. The bug is the kind a tidy-minded refactoring introduces. `Bare.find` looks
+# for the route that takes a request; when none does, it also returns the set of methods
+# that *other* routes on that path allow, and that set is what turns a 404 into a 405.
+# The subclass below throws the set away: "no route, but GET and DELETE live here"
+# becomes "no route, nothing here".
+#
+# The subclass has to reach the pytest process, which cannot see this kernel's variables,
+# so the cell writes it into a second test file.
+
+# %%
+forgetful = '''
+import pytest
+from barelab.built.bare import Bare
+from barelab.built.bare_suite import *
+
+
+class ForgetfulBare(Bare):
+    """Forgets which methods a path allows: every miss looks like 'nothing here'."""
+    def find(self, scope):
+        entry, found = super().find(scope)
+        return (entry, set()) if entry is None else (entry, found)
+
+
+@pytest.fixture(scope="session")
+def framework():
+    return ForgetfulBare
+'''
+(suite_dir / "test_forgetful.py").write_text(forgetful)
+sorted(path.name for path in suite_dir.glob("test_*.py"))
+
+# %% [markdown]
+# The test file defines its own `framework` fixture after the star import, so it replaces
+# the suite's one: every test in this file now runs against `ForgetfulBare`. Run just this
+# file. `--tb=no -rf` swaps the long tracebacks for one line per failure, and
+# `COLUMNS=130` gives those lines room to show the assert's message.
+
+# %%
+!cd {suite_dir} && COLUMNS=130 {sys.executable} -m pytest -q -p no:cacheprovider --color=no --tb=no -rf test_forgetful.py
+
+# %% [markdown]
+# Read the report from the top. The dots line has an `F` for each failure, in the
+# position of the test that failed. Then one line per failure: the test's id (file,
+# function and, in brackets, the parameter), and the assert's message.
+#
+# One changed method broke two promises, and pytest says which: a `PUT` on a `GET` route
+# now answers 404 instead of 405, and `OPTIONS` answers 404 instead of listing the
+# methods. Each failure shows up three times, once per client: the bug is in the
+# framework, not in one server. Every other test still passes, so the failures point at
+# the change instead of drowning it. That is what the messages in the asserts were for.
+#
+# Now the fix: the real `Bare`. Delete the broken file and run the routing tests again.
+
+# %%
+(suite_dir / "test_forgetful.py").unlink()
+!cd {suite_dir} && {sys.executable} -m pytest -q -p no:cacheprovider --color=no -k "405 or options"
+
+# %% [markdown]
+# Back to green: the same six tests that failed pass on the real `Bare`. That is the whole
+# cycle a test suite gives you: change, run, read the report, fix, run again. Now the rest
+# of the suite, section by section.
+#
+# ### The request
+#
+# A query string may repeat a name (`?tag=a&tag=b`, the way HTML sends a group of
+# checkboxes); `getall` keeps every value in order, `get` the first. The client
+# percent-encodes `café` as `caf%C3%A9`, so the first test also checks that the handler
+# gets it back as UTF-8 text. The second test sends a header and two cookies and checks
+# that both arrive: header names are case-insensitive, so `X-Token` is read as `x-token`.
+
+# %%
+#| export
+def test_query_keeps_repeated_names(client):
+    response = client.get("/search", params=[("tag", "a"), ("tag", "b"), ("q", "café")])
+    assert response.json() == {"tags": ["a", "b"], "q": "café"}
+
+
+def test_headers_and_cookies_reach_the_handler(client):
+    response = client.get("/whoami", headers={"X-Token": "t0k3n"},
+                          cookies={"sid": "abc", "theme": "dark"})
+    assert response.json() == {"token": "t0k3n", "cookies": {"sid": "abc", "theme": "dark"}}
+
+
+# %% [markdown]
+# The body limit is 1024 bytes, so test both sides of the edge: exactly 1024 is read,
+# 1025 is refused with 413 Content Too Large. Testing only "much too big" would miss an
+# off-by-one.
+
+# %%
+#| export
+def test_a_body_within_the_limit_is_read(client):
+    assert client.post("/size", content=b"x" * 1024).json() == {"bytes": 1024}
+
+
+def test_a_body_over_the_limit_is_413(client):
+    assert client.post("/size", content=b"x" * 1025).status_code == 413
+
+
+# %% [markdown]
+# Broken JSON is the client's mistake, so it gets a 400. The answer must explain, but it
+# must not leak how the server is built: no `Traceback`, no `File "..."` lines.
+
+# %%
+#| export
+def test_invalid_json_is_400_without_a_traceback(client):
+    response = client.post("/json", content=b'{"a": ',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "Traceback" not in response.text and 'File "' not in response.text
+
+
+def test_valid_json_is_parsed(client):
+    assert client.post("/json", json={"a": [1, 2]}).json() == {"got": {"a": [1, 2]}}
+
+
+# %% [markdown]
+# Forms come in two encodings. `data=` sends `application/x-www-form-urlencoded`. The
+# multipart body is written out by hand, byte by byte, so that you can see exactly what a
+# browser sends for a file upload: parts separated by `--` and the boundary.
+
+# %%
+#| export
+def test_urlencoded_form(client):
+    assert client.post("/form", data={"name": "Ada Lovelace"}).json() == {
+        "name": "Ada Lovelace", "file": None}
+
+
+# %% [markdown]
+# The multipart body below is what a browser sends for `<form enctype="multipart/form-data">`
+# with a text field and a file. The boundary `XyZ` is announced in `Content-Type`; each
+# part starts with `--XyZ`, has its own header lines and a blank line, and the body ends
+# with `--XyZ--`. The file's five bytes are `hello`.
+
+# %%
+#| export
+def test_multipart_form_with_a_file(client):
+    body = (b"--XyZ\r\n"
+            b'Content-Disposition: form-data; name="name"\r\n\r\nAda\r\n'
+            b"--XyZ\r\n"
+            b'Content-Disposition: form-data; name="file"; filename="notes.txt"\r\n'
+            b"Content-Type: text/plain\r\n\r\nhello\r\n"
+            b"--XyZ--\r\n")
+    response = client.post("/form", content=body,
+                           headers={"content-type": "multipart/form-data; boundary=XyZ"})
+    assert response.json() == {"name": "Ada", "file": ["notes.txt", 5]}
+
+
+# %% [markdown]
+# ### The response
+#
+# Each response type has a contract: its content type, its status, its body. A browser
+# decides what to do with a body from `Content-Type` alone, so a wrong one is a real bug
+# (HTML shown as source, JSON downloaded as a file). JSON is UTF-8 by definition
+# (RFC 8259 §8.1), so `café` must survive without a `charset`; HTML names its charset,
+# since without one a browser may guess wrong.
+
+# %%
+#| export
+def test_json_response_is_utf8_with_its_status(client):
+    response = client.get("/data")
+    assert response.status_code == 201
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"ok": True, "café": "crème"}
+
+
+def test_html_response(client):
+    response = client.get("/page")
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.text == "<h1>bare</h1>"
+
+
+# %% [markdown]
+# A redirect is a status and a `Location`; 301 says "moved for good", so browsers and
+# search engines remember the new address. The test does not follow the redirect: it
+# checks what the server *said*, which is the framework's part. A stream must arrive
+# whole, whatever the chunks were: over a socket they travel as chunked transfer coding
+# (chapter 02), which the client decodes, so the same assert holds for all three clients.
+
+# %%
+#| export
+def test_redirect_has_a_location(client):
+    response = client.get("/old")
+    assert response.status_code == 301 and response.headers["location"] == "/hello"
+
+
+def test_streaming_response_arrives_whole(client):
+    assert client.get("/count").text == "1\n2\n3\n"
+
+
+# %% [markdown]
+# Two details frameworks get wrong. A 204 has no body, and RFC 9110 §8.6 says it must not
+# send `Content-Length` either: a server that adds `Content-Length: 0` to every response
+# breaks that rule, and strict clients and proxies complain. And two cookies need two
+# `Set-Cookie` lines, because a cookie's `Expires` date contains a comma, so the lines
+# cannot be joined with commas the way other fields can. `get_list` returns every line of
+# a field, in order.
+
+# %%
+#| export
+def test_204_has_no_body_and_no_content_length(client):
+    response = client.delete("/items/1")
+    assert response.status_code == 204 and response.content == b""
+    assert response.headers.get("content-length") is None
+
+
+def test_several_set_cookie_lines(client):
+    lines = client.get("/login").headers.get_list("set-cookie")
+    assert [line.split(";")[0] for line in lines] == ["sid=abc123", "theme=dark"]
+    assert "HttpOnly" in lines[0]
+
+
+# %% [markdown]
+# ### Errors
+#
+# An `HTTPException` is answered in the format the client prefers: JSON if its `Accept`
+# ranks JSON first, plain text otherwise. `pytest.mark.parametrize` runs this test for
+# both; together with the three clients that is six runs from one function.
+
+# %%
+#| export
+@pytest.mark.parametrize("accept, kind", [("application/json", "application/json"),
+                                          ("text/plain", "text/plain; charset=utf-8")])
+def test_http_exception_follows_accept(client, accept, kind):
+    response = client.get("/teapot", headers={"accept": accept})
+    assert response.status_code == 418
+    assert response.headers["content-type"] == kind
+    assert "short and stout" in response.text
+
+
+# %% [markdown]
+# A bug is not the client's business. The 500 must say nothing about the exception: not
+# the traceback, and not its message, which here holds a secret. (The traceback is not
+# lost: `bare` re-raises the error after answering, so the server writes it to its log,
+# where the developer looks.) Checking for one specific word is a narrow test, but it is
+# exactly the leak that matters; Exercise 2 shows a framework that has it.
+
+# %%
+#| export
+def test_a_crash_is_a_plain_500(client):
+    response = client.get("/crash")
+    assert response.status_code == 500
+    assert "Traceback" not in response.text and "hunter2" not in response.text
+
+
+# %% [markdown]
+# ### Middleware and lifespan
+#
+# `middleware=[trail("outer"), trail("inner")]` means `outer(inner(app))`: the request
+# goes down through `outer` first. The response travels back up the other way, through
+# `inner` first, so its header line comes first. If `bare` ever reversed its list, this
+# test would say so. The lifespan test checks both ways of making state: the context
+# manager's dict (`greeting`) and the startup hook's attribute (`ready`). Over a socket it
+# also checks that the *server* ran the lifespan, which a server may skip.
+
+# %%
+#| export
+def test_middleware_wraps_outermost_first(client):
+    assert client.get("/hello").headers.get_list("x-trail") == ["inner", "outer"]
+
+
+def test_lifespan_state_reaches_handlers(client):
+    state = client.get("/state").json()
+    assert state["greeting"] == "hello from the lifespan" and state["ready"] is True
+
+
+# %% [markdown]
+# ### WebSockets in-process
+#
+# `SocketClient` speaks HTTP only, so the WebSocket tests get a fixture of their own:
+# `session`, an in-process `TestClient` session whose `websocket_connect` holds a whole
+# conversation without a socket. It builds its app from `framework` too, so a
+# replaced `framework` reaches these tests as well.
+
+# %%
+#| export
+@pytest.fixture
+def session(framework):
+    """An in-process TestClient session, for the WebSocket tests."""
+    with TestClient(make_app(framework), validate=True) as client:
+        yield client
+
+
+# %% [markdown]
+# WebSocket messages come in two kinds, text and binary, and a framework must keep them
+# apart. The test sends one of each and expects each answer in the same kind.
+
+# %%
+#| export
+def test_websocket_text_and_binary(session):
+    with session.websocket_connect("/ws/echo") as ws:
+        ws.send_text("hi")
+        assert ws.receive_text() == "HI"
+        ws.send_bytes(b"\x00\x01\xff")
+        assert ws.receive_bytes() == b"\xff\x01\x00"
+
+
+# %% [markdown]
+# The binary message holds a zero byte and a `0xff`: `0xff` never occurs in UTF-8 text,
+# so if any layer decoded the frame as text, it could not come back intact. Next, JSON over a
+# WebSocket, and a handshake the app refuses: closing before `accept` is answered with an
+# HTTP 403, which chapter 17's client raises as `WebSocketDenied`.
+
+# %%
+#| export
+def test_websocket_json(session):
+    with session.websocket_connect("/ws/json") as ws:
+        ws.send_json({"numbers": [1, 2, 3]})
+        assert ws.receive_json() == {"sum": 6}
+
+
+def test_websocket_closed_before_accept_is_403(session):
+    with pytest.raises(WebSocketDenied) as refused:
+        with session.websocket_connect("/ws/private"):
+            pass
+    assert refused.value.status == 403
+
+
+# %% [markdown]
+# When the client closes, the handler's `receive_message` raises `WebSocketDisconnect`
+# with the client's close code. The handler wrote it into the shared state; a plain HTTP
+# request in the same session reads it back.
+
+# %%
+#| export
+def test_websocket_disconnect_reaches_the_handler(session):
+    with session.websocket_connect("/ws/echo") as ws:
+        ws.send_text("bye")
+        ws.receive_text()
+        ws.close(1001)
+    assert session.get("/state").json()["closes"] == [1001]
+
+
+# %% [markdown]
+# ### WebSockets over a socket
+#
+# Over a real socket, `barelab.websocket_connect` is the client. Its interface differs
+# (one `receive()` returns `str` or `bytes`), so this test takes the server's name as its
+# own parameter instead of using `client`.
+
+# %%
+#| export
+@pytest.mark.parametrize("name", list(SOCKET_SERVERS))
+def test_websocket_over_a_socket(servers, name):
+    with barelab.websocket_connect(servers[name], "/ws/echo") as ws:
+        ws.send_text("hi")
+        assert ws.receive() == "HI"
+        ws.send_bytes(b"\x00\x01\xff")
+        assert ws.receive() == b"\xff\x01\x00"
+
+
+# %% [markdown]
+# ## The whole suite
+#
+# Every test is now in the exported module. Run them all, with no `-k`. Before you look,
+# count what to expect: 25 HTTP test functions, one of them parametrized twice over
+# `Accept`, make 26 cases, each run by three clients: 78. Then four in-process WebSocket
+# tests and the socket WebSocket test on two servers: 84.
+
+# %%
+!cd {suite_dir} && {sys.executable} -m pytest -q -p no:cacheprovider --color=no
+
+# %% [markdown]
+# 84 passes, as counted. The same suite runs in the course's `make test`:
+# `tests/test_bare_suite.py` is the same one-line star import you wrote above. If a later chapter changes `bare`,
+# this is the file that says whether its promises still hold.
+#
+# ## Summary
+#
+# - One app with a route per feature (`make_app`) turns every test into a request and a
+#   few asserts; its `framework` parameter lets the same app be built from a subclass.
+# - A parametrized fixture (`client`) runs each test in-process with chapter 17's
+#   `TestClient` and over real sockets with `SocketClient`, on barelab's server and on
+#   the course's own: one test, three runs.
+# - Overriding a fixture (`framework`) in a test file points the whole suite at a modified
+#   `bare`. A deliberately broken subclass showed the suite failing exactly where the
+#   change broke a promise: 405 with `Allow`, and `OPTIONS`.
+# - The suite pins the details: typed parameters, 404 vs 405, `HEAD`, `OPTIONS`, mounts,
+#   query, headers, cookies, the body limit at its edge, JSON and form bodies, every
+#   response type, 204 without `Content-Length`, several `Set-Cookie` lines, errors by
+#   `Accept`, a 500 with nothing inside, middleware order, lifespan state and WebSockets.
+# - pytest runs in its own process from a cell; `-q` and `-p no:cacheprovider` (and an
+#   empty `pytest.ini`) keep its output short and reproducible.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each test you write here is a plain function that takes a client, so the check cells
+# can call it directly, without pytest.
+#
+# ### Exercise 1 — the query's defaults
+#
+# Write `test_search_without_a_query(client)`: `GET /search` with no query string must
+# answer `{"tags": [], "q": None}`. The check runs it in-process and over barelab's server.
+
+# %% tags=["solution"]
+def test_search_without_a_query(client):
+    ### BEGIN SOLUTION
+    assert client.get("/search").json() == {"tags": [], "q": None}
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from barelab.exercises import check
+
+with check("Exercise 1"):
+    assert callable(test_search_without_a_query), "define test_search_without_a_query first"
+    with TestClient(make_app()) as in_process:
+        test_search_without_a_query(in_process)
+    test_search_without_a_query(SocketClient(served))
+    print("passes in-process and over a socket")
+
+# %% [markdown]
+# ### Exercise 2 — a test that catches a leak
+#
+# A test is only worth its keep if it fails when it should. Write
+# `test_crash_hides_its_message(client)`: `GET /crash` answers 500 and the body does not
+# contain `"hunter2"`. The check runs it on `Bare` (it must pass) and on `LeakyBare`, the
+# subclass below (it must fail).
+#
+# `LeakyBare` makes a mistake real frameworks have made in "debug mode": it wraps every
+# handler so that an exception becomes a 500 *with the exception's message in it*. It
+# lets `HTTPException` through, so 4xx answers are unchanged; only bugs leak.
+
+# %%
+class LeakyBare(Bare):
+    """Wraps every handler: an exception's message goes into the 500 it answers."""
+    def add_route(self, path, handler, methods=("GET",), name=None):
+        async def leaky(request):
+            try:
+                return await handler(request)
+            except HTTPException:
+                raise
+            except Exception as error:
+                return Response(f"500: {error}\n", 500)
+        return super().add_route(path, leaky, methods, name)
+
+
+with TestClient(make_app(LeakyBare)) as leaky:
+    print(leaky.get("/crash").text)
+
+# %% [markdown]
+# There is the secret, in plain text, sent to whoever asked. Now write the test that
+# refuses it.
+
+# %% tags=["solution"]
+def test_crash_hides_its_message(client):
+    ### BEGIN SOLUTION
+    response = client.get("/crash")
+    assert response.status_code == 500
+    assert "hunter2" not in response.text
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+with check("Exercise 2"):
+    assert callable(test_crash_hides_its_message), "define test_crash_hides_its_message first"
+    with TestClient(make_app(), raise_app_exceptions=False) as good:
+        test_crash_hides_its_message(good)
+    with TestClient(make_app(LeakyBare)) as leaky:
+        try:
+            test_crash_hides_its_message(leaky)
+        except AssertionError:
+            print("your test caught the leak")
+        else:
+            raise AssertionError("the test passed on LeakyBare: check the body for 'hunter2'")
+
+# %% [markdown]
+# ### Exercise 3 — a mutant of your own
+#
+# Now the other way round: write a subclass `NoMountBare(Bare)` that ignores mounts (hint:
+# override `mount` so that it does nothing). The check confirms that
+# `test_mount_passes_the_rest_of_the_path` fails on it and that the routing tests that
+# don't involve the mount still pass.
+
+# %% tags=["solution"]
+class NoMountBare(Bare):
+    def mount(self, prefix, app):
+        ### BEGIN SOLUTION
+        return None
+        ### END SOLUTION
+
+
+# %% tags=["check"]
+with check("Exercise 3"):
+    assert isinstance(NoMountBare, type) and issubclass(NoMountBare, Bare), \
+        "define NoMountBare as a subclass of Bare"
+    with TestClient(make_app(NoMountBare)) as mutant:
+        test_typed_parameter_is_converted(mutant)
+        test_wrong_method_is_405_with_allow(mutant)
+        try:
+            test_mount_passes_the_rest_of_the_path(mutant)
+        except AssertionError:
+            print("the mount test fails on NoMountBare; the other routing tests pass")
+        else:
+            raise AssertionError("NoMountBare still serves /admin/where: does mount do nothing?")
+
+# %% [markdown]
+# ## Cleaning up
+#
+# The suite's own servers stopped when its pytest process ended. The notebook started one
+# more, `suite-demo`; stop it, and delete the temporary test files.
+
+# %%
+for path in suite_dir.glob("*.*"):
+    path.unlink()
+barelab.stop_all()
