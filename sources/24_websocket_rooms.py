@@ -68,7 +68,9 @@ class AnyRoom:                                   # all member_name needs: a .mem
 # as for chapter 15's `ChatRoom`.
 #
 # One more helper: the server runs in its own thread, so a cell sometimes has to wait for
-# it to catch up. `wait_until` polls a condition for up to five seconds and returns it:
+# it to catch up. `wait_until` polls a condition for up to five seconds and returns it,
+# so a cell can show `True` when the server got there in time and `False` when it did
+# not. A condition that is true already returns at once:
 
 # %%
 def wait_until(condition, timeout=5.0):
@@ -209,7 +211,8 @@ MAX_ROOM_NAME = 40        # characters in a room name
 #   will hear the disconnect too, and its `finally` cleans up.
 #
 # `left` becomes true once the member is out of the room; `closing` will hold the task
-# that closes a dropped member.
+# that closes a dropped member. The `__repr__` shows how many messages wait in the queue,
+# which is the number to watch in the cells below.
 
 # %%
 #| export
@@ -225,16 +228,31 @@ class Member:
     def __repr__(self) -> str:
         return f"<Member {self.name} in {self.room.name}: {self.outbox.qsize()} waiting>"
 
-    async def _send_all(self) -> None:
-        try:
-            while True:
-                data = await self.outbox.get()
-                if isinstance(data, str):
-                    await self.websocket.send_text(data)
-                else:
-                    await self.websocket.send_bytes(data)
-        except OSError:
-            pass                 # the client is gone; the handler's finally cleans up
+# %% [markdown]
+# The sender task runs `_send_all`, which is not in the class yet. You can add it now,
+# from a cell of its own: a function whose first parameter is `self`, assigned to a class
+# attribute, becomes a method exactly as if you had written it inside the `class` block.
+# (`__init__` only looks `self._send_all` up when a member is created, so it does not
+# matter that the method arrives later.) The rest of the chapter grows `Rooms` the same
+# way, one method or two per cell.
+#
+# The loop has two `await`s: one for the next message in the queue, one for the socket.
+# A `str` goes out as a text frame, `bytes` as a binary frame.
+
+# %%
+#| export
+async def _send_all(self: Member) -> None:
+    try:
+        while True:
+            data = await self.outbox.get()
+            if isinstance(data, str):
+                await self.websocket.send_text(data)
+            else:
+                await self.websocket.send_bytes(data)
+    except OSError:
+        pass                     # the client is gone; the handler's finally cleans up
+
+Member._send_all = _send_all
 
 # %% [markdown]
 # ### A room and the registry
@@ -279,6 +297,14 @@ class Rooms:
         return room.names() if room is not None else []
 
 # %% [markdown]
+# An empty registry, and the presence list of a room that does not exist. Asking does not
+# create the room: the registry stays empty.
+
+# %%
+registry = Rooms()
+registry.presence("kitchen"), registry
+
+# %% [markdown]
 # ### Broadcast and presence events
 #
 # `broadcast` puts one message into every member's queue, except `exclude` (the sender of
@@ -286,9 +312,18 @@ class Rooms:
 # for what is *not* there: no `await`. It is a plain function, so it cannot wait for
 # anyone, and a `QueueFull` goes straight to the slow-client policy, `drop`.
 #
+# The loop walks over `list(room.members.values())`, a copy, not the dict itself: `drop`
+# removes a member from `room.members` in the middle of the loop, and Python raises
+# `RuntimeError: dictionary changed size during iteration` if you change a dict while
+# you iterate over it.
+#
 # `announce` builds a presence event: what happened (`join`, `leave` or `drop`), to whom,
 # and the room's full member list after it. Sending the whole list, not just the change,
 # means a client never keeps count itself and can never drift out of step.
+#
+# Both are written as plain functions with a `self` parameter and attached to `Rooms` in
+# the cell's last line, like `_send_all` above. `broadcast` calls `self.drop`, which the
+# next section adds; Python only looks it up when a queue is actually full.
 
 # %%
 #| export
@@ -318,6 +353,12 @@ Rooms.broadcast, Rooms.announce = broadcast, announce
 # its own, because that send may wait too: the close frame queues up behind everything the
 # client never read. (barelab's server waits a couple of seconds for it and then cuts the
 # TCP connection.) `dropped` keeps a record, `room/name`, for cells and tests to check.
+#
+# Why a task and not an `await`? `drop` is called from `broadcast`, a plain function, and
+# a plain function cannot await. `create_task` schedules the close on the event loop and
+# returns at once; `member.closing` keeps a handle on it so that the member's own handler
+# can wait for it later. The `if member.left` guard makes a second drop of the same member
+# do nothing.
 
 # %%
 #| export
@@ -344,7 +385,8 @@ Rooms.drop = drop
 # `join` creates the room on first use, picks a unique name with `member_name`, creates
 # the `Member` (which starts its sender task) and announces the join. The newcomer is
 # already in the room when the event goes out, so it gets the event too: that is how it
-# learns who was there before it.
+# learns who was there before it. `member_name` gets the handshake's ASGI scope, where
+# the `?name=` query string is, and the room, whose `members` it checks for a clash.
 
 # %%
 #| export
@@ -385,6 +427,105 @@ def leave(self, member: Member, event: str = "leave") -> None:
 Rooms.leave = leave
 
 # %% [markdown]
+# ### Try the registry without a server
+#
+# `join` only needs something with a `scope` (for `member_name`) and a `send_text`
+# method (for the sender task). So you can watch the registry work right here, in the
+# notebook's own event loop, with a stand-in socket that writes down the `event:name` of
+# each message it is sent:
+
+# %%
+class FakeSocket:
+    def __init__(self, name):
+        self.scope, self.sent = {"query_string": f"name={name}".encode()}, []
+    async def send_text(self, text):
+        message = json.loads(text)
+        self.sent.append(f"{message.get('event', 'message')}:{message['name']}")
+
+# %% [markdown]
+# Two members join the `den`. Look at how many messages wait in Amy's queue right after:
+
+# %%
+desk = Rooms()
+amy = desk.join("den", FakeSocket("amy"))
+bo = desk.join("den", FakeSocket("bo"))
+desk.rooms["den"], amy
+
+# %% [markdown]
+# Two messages wait, and nothing has been sent yet: `join` called `broadcast`, which only
+# queued the two presence events. The sender tasks run once this cell's code gives the
+# event loop a turn, which the `await asyncio.sleep` below does:
+
+# %%
+await asyncio.sleep(0.05)
+amy, amy.websocket.sent, bo.websocket.sent
+
+# %% [markdown]
+# Amy's queue is empty and her socket got both joins; Bo, who came second, got only his
+# own. Now Bo leaves, twice, as a dropped member would (once in `drop`, once in the
+# `finally`):
+
+# %%
+desk.leave(bo)
+desk.leave(bo)                                  # the second call does nothing
+await asyncio.sleep(0.05)
+amy.websocket.sent, desk
+
+# %% [markdown]
+# One `leave` event, not two. When Amy leaves as well, the last member out takes the room
+# with it:
+
+# %%
+desk.leave(amy)
+desk
+
+# %% [markdown]
+# ### Try the drop
+#
+# Now a client that stops reading. `StuckSocket`'s `send_text` never returns, like a send
+# into full TCP buffers, and its `close` writes down the close code and reason:
+
+# %%
+class StuckSocket(FakeSocket):
+    async def send_text(self, text):
+        await asyncio.Event().wait()            # nobody ever sets it
+    async def close(self, code, reason=""):
+        self.sent.append(f"close {code}: {reason}")
+
+# %% [markdown]
+# Give the registry a queue size of 2 to make the numbers small. Amy and Sam join; after a
+# turn of the loop, Sam's sender has taken his own join event and is stuck sending it:
+
+# %%
+small = Rooms(queue_size=2)
+amy = small.join("den", FakeSocket("amy"))
+sam = small.join("den", StuckSocket("sam"))
+await asyncio.sleep(0.05)
+sam
+
+# %% [markdown]
+# Now three chat messages from Amy, broadcast the way her handler would do it (`exclude`
+# is Amy). The first two fill Sam's queue; the third finds it full, and `broadcast` hands
+# Sam to `drop`:
+
+# %%
+chat = json.dumps({"type": "message", "name": "amy", "text": "hi"})
+for _ in range(3):
+    small.broadcast(small.rooms["den"], chat, exclude=amy)
+await asyncio.sleep(0.05)
+small.dropped, small.presence("den"), sam.websocket.sent, amy.websocket.sent
+
+# %% [markdown]
+# Read the four values in order: the registry recorded `den/sam` as dropped; only Amy is
+# left in the den; Sam's socket got a 1008 close with the reason, and nothing else; Amy
+# saw both joins and then `drop:sam`. Amy's own sends never waited for Sam: each
+# `broadcast` returned at once. Let Amy go too, so no task is left behind:
+
+# %%
+small.leave(amy)
+small
+
+# %% [markdown]
 # ### One member's whole life
 #
 # First, which room names to accept. The route's `{room}` matches any text without a
@@ -404,18 +545,46 @@ def room_name_ok(name: str) -> bool:
 [room_name_ok(name) for name in ("kitchen", "", "x" * 41, "a\x01b")]
 
 # %% [markdown]
+# What does the room get when a member sends something? `_relayed` answers for one
+# received message. `receive_message` returns the ASGI `websocket.receive` event, a dict
+# with either a `"text"` or a `"bytes"` key set. Text becomes a JSON `message` event with
+# the sender's name and room; binary data goes on as it is, because a binary frame has no
+# place to put a name.
+
+# %%
+#| export
+def _relayed(member: Member, message: dict) -> str | bytes:
+    """What the room receives for one message from ``member``."""
+    if message.get("text") is not None:
+        return json.dumps({"type": "message", "room": member.room.name,
+                           "name": member.name, "text": message["text"]})
+    return message["bytes"]
+
+# %% [markdown]
+# Try it with Amy from the drop experiment (she has left, but still knows her room) and
+# two hand-made receive events, one text and one binary:
+
+# %%
+_relayed(amy, {"type": "websocket.receive", "text": "hi"}), \
+    _relayed(amy, {"type": "websocket.receive", "bytes": b"\x00\xff"})
+
+# %% [markdown]
+# The text came back as the JSON string every client's page parses; the two bytes came
+# back unchanged.
+#
 # `talk` is the body of the WebSocket route, one member's whole life:
 #
 # 1. a bad room name is refused **before** `accept`; the server turns that close into an
 #    HTTP 403, so the browser never sees an open socket;
 # 2. accept, then join (which announces the newcomer);
-# 3. relay until the client leaves: text becomes a JSON `message` event with the sender's
-#    name, binary data goes on as it is (a binary frame has nowhere to put a name);
+# 3. relay until the client leaves: each message goes through `_relayed` and then to
+#    `broadcast`, which skips the sender;
 # 4. **leave in the `finally`**, whatever ended the loop.
 #
 # After a drop, `member.left` stops the loop, and the `finally` waits for the 1008 close
 # to finish; the last `wait` lets the cancelled sender task unwind before `bare` closes
-# the socket.
+# the socket. It has a timeout, like every wait in this course, so that a sender stuck in
+# some library call cannot keep the handler alive forever.
 
 # %%
 #| export
@@ -427,12 +596,7 @@ async def talk(self, websocket: WebSocket, room_name: str) -> None:
     try:
         while not member.left:
             message = await websocket.receive_message()
-            if message.get("text") is not None:
-                data = json.dumps({"type": "message", "room": room_name,
-                                   "name": member.name, "text": message["text"]})
-            else:
-                data = message["bytes"]
-            self.broadcast(member.room, data, exclude=member)
+            self.broadcast(member.room, _relayed(member, message), exclude=member)
     finally:
         self.leave(member)
         if member.closing is not None:
@@ -449,7 +613,8 @@ Rooms.talk = talk
 # supplies the `WebSocket` and the typed `path_params`, and closes the socket with 1000
 # when `talk` returns. The registry hangs on the app as `app.rooms`, so a cell (or a test)
 # can look inside while clients are connected. `ROOMS_PAGE` is defined in the next cells;
-# Python looks the name up only when `/` is requested.
+# Python looks the name up only when `/` is requested. The two optional arguments let a
+# test pass in a `Rooms` with a small queue, or your own app serve its own page.
 
 # %%
 #| export
@@ -477,6 +642,9 @@ def make_rooms_app(rooms: Rooms | None = None, page: str | None = None) -> Bare:
 # served under. Behind JupyterHub's `jupyter-server-proxy`, the page lives at
 # `/user/you/proxy/8001/`, so a hard-coded `ws://localhost:8001/ws/...` would miss; the
 # relative URL goes through the same proxy as the page did.
+#
+# This first piece is the markup: the `id`s (`room`, `name`, `join`, `status`, `members`,
+# `log`, `form`, `text`) are the handles the script below looks elements up by.
 
 # %%
 #| export
@@ -519,11 +687,12 @@ function roomUrl(room, name) {
 # Then the two buttons. **Join** opens the WebSocket (closing the previous one), and
 # `onmessage` reads the three kinds of message this chapter's server sends: binary data
 # (shown by its size), a chat `message`, and a presence event, whose `members` list
-# replaces the "Here:" line wholesale. **Send** sends the text box as a text message.
+# replaces the "Here:" line wholesale. `binaryType = "arraybuffer"` makes binary messages
+# arrive as an `ArrayBuffer` (with a `byteLength`) instead of a `Blob`.
 
 # %%
 #| export
-ROOMS_SCRIPT_EVENTS = r"""$("join").onclick = () => {
+ROOMS_SCRIPT_JOIN = r"""$("join").onclick = () => {
   if (socket) socket.close(1000);
   socket = new WebSocket(roomUrl($("room").value, $("name").value));
   socket.binaryType = "arraybuffer";
@@ -538,12 +707,22 @@ ROOMS_SCRIPT_EVENTS = r"""$("join").onclick = () => {
     show(`* ${event.name} ${verb}`, "note");
   };
 };
-$("form").onsubmit = (e) => {
+"""
+
+# %% [markdown]
+# **Send** sends the text box as a text message and echoes it in the log as `me: ...`,
+# since the server does not send a member's own messages back. The last cell of the
+# module joins the pieces into `ROOMS_PAGE`.
+
+# %%
+#| export
+ROOMS_SCRIPT_SEND = r"""$("form").onsubmit = (e) => {
   e.preventDefault(); socket.send($("text").value);
   show("me: " + $("text").value); $("text").value = "";
 };
 </script></body></html>
 """
+ROOMS_SCRIPT_EVENTS = ROOMS_SCRIPT_JOIN + ROOMS_SCRIPT_SEND
 ROOMS_PAGE = ROOMS_MARKUP + ROOMS_SCRIPT_HELPERS + ROOMS_SCRIPT_EVENTS
 
 # %% [markdown]
@@ -559,6 +738,17 @@ rooms_app
 # %% [markdown]
 # The `HEAD` next to `GET` came free from chapter 08's routing rule. The WebSocket route
 # has no methods: a WebSocket is always opened with a `GET` carrying `Upgrade: websocket`.
+#
+# A quick look at the page route first: fetch `/` in-process and check that the URL line
+# made it into the HTML that the browser gets.
+
+# %%
+with TestClient(rooms_app) as client:
+    page = client.get("/")
+page, page.headers["content-type"], '+ "/ws/" +' in page.text
+
+# %% [markdown]
+# A `200` with an HTML content type, and the relative WebSocket URL is in it.
 #
 # Now the leak test from the start, on the new app, in-process with `TestClient`. Alice
 # joins the kitchen and reads one message; then her socket closes and the cell prints the
@@ -666,6 +856,10 @@ for client in (ana, ben, cy):
 ben.transcript
 
 # %% [markdown]
+# An arrow to the right is what Ben sent, an arrow to the left what he received. The
+# transcript cuts each text frame to one line (the `…`); the full JSON is what you saw
+# from `receive_json` in the in-process cells.
+#
 # Bad input gets a clear answer. The route accepts any room name without a `/`, but
 # `talk` refuses one longer than 40 characters. The refusal happens before `accept`, so
 # the server answers the handshake with an HTTP 403 instead of upgrading:
@@ -677,6 +871,10 @@ except barelab.WebSocketRejected as error:
     print(error.status)
 
 # %% [markdown]
+# `403 Forbidden`. That is the ASGI spec's rule for a `websocket.close` sent before
+# `websocket.accept`: the server must refuse the handshake with HTTP 403 and never
+# complete the upgrade. A browser reports it as a failed connection with close code 1006.
+#
 # Close the three clients. Each handler's `finally` runs in the server's thread, so the
 # cell waits until the registry is empty, and shows it:
 
@@ -704,7 +902,9 @@ rooms_app.rooms
 #
 # `flood` connects the three in that order and starts the speaker. The speaker's thread
 # catches `OSError` so that it ends quietly if the server is stopped under it; its longer
-# timeout (30 s) bounds how long a blocked `send_bytes` may wait.
+# timeout (30 s) bounds how long a blocked `send_bytes` may wait. The order matters: the
+# sleeper must be in the room before the first message, so that every one of the 250 is
+# queued for it too.
 
 # %%
 N, PAYLOAD = 250, bytes(65536)
@@ -726,7 +926,7 @@ f"the speaker will send {N * len(PAYLOAD) / 2**20:.1f} MiB"
 
 # %% [markdown]
 # `count_bytes` receives until `N` binary messages have arrived, or until nothing came for
-# a second; the presence events (text) are collected on the side. Run the experiment:
+# a second; the presence events (text) are collected on the side, to read afterwards.
 
 # %%
 def count_bytes(client, n=N):
@@ -742,6 +942,13 @@ def count_bytes(client, n=N):
         pass
     return got, events
 
+count_bytes
+
+# %% [markdown]
+# Run the experiment. The cell takes a few seconds: 15.6 MiB have to cross the loopback
+# to the listener.
+
+# %%
 listener, sleeper, speaker = flood()
 got, events = count_bytes(listener)
 print(f"the listener got all {N} messages: {got == N}")
@@ -787,7 +994,10 @@ rooms_app.rooms.dropped, rooms_app.rooms.presence("hall"), len(server.log.errors
 # %% [markdown]
 # What did the sleeper see? Its 1008 close frame sat behind megabytes it never read, so the
 # server waited a couple of seconds for the closing handshake and then cut the TCP
-# connection. Reading now, the sleeper finds only old data and then the end:
+# connection. Reading now, the sleeper finds only old data and then the end.
+# `read_to_end` reads and throws the data away until one of three endings: a close frame
+# (it reports the code), five quiet seconds (the socket is still open, which would be a
+# bug here), or an `OSError` because the TCP connection is gone:
 
 # %%
 def read_to_end(client):
@@ -830,6 +1040,8 @@ rooms_app.rooms
 #   with the sender's name, binary data is relayed untouched.
 # - The demo page builds its WebSocket URL from `location`, so it works behind a proxy
 #   prefix such as `/proxy/<port>/`.
+# - The registry can be tried without any server: a stand-in socket with a `scope` and an
+#   `async send_text` is enough to watch queues fill, events go out and a drop happen.
 
 # %% [markdown]
 # ## Exercises

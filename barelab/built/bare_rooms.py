@@ -32,16 +32,19 @@ class Member:
     def __repr__(self) -> str:
         return f"<Member {self.name} in {self.room.name}: {self.outbox.qsize()} waiting>"
 
-    async def _send_all(self) -> None:
-        try:
-            while True:
-                data = await self.outbox.get()
-                if isinstance(data, str):
-                    await self.websocket.send_text(data)
-                else:
-                    await self.websocket.send_bytes(data)
-        except OSError:
-            pass                 # the client is gone; the handler's finally cleans up
+
+async def _send_all(self: Member) -> None:
+    try:
+        while True:
+            data = await self.outbox.get()
+            if isinstance(data, str):
+                await self.websocket.send_text(data)
+            else:
+                await self.websocket.send_bytes(data)
+    except OSError:
+        pass                     # the client is gone; the handler's finally cleans up
+
+Member._send_all = _send_all
 
 
 class Room:
@@ -143,6 +146,14 @@ def room_name_ok(name: str) -> bool:
     return 0 < len(name) <= MAX_ROOM_NAME and name.isprintable()
 
 
+def _relayed(member: Member, message: dict) -> str | bytes:
+    """What the room receives for one message from ``member``."""
+    if message.get("text") is not None:
+        return json.dumps({"type": "message", "room": member.room.name,
+                           "name": member.name, "text": message["text"]})
+    return message["bytes"]
+
+
 async def talk(self, websocket: WebSocket, room_name: str) -> None:
     if not room_name_ok(room_name):
         return await websocket.close(1008)          # before accept: the server sends 403
@@ -151,12 +162,7 @@ async def talk(self, websocket: WebSocket, room_name: str) -> None:
     try:
         while not member.left:
             message = await websocket.receive_message()
-            if message.get("text") is not None:
-                data = json.dumps({"type": "message", "room": room_name,
-                                   "name": member.name, "text": message["text"]})
-            else:
-                data = message["bytes"]
-            self.broadcast(member.room, data, exclude=member)
+            self.broadcast(member.room, _relayed(member, message), exclude=member)
     finally:
         self.leave(member)
         if member.closing is not None:
@@ -211,7 +217,7 @@ function roomUrl(room, name) {
 """
 
 
-ROOMS_SCRIPT_EVENTS = r"""$("join").onclick = () => {
+ROOMS_SCRIPT_JOIN = r"""$("join").onclick = () => {
   if (socket) socket.close(1000);
   socket = new WebSocket(roomUrl($("room").value, $("name").value));
   socket.binaryType = "arraybuffer";
@@ -226,10 +232,14 @@ ROOMS_SCRIPT_EVENTS = r"""$("join").onclick = () => {
     show(`* ${event.name} ${verb}`, "note");
   };
 };
-$("form").onsubmit = (e) => {
+"""
+
+
+ROOMS_SCRIPT_SEND = r"""$("form").onsubmit = (e) => {
   e.preventDefault(); socket.send($("text").value);
   show("me: " + $("text").value); $("text").value = "";
 };
 </script></body></html>
 """
+ROOMS_SCRIPT_EVENTS = ROOMS_SCRIPT_JOIN + ROOMS_SCRIPT_SEND
 ROOMS_PAGE = ROOMS_MARKUP + ROOMS_SCRIPT_HELPERS + ROOMS_SCRIPT_EVENTS
