@@ -10,8 +10,9 @@
 # # 20. You know too much now
 #
 # You have written an HTTP parser, two servers, middleware, a router, a test client and a
-# framework. This last chapter looks at what stands between those and the servers that run
-# real sites, and shows you the same ideas in the source of Werkzeug, Starlette and uvicorn.
+# framework. This chapter closes the main course (chapters 21 to 25 are bonus chapters that
+# extend `bare`). It looks at what stands between your pieces and the servers that run real
+# sites, and shows you the same ideas in the source of Werkzeug, Starlette and uvicorn.
 #
 # ## Learning goals
 #
@@ -31,9 +32,12 @@
 # %% [markdown]
 # ## What you built
 #
-# Every chapter that built something saved it into `barelab.built`. Here is the whole
-# course as one picture. An arrow `A --> B` means "B imports A": the parser from chapter 02
-# is under nearly everything.
+# Every chapter that built something saved it into `barelab.built`, one module per
+# chapter. Here is the whole course as one picture, bonus chapters included. An arrow
+# `A --> B` means "B imports A". Two things to notice: the parser from chapter 02 is under
+# nearly everything, and every bonus module builds on `bare`, your framework from chapter
+# 18. `conformance` (chapter 19) stands alone: it imports none of your modules, because it
+# probes servers from the outside, over a socket.
 #
 # ```mermaid
 # flowchart LR
@@ -59,6 +63,14 @@
 #     subgraph IV["Part IV: testing and a framework"]
 #         testing["testing (17)<br/>in-process client"]
 #         bare["bare (18)<br/>your framework"]
+#         conformance["conformance (19)<br/>protocol probes"]
+#     end
+#     subgraph V["Bonus: extending bare"]
+#         bare_errors["bare_errors (21)<br/>exceptions as responses"]
+#         bare_depends["bare_depends (22)<br/>dependency injection"]
+#         bare_tasks["bare_tasks (23)<br/>background tasks"]
+#         bare_rooms["bare_rooms (24)<br/>WebSocket rooms"]
+#         bare_suite["bare_suite (25)<br/>a test suite"]
 #     end
 #     http_wire --> static_files & wsgi_basics & wsgi_server & routing & http_objects & asgi_server
 #     static_files --> wsgi_basics --> asgi_basics
@@ -66,25 +78,34 @@
 #     asgi_types & asgi_basics & wsgi_middleware --> asgi_middleware
 #     asgi_types & http_objects --> testing
 #     routing & http_objects & app_lifespan & asgi_basics & wsgi_middleware --> bare
+#     bare --> bare_errors & bare_depends & bare_tasks & bare_rooms & bare_suite
+#     http_wire & asgi_basics --> bare_errors
+#     websocket --> bare_rooms & bare_suite
+#     testing --> bare_suite
 # ```
 #
-# Chapter 19 built no module: it pointed raw-socket probes at these servers and at real
-# ones. Each module's docstring names the notebook that wrote it. Check that all fifteen
-# are there and where each came from:
+# Chapters 01, 03 and 10 built no module: they looked at things rather than built them
+# (frameworks as callables, what a framework does, why WSGI is not enough). The first
+# line of each module's docstring names the notebook that wrote it. The next cell imports all twenty-one, so it fails loudly if one
+# is missing, and prints where each came from. If you have not reached the bonus chapters
+# yet, their modules are there anyway: the course ships every chapter's export.
 
 # %%
 import importlib
 
 BUILT = ["http_wire", "static_files", "wsgi_basics", "wsgi_server", "wsgi_middleware",
          "routing", "http_objects", "asgi_types", "asgi_basics", "asgi_server",
-         "app_lifespan", "websocket", "asgi_middleware", "testing", "bare"]
+         "app_lifespan", "websocket", "asgi_middleware", "testing", "bare", "conformance",
+         "bare_errors", "bare_depends", "bare_tasks", "bare_rooms", "bare_suite"]
 for name in BUILT:
     module = importlib.import_module(f"barelab.built.{name}")
     print(f"{name:16} {module.__doc__.splitlines()[0]}")
 
 # %% [markdown]
-# That is a working web stack, top to bottom, in modules you can read in an afternoon.
-# The rest of this chapter is about what the big servers add on top of the same ideas.
+# Read the list from the top: a parser, servers, middleware, routing, a test client, a
+# framework, and the extensions of that framework. That is a working web stack, top to
+# bottom, in modules you can read in an afternoon. The rest of this chapter is about what
+# the big servers add on top of the same ideas.
 
 # %% [markdown]
 # ## Processes: why Python servers fork
@@ -137,10 +158,14 @@ def cpu_app(environ, start_response):
     start_response("200 OK", [("Content-Type", "application/json")])
     return [json.dumps({"pid": os.getpid(), "wall": wall, "cpu": cpu}).encode()]
 
+# %% [markdown]
+# Before serving it, call it in-process with a `rounds` that is not a number:
+
+# %%
 barelab.call_wsgi(cpu_app, query="rounds=lots").status
 
 # %% [markdown]
-# Called in-process with a bad `rounds`, it answers 400 without computing anything.
+# A 400, and no computing: the check ran before the work.
 #
 # Serve it with your own chapter 06 server (`WSGIServer`, plugged into `barelab.serve`),
 # and time one request on its own. Times print as durations, which the course's output
@@ -217,6 +242,13 @@ print("each computed under 70% of its wall time:",
 # middle part: its `Connection` class serves one connection, so a sync worker is a loop
 # around it.
 #
+# Read `worker_main` with that in mind. Its argument `fd` is a file descriptor, the number
+# the operating system uses for the listening socket; `socket.socket(fileno=fd)` turns
+# that number back into a socket object. The worker then builds your chapter 06
+# `WSGIServer` around it directly, without `barelab.serve` (which would open a new
+# socket), and only borrows its `stopping` flag and its settings: the loop below replaces
+# the server's own accept thread.
+#
 # Two details. A signal handler runs in the main thread, between two steps of whatever
 # code is running there, so this one only sets a flag, `server.stopping`, which chapter
 # 06's code already checks. And the timeout on `accept()` lets the loop notice that flag
@@ -266,6 +298,8 @@ worker_script.write_text(
 [line for line in worker_script.read_text().splitlines() if line.startswith("def ")]
 
 # %% [markdown]
+# The list shows both functions made it into the script, with their `def` lines intact.
+#
 # Now play the master. Bind one listening socket, then start two workers with
 # `subprocess.Popen`. `pass_fds` keeps the socket open in each child under the same number.
 # Each worker prints `ready` once it is waiting in `accept()`; reading that line is how
@@ -354,6 +388,9 @@ print(reply.status, "| Connection:", reply.header("connection"))
 listener.close()
 
 # %% [markdown]
+# (The cell also closed `listener`, the master's own copy of the listening socket: with
+# both workers gone, nobody is left to accept on it.)
+#
 # A complete `200`, with `Connection: close`: your chapter 06 `Exchange` checks
 # `server.stopping` before it writes the response head, and a stopping server keeps no
 # connection alive (RFC 9112 §9.6: a server that is about to close says so with
@@ -399,6 +436,11 @@ def slow_app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"done\n"]
 
+# %% [markdown]
+# Serve it with your chapter 06 server. The cell shows the link, as every served app in
+# the course does:
+
+# %%
 slow = barelab.serve(slow_app, server=WSGIServer)
 slow
 
@@ -452,8 +494,12 @@ slow.log
 # %% [markdown]
 # ### Break it: a rude stop
 #
-# A server that skips step 2 cuts connections that are busy, too. Here is chapter 06's
-# server with an `end_connections` that shuts every connection at once, busy or not:
+# Your chapter 06 `stop()` sets `stopping`, closes the listening socket, then calls
+# `end_connections(timeout)`. That method is where steps 2 to 4 live: it shuts idle
+# connections at once, waits up to `timeout` for the busy ones, and only then cuts them.
+#
+# A server that skips step 2 cuts connections that are busy, too. This subclass replaces
+# just that one method with one that shuts every connection at once, busy or not:
 
 # %%
 class RudeWSGIServer(WSGIServer):
@@ -597,19 +643,24 @@ ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).minimum_version
 #
 # The server also needs a certificate and its private key. For a test, a **self-signed**
 # certificate will do: one that vouches for itself, which no browser trusts, but which a
-# client can be told to trust. The standard library cannot make one; the `cryptography` package can.
-# The function below makes one for `127.0.0.1`, valid for a day, and returns it with its
-# key in PEM, the base64 text format that `ssl` reads. (Its imports sit inside the
-# function, so defining it works even without `cryptography`.)
+# client can be told to trust. The standard library cannot make one; the `cryptography`
+# package can. (The imports sit inside the functions below, so defining them works even
+# without `cryptography`.)
+#
+# The function makes a key, then a certificate for `127.0.0.1`, valid for a day. Look at
+# two lines. `subject_name` and `issuer_name` are the same name: the certificate is about
+# itself and vouched for by itself, which is what self-signed means. And the
+# `SubjectAlternativeName` holds the IP address: that is what a client compares with the
+# address it connected to, not the common name.
 
 # %%
 import ipaddress
 from datetime import datetime, timedelta, timezone
 
-def self_signed_cert(ip: str = "127.0.0.1") -> tuple[bytes, bytes]:
-    """A throwaway certificate for ``ip`` that signs itself, and its key, both as PEM."""
+def self_signed_cert(ip: str = "127.0.0.1"):
+    """A throwaway certificate for ``ip`` that signs itself, and its private key."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, ip)])
@@ -620,6 +671,18 @@ def self_signed_cert(ip: str = "127.0.0.1") -> tuple[bytes, bytes]:
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
                            critical=False)
             .sign(key, hashes.SHA256()))
+    return cert, key
+
+# %% [markdown]
+# `ssl` reads certificates and keys from files in PEM, a base64 text format framed by
+# `-----BEGIN ...-----` lines. This function turns the pair into PEM bytes. The key is
+# written unencrypted (`NoEncryption`), fine for a throwaway key in a temporary folder and
+# never for a real one.
+
+# %%
+def as_pem(cert, key) -> tuple[bytes, bytes]:
+    """The certificate and its private key, as PEM bytes."""
+    from cryptography.hazmat.primitives import serialization
     return (cert.public_bytes(serialization.Encoding.PEM),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()))
@@ -636,17 +699,22 @@ HAVE_CRYPTOGRAPHY = importlib.util.find_spec("cryptography") is not None
 print("cryptography installed:", HAVE_CRYPTOGRAPHY)
 
 # %% [markdown]
-# The demo app reports `wsgi.url_scheme`, the scheme the server told it about. Serve it
-# with `TLSWSGIServer`, given a context that holds the certificate and key:
+# The demo app answers with one word: `wsgi.url_scheme`, the scheme the server told it
+# the request came in with. Keep it in mind; it matters in a moment.
 
 # %%
 def scheme_app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [environ["wsgi.url_scheme"].encode()]
 
+# %% [markdown]
+# Write the certificate and key into the temporary folder, load both into a server
+# context, hand that context to `TLSWSGIServer`, and serve `scheme_app` with it:
+
+# %%
 if HAVE_CRYPTOGRAPHY:
     cert, key = worker_dir / "cert.pem", worker_dir / "key.pem"
-    for path, pem in zip((cert, key), self_signed_cert()):
+    for path, pem in zip((cert, key), as_pem(*self_signed_cert())):
         path.write_bytes(pem)
     TLSWSGIServer.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     TLSWSGIServer.context.load_cert_chain(cert, key)
@@ -770,10 +838,11 @@ ask(TrustingProxyFix(who_am_i), spoofed)["client"]
 #
 # The fix is to count from the **right**. With one proxy in front of the app, only the
 # last entry was written by someone you trust: your proxy, which saw the TCP connection.
-# The same goes for the other headers, if several proxies append to them. This
-# `ProxyFix` trusts one hop. It also checks values before using them (a scheme must be
-# `http` or `https`; a prefix must be a path) and keeps the original values in the
-# `environ`, so a log can still show what the socket said.
+# The same goes for the other headers, if several proxies append to them.
+#
+# Your `ProxyFix` takes three small pieces. The first is the rule "believe the last
+# entry". Remember that in the `environ` the header `X-Forwarded-For` is the key
+# `HTTP_X_FORWARDED_FOR` (PEP 3333). Try the rule on the attacker's header:
 
 # %%
 def last_value(environ: dict, key: str) -> str | None:
@@ -781,21 +850,16 @@ def last_value(environ: dict, key: str) -> str | None:
     values = [value.strip() for value in environ.get(key, "").split(",")]
     return values[-1] or None
 
-class ProxyFix:
-    """Believe the X-Forwarded-* entries written by the one proxy in front of the app."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def __call__(self, environ, start_response):
-        return self.app(forwarded_environ(environ, last_value), start_response)
-
 last_value({"HTTP_X_FORWARDED_FOR": "10.0.0.1, 203.0.113.7"}, "HTTP_X_FORWARDED_FOR")
 
 # %% [markdown]
 # `last_value` picked the entry your proxy wrote and ignored the one the client invented.
-# The work of rewriting the `environ` goes in a function of its own, which takes the
-# "which entry do I believe" rule as an argument (exercise 1 changes that rule):
+#
+# The second piece rewrites the `environ`. It takes the "which entry do I believe" rule as
+# its `pick` argument, so that exercise 1 can swap in another rule. Look for three habits
+# in it: each header changes one key; a value is checked before it is used (a scheme must
+# be `http` or `https`, a prefix must start with `/`); and the original values are kept
+# under `barelab.proxy_fix.orig`, so a log can still show what the socket said.
 
 # %%
 def forwarded_environ(environ: dict, pick) -> dict:
@@ -814,7 +878,23 @@ def forwarded_environ(environ: dict, pick) -> dict:
 
 # %% [markdown]
 # The prefix goes into `SCRIPT_NAME`, the "where the app is mounted" key of PEP 3333
-# (chapter 04), so every link the app builds starts with it. Now the honest request:
+# (chapter 04), so every link the app builds starts with it.
+#
+# The third piece is the middleware, and with the other two written it is a single line
+# of work: rewrite the `environ` with `last_value`, then call the app.
+
+# %%
+class ProxyFix:
+    """Believe the X-Forwarded-* entries written by the one proxy in front of the app."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        return self.app(forwarded_environ(environ, last_value), start_response)
+
+# %% [markdown]
+# Send it the honest request from the proxy, the one that got every fact wrong before:
 
 # %%
 ask(ProxyFix(who_am_i))
