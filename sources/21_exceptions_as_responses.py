@@ -38,13 +38,16 @@
 # `TestClient` (no socket, no server).
 
 # %%
-import logging
-
 import barelab
-from barelab.built.bare import Bare, HTTPException, JSONResponse, Response
-from barelab.built.http_wire import reason_phrase
+from barelab.built.bare import Bare, HTTPException
 from barelab.built.testing import TestClient
 
+# %% [markdown]
+# The route converts `item_id` to an `int`, finds no such item (there is no database at
+# all), and raises. Nothing catches the exception in the handler: it is `bare`'s job to
+# turn it into a response. Look at what the client receives.
+
+# %%
 plain = Bare(name="plain")
 
 @plain.get("/items/{item_id:int}")
@@ -153,6 +156,9 @@ print(isinstance(problem, HTTPException))
 # Making the header a constructor argument turns "remember to add the header" into "you
 # cannot build the exception without it".
 
+# Start with the plain ones. Each class sets `status` and nothing else: the title comes
+# from the reason phrase, and the constructor is `HTTPProblem`'s.
+
 # %%
 #| export
 class BadRequest(HTTPProblem):
@@ -167,6 +173,14 @@ class NotFound(HTTPProblem):
 class Conflict(HTTPProblem):
     status = 409
 
+# %% [markdown]
+# `Conflict` (409) means the request clashes with the current state of the resource:
+# ordering more kettles than the shop has, or saving over a newer version. Two more
+# complete the plain set: 422 for content that parses but makes no sense, and 500, which
+# `ErrorBare` will use for bugs later on.
+
+# %%
+#| export
 class UnprocessableContent(HTTPProblem):
     """422: the request was well-formed but its content makes no sense (RFC 9110 §15.5.21)."""
     status = 422
@@ -181,6 +195,9 @@ class InternalServerError(HTTPProblem):
 
 # %%
 print(UnprocessableContent("age must be positive").title)
+
+# %% [markdown]
+# It does: the title came from chapter 02's table, and nobody had to type it.
 
 # %% [markdown]
 # Now the three that carry a header. Each one builds its header from its own arguments
@@ -253,6 +270,14 @@ print(MethodNotAllowed({"POST", "GET"}).headers)
 print(Unauthorized(realm="api").headers)
 
 # %% [markdown]
+# Each `headers` is a list of `(name, value)` pairs with lowercase names, the form that
+# chapter 18's `Response` takes, so the renderer can copy them into the response as they
+# are. `MethodNotAllowed` was given a set, `{"POST", "GET"}`, whose order Python does not
+# promise, and still printed `GET, POST`: that is the sorting at work. The quotes around
+# `api` come from the HTTP syntax for a `realm` parameter, which RFC 9110 §11.5 says
+# a sender must always quote.
+
+# %% [markdown]
 # ## Problem details: RFC 9457
 #
 # A problem details object is a JSON object with five standard members, all optional:
@@ -266,7 +291,8 @@ print(Unauthorized(realm="api").headers)
 # | `instance` | a URI for *this occurrence*; here, the request's path |
 #
 # Extension members sit next to them. `problem_body` builds the dict; the standard
-# members come first, and an extension cannot overwrite them.
+# members come first, and an extension cannot overwrite them: a stray `status=200` in
+# `**extra` must not make an error look like a success.
 
 # %%
 #| export
@@ -278,6 +304,10 @@ def problem_body(problem: HTTPProblem, instance: str | None = None) -> dict:
         body["instance"] = instance
     extra = getattr(problem, "extra", {})
     return {**body, **{name: value for name, value in extra.items() if name not in body}}
+
+# %% [markdown]
+# Build the body of the 404 from the start of the chapter, with the request's path as
+# `instance`, and print it as the JSON a client would receive:
 
 # %%
 print(json.dumps(problem_body(NotFound("no item 7"), "/items/7"), indent=1))
@@ -325,8 +355,28 @@ print(naive_wants_json("text/html, application/json;q=0"))
 #     W --> C["pick the highest: text/plain"]
 # ```
 #
-# First, parsing. A range may carry parameters besides `q` (`text/html;level=1`); they
-# make it more specific. A broken `q` counts as 0, like chapter 18 does.
+# First, parsing, in two steps. A range may carry parameters besides `q`
+# (`text/html;level=1`), and they make it more specific. The small helper below turns
+# the parts after the semicolons into a dict: names lowercased (they are
+# case-insensitive), quotes around a value dropped.
+
+# %%
+#| export
+def _range_params(parts: list[str]) -> dict:
+    """The ``name=value`` parameters of one media range: names lowercased, quotes dropped."""
+    return {name.strip().lower(): value.strip().strip('"')
+            for name, _, value in (part.partition("=") for part in parts if part)}
+
+# %%
+print(_range_params(["level=1", 'Q="0.3"', ""]))
+
+# %% [markdown]
+# The empty part (what a stray `;;` leaves behind) is skipped, and `Q` became `q`. The
+# weight is still the string `"0.3"`: turning it into a number is `parse_accept`'s job.
+# It splits the field on commas and each entry on semicolons, keeps the first part as
+# the range, and takes `q` out of the parameters, because a weight is not a property of
+# the format. A `q` that is not a number from 0 to 1 (RFC 9110 §12.4.2) counts as 0, as
+# in chapter 18.
 
 # %%
 #| export
@@ -334,17 +384,20 @@ def parse_accept(accept: str | None) -> list[tuple[str, dict, float]]:
     """The media ranges of an Accept field: ``(range, params, q)``, lowercased."""
     ranges = []
     for entry in (accept or "").split(","):
-        kind, *params = [part.strip() for part in entry.split(";")]
+        kind, *parts = [part.strip() for part in entry.split(";")]
         if "/" not in kind:
             continue                              # not a media range: ignore it
-        named = dict((name.strip().lower(), value.strip().strip('"'))
-                     for name, _, value in (p.partition("=") for p in params if p))
+        params = _range_params(parts)
         try:
-            q = float(named.pop("q", "1"))
+            q = float(params.pop("q", "1"))
         except ValueError:
             q = 0.0
-        ranges.append((kind.lower(), named, q if 0 <= q <= 1 else 0.0))
+        ranges.append((kind.lower(), params, q if 0 <= q <= 1 else 0.0))
     return ranges
+
+# %% [markdown]
+# Feed it a field with one of everything: a parameter, a weight, a broken weight, and an
+# entry that is not a media range at all.
 
 # %%
 for media_range in parse_accept("text/html;level=1, text/*;q=0.3, */*;q=oops, nonsense"):
@@ -389,10 +442,9 @@ for media_range, params in [("*/*", {}), ("text/*", {}), ("text/html", {}),
 # The ladder reads 0, 1, 2, and `None` for the two that do not match: `application/json`
 # is another type altogether, and `level=1` asks for a variant this offer is not.
 #
-# Now `negotiate`: weigh each offer by its most specific matching range, and return the
-# best. Ties go to the *server's* order of preference, the order of `offers`. When
-# nothing is acceptable, RFC 9110 lets the server either answer 406 or ignore the header;
-# for an error response, ignoring it is kinder, so `negotiate` returns `default`.
+# With a score per range, the weight of one offer follows: among the ranges that match
+# it, take the one with the highest score, and use its `q`. An offer that no range
+# matches gets 0, the same as "not acceptable".
 
 # %%
 #| export
@@ -402,7 +454,29 @@ def weight(ranges: list, offer: str) -> float:
               if (score := specificity(kind, params, offer)) is not None]
     return max(scored)[1] if scored else 0.0
 
+# %% [markdown]
+# Feed it the `Accept` field from the diagram, and compare with the weights the diagram
+# predicted:
 
+# %%
+ranges = parse_accept("text/html;q=0.5, text/*, */*;q=0.1")
+for offer in ["application/problem+json", "text/html", "text/plain"]:
+    print(f"{offer:<25}", weight(ranges, offer))
+
+# %% [markdown]
+# `text/html` is matched by all three ranges, and the exact one wins with its 0.5, even
+# though `text/*` would have given it 1. `text/plain` has no exact range, so `text/*`
+# decides; `application/problem+json` is matched only by `*/*`, so it gets 0.1.
+#
+# Now `negotiate`: weigh every offer and return the heaviest. Ties go to the *server's*
+# order of preference, the order of `offers`. The trick for that is to compare pairs
+# `(weight, -index)`: `max` takes the highest weight, and among equal weights the
+# smallest index, which is the largest `-index`. When nothing is acceptable, RFC 9110
+# lets the server either answer 406 or ignore the header; for an error response,
+# ignoring it is kinder, so `negotiate` returns `default`.
+
+# %%
+#| export
 def negotiate(accept: str | None, offers: list[str], default: str | None = None) -> str | None:
     """The offer the client prefers (RFC 9110 §12.5.1); ``default`` when none is acceptable.
     No Accept field at all means "anything", so the first offer."""
@@ -414,7 +488,9 @@ def negotiate(accept: str | None, offers: list[str], default: str | None = None)
     return offers[-minus_index] if best > 0 else default
 
 # %% [markdown]
-# Run the trap from before through it, plus the cases the shortcut could not handle:
+# Run the trap from before through it, plus the cases the shortcut could not handle.
+# `OFFERS` lists what an error renderer can produce, in the server's order of
+# preference: problem JSON first, because that is what an API client can parse.
 
 # %%
 OFFERS = ["application/problem+json", "application/json", "text/html", "text/plain"]
@@ -466,7 +542,9 @@ print(problem_html({"status": 404, "title": "Not Found", "detail": detail}).spli
 # The first line is a working `<script>` element: a browser showing that 404 page would
 # run it. The second is harmless text, because `html.escape` turned `<` and `>` into
 # `&lt;` and `&gt;`. Now `render_problem` itself: negotiate, build the content, attach
-# the headers.
+# the headers. Note `default=PROBLEM_TYPES[0]`: a client whose `Accept` matches nothing
+# (an `<img>` tag asking for `image/png`, say) still gets problem JSON rather than a 406,
+# because an error about an error helps nobody.
 
 # %%
 #| export
@@ -524,7 +602,8 @@ print([klass.__name__ for klass in OutOfStock.__mro__])
 # out-of-stock problem shares them, and a client can test `type` instead of parsing the
 # English in `detail`. Reading the MRO from the left, a handler for `OutOfStock` beats
 # one for `Conflict`, which beats one for `HTTPProblem`,
-# which beats one for `Exception`. `handler_for` does that walk over a dict of handlers:
+# which beats one for `Exception`. `handler_for` does that walk over a dict of handlers,
+# and returns `None` when no class in the MRO has one:
 
 # %%
 #| export
@@ -534,6 +613,10 @@ def handler_for(handlers: dict, error: BaseException):
         if klass in handlers:
             return handlers[klass]
     return None
+
+# %% [markdown]
+# Try it with strings in place of real handlers, so that the output says which one
+# each exception would get:
 
 # %%
 handlers = {Exception: "generic 500", HTTPProblem: "problem", Conflict: "conflict"}
@@ -548,8 +631,9 @@ for error in [OutOfStock(), Conflict(), NotFound(), KeyError("x")]:
 # ## Plugging it into `bare`: `ErrorBare`
 #
 # Where can this live? A middleware *around* a `Bare` app is too late: `bare` catches
-# every exception inside `Bare.respond`, renders its own answer and only then re-raises.
-# By the time the exception reaches a middleware, the response has already gone out.
+# every exception inside `Bare.respond`. An `HTTPException` is rendered there and never
+# leaves; any other exception is answered with a bare 500 first and re-raised after. A
+# middleware sees either no exception at all, or one whose response has already gone out.
 # `Bare.respond` is the one place that sees the request, the handler's exception, and a
 # `send` that has not been used yet. So `ErrorBare` subclasses `Bare` and overrides
 # `respond`:
@@ -596,6 +680,11 @@ upgraded = as_problem(HTTPException(405, "PUT is not allowed", [("allow", "GET, 
 print(type(upgraded).__name__, upgraded.headers)
 
 # %% [markdown]
+# A plain `HTTPException(405)` went in and a `MethodNotAllowed` came out, with the `Allow`
+# header it already had. From now on, a handler registered for `MethodNotAllowed` also
+# sees the router's refusals, not only the ones your own code raises.
+
+# %% [markdown]
 # Now `ErrorBare`. It keeps a dict `exception_handlers`, starts it with one handler for
 # `HTTPProblem` (render it by `Accept`), and offers a decorator to add more. Anything with
 # no handler is a bug: the traceback goes to the logger `bare.errors`, and the client
@@ -634,6 +723,19 @@ class ErrorBare(Bare):
         return register
 
 # %% [markdown]
+# Registering a handler only puts it in the dict; nothing calls it yet. Make a throwaway
+# app, register a handler for `KeyError`, and list what the dict holds:
+
+# %%
+demo = ErrorBare(name="demo")
+
+@demo.exception_handler(KeyError)
+async def no_such_key(request, error):
+    return Response(f"no key {error.args[0]}\n", 404)
+
+print({klass.__name__: handler.__name__ for klass, handler in demo.exception_handlers.items()})
+
+# %% [markdown]
 # The heart of it is `_handle(request, error)`, which turns *any* exception into a
 # response, in four steps:
 #
@@ -643,6 +745,9 @@ class ErrorBare(Bare):
 # 4. with no handler (or a broken one), log the traceback and answer a 500 whose
 #    `detail` is a fixed sentence: never `str(error)`, which may hold a password, an SQL
 #    query or a file path.
+#
+# It is written as a plain function and attached to the class on its last line, so the
+# class can grow one cell at a time; `self` is the app, as in any method.
 
 # %%
 #| export
@@ -660,12 +765,44 @@ async def _handle(self, request, error: Exception) -> Response:
     return render_problem(InternalServerError("The server failed to answer this request."),
                           request.headers.get("accept"), request.scope["path"])
 
+ErrorBare._handle = _handle
+
 # %% [markdown]
-# `respond` is chapter 18's, with `_handle` in place of its two `except` branches. It
-# still needs chapter 18's helpers: `_outcome` runs the route (or the router's refusal),
-# and `watched` wraps `send` to remember whether the response has started. Once the
-# status line is out, no handler can change it; the only honest move is to re-raise so
-# the server cuts the connection and logs the error.
+# Try it without any server or route: build a `Request` by hand from a minimal ASGI scope
+# that asks for plain text, and hand `_handle` two exceptions. The first is a plain
+# `bare.HTTPException`, the second a `KeyError`, which `demo` has a handler for.
+# (`_handle` is a coroutine; a notebook cell can `await` at the top level.)
+
+# %%
+from barelab.built.bare import Request
+
+by_hand = Request({"type": "http", "method": "GET", "path": "/demo",
+                   "headers": [(b"accept", b"text/plain")]}, None)
+answers = [await demo._handle(by_hand, error)
+           for error in [HTTPException(404, "nothing at /demo"), KeyError("colour")]]
+print("\n".join(f"{answer.status} | {answer.body.decode().strip()}" for answer in answers))
+
+# %% [markdown]
+# Each line is the status, then the body. The `HTTPException` was upgraded to `NotFound`
+# and rendered by the default handler, as text because the scope asked for
+# `text/plain`. The `KeyError` went to `no_such_key`, found by the MRO walk. No bug was
+# in the list on purpose: that would write a traceback to the log, and you will catch
+# the log properly in a moment.
+
+# %% [markdown]
+# What is left is to call `_handle` from `respond`, the method `Bare` runs for every
+# request. Its arguments come from chapter 18's router: `route` is the matched route, or
+# `None` when nothing matched, and `found` is then the set of methods the path does
+# allow (empty for a 404, not empty for a 405). This `respond` is chapter 18's, with
+# `_handle` in place of its two `except` branches. It still needs chapter 18's helpers:
+# `_outcome` runs the route (or raises the router's refusal), and `watched` wraps `send`
+# to remember whether the response has started.
+#
+# Two exceptions skip the handlers. `RequestAborted` (chapter 12) means the client hung
+# up while sending its body: there is nobody left to answer. And an error raised after
+# the status line is out cannot be answered either, since no handler can change a status
+# that was already sent; the only honest move is to re-raise, so the server cuts the
+# connection and logs the error.
 
 # %%
 #| export
@@ -686,18 +823,18 @@ async def _respond(self, request, route, found, send) -> None:
         response = await self._handle(request, error)
         await response(request.scope, request.receive, send)
 
-ErrorBare._handle, ErrorBare.respond = _handle, _respond
+ErrorBare.respond = _respond
 
 # %% [markdown]
 # ## An app that fails in every way
 #
-# Here is a small shop API. Each route fails differently: a named problem, a problem with
-# an extension member, a domain exception that knows nothing about HTTP, and a plain bug.
+# That is all of `ErrorBare`: a dict, a decorator, `_handle` and a new `respond`. Now put
+# it to work on a small shop API. `GET /items/{id}` always raises `NotFound`. `POST
+# /orders` reads a JSON body with `request.json()`, raises a 422 with the extension
+# member `field` for a quantity that is not positive, and otherwise raises `OutOfStock`,
+# the `Conflict` subclass from the MRO section, with the extension member `available`.
 
 # %%
-class PaymentDeclined(Exception):
-    """A domain error: the payment code raises it and knows nothing about HTTP."""
-
 shop = ErrorBare(name="shop")
 
 @shop.get("/items/{item_id:int}")
@@ -747,14 +884,21 @@ print(broken.status_code, broken.json()["detail"])
 # %% [markdown]
 # Neither handler raised these. The router found no `DELETE` route and raised a plain
 # `bare.HTTPException(405)`; `as_problem` upgraded it to `MethodNotAllowed`, keeping its
-# `Allow` header. The 400 came from `request.json()`, the same way.
+# `Allow` header. (`OPTIONS` is in that list because chapter 18's router answers it on
+# every path.) The 400 came from `request.json()` the same way, and its detail is the
+# JSON parser's own message, which tells the client where its body went wrong.
 #
 # ## Your own errors, your own handlers
 #
 # Add two routes: one raises the domain error `PaymentDeclined`, one has a plain bug.
-# Before registering any handler, both are "unexpected".
+# `PaymentDeclined` is an ordinary `Exception`: the payment code that raises it knows
+# nothing about HTTP, and should not have to. Before you register any handler, both
+# errors are "unexpected" as far as `shop` knows.
 
 # %%
+class PaymentDeclined(Exception):
+    """A domain error: the payment code raises it and knows nothing about HTTP."""
+
 @shop.post("/pay")
 async def pay(request):
     raise PaymentDeclined("card ending 4242 declined")
@@ -781,6 +925,7 @@ class Caught(logging.Handler):
 
 caught = Caught()
 logging.getLogger("bare.errors").handlers = [caught]
+print("records caught so far:", len(caught.records))
 
 # %% [markdown]
 # Now the bug. The response is a 500 with a fixed sentence: no exception name, no file,
@@ -813,7 +958,10 @@ print(declined_before.status_code, declined_before.json()["detail"])
 
 # %% [markdown]
 # A 500 with the same fixed sentence as the bug, and a record in the log. Now say what
-# a declined payment means in HTTP:
+# a declined payment means in HTTP. The handler builds an `HTTPProblem` on the spot,
+# with status 402 and a `type` URI of the shop's own, and renders it as the default
+# handler would. Passing `str(error)` as the detail is fine here, unlike in the 500:
+# you know this exception, and its message was written for the customer.
 
 # %%
 @shop.exception_handler(PaymentDeclined)
@@ -853,6 +1001,11 @@ print(client.get("/items/7").headers["content-type"])
 # %%
 server = barelab.serve(shop)
 server
+
+# %% [markdown]
+# If you click the link, your browser sends its own `Accept`, with `text/html` first, and
+# gets the HTML page. Add `items/7` to the address to see the 404. From the notebook, use
+# `curl` and look at the head of the response:
 
 # %%
 # !curl -s -i --no-styled-output {server.url}items/7

@@ -45,6 +45,7 @@ class NotFound(HTTPProblem):
 class Conflict(HTTPProblem):
     status = 409
 
+
 class UnprocessableContent(HTTPProblem):
     """422: the request was well-formed but its content makes no sense (RFC 9110 §15.5.21)."""
     status = 422
@@ -91,20 +92,25 @@ def problem_body(problem: HTTPProblem, instance: str | None = None) -> dict:
     return {**body, **{name: value for name, value in extra.items() if name not in body}}
 
 
+def _range_params(parts: list[str]) -> dict:
+    """The ``name=value`` parameters of one media range: names lowercased, quotes dropped."""
+    return {name.strip().lower(): value.strip().strip('"')
+            for name, _, value in (part.partition("=") for part in parts if part)}
+
+
 def parse_accept(accept: str | None) -> list[tuple[str, dict, float]]:
     """The media ranges of an Accept field: ``(range, params, q)``, lowercased."""
     ranges = []
     for entry in (accept or "").split(","):
-        kind, *params = [part.strip() for part in entry.split(";")]
+        kind, *parts = [part.strip() for part in entry.split(";")]
         if "/" not in kind:
             continue                              # not a media range: ignore it
-        named = dict((name.strip().lower(), value.strip().strip('"'))
-                     for name, _, value in (p.partition("=") for p in params if p))
+        params = _range_params(parts)
         try:
-            q = float(named.pop("q", "1"))
+            q = float(params.pop("q", "1"))
         except ValueError:
             q = 0.0
-        ranges.append((kind.lower(), named, q if 0 <= q <= 1 else 0.0))
+        ranges.append((kind.lower(), params, q if 0 <= q <= 1 else 0.0))
     return ranges
 
 
@@ -232,6 +238,8 @@ async def _handle(self, request, error: Exception) -> Response:
     return render_problem(InternalServerError("The server failed to answer this request."),
                           request.headers.get("accept"), request.scope["path"])
 
+ErrorBare._handle = _handle
+
 
 from barelab.built.asgi_basics import RequestAborted                       # chapter 12
 from barelab.built.bare import _outcome, watched                           # chapter 18
@@ -250,4 +258,4 @@ async def _respond(self, request, route, found, send) -> None:
         response = await self._handle(request, error)
         await response(request.scope, request.receive, send)
 
-ErrorBare._handle, ErrorBare.respond = _handle, _respond
+ErrorBare.respond = _respond
