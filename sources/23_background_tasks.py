@@ -73,10 +73,12 @@
 #
 # One design choice deserves a word now. Starlette runs a response's background tasks
 # *inside* the same ASGI call: the app's coroutine sends the last body, then awaits the
-# tasks, then returns. The client has its bytes, but the server still counts that
-# connection as busy, so a keep-alive client's next request on it waits for the tasks.
-# Here the middleware instead starts the tasks as a separate `asyncio.Task` and returns at
-# once: the connection is free, and the registry, not the connection, answers for the task.
+# tasks, then returns. The client has its bytes, but the server's call to the app is still
+# running, so anything that waits for the app to return (a middleware wrapped around it, a
+# test client, a server that serves one request per connection at a time) waits for the
+# tasks too. Here the middleware instead starts the tasks as a separate `asyncio.Task` and
+# returns at once: the app call ends with the response, and the registry, not the
+# connection, answers for the task.
 
 # %%
 #| default_exp bare_tasks
@@ -104,6 +106,10 @@ from barelab.exercises import check
 #
 # The collector is a list of calls waiting to happen: the function and its arguments. It
 # does not run anything when you add to it, the same way a shopping list buys nothing.
+#
+# Cells that start with `#| export` are copied into the module `barelab.built.bare_tasks`
+# (the `default_exp` line above named it), so later chapters and the tests can import what
+# you build here. The first one is the module's opening.
 
 # %%
 #| export
@@ -123,7 +129,18 @@ from barelab.built.bare import Bare
 
 logger = logging.getLogger("bare.tasks")
 
+# %% [markdown]
+# That cell is the module's opening: a comment telling its story, the imports, and the
+# logger every background error will go to. A task runs after the response is gone, so
+# the log is the only place its failure can land; the section on errors comes back to it.
+#
+# Log lines need a readable name for each task. A handler often pre-fills arguments with
+# `functools.partial`, whose own name is no help, so `task_name` unwraps partials (even
+# nested ones) down to the function inside and takes its `__qualname__`, the dotted name
+# Python prints in tracebacks.
 
+# %%
+#| export
 def task_name(func) -> str:
     """A readable name for a function, a partial or a callable object."""
     while isinstance(func, functools.partial):
@@ -131,18 +148,23 @@ def task_name(func) -> str:
     return getattr(func, "__qualname__", None) or type(func).__name__
 
 # %% [markdown]
-# That first cell is the module's opening: a comment telling its story, the imports, the
-# logger every error will go to (more on it below), and `task_name`, which turns a function
-# into something readable for logs. It looks through `functools.partial`, a common way to
-# pre-fill arguments, so a log line says `send_welcome`, not `functools.partial(...)`.
+# Try it on a method and on a partial. Look for the class name in the first answer and
+# for the missing `partial` in the second.
 
 # %%
-task_name(print), task_name(functools.partial(task_name, print))
+task_name(str.upper), task_name(functools.partial(print, end="!"))
 
 # %% [markdown]
-# Now the collector itself. `add_task` checks only that what you gave it can be called; the
-# `/` in its signature makes `func` positional-only, so a task that takes a keyword argument
-# named `func` can still receive it through `**kwargs`.
+# `str.upper` keeps its class, so two `send` methods of different classes stay apart in
+# the log. The partial came out as plain `print`: a log line will say `send_welcome`, not
+# `functools.partial(<function send_welcome at 0x...>, ...)`.
+
+# %% [markdown]
+# Now the collector itself. Read `add_task` first: it stores a triple `(func, args, kwargs)`
+# and runs nothing. It checks only that what you gave it can be called; the `/` in its
+# signature makes `func` positional-only, so a task that takes a keyword argument named
+# `func` can still receive it through `**kwargs`. `__len__` and `__repr__` are there so
+# you can look at a collector and see what it holds.
 
 # %%
 #| export
@@ -166,13 +188,22 @@ class BackgroundTasks:
         return f"<BackgroundTasks [{names}]>"
 
 # %% [markdown]
-# Add two calls and look at the collector: the names are there, and nothing ran.
+# Add two calls and look at the collector. Both calls are to `print`, so watch for what is
+# *missing* from the output: the words "one" and "two".
 
 # %%
 later = BackgroundTasks()
 later.add_task(print, "one")
 later.add_task(print, "two", end="!\n")
 later, len(later)
+
+# %% [markdown]
+# Nothing was printed: the output is only the collector's `repr`, two names and a count.
+# Underneath, each entry is the triple `add_task` stored, with the keyword argument kept
+# for later:
+
+# %%
+later.calls
 
 # %% [markdown]
 # A mistake is caught where it is made, not later in a place nobody watches. Passing the
@@ -191,6 +222,9 @@ except TypeError as error:
 #
 # ## Running the calls: threads for plain functions
 #
+# The other half of the collector is `run()`, which makes the calls. Running one call raises
+# a question first: *where* does it run?
+#
 # A background task still runs on the server's event loop. An `async def` function is
 # simply awaited. A plain function, though, may block (`time.sleep`, a database driver, an
 # SMTP client); run on the loop, it would freeze every other request. So plain functions
@@ -199,6 +233,9 @@ except TypeError as error:
 # An error in one call is logged with its traceback and the next call still runs: each
 # call is independent work. A cancellation (`CancelledError`, not an `Exception`) is not
 # caught: it stops the whole run, which is what shutdown needs.
+#
+# First the one decision, in `run_call`: `inspect.iscoroutinefunction` tells an
+# `async def` function from a plain one before anything is called.
 
 # %%
 #| export
@@ -209,7 +246,14 @@ async def run_call(func, args, kwargs) -> None:
     else:
         await asyncio.to_thread(func, *args, **kwargs)
 
+# %% [markdown]
+# Then the loop over the calls, attached to the class as its `run` method. The `try` sits
+# *inside* the loop: that is what lets the second call run after the first one failed.
+# `log.exception` writes the message together with the traceback of the error being
+# handled.
 
+# %%
+#| export
 async def run_tasks(self, log: logging.Logger = logger) -> None:
     """Make every call in order; log an error with its traceback and go on."""
     for func, args, kwargs in self.calls:
@@ -221,8 +265,9 @@ async def run_tasks(self, log: logging.Logger = logger) -> None:
 BackgroundTasks.run = run_tasks
 
 # %% [markdown]
-# To see where each call runs, two small tasks record their thread's name. Look at which
-# one runs on the loop's thread and which one does not.
+# To see where each call runs, two small tasks, one plain and one `async def`, record a
+# label and whether they ran in the main thread. The cell prints the main thread's name,
+# so you know what "main" means here.
 
 # %%
 where = []
@@ -276,6 +321,10 @@ class KeepLines(logging.Handler):
         self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}{tail}")
 
 # %% [markdown]
+# `KeepLines` turns each record into one short line: the level, the logger's name, the
+# message and, when an error came with it, the error's type and message instead of the
+# whole traceback, so a notebook output stays readable.
+#
 # `logging` sends each record to the handlers of its logger. Attach ours to `bare.tasks`.
 # `propagate = False` keeps the records from also going up to the root logger, which would
 # print them in the cell's output; in a real app you would configure the root logger (a
@@ -289,8 +338,13 @@ logger.setLevel(logging.INFO)
 logger.name, len(logger.handlers)
 
 # %% [markdown]
+# One handler on the logger named `bare.tasks`: ours, and only ours. `setLevel(INFO)` makes
+# sure the warnings and errors below are not filtered out before they reach it.
+
+# %% [markdown]
 # Now a run where the first call fails. Look at two things: the second call still ran,
-# and the failure is one log line with the error's type and message.
+# and the failure is one log line with the error's type and message. `broken_task` stands
+# in for an email call whose server refuses the message.
 
 # %%
 def broken_task():
@@ -304,6 +358,11 @@ await jobs.run()
 where, task_log.lines
 
 # %% [markdown]
+# `where` holds only the second call, which ran on the loop as an `async def` should. The
+# log holds the first: `ERROR`, the task's name from `task_name`, then the `ValueError`
+# and its message. `run()` itself did not raise, so whoever awaits it is never disturbed
+# by a task's bug.
+#
 # ## A registry that keeps every task alive
 #
 # A handler must not `await jobs.run()` itself: the response would wait for the task,
@@ -311,6 +370,10 @@ where, task_log.lines
 # `asyncio.Task`. Whoever starts such a task must keep a reference to it, for a reason the
 # trap section below shows. The `TaskRegistry` is that reference holder: a set of running
 # tasks, each removed (and its outcome checked) when it ends.
+#
+# Its first version only starts tasks. `spawn` creates the task on the running loop, puts
+# it in the set, and asks to be told when it ends; `timeout` is for the shutdown, two
+# sections down.
 
 # %%
 #| export
@@ -336,7 +399,9 @@ class TaskRegistry:
 # `add_done_callback` asks asyncio to call `self.finished(task)` once the task ends, for
 # whatever reason: it returned, it raised, or it was cancelled. That one place is where
 # the registry lets go of the task and writes down how it ended. A cancelled task has no
-# exception to ask for (asking would raise), so it is checked first.
+# exception to ask for (asking would raise), so it is checked first. `task.get_name()` is
+# the `name` given to `spawn`, which is why the middleware will name each task after its
+# request.
 
 # %%
 #| export
@@ -367,6 +432,10 @@ await asyncio.sleep(0.01)
 registry, task_log.lines
 
 # %% [markdown]
+# The `await asyncio.sleep(0.01)` matters: `spawn` only schedules the task, and the cell
+# has to give the loop a moment to run it before looking.
+
+# %% [markdown]
 # `running=0`: the task ended and left the set; the error became a log line. Retrieving
 # the exception in the callback (`task.exception()`) also tells asyncio that someone looked
 # at it, so it will not complain later; the trap section shows what happens when nobody
@@ -378,6 +447,12 @@ registry, task_log.lines
 # task hang the shutdown; not waiting at all would cut a half-sent email. The middle road
 # is a **timeout**: wait up to `timeout` seconds for the tasks, then cancel the rest, and
 # say so in the log.
+#
+# `asyncio.wait(tasks, timeout=...)` does the waiting: it returns two sets, the tasks that
+# are done and the ones still pending when time ran out, and it never cancels anything
+# itself. So `drain` cancels the pending ones by hand, then waits a little more (half the
+# timeout, at least 0.1 s) for them to take the cancellation, because `cancel()` only
+# *asks*: the `CancelledError` is raised inside the task at its next `await`.
 
 # %%
 #| export
@@ -414,7 +489,8 @@ task_log.lines
 
 # %% [markdown]
 # `(1, 1)`: one finished, one cancelled, and both facts are in the log. The cancelled
-# task got a `CancelledError` raised inside it at its `await`, so it could still clean up.
+# task got a `CancelledError` raised inside it at its `await`, so it could still clean up
+# (a `finally:` block, a closed connection) before it ended.
 #
 # ## The middleware: start the tasks after the last body
 #
@@ -425,6 +501,9 @@ task_log.lines
 # `http.response.body` (`more_body` false), and only then spawns the collected calls. If
 # the handler failed before finishing its response, nothing runs: the work was asked for by
 # a request that did not succeed.
+#
+# As usual for ASGI middleware (chapter 18), the class keeps the app it wraps; here it
+# also keeps the registry it will spawn on.
 
 # %%
 #| export
@@ -435,28 +514,41 @@ class BackgroundMiddleware:
     def __init__(self, app, registry: TaskRegistry):
         self.app, self.registry = app, registry
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        tasks, complete = BackgroundTasks(), False
+# %% [markdown]
+# The work is in `__call__`. A `lifespan` or `websocket` scope passes straight through:
+# there is no response body to watch. For `http`, read it in three steps: make the
+# collector, wrap `send` in a spy that notices the last body, call the app; then, after
+# the app returned, spawn the calls if the response was complete and the handler asked
+# for any.
 
-        async def send_watching(message):
-            nonlocal complete
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                complete = True
+# %%
+#| export
+async def middleware_call(self, scope, receive, send) -> None:
+    """Run the app with a fresh collector; spawn its calls once the response is complete."""
+    if scope["type"] != "http":
+        return await self.app(scope, receive, send)
+    tasks, complete = BackgroundTasks(), False
 
-        await self.app({**scope, "background": tasks}, receive, send_watching)
-        if complete and tasks:
-            self.registry.spawn(tasks.run(self.registry.log),
-                                name=f"{scope['method']} {scope['path']}")
+    async def send_watching(message):
+        nonlocal complete
+        await send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            complete = True
+
+    await self.app({**scope, "background": tasks}, receive, send_watching)
+    if complete and tasks:
+        self.registry.spawn(tasks.run(self.registry.log),
+                            name=f"{scope['method']} {scope['path']}")
+
+BackgroundMiddleware.__call__ = middleware_call
 
 # %% [markdown]
 # Three details in that cell. `nonlocal complete` lets the inner `send_watching` change
 # a variable of the enclosing call. `{**scope, "background": tasks}` gives the app a new
 # dictionary, so the server's own scope is left untouched. And the check comes *after*
 # `await send(message)`: by the time `complete` is true, the server has taken the last
-# body, so nothing the task does can delay it.
+# body, so nothing the task does can delay it. The task is named after the request
+# (`POST /signup`), which is the name the log lines below will use.
 #
 # Two small functions finish the API. `background(request)` is what a handler calls to get
 # its collector. `with_background(app)` installs the middleware (outermost) and a shutdown
@@ -473,10 +565,17 @@ def background(request) -> BackgroundTasks:
     return tasks
 
 # %% [markdown]
+# Outside a request with the middleware, the collector is missing, and the error says what
+# to do about it instead of a bare `KeyError`. The section "Break it first" below shows it.
+#
 # `with_background` does the wiring. `bare` takes middleware as *factories*, called with
 # the inner app when the stack is built; `functools.partial` pre-fills the registry, so the
 # factory needs only the app. Inserting at position 0 makes ours the outermost layer: it
 # sees the very last `send` of every response, after any other middleware changed it.
+#
+# Watch for the guard at the top. Bare builds its middleware stack once, at the first
+# request (chapter 18), and a middleware added after that is never called. Rather than let
+# a late `with_background` do nothing in silence, it refuses.
 
 # %%
 #| export
@@ -513,6 +612,14 @@ async def signup_plain(request):
     background(request).add_task(print, "welcome!")
     return {"ok": True}
 
+plain
+
+# %% [markdown]
+# Nothing complains yet: the route is there, and `background` is only a function name
+# until a request runs the handler. Send one. `raise_app_exceptions=False` makes the test
+# client behave like a real server and answer the app's error with a 500.
+
+# %%
 with TestClient(plain, raise_app_exceptions=False) as client:
     answer = client.post("/signup", json={"email": "ada@example.com"})
 answer.status_code, answer.text
@@ -543,6 +650,15 @@ except RuntimeError as error:
 # %%
 app = Bare(name="signup")
 registry = with_background(app, timeout=1.0)
+registry, [hook.__name__ for hook in app.shutdown_hooks]
+
+# %% [markdown]
+# `with_background` returned the app's registry, empty for now, and left one shutdown hook
+# on the app: the drain. Now the two tasks. Each one appends to `done` a short label, its
+# argument, and the `time.monotonic()` clock at the moment it finished; the timing proof
+# below compares that clock with the client's.
+
+# %%
 done = []
 
 async def send_welcome(email):
@@ -553,7 +669,13 @@ def write_audit(line):
     time.sleep(0.1)
     done.append(("audit written", line, time.monotonic()))
 
+inspect.iscoroutinefunction(send_welcome), inspect.iscoroutinefunction(write_audit)
+
 # %% [markdown]
+# That is the test `run_call` makes. `True` for the email: it is awaited on the server's
+# loop, and its `asyncio.sleep` lets other requests run meanwhile. `False` for the audit:
+# it goes to a worker thread, where its `time.sleep` blocks nobody.
+#
 # The handlers only *ask*: `background(request).add_task(...)`, then return the answer.
 # Note that `signup` reads the body *before* returning: once the response is sent, the
 # request is over, and a task must get everything it needs as arguments (here the email
@@ -576,11 +698,18 @@ async def fail(request):
 app
 
 # %% [markdown]
+# The app's outline lists both routes. Note what the handlers do *not* contain: no thread,
+# no `create_task`, no `try`. A handler only writes a to-do list; everything that makes the
+# list safe lives in the middleware and the registry.
+
+# %% [markdown]
 # ## Proof by timing, over a real socket
 #
 # Serve the app, send one request with `barelab.http_request` (a real TCP connection),
-# and note the moment the full response was in hand. A small helper waits, without
-# blocking forever, until the tasks have written their entries.
+# and note the moment the full response was in hand. The tasks run on the server's event
+# loop, in a thread of its own, so the notebook cannot `await` them; a small helper polls
+# instead, and gives up
+# after a timeout rather than hang the notebook.
 
 # %%
 def wait_for(predicate, timeout=5.0):
@@ -589,12 +718,20 @@ def wait_for(predicate, timeout=5.0):
         time.sleep(0.02)
     return predicate()
 
+wait_for(lambda: True)
+
+# %% [markdown]
+# `True` at once, since the condition already holds. Now start the server: the link it
+# shows is live while the notebook runs.
+
+# %%
 server = barelab.serve(app)
 server
 
 # %% [markdown]
-# Send the request and stamp the time the last byte arrived. Look at the status and the
-# body: the client is finished here.
+# Send the request and stamp the time the last byte arrived. `http_request` returns only
+# once it has read the whole response, so `answered_at` is the moment the client was done.
+# Look at the status and the body: the client is finished here.
 
 # %%
 done.clear(); task_log.lines.clear()
@@ -604,8 +741,10 @@ answered_at = time.monotonic()
 result.status, result.json()
 
 # %% [markdown]
-# Now wait for the tasks and compare clocks. The exact durations change from run to run
-# (the checks mask them), so the cell prints the facts that do not: the order of events.
+# Now wait for the tasks and compare clocks. `time.monotonic()` is one clock for the whole
+# process, so the client's stamp and the task's stamp can be compared even though they
+# were taken in different threads. The exact durations change from run to run (the checks
+# mask them), so the cell prints the fact that does not: the order of events.
 
 # %%
 wait_for(lambda: len(done) == 2)
@@ -645,9 +784,17 @@ task_log.lines
 #
 # ## Shutdown waits, then cancels
 #
-# Start a sign-up (its email task takes 0.5 s) and stop the server right away. The ASGI
-# server sends `lifespan.shutdown`; bare runs its shutdown hooks; ours drains the registry
-# with its 1 s timeout. Look at `done`: both tasks made it, because the drain waited.
+# Stopping a server sets off a chain of four steps, and the drain is the last link:
+#
+# 1. `server.stop()` stops accepting connections and sends the app a `lifespan.shutdown`
+#    event (the ASGI lifespan protocol; `bare` handles it since chapter 18);
+# 2. bare runs its shutdown hooks, the last added first;
+# 3. the hook `with_background` added calls `registry.drain()`;
+# 4. only when the drain returns does the app answer `lifespan.shutdown.complete`, and
+#    only then does `stop()` return.
+#
+# Start a sign-up (its email task takes 0.5 s) and stop the server right away. Look at
+# `done`: both tasks made it, because the drain waited for them within its 1 s timeout.
 
 # %%
 done.clear(); task_log.lines.clear()
@@ -659,8 +806,9 @@ sorted(entry[0] for entry in done), task_log.lines
 # Both tasks made it and the log is empty: nothing had to be cancelled. `server.stop()`
 # returned only after the drain, so it took about as long as the tasks, not longer.
 #
-# Now a task longer than the timeout. A route that leaves a 30-second job, and a restart
-# so the app serves again; `stop()` then waits one second and cancels.
+# Now a task longer than the timeout: a route that leaves a 30-second job. `202 Accepted`
+# is the status RFC 9110 (section 15.3.3) gives for exactly this: the request was accepted
+# for processing, and the processing is not finished.
 
 # %%
 async def rebuild_index():
@@ -672,6 +820,11 @@ async def reindex(request):
     background(request).add_task(rebuild_index)
     return Response(status=202)
 
+# %% [markdown]
+# The server was stopped, so serve the app again (same app, same registry) and ask for a
+# reindex; `stop()` will then wait one second and cancel.
+
+# %%
 server = barelab.serve(app)
 done.clear(); task_log.lines.clear()
 print(barelab.http_request(server, "POST", "/reindex").status_line)
@@ -702,8 +855,12 @@ with TestClient(app) as client:
 answer.status_code, sorted(entry[0] for entry in done)
 
 # %% [markdown]
+# A 200 and both entries: no `wait_for` needed, because the end of the `with` block did
+# the waiting.
+#
 # Without a session there is no lifespan, so there is no drain. Each call gets a private
-# event loop that is stopped (its tasks cancelled) right after the response. Compare:
+# event loop that is stopped (its tasks cancelled) right after the response. Same request,
+# no `with`; compare the entries and the log:
 
 # %%
 done.clear(); task_log.lines.clear()
@@ -739,9 +896,13 @@ loop.set_exception_handler(lambda loop, context: loop_messages.append(context["m
 async def waits_for_a_reply():
     await asyncio.get_running_loop().create_future()    # a reply that never comes
 
+loop.get_exception_handler() is not old_handler
+
 # %% [markdown]
-# Create the task, keep only the weak reference, let it start, then run the garbage
-# collector (which, in a busy server, runs whenever it likes).
+# `True`: the notebook's handler is in place. Create the task and keep only a weak
+# reference to it: calling `task_ref()` gives the task back while it exists and `None` once
+# it was freed, and, unlike a variable, it does not keep the task alive. Let the task
+# start, then run the garbage collector (which, in a busy server, runs whenever it likes).
 
 # %%
 task_ref = weakref.ref(asyncio.create_task(waits_for_a_reply()))
@@ -752,16 +913,16 @@ print("alive after gc.collect():", task_ref() is not None)
 loop_messages
 
 # %% [markdown]
-# Why does this matter in a server? The garbage collector runs when Python decides, based
-# on how many objects were created, not when you expect. The same code can send every
-# welcome email on your laptop and lose one in a hundred under production load, and no
-# log will say which.
-#
 # Before the collection the task existed; after it, it was gone, although it never
 # finished. It was collected while still pending: its work simply stopped, and the only trace
 # is a message given to the loop's exception handler, which by default goes to the
 # `asyncio` logger, not to your app's log. A task and the future it waits on refer to
 # each other, but nothing outside does, so the collector frees them both.
+#
+# Why does this matter in a server? The garbage collector runs when Python decides, based
+# on how many objects were created, not when you expect. The same code can send every
+# welcome email on your laptop and lose one in a hundred under production load, and no
+# log will say which.
 #
 # Errors vanish too. A task that fails and that nobody ever awaits reports its exception
 # only when it is freed, and if some list keeps it around forever, never:
@@ -773,6 +934,12 @@ await asyncio.sleep(0.01)
 print("failed and nobody knows:", forgotten[0].done(), loop_messages)
 forgotten.clear(); gc.collect()
 print("reported only when freed:", loop_messages)
+
+# %% [markdown]
+# The task failed during the `sleep`, yet `loop_messages` stayed empty while the list held
+# it: nobody had asked for its exception, and asyncio waits until the task is freed to
+# say so. Only then, far from the request that caused it, does "Task exception was never
+# retrieved" appear.
 
 # %% [markdown]
 # Put the loop's handler back. `TaskRegistry` avoids both problems: its set holds a strong

@@ -125,21 +125,25 @@ class BackgroundMiddleware:
     def __init__(self, app, registry: TaskRegistry):
         self.app, self.registry = app, registry
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        tasks, complete = BackgroundTasks(), False
 
-        async def send_watching(message):
-            nonlocal complete
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                complete = True
+async def middleware_call(self, scope, receive, send) -> None:
+    """Run the app with a fresh collector; spawn its calls once the response is complete."""
+    if scope["type"] != "http":
+        return await self.app(scope, receive, send)
+    tasks, complete = BackgroundTasks(), False
 
-        await self.app({**scope, "background": tasks}, receive, send_watching)
-        if complete and tasks:
-            self.registry.spawn(tasks.run(self.registry.log),
-                                name=f"{scope['method']} {scope['path']}")
+    async def send_watching(message):
+        nonlocal complete
+        await send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            complete = True
+
+    await self.app({**scope, "background": tasks}, receive, send_watching)
+    if complete and tasks:
+        self.registry.spawn(tasks.run(self.registry.log),
+                            name=f"{scope['method']} {scope['path']}")
+
+BackgroundMiddleware.__call__ = middleware_call
 
 
 def background(request) -> BackgroundTasks:
