@@ -127,6 +127,10 @@ for hint in [list[str], int | None, typing.Optional[float], int]:
     print(f"{str(hint):26} origin={typing.get_origin(hint)}  args={typing.get_args(hint)}")
 
 # %% [markdown]
+# Read the origins: `list` for `list[str]`, two different union types for the two
+# spellings of "int or None", and `None` for plain `int`, which is not generic at all. The
+# args are what the brackets held, `NoneType` included.
+#
 # That is all the reflection this chapter needs. Here is the plan, as a picture. For each
 # parameter the injector asks one question, in this order, and the answer says where the
 # value comes from:
@@ -222,7 +226,9 @@ class ValidationError(Exception):
         self.errors = errors
 
 # %% [markdown]
-# A dependency's name shows in its repr, which helps when you print a plan later:
+# The module's opening comment is the whole chapter in seven lines; come back to it at the
+# end. A dependency's name shows in its repr, which helps when you print a plan later, and
+# `issue` turns a place, a message and a kind into one entry of the list a 422 carries:
 
 # %%
 from barelab.built.bare_depends import Depends, ValidationError, issue
@@ -272,6 +278,10 @@ def unwrap_optional(kind) -> tuple:
 # ValidationError built from the `SCALARS` table: "Input should be a valid integer", type
 # `int_parsing`. The raw value is quoted, cut to 40 characters so a huge input cannot
 # bloat the answer.
+#
+# Each rule is a `fullmatch`, never a `match`: the whole string must fit, so `"7abc"` is
+# refused rather than read as 7. Booleans compare in lower case (`Yes`, `ON`), and a float
+# must also be finite, for a reason the demo shows.
 
 # %%
 #| export
@@ -312,6 +322,11 @@ for raw, kind in [("7", int), ("  7", int), ("1_000", int), ("2.5", float),
 
 # %%
 [unwrap_optional(kind) for kind in (int | None, typing.Optional[str], list[int], int)]
+
+# %% [markdown]
+# Both spellings of Optional come out the same, with `True` for "`None` is allowed". A
+# `list[int]` and a plain `int` pass through untouched, flagged `False`: taking a list
+# apart is a different job, done by the planner below.
 
 # %% [markdown]
 # ### A plan for each function
@@ -371,11 +386,33 @@ def plan_value(name: str, kind, default) -> Param:
                         "Request, or Depends(...)")
     return Param(name, "value", inner, default, many)
 
+# %% [markdown]
+# Both helpers on a few types. Look at the second `Param`: the `| None` is gone from its
+# `kind`, because the default (`None`) already covers the missing case. And a `dict` is no
+# more checkable in a body than in a URL:
+
+# %%
+from barelab.built.bare_depends import json_kind_ok, plan_value
+
+print(plan_value("tags", list[int], []))
+print(plan_value("q", str | None, None))
+json_kind_ok(list[float]), json_kind_ok(dict)
+
 
 # %% [markdown]
 # `plan` itself asks the flowchart's questions in order. Notice the recursion for
 # `Depends`: planning a handler also plans each dependency, so a bad parameter three
 # levels down is still found when the route is added.
+#
+# A few lines are worth a second look when you read it:
+#
+# - `hints.get(p.name, str)`: a parameter with no annotation is read as a string, the way
+#   Flask hands you every URL value;
+# - `*args` and `**kwargs` are refused, since there is no name to look up in the request;
+# - `isinstance(kind, type)` comes before `issubclass(kind, Request)` because `list[str]`
+#   is not a class, and `issubclass` would raise a `TypeError` on it;
+# - the order of the `if`s *is* the precedence: a parameter whose default is `Depends(...)`
+#   is a dependency even if its annotation is a dataclass.
 
 # %%
 #| export
@@ -433,19 +470,47 @@ except TypeError as error:
 # %% [markdown]
 # ### Path and query values
 #
-# `read_value` fills a `"value"` parameter. If the route matched a path parameter of that
-# name it uses it, else every value of that key in the query string. Nothing there means
-# the default, or a `missing` issue when there is none. A problem is *appended* to
-# `errors` rather than raised, so that one request can report several problems.
+# A `"value"` parameter is filled in two steps. First, find the raw strings: if the route
+# matched a path parameter of that name, that one; else every value of that key in the
+# query string. The `loc` that comes with them starts with `"path"` or `"query"`, so a
+# later issue can say where the bad value was.
+
+# %%
+#| export
+def find_raw(name: str, request: Request) -> tuple:
+    """The raw values for ``name`` and their loc: the path parameter, else the query's."""
+    if name in request.path_params:
+        return [request.path_params[name]], ("path", name)
+    return request.query.getall(name), ("query", name)
+
+
+# %% [markdown]
+# You do not need a server to try it: a `Request` is built from an ASGI scope, and a scope
+# is a dict. This one stands for `GET /items/7?limit=ten&tags=a&tags=b`, with the router's
+# `path_params` already filled in:
+
+# %%
+from barelab.built.bare_depends import find_raw
+
+fake = Request({"type": "http", "method": "GET", "path": "/items/7", "headers": [],
+                "query_string": b"limit=ten&tags=a&tags=b", "path_params": {"item_id": "7"}},
+               receive=None)
+for name in ["item_id", "tags", "limit", "page"]:
+    print(f"{name:8}", find_raw(name, fake))
+
+# %% [markdown]
+# Everything is still a string, and a repeated key gives a list of several. `page` is not
+# in the request at all: an empty list, which the next step turns into the default.
+#
+# The second step, `read_value`, converts the raw strings. Nothing found means the
+# default, or a `missing` issue when there is none. A problem is *appended* to `errors`
+# rather than raised, so that one request can report several problems.
 
 # %%
 #| export
 def read_value(param: Param, request: Request, errors: list):
     """The value of a path or query parameter, converted; issues go into ``errors``."""
-    if param.name in request.path_params:
-        raws, loc = [request.path_params[param.name]], ("path", param.name)
-    else:
-        raws, loc = request.query.getall(param.name), ("query", param.name)
+    raws, loc = find_raw(param.name, request)
     if not raws:
         if param.default is EMPTY:
             errors.append(issue(loc, "Field required", "missing"))
@@ -462,6 +527,36 @@ def read_value(param: Param, request: Request, errors: list):
     if param.many or not values:
         return values
     return values[-1]                           # a repeated scalar: the last one wins
+
+# %% [markdown]
+# Three details in there. The `isinstance(raw, str)` test lets a path parameter through
+# untouched when a route converter (chapter 08's `{id:int}`) already turned it into an
+# `int`. A list parameter puts the index into `loc`, so the client learns *which* `?tags=`
+# was wrong. And a scalar sent twice (`?limit=1&limit=2`) keeps the last value, as most
+# frameworks do.
+#
+# Try it on the same fake request, with a handler signature to plan from:
+
+# %%
+from barelab.built.bare_depends import read_value
+
+async def lookup(item_id: int, limit: int = 10, tags: list[str] = []):
+    ...
+
+# %% [markdown]
+# Now read each of `lookup`'s parameters from it, with one `errors` list for all of them:
+
+# %%
+errors = []
+for param in plan(lookup):
+    print(f"{param.name:8} -> {read_value(param, fake, errors)!r}")
+errors
+
+# %% [markdown]
+# `item_id` came from the path and `tags` from the query, both converted. `limit` printed
+# `[]`, a placeholder and not a value: what counts is the entry it left in `errors`, with
+# `loc` `["query", "limit"]`. The function that calls `read_value` (`solve`, further down)
+# sees that the list grew and leaves `limit` out of the handler's arguments.
 
 # %% [markdown]
 # ### A JSON body, field by field
@@ -497,6 +592,40 @@ def check_json(value, kind, loc, errors: list):
 
 
 # %% [markdown]
+# Read `check_json` from the top. `None` is fine for an `Optional` field and nothing else.
+# A `list[X]` must be a JSON array, and then each item is checked in turn with its index
+# added to `loc`. A nested dataclass goes to `build_model` (next cell), which calls
+# `check_json` again for each of its fields: the two functions walk the JSON together.
+# What is left is a scalar, and `JSON_TYPES` says which Python types are fine for it: an
+# `int` is fine for a `float` field (JSON writes `20`, not `20.0`), and the value comes
+# back as a `float`.
+#
+# The odd-looking test is `type(value) is not bool`. It is there because `bool` is a
+# subclass of `int` in Python, so a plain `isinstance` check would take `true` as a number:
+
+# %%
+isinstance(True, int), True + True
+
+# %% [markdown]
+# Run `check_json` on a few decoded JSON values. Notice the third and fourth lines: `true`
+# is refused as an `int`, and the string `"3"` too, because in JSON a number has no quotes.
+
+# %%
+from barelab.built.bare_depends import check_json
+
+errors = []
+for value, kind in [(20, float), (None, int | None), (True, int), ("3", int),
+                    (["a", 2], list[str])]:
+    name = inspect.formatannotation(kind)
+    print(f"{value!r:10} as {name:10} -> {check_json(value, kind, ['body'], errors)!r}")
+errors
+
+# %% [markdown]
+# A failed check returns `None` and appends an issue, so a `None` in the output means
+# nothing on its own: the second line's `None` is a valid value, the third's is a refusal.
+# Callers look at `errors` to tell them apart. The list came back as `['a', None]`, with
+# one issue whose `loc` is `['body', 1]`: the index of `2` inside the array.
+#
 # `check_json` checks one value. `build_model` checks a whole object: each field present
 # in the data is checked, each absent field without a default is `missing`, and keys the
 # model does not know are ignored (FastAPI does the same by default). It calls the
@@ -543,13 +672,9 @@ for data in [{"name": "lamp", "price": 20},
 # %% [markdown]
 # The good body became a real `NewItem` (and `20` became `20.0`, since `price` is a
 # float). The bad one produced four issues, each with a path down to the field, and for a
-# list down to the index: `['body', 'tags', 1]`.
-#
-# Why the `type(value) is not bool` test in `check_json`? Because `bool` is a subclass of
-# `int` in Python, so the plain `isinstance` check lets `true` through as a number:
-
-# %%
-isinstance(True, int), True + True
+# list down to the index: `['body', 'tags', 1]`. The model was not built, so the first
+# printed value is `None`. The last body is a JSON array, and one issue at `['body']` says
+# so.
 
 # %% [markdown]
 # ### Running dependencies
@@ -558,7 +683,27 @@ isinstance(True, int), True + True
 # enter any number of times, decided at run time: each `enter_async_context(cm)` enters
 # `cm` and remembers it, and one `aclose()` later exits them all, last entered first.
 # That is exactly what a request needs, since it does not know in advance how many
-# yield-dependencies it will open.
+# yield-dependencies it will open. Watch the order of the lines:
+
+# %%
+from contextlib import AsyncExitStack, asynccontextmanager
+
+@asynccontextmanager
+async def opened(name):
+    print("open", name)
+    yield name
+    print("close", name)
+
+stack = AsyncExitStack()
+print("got", await stack.enter_async_context(opened("db")))
+print("got", await stack.enter_async_context(opened("lock")))
+await stack.aclose()
+
+# %% [markdown]
+# Both were opened when asked for, and nothing was closed until `aclose()`, which closed
+# the lock before the database: the reverse order, as nested `with` blocks would close
+# them. `inject` will keep such a stack open while the response is sent, and close it
+# afterwards.
 #
 # Now the two functions that put it together. `solve` builds the keyword arguments for any
 # function (a handler or a dependency) from its plan. `resolve` runs one dependency:
@@ -594,10 +739,69 @@ async def solve(func, request: Request, cache: dict, stack: AsyncExitStack,
 
 
 # %% [markdown]
-# `solve` is the flowchart in code. It never stops early: a bad parameter leaves its
-# argument out and the loop goes on, so every problem gets reported. `resolve`, next, runs
-# one dependency. Both `asynccontextmanager` and `contextmanager` turn a generator
-# function into a `with`-able object; the stack remembers each one to close later.
+# `solve` is the flowchart in code: one branch per `source` a `Param` can have. It never
+# stops early. The `before = len(errors)` line remembers how many issues there were; if
+# the branch added any, the parameter is left out of `kwargs` and the loop goes on, so
+# every problem gets reported.
+#
+# Give it `lookup` and the fake request from before (`solve` is a coroutine, so `await`
+# it; a notebook cell may use `await` at the top level):
+
+# %%
+from barelab.built.bare_depends import solve
+
+errors = []
+print(await solve(lookup, fake, {}, AsyncExitStack(), errors))
+errors
+
+# %% [markdown]
+# Two arguments and one issue: `limit` is missing from the dict, and the issue says why.
+# With a non-empty `errors` list, the handler must not be called at all; deciding that is
+# `inject`'s job, below.
+#
+# `resolve`, next, runs one dependency. It has to call functions of four shapes, so that
+# part gets its own helper first. Both `asynccontextmanager` and `contextmanager` turn a
+# generator function into a `with`-able object. Entering it on the stack runs the code up
+# to `yield` and hands back the yielded value; the stack remembers it to close later.
+
+# %%
+#| export
+async def call_dependency(dependency, kwargs: dict, stack: AsyncExitStack):
+    """Call ``dependency`` with ``kwargs``: sync, async, or a (sync or async) generator whose
+    code after ``yield`` waits until ``stack`` closes."""
+    if inspect.isasyncgenfunction(dependency):
+        return await stack.enter_async_context(asynccontextmanager(dependency)(**kwargs))
+    if inspect.isgeneratorfunction(dependency):
+        return stack.enter_context(contextmanager(dependency)(**kwargs))
+    value = dependency(**kwargs)
+    return await value if inspect.isawaitable(value) else value
+
+
+# %% [markdown]
+# One dependency of each common shape, called through one stack. Look for the line that
+# comes last: the generator's cleanup waits for `aclose()`.
+
+# %%
+from barelab.built.bare_depends import call_dependency
+
+def plain():
+    return "plain value"
+
+async def awaited():
+    return "awaited value"
+
+def generated():
+    yield "yielded value"
+    print("generator: cleanup after yield")
+
+stack = AsyncExitStack()
+for dependency in (plain, awaited, generated):
+    print(await call_dependency(dependency, {}, stack))
+await stack.aclose()
+
+# %% [markdown]
+# `resolve` wraps that call in the first two rules of the list above: look in the
+# per-request `cache` first, and solve the dependency's own parameters before calling it.
 
 # %%
 #| export
@@ -612,17 +816,39 @@ async def resolve(marker: Depends, request: Request, cache: dict, stack: AsyncEx
     kwargs = await solve(dependency, request, cache, stack, errors)
     if len(errors) > before:
         return None                             # its inputs are wrong: do not call it
-    if inspect.isasyncgenfunction(dependency):
-        value = await stack.enter_async_context(asynccontextmanager(dependency)(**kwargs))
-    elif inspect.isgeneratorfunction(dependency):
-        value = stack.enter_context(contextmanager(dependency)(**kwargs))
-    else:
-        value = dependency(**kwargs)
-        if inspect.isawaitable(value):
-            value = await value
+    value = await call_dependency(dependency, kwargs, stack)
     if marker.use_cache:
         cache[dependency] = value
     return value
+
+# %% [markdown]
+# Note the early `return None` when the dependency's own inputs have issues: a dependency
+# is never called with arguments missing. And the `cache` key is the function itself, so
+# two `Depends(get_db)` anywhere in one request share one result.
+#
+# Try it with a dependency that reads `?limit=` itself. Resolve it twice with the same
+# `cache`, and count the calls:
+
+# %%
+from barelab.built.bare_depends import resolve
+
+calls = []
+
+def page_size(limit: int = 10):
+    calls.append(limit)
+    return min(limit, 50)
+
+fake_ok = Request({"type": "http", "method": "GET", "path": "/", "headers": [],
+                   "query_string": b"limit=80"}, receive=None)
+cache, errors = {}, []
+for _ in range(2):
+    print(await resolve(Depends(page_size), fake_ok, cache, AsyncExitStack(), errors))
+calls, cache
+
+# %% [markdown]
+# `80` was read from the query and capped at 50, twice, but `page_size` ran once (`calls`
+# has one entry): the second `resolve` found the answer in `cache`. A real request gets a
+# fresh `cache` dict, so nothing leaks from one request into the next.
 
 # %% [markdown]
 # ### The wrapper bare calls
@@ -691,6 +917,14 @@ def inject(handler):
 
 
 # %% [markdown]
+# Follow a request through `endpoint`. `solve` fills the arguments; any issue becomes a
+# `ValidationError`, and the handler is skipped. Otherwise the handler runs, and
+# `to_response` (chapter 18's, the same function `bare` uses) turns its dict into a
+# `JSONResponse`. Any other exception first closes the stack *with* that exception
+# (`__aexit__` is what the end of a `with` block calls), so a yield-dependency sees the
+# error at its `yield`; then the exception goes on to `bare`, which turns an
+# `HTTPException` into its error page.
+#
 # `inject` calls `plan` once up front, for the early `TypeError`, and `functools.wraps`
 # keeps the handler's name, which `bare` uses as the route's name. Last, a `Bare` subclass
 # that applies `inject` to every route; `get`, `post` and friends all go through
@@ -705,15 +939,35 @@ class InjectingBare(Bare):
         return super().add_route(path, inject(handler), methods, name)
 
 # %% [markdown]
-# ## Handlers that declare what they need
-#
-# Time to use it. The same `/items` endpoint as at the start, plus a path parameter, a
-# boolean flag, an optional filter and a repeatable tag. Note there is no `request` in
-# sight: every argument arrives converted, or the handler is not called.
+# Break it on purpose first. `broken` (the handler that wanted a `dict` from the URL) and a
+# plain `def` handler are both refused by the decorator, before any request exists. The
+# second message shows a hex address, which differs on every run:
 
 # %%
 from barelab.built.bare_depends import InjectingBare
 
+def not_async(limit: int = 10):
+    return {"limit": limit}
+
+strict = InjectingBare(name="strict")
+for handler in (broken, not_async):
+    try:
+        strict.get("/oops")(handler)
+    except TypeError as error:
+        print("TypeError:", error)
+
+# %% [markdown]
+# With plain `Bare` both mistakes would wait for the first request and become 500s. Here
+# the app does not even finish loading, which is where you want to find a typo in a
+# signature: on your machine, not in production.
+#
+# ## Handlers that declare what they need
+#
+# Time to use it. The same `/items` endpoint as at the start, now with a repeatable tag, a
+# boolean flag and an optional price filter next to `limit`. Note there is no `request` in
+# sight: every argument arrives converted, or the handler is not called.
+
+# %%
 shop = InjectingBare(name="shop")
 
 @shop.get("/items")
@@ -838,12 +1092,12 @@ print(client.get("/catalog?size=1000").text)
 #
 # Here is a tree of dependencies. `current_user` needs the database, `audit` needs the
 # database and the user, and the handler asks for all three. Without a cache, `get_db`
-# would run three times. Count the calls:
+# would run three times. A `Counter` will count the calls. First the two lower levels:
 
 # %%
 from collections import Counter
 
-calls = Counter()
+calls = Counter()                               # how often each dependency ran
 
 async def get_db():
     calls["get_db"] += 1
@@ -856,6 +1110,14 @@ async def current_user(request: Request, db: dict = Depends(get_db)):
         raise HTTPException(401, "send a valid X-Token")
     return db["users"][token]
 
+[(param.name, param.source) for param in plan(current_user)]
+
+# %% [markdown]
+# The plan of a dependency reads like a handler's: `current_user` takes the request and
+# another dependency. `audit` asks for both of those, and the handler `me` asks for all
+# three. The last line shows how many times each function ran for this one request:
+
+# %%
 def audit(user: str = Depends(current_user), db: dict = Depends(get_db)):
     calls["audit"] += 1
     return f"{user} was here"
@@ -887,7 +1149,7 @@ print(client.get("/me").text)
 # A database session must be closed, a lock released, a temporary file removed. Write the
 # dependency as a generator: the code before `yield` sets up, the yielded value is the
 # argument, and the code after `yield` runs **after the response is sent**. The `log`
-# list will show the order. The plan confirms what each of the handler's parameters is:
+# list will record the order in which things happen:
 
 # %%
 log = []
@@ -903,6 +1165,17 @@ async def session():
     finally:
         log.append("close session")
 
+inspect.isasyncgenfunction(session)
+
+# %% [markdown]
+# `True`: this is the test `resolve` makes to pick the `enter_async_context` branch.
+#
+# The `try`/`except`/`finally` around `yield` is what lets the dependency react to the
+# handler's outcome: `commit` only when the handler returned, `rollback` when it raised,
+# `close session` in both cases. A handler that uses it, with order 0 failing on purpose.
+# The last line asks the plan what each of its parameters is:
+
+# %%
 @shop.post("/orders/{order_id}")
 async def place_order(order_id: int, db: str = Depends(session)):
     log.append(f"handler uses {db}")
@@ -933,6 +1206,27 @@ print(*log, sep="\n")
 # %% [markdown]
 # The handler ran with the open session, both response messages went out, and only *then*
 # did the session commit and close. The client was not kept waiting for the cleanup.
+# As a picture:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant B as bare
+#     participant E as inject's endpoint
+#     participant S as session()
+#     participant H as place_order
+#     B->>E: await endpoint(request)
+#     E->>S: enter on the stack (runs up to yield)
+#     S-->>E: "a session"
+#     E->>H: place_order(order_id=7, db="a session")
+#     H-->>E: {"order": 7}
+#     E-->>B: CleanupAfter(JSONResponse, stack)
+#     B->>B: await response(scope, receive, send)
+#     Note over B: http.response.start and body are sent
+#     B->>S: stack.aclose() (commit, close session)
+# ```
+#
+# The last arrow is the trick of `CleanupAfter`: `bare` thinks it is only sending a
+# response, and the cleanup rides along at the end of that call.
 #
 # When the handler raises, the exception is thrown into the generator at its `yield`, so
 # the dependency can roll back. The cleanup runs before the error response this time,
@@ -946,8 +1240,9 @@ print(*log, sep="\n")
 # %% [markdown]
 # ## Over a real socket
 #
-# Nothing here is special to the test client: `shop` is an ordinary ASGI app. Serve it and
-# send a bad query; the 422 comes back on the wire with its JSON body.
+# Nothing here is special to the test client: `shop` is an ordinary ASGI app, and
+# `InjectingBare` changed nothing about how it is served. Serve it with `barelab.serve`
+# and send the same bad query as at the very start of the chapter:
 
 # %%
 import barelab
@@ -955,6 +1250,14 @@ import barelab
 server = barelab.serve(shop, name="shop")
 reply = barelab.http_request(server, "GET", "/items?limit=ten")
 print(reply.status, reply.text)
+
+# %% [markdown]
+# Where the naive handler answered 500, the same mistake now gets a 422 with the exact
+# place (`["query", "limit"]`) and the value that was refused. The server's log shows the
+# request like any other:
+
+# %%
+server.log
 
 # %% [markdown]
 # ## Summary

@@ -141,12 +141,16 @@ def plan(func) -> tuple:
     return tuple(params)
 
 
+def find_raw(name: str, request: Request) -> tuple:
+    """The raw values for ``name`` and their loc: the path parameter, else the query's."""
+    if name in request.path_params:
+        return [request.path_params[name]], ("path", name)
+    return request.query.getall(name), ("query", name)
+
+
 def read_value(param: Param, request: Request, errors: list):
     """The value of a path or query parameter, converted; issues go into ``errors``."""
-    if param.name in request.path_params:
-        raws, loc = [request.path_params[param.name]], ("path", param.name)
-    else:
-        raws, loc = request.query.getall(param.name), ("query", param.name)
+    raws, loc = find_raw(param.name, request)
     if not raws:
         if param.default is EMPTY:
             errors.append(issue(loc, "Field required", "missing"))
@@ -223,6 +227,17 @@ async def solve(func, request: Request, cache: dict, stack: AsyncExitStack,
     return kwargs
 
 
+async def call_dependency(dependency, kwargs: dict, stack: AsyncExitStack):
+    """Call ``dependency`` with ``kwargs``: sync, async, or a (sync or async) generator whose
+    code after ``yield`` waits until ``stack`` closes."""
+    if inspect.isasyncgenfunction(dependency):
+        return await stack.enter_async_context(asynccontextmanager(dependency)(**kwargs))
+    if inspect.isgeneratorfunction(dependency):
+        return stack.enter_context(contextmanager(dependency)(**kwargs))
+    value = dependency(**kwargs)
+    return await value if inspect.isawaitable(value) else value
+
+
 async def resolve(marker: Depends, request: Request, cache: dict, stack: AsyncExitStack,
                   errors: list):
     """Run one dependency once per request (unless use_cache=False), after its own
@@ -234,14 +249,7 @@ async def resolve(marker: Depends, request: Request, cache: dict, stack: AsyncEx
     kwargs = await solve(dependency, request, cache, stack, errors)
     if len(errors) > before:
         return None                             # its inputs are wrong: do not call it
-    if inspect.isasyncgenfunction(dependency):
-        value = await stack.enter_async_context(asynccontextmanager(dependency)(**kwargs))
-    elif inspect.isgeneratorfunction(dependency):
-        value = stack.enter_context(contextmanager(dependency)(**kwargs))
-    else:
-        value = dependency(**kwargs)
-        if inspect.isawaitable(value):
-            value = await value
+    value = await call_dependency(dependency, kwargs, stack)
     if marker.use_cache:
         cache[dependency] = value
     return value
