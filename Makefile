@@ -34,8 +34,9 @@ export: $(STAMP)
 	$(BIN)/python -m barelab.export
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/wsgi_servers.py
+	$(BIN)/python benchmarks/asgi_servers.py
 
 # Workshop kit: reveal.js slides of the first chapter of each part (build/slides/), and the
 # per-chapter table of docs/instructor.md (counts, teaching estimate, measured run time).
