@@ -107,7 +107,10 @@ def trail(name: str):
 print(TestClient(trail("outer")(Response("hi\n"))).get("/").headers)
 
 # %% [markdown]
-# The lifespan yields the state that every handler will see as `request.state`. The empty
+# The lifespan is chapter 14's idea in the shape `bare` takes it: an async context manager
+# whose code before `yield` runs once when the server starts (ASGI's `lifespan.startup`),
+# and whose code after `yield` would run at shutdown. This one has nothing to open or
+# close; it only yields the state that every handler will see as `request.state`. The empty
 # list `closes` is where a WebSocket handler will note how its client left, so that a later
 # HTTP request can read it back: the state is copied for each request, but the list inside
 # is shared.
@@ -142,6 +145,20 @@ def add_routing_routes(app: Bare) -> None:
     async def hello(request):
         return "hello\n"
 
+
+# %% [markdown]
+# Two routes share the path `/items/{id:int}`, one for `GET` and one for `DELETE`. That
+# pair is what will let the suite ask for a *third* method on the same path and expect a
+# 405 rather than a 404. `remove` returns `None`, which `bare` turns into an empty 204.
+#
+# A mount is the other half of routing: a whole second app living under a prefix, the way
+# Starlette's `Mount` or Flask's blueprints work. The sub-app below has one route that
+# reports the path it saw and the `root_path` (the ASGI scope key that says which prefix
+# was cut off in front of it).
+
+# %%
+#| export
+def add_mount_route(app: Bare) -> None:
     admin = Bare(name="admin")
 
     @admin.get("/where")
@@ -154,10 +171,14 @@ def add_routing_routes(app: Bare) -> None:
 # %% [markdown]
 # Each group can be tried on its own app. Here is the router group in-process. Look at
 # `"type": "int"`: the `{id:int}` converter turned the text `42` into a Python `int`.
+The second dict shows the mount at work: the sub-app got the full `path`, with the
+`/admin` prefix recorded in `root_path` (ASGI keeps `path` whole and adds the prefix to
+`root_path`, so a sub-app can still build links that point back out).
 
 # %%
 routing_app = Bare()
 add_routing_routes(routing_app)
+add_mount_route(routing_app)
 with TestClient(routing_app) as client:
     print(client.get("/items/42").json(), client.get("/admin/where").json())
 
@@ -186,6 +207,9 @@ def add_request_routes(app: Bare) -> None:
 # it may be too big, it may claim to be JSON and not be, it may be a form in either of
 # two encodings. `/size` reports how many bytes it read, `/json` echoes the parsed value,
 # and `/form` reports the field `name` and, for an upload, the file's name and size.
+# None of them reads `scope` directly: `request.body()` collects the `http.request`
+# messages until `more_body` is false, and `json()` and `form()` parse what it collected,
+# so these three routes test that whole path at once.
 
 # %%
 #| export
@@ -209,10 +233,10 @@ def add_body_routes(app: Bare) -> None:
 # %% [markdown]
 # ### Routes for the response
 #
-# The third group returns one of each response type: HTML, JSON with a status, a
-# redirect, a stream produced by an async generator, and a response that sets two cookies
-# (two `Set-Cookie` lines: cookies are the one field that must never be joined with commas,
-# RFC 6265 §3).
+# The third group returns one of each response type, so that the suite can check each
+# type's contract: its status, its `Content-Type` and its body. First the two that carry
+# a finished body, HTML and JSON; then, in the next cells, a redirect, a stream and a
+# response that sets two cookies.
 
 # %%
 #| export
@@ -225,6 +249,17 @@ def add_response_routes(app: Bare) -> None:
     async def data(request):
         return JSONResponse({"ok": True, "café": "crème"}, status=201)
 
+
+# %% [markdown]
+# `/data` answers with status 201 and a non-ASCII value on purpose: a test can then check
+# that the status was not lost on the way and that `café` arrives as UTF-8. The next two
+# routes do not return a finished body. `/old` returns no body worth reading, only a
+# status and a `Location`; `/count` returns an async generator that `bare` sends one piece
+# at a time, as one `http.response.body` message per piece with `more_body=True`.
+
+# %%
+#| export
+def add_redirect_and_stream_routes(app: Bare) -> None:
     @app.get("/old")
     async def old(request):
         return RedirectResponse("/hello", 301)
@@ -239,8 +274,10 @@ def add_response_routes(app: Bare) -> None:
 
 
 # %% [markdown]
-# The cookie route gets a function of its own to keep the cell short. Note the `httponly`
-# on the session cookie: a test will check it made it into the header line.
+# The cookie route sets two cookies, so the response must carry two `Set-Cookie` lines.
+# Cookies are the one field that must never be joined into a single comma-separated line
+# (RFC 6265 §3), and a framework that stores headers in a plain dict loses one of them.
+# Note the `httponly` on the session cookie: a test will check it made it into its line.
 
 # %%
 #| export
@@ -343,16 +380,18 @@ def make_app(framework=Bare) -> Bare:
     async def started(state):
         state.ready = True
 
-    for add_routes in (add_routing_routes, add_request_routes, add_body_routes,
-                       add_response_routes, add_cookie_routes, add_error_and_state_routes,
-                       add_echo_route, add_websocket_routes):
+    for add_routes in (add_routing_routes, add_mount_route, add_request_routes,
+                       add_body_routes, add_response_routes, add_redirect_and_stream_routes,
+                       add_cookie_routes, add_error_and_state_routes, add_echo_route,
+                       add_websocket_routes):
         add_routes(app)
     return app
 
 
 # %% [markdown]
 # Printing a `Bare` lists its routes, in the order they were added. This is the surface
-# the suite has to cover:
+# the suite has to cover. Look at the `GET, HEAD` routes: you only wrote `@app.get`, and
+# `bare` added `HEAD` itself, because RFC 9110 §9.3.2 makes `HEAD` valid wherever `GET` is.
 
 # %%
 make_app()
@@ -360,9 +399,19 @@ make_app()
 # %% [markdown]
 # ## Fixtures: one test, three clients
 #
-# A pytest **fixture** is a function whose return value pytest passes to every test with a
-# parameter of the same name. A fixture that `yield`s gets its code after the `yield` run
-# once the test is over: that is where servers stop and sessions end.
+# If you have only used pytest's plain `assert` tests, fixtures are the one new idea here.
+# A pytest **fixture** is a function decorated with `@pytest.fixture`. pytest reads the
+# parameter names of each test, finds the fixture with the same name, calls it, and passes
+# its return value in. You never call a fixture yourself. So a test written as
+# `def test_x(client):` asks for "a client", and the fixture decides what that means.
+#
+# A fixture that `yield`s instead of returning works like a `with` block: the code before
+# the `yield` is the set-up, the value it yields goes to the test, and the code after the
+# `yield` runs once the test is over, even if the test failed. That is where servers stop
+# and sessions end. A fixture can itself ask for other fixtures, by the same rule.
+#
+# `scope=` says how long one value lives. The default, `"function"`, makes a fresh one for
+# every test; `"session"` makes one for the whole pytest run and shares it.
 #
 # The first fixture, `framework`, only returns `Bare`. It exists so that it can be
 # *replaced*: a test file that defines its own `framework` fixture tests another class
@@ -400,8 +449,10 @@ def servers(framework):
 
 
 # %% [markdown]
-# Now the fixture every HTTP test uses. `params=` makes pytest run each test once per
-# value. Careful with the name `request` in it: this is *pytest's* request object, which
+# Now the fixture every HTTP test uses. `params=` makes it a *parametrized* fixture:
+# pytest runs every test that asks for it once per value in the list, here three times,
+# and writes the value in brackets after the test's name (`test_x[in-process]`,
+# `test_x[barelab]`, `test_x[course]`), so a failure report says which run broke. Careful with the name `request` in it: this is *pytest's* request object, which
 # describes the test being set up, not an HTTP request. `request.param` says which run
 # this is, and `request.getfixturevalue("servers")` asks for the servers only when a
 # socket run needs them, so an in-process run never starts one.
@@ -435,6 +486,12 @@ with TestClient(make_app()) as in_process:
     print(in_process.get("/items/7").json(), SocketClient(served).get("/items/7").json())
 
 # %% [markdown]
+# Two identical dicts. The first never touched the network; the second went through a
+# TCP socket, an HTTP/1.1 request line, barelab's parser and back. That sameness is what
+# makes the three-way fixture work: a test cannot tell which client it was given, so any
+# difference in the answers is a difference in the server, and the test will catch it.
+
+# %% [markdown]
 # ## The tests
 #
 # Each test is a plain function whose name says the promise it checks, in a sentence:
@@ -448,6 +505,12 @@ with TestClient(make_app()) as in_process:
 # together.
 #
 # ### Routing
+#
+# The router decides which handler runs, and which status a miss gets. The first four
+# tests pin down the two misses RFC 9110 tells apart, 404 Not Found (§15.5.5) and 405
+# Method Not Allowed (§15.5.6), and the two methods a server must answer without being
+# asked to, `HEAD` and `OPTIONS`. Get these wrong and clients retry, cache or report the
+# wrong thing.
 #
 # A typed parameter is converted, and a value that does not fit the converter is not a
 # match at all: 404, as if the route did not exist. The second test guards against a
@@ -468,8 +531,8 @@ def test_a_parameter_of_the_wrong_type_is_404(client):
 # 404 and 405 say different things. 404: nothing lives at this path. 405: something does,
 # but not for this method, and then RFC 9110 §15.5.6 requires an `Allow` field listing the
 # methods that would work. The 404 must not carry one. The exact `Allow` value matters to
-# clients that read it (browsers' CORS preflight, API explorers), so the test compares
-# the whole string; `bare` sorts the methods, which keeps it predictable.
+# tools that read it (API explorers, HTTP libraries that tell you which method to use), so
+# the test compares the whole string; `bare` sorts the methods, which keeps it predictable.
 
 # %%
 #| export
@@ -510,6 +573,8 @@ def test_options_lists_the_methods(client):
 # %% [markdown]
 # A mount hands everything under its prefix to another app, moving the prefix into
 # `root_path`. The prefix must end on a segment boundary: `/adminx` is not under `/admin`.
+# That last assert guards against the easiest way to write a mount,
+# `path.startswith("/admin")`, which would hand `/adminx/where` to the admin app too.
 
 # %%
 #| export
@@ -532,15 +597,16 @@ def test_mount_passes_the_rest_of_the_path(client):
 # pytest needs a test file. Write a tiny one, in a folder of its own, that imports
 # everything from the exported module. Next to it goes an empty `pytest.ini`: it marks the
 # folder as pytest's root, so the course's own pytest settings (which add nbval and a
-# table of slow tests) stay out of this run.
+# table of slow tests) stay out of this run. `tempfile.mkdtemp` makes a new, empty folder
+# with a unique name, so two copies of this notebook running at once never share files.
 
 # %%
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-suite_dir = Path(tempfile.gettempdir()) / "bare_suite_ch25"
-suite_dir.mkdir(exist_ok=True)
+suite_dir = Path(tempfile.mkdtemp(prefix="bare_suite_"))
 (suite_dir / "pytest.ini").write_text("[pytest]\n")
 (suite_dir / "test_bare.py").write_text("from barelab.built.bare_suite import *\n")
 sorted(path.name for path in suite_dir.iterdir() if path.suffix in (".py", ".ini"))
@@ -628,10 +694,18 @@ sorted(path.name for path in suite_dir.glob("test_*.py"))
 #
 # ### The request
 #
+# These tests pin down what reaches the handler: the query string, header fields, cookies
+# and the body. Each value crosses a layer that could mangle it: percent-encoding
+# (RFC 3986 §2.1); header names, which may arrive in any case (field names are
+# case-insensitive, RFC 9110 §5.1, and ASGI servers only *should* lowercase them); the
+# `Cookie` field's `name=value; name=value` format (RFC 6265 §4.2.1); and a body that ASGI
+# hands over in pieces, as `http.request` messages with `more_body`.
+#
 # A query string may repeat a name (`?tag=a&tag=b`, the way HTML sends a group of
 # checkboxes); `getall` keeps every value in order, `get` the first. The client
 # percent-encodes `café` as `caf%C3%A9`, so the first test also checks that the handler
-# gets it back as UTF-8 text. The second test sends a header and two cookies and checks
+# gets it back as UTF-8 text. (`params=` is a list of pairs rather than a dict because a
+# dict cannot hold the key `tag` twice.) The second test sends a header and two cookies and checks
 # that both arrive: header names are case-insensitive, so `X-Token` is read as `x-token`.
 
 # %%
@@ -649,8 +723,9 @@ def test_headers_and_cookies_reach_the_handler(client):
 
 # %% [markdown]
 # The body limit is 1024 bytes, so test both sides of the edge: exactly 1024 is read,
-# 1025 is refused with 413 Content Too Large. Testing only "much too big" would miss an
-# off-by-one.
+# 1025 is refused with 413 Content Too Large (RFC 9110 §15.5.14). Testing only "much too
+# big" would miss an off-by-one. A limit matters because without one, any client can make
+# your server hold a body as big as it likes in memory.
 
 # %%
 #| export
@@ -663,7 +738,8 @@ def test_a_body_over_the_limit_is_413(client):
 
 
 # %% [markdown]
-# Broken JSON is the client's mistake, so it gets a 400. The answer must explain, but it
+# Broken JSON is the client's mistake, so it gets a 400 Bad Request, a 4xx: RFC 9110 §15.5
+# keeps 4xx for errors on the client's side and 5xx for the server's. The answer must explain, but it
 # must not leak how the server is built: no `Traceback`, no `File "..."` lines.
 
 # %%
@@ -714,7 +790,9 @@ def test_multipart_form_with_a_file(client):
 # %% [markdown]
 # ### The response
 #
-# Each response type has a contract: its content type, its status, its body. A browser
+# These tests pin down what goes back: status, `Content-Type`, `Location`, `Set-Cookie`
+# and the body, as a client sees them after the server has turned ASGI messages into
+# bytes. Each response type has a contract: its content type, its status, its body. A browser
 # decides what to do with a body from `Content-Type` alone, so a wrong one is a real bug
 # (HTML shown as source, JSON downloaded as a file). JSON is UTF-8 by definition
 # (RFC 8259 §8.1), so `café` must survive without a `charset`; HTML names its charset,
@@ -736,7 +814,7 @@ def test_html_response(client):
 
 
 # %% [markdown]
-# A redirect is a status and a `Location`; 301 says "moved for good", so browsers and
+# A redirect is a status and a `Location`; 301 (RFC 9110 §15.4.2) says "moved for good", so browsers and
 # search engines remember the new address. The test does not follow the redirect: it
 # checks what the server *said*, which is the framework's part. A stream must arrive
 # whole, whatever the chunks were: over a socket they travel as chunked transfer coding
@@ -778,9 +856,16 @@ def test_several_set_cookie_lines(client):
 # %% [markdown]
 # ### Errors
 #
-# An `HTTPException` is answered in the format the client prefers: JSON if its `Accept`
-# ranks JSON first, plain text otherwise. `pytest.mark.parametrize` runs this test for
-# both; together with the three clients that is six runs from one function.
+# Error responses are still responses: they need the right status, a `Content-Type` the
+# client asked for, and nothing the client should not see. An `HTTPException` is answered
+# in the format the client prefers: JSON if its `Accept` field (RFC 9110 §12.5.1) ranks
+# JSON first, plain text otherwise.
+#
+# To test both formats without writing the test twice, use `@pytest.mark.parametrize`. Its
+# first argument is a string of parameter names, `"accept, kind"`; its second is a list
+# with one tuple per run, giving a value for each name. pytest calls the test once per
+# tuple, passing the values as arguments. Stacked with the three-way `client` fixture,
+# that is 2 × 3 = six runs from one function.
 
 # %%
 #| export
@@ -811,6 +896,10 @@ def test_a_crash_is_a_plain_500(client):
 # %% [markdown]
 # ### Middleware and lifespan
 #
+# In ASGI, middleware is just an app that wraps an app, and the lifespan protocol is how a
+# server tells the app "starting up" before any request (the ASGI lifespan spec). Both are
+# invisible to a single handler, so these tests check them from the outside.
+#
 # `middleware=[trail("outer"), trail("inner")]` means `outer(inner(app))`: the request
 # goes down through `outer` first. The response travels back up the other way, through
 # `inner` first, so its header line comes first. If `bare` ever reversed its list, this
@@ -832,10 +921,16 @@ def test_lifespan_state_reaches_handlers(client):
 # %% [markdown]
 # ### WebSockets in-process
 #
+# The WebSocket tests pin down the ASGI `websocket.*` messages: an app must `accept`
+# before sending, keep text and binary frames apart (RFC 6455 §5.6), and learn the
+# client's close code when it leaves.
+#
 # `SocketClient` speaks HTTP only, so the WebSocket tests get a fixture of their own:
 # `session`, an in-process `TestClient` session whose `websocket_connect` holds a whole
-# conversation without a socket. It builds its app from `framework` too, so a
-# replaced `framework` reaches these tests as well.
+# conversation without a socket. It builds its app from `framework` too, so a replaced
+# `framework` reaches these tests as well. It has the default function scope on purpose:
+# each test gets a fresh app, so the `closes` list in its state starts empty and one test's
+# goodbye cannot show up in another's assert.
 
 # %%
 #| export
@@ -864,7 +959,11 @@ def test_websocket_text_and_binary(session):
 # The binary message holds a zero byte and a `0xff`: `0xff` never occurs in UTF-8 text,
 # so if any layer decoded the frame as text, it could not come back intact. Next, JSON over a
 # WebSocket, and a handshake the app refuses: closing before `accept` is answered with an
-# HTTP 403, which chapter 17's client raises as `WebSocketDenied`.
+# HTTP 403 (the ASGI spec says so: a `websocket.close` sent before `websocket.accept` must
+# make the server refuse the handshake with 403), which chapter 17's client raises as
+# `WebSocketDenied`. `pytest.raises` is how pytest tests for an exception: the `with`
+# block passes only if the exception is raised inside it, and `refused.value` is the
+# exception itself.
 
 # %%
 #| export
@@ -883,7 +982,8 @@ def test_websocket_closed_before_accept_is_403(session):
 
 # %% [markdown]
 # When the client closes, the handler's `receive_message` raises `WebSocketDisconnect`
-# with the client's close code. The handler wrote it into the shared state; a plain HTTP
+# with the client's close code; 1001 is "going away" (RFC 6455 §7.4.1), what a browser
+# sends when you leave the page. The handler wrote it into the shared state; a plain HTTP
 # request in the same session reads it back.
 
 # %%
@@ -901,7 +1001,10 @@ def test_websocket_disconnect_reaches_the_handler(session):
 #
 # Over a real socket, `barelab.websocket_connect` is the client. Its interface differs
 # (one `receive()` returns `str` or `bytes`), so this test takes the server's name as its
-# own parameter instead of using `client`.
+# own parameter instead of using `client`. `parametrize` with one name and the list
+# `["barelab", "course"]` gives two runs, and the test asks for the session-wide `servers`
+# fixture to look the running server up by that name. This is the one test that checks
+# the course's own WebSocket handshake and framing with real bytes.
 
 # %%
 #| export
@@ -926,9 +1029,12 @@ def test_websocket_over_a_socket(servers, name):
 !cd {suite_dir} && {sys.executable} -m pytest -q -p no:cacheprovider --color=no
 
 # %% [markdown]
-# 84 passes, as counted. The same suite runs in the course's `make test`:
-# `tests/test_bare_suite.py` is the same one-line star import you wrote above. If a later chapter changes `bare`,
-# this is the file that says whether its promises still hold.
+# 84 passes, as counted. The `[ 85%]` and `[100%]` at the ends of the lines are pytest's
+# progress marks: how far through the collected tests it was when the line filled up.
+#
+# The same suite runs in the course's `make test`: `tests/test_bare_suite.py` is the same
+# one-line star import you wrote above. If a later chapter changes `bare`, this is the file
+# that says whether its promises still hold.
 #
 # ## Summary
 #
@@ -1064,9 +1170,8 @@ with check("Exercise 3"):
 # ## Cleaning up
 #
 # The suite's own servers stopped when its pytest process ended. The notebook started one
-# more, `suite-demo`; stop it, and delete the temporary test files.
+# more, `suite-demo`; stop it, and delete the temporary folder with its test files.
 
 # %%
-for path in suite_dir.glob("*.*"):
-    path.unlink()
+shutil.rmtree(suite_dir)
 barelab.stop_all()

@@ -50,6 +50,8 @@ def add_routing_routes(app: Bare) -> None:
     async def hello(request):
         return "hello\n"
 
+
+def add_mount_route(app: Bare) -> None:
     admin = Bare(name="admin")
 
     @admin.get("/where")
@@ -95,6 +97,8 @@ def add_response_routes(app: Bare) -> None:
     async def data(request):
         return JSONResponse({"ok": True, "café": "crème"}, status=201)
 
+
+def add_redirect_and_stream_routes(app: Bare) -> None:
     @app.get("/old")
     async def old(request):
         return RedirectResponse("/hello", 301)
@@ -169,9 +173,10 @@ def make_app(framework=Bare) -> Bare:
     async def started(state):
         state.ready = True
 
-    for add_routes in (add_routing_routes, add_request_routes, add_body_routes,
-                       add_response_routes, add_cookie_routes, add_error_and_state_routes,
-                       add_echo_route, add_websocket_routes):
+    for add_routes in (add_routing_routes, add_mount_route, add_request_routes,
+                       add_body_routes, add_response_routes, add_redirect_and_stream_routes,
+                       add_cookie_routes, add_error_and_state_routes, add_echo_route,
+                       add_websocket_routes):
         add_routes(app)
     return app
 
