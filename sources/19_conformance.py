@@ -60,7 +60,9 @@
 # on the next line, indented (*obs-fold*, obsolete line folding). The RFC says a server MUST
 # either reject such a request with 400 or replace the fold with a space before using the
 # value. Here is a tiny WSGI app that shows which value it got, served by the course's WSGI
-# server from chapter 06:
+# server from chapter 06. `barelab.raw_exchange` sends the bytes exactly as written, on a
+# fresh connection, and records what came back; `.status` is the status code it found.
+# The folded line is the `\r\n b` in the middle of `folded`:
 
 # %%
 import barelab
@@ -144,6 +146,12 @@ from socketserver import ThreadingMixIn
 
 from barelab.engines.base import Engine
 
+# %% [markdown]
+# The constants come next. A probe's level is one of three strings, spelled the way the
+# RFCs spell them in capitals, so a table row can show it as it is:
+
+# %%
+#| export
 MUST, SHOULD, MAY = "MUST", "SHOULD", "MAY"     # RFC 2119 keywords
 READ_TIMEOUT = 1.0      # seconds any one wait for the server may last
 PROBE_BUDGET = 3.0      # seconds one probe may last, all its steps together
@@ -203,7 +211,13 @@ async def read_whole_body(receive) -> bytes | None:
         body, more = body + message.get("body", b""), message.get("more_body", False)
     return body
 
+# %% [markdown]
+# `None` is the important case: a client that hangs up halfway through its body must not
+# get an echo of half a body. The WebSocket part accepts the connection, then sends
+# every message straight back with its type changed from `receive` to `send`:
 
+# %%
+#| export
 async def echo_websocket(receive, send) -> None:
     """Accept, then send every text or bytes message back as it came."""
     await receive()                                     # websocket.connect
@@ -211,7 +225,13 @@ async def echo_websocket(receive, send) -> None:
     while (message := await receive())["type"] == "websocket.receive":
         await send({**message, "type": "websocket.send"})
 
+# %% [markdown]
+# uvicorn and hypercorn send a `lifespan` scope at startup and at shutdown, and log a
+# warning if the app cannot answer it. The echo app has nothing to set up, so it says
+# "complete" to each:
 
+# %%
+#| export
 async def answer_lifespan(receive, send) -> None:
     """Say yes to startup and to shutdown: the echo app has nothing to set up."""
     while (await receive())["type"] != "lifespan.shutdown":
@@ -326,14 +346,22 @@ class WSGIRefServer(Engine):
                                        daemon=True, name=f"wsgiref-{port}")
         self.thread.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        self.httpd.shutdown()                 # ends serve_forever (polls every 0.05 s)
-        self.httpd.server_close()             # closes the listening socket
-        self.thread.join(timeout)
+# %% [markdown]
+# `stop()` has to undo two things. `shutdown()` ends the `serve_forever` loop (which
+# checks for it every 0.05 s) but leaves the listening socket open; `server_close()`
+# closes it. Forget the second and the port stays taken until the kernel exits.
+
+# %%
+#| export
+def _stop_wsgiref(self, timeout: float = 2.0) -> None:
+    self.httpd.shutdown()                 # ends serve_forever (polls every 0.05 s)
+    self.httpd.server_close()             # closes the listening socket
+    self.thread.join(timeout)
+
+WSGIRefServer.stop = _stop_wsgiref
 
 # %% [markdown]
-# `shutdown()` alone stops the loop but leaks the socket; `server_close()` closes it.
-#
+
 # gunicorn, uvicorn and hypercorn are programs: each runs in its own process, started with
 # the kernel's own Python (`sys.executable -m gunicorn ...`). Three details matter:
 #
@@ -517,7 +545,14 @@ find_spec("httptools") is not None
 class Stopped(Exception):
     """A probe's script cannot go on: "closed", "timeout", or what was unreadable."""
 
+# %% [markdown]
+# `Wire` itself holds the socket, the bytes read but not used yet (`buffer`), and the
+# deadline. `wait_time()` is the one place that decides how long the next wait may be:
+# the smaller of `READ_TIMEOUT` and the time left before the deadline, and `Stopped`
+# once nothing is left.
 
+# %%
+#| export
 class Wire:
     """A client socket with a read buffer; every wait ends by ``deadline`` (time.monotonic)."""
 
@@ -620,7 +655,12 @@ class Response:
         values = [value for key, value in self.headers if key == name.lower()]
         return ", ".join(values) if values else None
 
+# %% [markdown]
+# A WebSocket frame is an opcode and a payload. A close frame's payload starts with a
+# two-byte status code, which `close_code` reads:
 
+# %%
+#| export
 @dataclass
 class Frame:
     opcode: int                              # RFC 6455 §5.2: 1 text, 2 binary, 8 close, 9 ping, 10 pong
@@ -631,6 +671,18 @@ class Frame:
         if self.opcode == 8 and len(self.payload) >= 2:
             return int.from_bytes(self.payload[:2], "big")
         return None
+
+# %% [markdown]
+# Read a close frame's code, and a header by name (any case, repeats joined as RFC 9110
+# §5.3 allows):
+
+# %%
+(Frame(8, b"\x03\xe8").close_code,
+ Response("HTTP/1.1", 200, [("vary", "a"), ("vary", "b")]).header("Vary"))
+
+# %% [markdown]
+# 1000 is "normal closure" (RFC 6455 §7.4.1). The `Outcome` collects everything one probe
+# saw; `FRAME_NAMES` turns opcodes into words for its summary:
 
 # %%
 #| export
@@ -649,12 +701,21 @@ class Outcome:
         """The first response's status code, or None if none came."""
         return self.responses[0].status if self.responses else None
 
-    def summary(self) -> str:
-        parts = [" ".join(str(r.status) for r in self.responses) or "no response"]
-        parts += [f"close {f.close_code}" if f.close_code else FRAME_NAMES.get(f.opcode, "?")
-                  for f in self.frames]
-        parts.append(self.stopped or ("closed" if self.closed else "open" if self.open else ""))
-        return ", ".join(part for part in parts if part)
+# %% [markdown]
+# `summary()` writes an outcome as one short line, in three parts: the status codes in
+# order, then the WebSocket frames by name, then how the connection ended (`closed`,
+# `open`, or why the script stopped). Each part is left out when there is nothing to say:
+
+# %%
+#| export
+def _summary(self) -> str:
+    parts = [" ".join(str(r.status) for r in self.responses) or "no response"]
+    parts += [f"close {f.close_code}" if f.close_code else FRAME_NAMES.get(f.opcode, "?")
+              for f in self.frames]
+    parts.append(self.stopped or ("closed" if self.closed else "open" if self.open else ""))
+    return ", ".join(part for part in parts if part)
+
+Outcome.summary = _summary
 
 # %% [markdown]
 # A summary reads like a note you would write by hand:
@@ -778,7 +839,14 @@ class Reconnect:
         wire.sock.close()
         wire.sock, wire.buffer = socket.create_connection(wire.address, wire.wait_time()), b""
 
+# %% [markdown]
+# The two steps that find out whether the server kept the connection. `StillOpen` sends
+# one more request (`STILL_OPEN`) and marks the connection open only if an answer comes
+# back; if the server had closed, the read raises `Stopped("closed")` instead, and the
+# runner notes the close. `WaitClose` reads until the server hangs up:
 
+# %%
+#| export
 @dataclass(frozen=True)
 class StillOpen:
     def run(self, wire, outcome):
@@ -850,14 +918,22 @@ def run_probe(host: str, port: int, probe: Probe, *, timeout: float = READ_TIMEO
     return outcome
 
 # %% [markdown]
-# Try it: the obs-fold probe from the start of the chapter, as data, run against the
-# course's WSGI server. The verdict is left out for now (`None`); what comes back first.
+# Try it: the obs-fold probe from the start of the chapter, as data. The verdict is left
+# out for now (`None`); what comes back first. Since a probe is data, you can look inside
+# before running it: `probe()` wrote a three-step script.
 
 # %%
 from barelab.built.conformance import MUST, probe, run_probe
 
 folding = probe("obs-fold", "RFC 9112 §5.2", MUST,
                 b"GET / HTTP/1.1\r\nHost: probe\r\nX-Probe: a\r\n b\r\n\r\n", None)
+[type(step).__name__ for step in folding.steps]
+
+# %% [markdown]
+# Send the bytes, read one response, ask once more on the same connection. Run it against
+# the course's WSGI server:
+
+# %%
 course_wsgi = servers["course WSGI"]
 run_probe(course_wsgi.host, course_wsgi.port, folding).summary()
 
@@ -1022,7 +1098,13 @@ class Results:
     def __repr__(self) -> str:
         return f"{self.name}: {len(self.failures(MUST))} MUST failures"
 
+# %% [markdown]
+# `run_battery` is the loop: for each probe, skip it if the server cannot speak what it
+# needs, otherwise run it and judge the outcome. Every probe shares one `deadline`, so a
+# `budget` of 60 seconds bounds the whole battery, however many probes it holds:
 
+# %%
+#| export
 def run_battery(target, probes, *, name: str | None = None, timeout: float = READ_TIMEOUT,
                 budget: float = 60.0) -> Results:
     """Run ``probes`` against ``target`` (anything with .host and .port), in order."""
@@ -1051,6 +1133,13 @@ def get(target=b"/", extra=b"", version=b"HTTP/1.1", method=b"GET") -> bytes:
 def post(extra: bytes, body: bytes) -> bytes:
     """A POST to /echo with header lines ``extra`` and ``body`` as given (framing is yours)."""
     return b"POST /echo HTTP/1.1\r\n" + HOST + extra + b"\r\n" + body
+
+# %% [markdown]
+# `get()` writes the boring part of a request, so a probe only spells out what it breaks.
+# Here is the obs-fold request again, built with it:
+
+# %%
+get(extra=b"X-Probe: a\r\n b\r\n")
 
 # %% [markdown]
 # Each entry below is one probe: a name, the rule, the level, the bytes, the verdict. The
@@ -1107,7 +1196,8 @@ LINE_PROBES = [
 SYNTAX_PROBES = FIELD_PROBES + LINE_PROBES
 
 # %% [markdown]
-# One probe's full record, for the course WSGI server:
+# Run the group against one server first. `run_battery` returns a `Results`; its
+# `.results` are one `Result` per probe, holding the mark and the `Outcome`. The first four:
 
 # %%
 from barelab.built.conformance import SYNTAX_PROBES, run_battery
@@ -1116,7 +1206,10 @@ syntax_course = run_battery(course_wsgi, SYNTAX_PROBES, name="course WSGI")
 [(r.probe.name, r.mark, r.outcome.summary()) for r in syntax_course.results[:4]]
 
 # %% [markdown]
-# And the whole group as counts:
+# Each tuple is a probe's name, its mark, and the summary of what came back. Read the
+# second one against its rule: §5.2 allows a 400, the server sent one and closed, so ✓.
+# The plain GET is the control: if it failed, the problem would be the setup, not a rule.
+# `Results` shows the whole group as one count:
 
 # %%
 syntax_course
@@ -1167,17 +1260,25 @@ class Table:
         results = self.columns[name]
         return "n/i" if results is None else str(len(results.failures(MUST)))
 
-    def outcome(self, name: str, probe_name: str) -> Outcome | None:
-        """What server ``name`` answered to the probe called ``probe_name``."""
-        results = self.columns[name]
-        found = [r for r in results.results if r.probe.name == probe_name] if results else []
-        return found[0].outcome if found else None
-
     def rows(self) -> list[list[str]]:
         names = list(self.columns)
         body = [[p.name, p.rule, p.level, *(self.mark(n, i) for n in names)]
                 for i, p in enumerate(self.probes)]
         return body + [["MUST failures", "", "", *map(self.must_failures, names)]]
+
+# %% [markdown]
+# A mark says *that* a server failed; `outcome()` digs out *what* it answered, by server
+# and probe name, for when you want to look closer at one cell:
+
+# %%
+#| export
+def _outcome(self, name: str, probe_name: str) -> Outcome | None:
+    """What server ``name`` answered to the probe called ``probe_name``."""
+    results = self.columns[name]
+    found = [r for r in results.results if r.probe.name == probe_name] if results else []
+    return found[0].outcome if found else None
+
+Table.outcome = _outcome
 
 # %% [markdown]
 # The two renderers. "n/i" stands for "not installed"; the HTML version colours the marks
@@ -1194,7 +1295,11 @@ def _table_text(self) -> str:
              for row in rows]
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:-1], "-" * len(lines[0]), lines[-1]])
 
+# %% [markdown]
+# The HTML one builds the same rows as `<td>` cells, green for ✓, red for ✗, grey for –:
 
+# %%
+#| export
 COLOURS = {PASS: "#1a7f37", FAIL: "#cf222e", SKIP: "#8a8a8a"}
 
 def _table_html(self) -> str:
@@ -1211,7 +1316,21 @@ def _table_html(self) -> str:
 Table.__repr__, Table._repr_html_ = _table_text, _table_html
 
 # %% [markdown]
-# The syntax group, on all eight servers:
+# The syntax group, on all eight servers. Before you look, here is how to read every table
+# in this chapter:
+#
+# - **A row is one probe.** Its first three cells say which broken (or plain) request it
+#   sends, where the rule is written, and how strong the rule is.
+# - **A column is one server.** WSGI servers on the left, ASGI servers on the right; in
+#   each half, the course's server, barelab's engine, then the real ones.
+# - **A cell is a verdict**: ✓ the server did what the rule asks, ✗ it did not, – the
+#   probe does not apply to this server, n/i the server is not installed here.
+# - **The level says how much a ✗ matters.** A ✗ on a MUST row is a broken rule. A ✗ on a
+#   SHOULD row is a server that chose otherwise, which the RFC allows when there is a
+#   reason. A ✗ on a MAY row only means the server did not take an option the RFC offers:
+#   no fault at all.
+# - **The bottom row counts the ✗ on MUST rows only.** Read it first; then look for the
+#   red marks in MUST rows above it.
 
 # %%
 from barelab.built.conformance import run_batteries
@@ -1219,7 +1338,7 @@ from barelab.built.conformance import run_batteries
 run_batteries(servers, SYNTAX_PROBES)
 
 # %% [markdown]
-# Read it column by column. The four course and barelab columns are all ✓. gunicorn,
+# Start at the bottom row: 0 everywhere except wsgiref's 4. Then read it column by column. The four course and barelab columns are all ✓. gunicorn,
 # uvicorn and hypercorn pass every MUST here too; they part ways only on the SHOULDs and
 # MAYs:
 #
@@ -1227,7 +1346,8 @@ run_batteries(servers, SYNTAX_PROBES)
 #   empty line that §2.2 says a server SHOULD skip. A SHOULD, not a bug: it only matters
 #   to old clients that sent an extra CRLF after a POST body.
 # - **HTTP/2.0 in a 1.x line**: only the course and barelab servers answer 505. gunicorn
-#   says 400; uvicorn and hypercorn serve it as if it were 1.1. Both are allowed by the MAY.
+#   says 400; uvicorn and hypercorn serve it as if it were 1.1. Both are allowed by the MAY,
+#   and that is exactly what a ✗ in a MAY row looks like: a different choice, not a bug.
 #
 # wsgiref is the red column: it accepts a space before the colon, a bare CR, a NUL, a
 # quote in a name, and keeps the fold's line break in the value. wsgiref is the *reference implementation of
@@ -1265,6 +1385,12 @@ HOST_PROBES = [
           saw_absolute_path),
     probe("OPTIONS *", "RFC 9112 §3.2.4", SHOULD, get(b"*", method=b"OPTIONS"), answered),
 ]
+
+# %% [markdown]
+# The rule behind this group, in one line: *the server, not the app, decides which host
+# and path a request is for, and refuses a request where that is unclear.* The first
+# three probes are broken on purpose and want a 400; the last two are valid and want to
+# be served. Look at the bottom row, then at which MUST rows turn red:
 
 # %%
 from barelab.built.conformance import HOST_PROBES
@@ -1349,6 +1475,11 @@ print(host_table.failure_report(names=["gunicorn", "uvicorn", "hypercorn"]))
 #   `10000000000000003` is 2⁶⁴ + 3 in hex: a parser that keeps it in 64 bits reads 3, and
 #   would then take the next bytes, `abc`, as the whole chunk. The probe sends `abc` and
 #   hangs up its side, so a correct server has nothing to wait for.
+#
+# Put together, the group's rule is: *when the length of a body is in any doubt, refuse
+# and close.* Most framing probes send such a doubt and want `refused()`, a 400 followed
+# by a close; `refused_coding` below also takes 501, the status §6.1 suggests for a
+# transfer coding the server does not know:
 
 # %%
 #| export
@@ -1357,6 +1488,13 @@ CHUNKED = b"Transfer-Encoding: chunked\r\n"
 @expects("400 or 501, then the connection closed")
 def refused_coding(got): return got.status in (400, 501) and got.closed
 
+# %% [markdown]
+# The framing list. Read each verdict as the rule's allowed answers: `CL and TE together`
+# takes a 400 or an echo of `abc` (decoded as chunked), but in both cases a close; `CL list
+# 2, 2` takes a refusal or an echo of the two bytes.
+
+# %%
+#| export
 FRAMING_PROBES = [
     probe("CL and TE together", "RFC 9112 §6.1", MUST,
           post(b"Content-Length: 3\r\n" + CHUNKED, b"3\r\nabc\r\n0\r\n\r\n"),
@@ -1394,6 +1532,11 @@ CHUNK_PROBES = [
           not_served),
 ]
 
+# %% [markdown]
+# Twelve probes. The first seven break the framing headers, the last five send chunked
+# bodies: three valid ones that must be echoed, two broken ones that must not be served.
+# One column is going to stand out:
+
 # %%
 from barelab.built.conformance import CHUNK_PROBES, FRAMING_PROBES
 
@@ -1428,6 +1571,13 @@ list2 = framing_table.outcome("wsgiref", "CL list 2, 2")
 list2.summary(), list2.responses[0].body[:60]
 
 # %% [markdown]
+# That body is wsgiref's own error page: the app raised `ValueError`, wsgiref caught it,
+# answered 500 and wrote the traceback to `wsgi.errors` (which the engine sends to
+# `server.log`). The rule allows two answers, a 400 (the client's fault) or reading the
+# list as one length of 2; a 500 is neither, and says the server broke on a request it
+# should never have passed on.
+
+# %% [markdown]
 # ## Limits
 #
 # A server that reads "until the request ends" with no limit lets any client fill its
@@ -1449,6 +1599,10 @@ LIMIT_PROBES = [
           (Send(post(b"Content-Length: 1073741824\r\n", b"abc")), HalfClose(), Read()),
           status_is(413)),
 ]
+
+# %% [markdown]
+# Two of the three rows are MAYs, so expect red that is not a fault: a ✗ there says only
+# that the server has no such limit, or answers it with a different code.
 
 # %%
 from barelab.built.conformance import LIMIT_PROBES
@@ -1474,10 +1628,11 @@ limits_table
 #
 # HTTP/1.1 connections persist by default (RFC 9112 §9.3). A client asks to close with
 # `Connection: close`, and a server that receives it MUST close after its response (§9.6).
-# A server that will not keep a connection open MUST say so with `Connection: close` in
-# its response, or by answering as HTTP/1.0. A pipelined client sends several requests
-# before reading; the server MUST answer them in order (§9.3.2). Several of these probes
-# reuse the verdict `closes` and `stays_open`; the pipelining one checks paths:
+# A server that does not keep connections open MUST say so with `Connection: close` in
+# its responses (§9.3); answering as HTTP/1.0, whose default is to close, says it too. A pipelined client sends several requests
+# before reading; the server MUST answer them in order (§9.3.2). Two new verdicts:
+# `in_order` reads the paths the echo app reports, `announces_close` the last response's
+# version and `Connection` header:
 
 # %%
 #| export
@@ -1493,12 +1648,29 @@ def announces_close(got):
     return got.open or (final is not None and (final.version == "HTTP/1.0"
                         or "close" in (final.header("connection") or "").lower()))
 
+# %% [markdown]
+# `announces_close` is the subtle one: it does not mind a server that closes, only one that
+# closes *without warning*. Here is a response that says `Connection: close`, and one that
+# says nothing, each followed by a close:
+
+# %%
+from barelab.built.conformance import announces_close
+
+warned = Outcome([Response("HTTP/1.1", 200, [("connection", "close")])], closed=True)
+silent_close = Outcome([Response("HTTP/1.1", 200, [])], closed=True)
+announces_close(warned), announces_close(silent_close)
+
+# %% [markdown]
+# The five persistence probes, using those two and the `closes`/`stays_open` verdicts:
+
+# %%
+#| export
 PERSISTENCE_PROBES = [
     probe("keep-alive by default", "RFC 9112 §9.3", SHOULD, get(), stays_open),
     probe("Connection: close honoured", "RFC 9112 §9.6", MUST,
           get(extra=b"Connection: close\r\n"), closes),
     probe("HTTP/1.0 closes by default", "RFC 9112 §9.3", SHOULD, get(version=b"HTTP/1.0"), closes),
-    probe("a close is announced", "RFC 9112 §9.6", MUST, get(), announces_close),
+    probe("a close is announced", "RFC 9112 §9.3", MUST, get(), announces_close),
     Probe("pipelined, answered in order", "RFC 9112 §9.3.2", MUST,
           (Send(get(b"/one") + get(b"/two")), Read(), Read()), in_order),
 ]
@@ -1549,6 +1721,11 @@ BODYLESS_PROBES = [
           both(status_is(304), nothing_after)),
 ]
 
+# %% [markdown]
+# The rule of this group: *after every response, both sides must agree on where the
+# connection stands*: open, closed, and where the next response starts. The nine probes
+# run together:
+
 # %%
 from barelab.built.conformance import BODYLESS_PROBES, PERSISTENCE_PROBES
 
@@ -1589,7 +1766,7 @@ print(persistence_table.failure_report(SHOULD, names=["wsgiref", "gunicorn"]))
 # - A slow client sends a request in pieces. RFC 9112 §2.2 says a recipient MUST parse a
 #   message as a sequence of octets; when they arrive does not matter.
 # - A client that announces ten bytes of body, sends five and vanishes sent an incomplete
-#   message. RFC 9112 §6.3 (rule 5): the recipient MUST consider it incomplete and close.
+#   message. RFC 9112 §6.3 (rule 6): the recipient MUST consider it incomplete and close.
 #   So the app must never be served those five bytes as if they were the whole body.
 
 # %%
@@ -1612,6 +1789,11 @@ CLIENT_PROBES = [
           (Send(post(b"Content-Length: 10\r\n", b"abcde")), HalfClose(), Read()), not_served),
 ]
 
+# %% [markdown]
+# What the five have in common: *a server answers what the client actually sent, on the
+# client's timing*, neither waiting for what will not come nor serving what did not
+# arrive. The course and barelab servers pass all five:
+
 # %%
 from barelab.built.conformance import CLIENT_PROBES
 
@@ -1619,7 +1801,7 @@ client_table = run_batteries(servers, CLIENT_PROBES)
 client_table
 
 # %% [markdown]
-# The course and barelab servers pass all five. The real ones:
+# The real ones, in full:
 
 # %%
 print(client_table.failure_report(names=["wsgiref", "gunicorn", "uvicorn"]))
@@ -1755,6 +1937,11 @@ FRAME_PROBES = [
 ]
 WEBSOCKET_PROBES = HANDSHAKE_PROBES + FRAME_PROBES
 
+# %% [markdown]
+# Here the rule is: *a valid handshake gets the exact 101 the RFC computes, and after it
+# only well-formed frames are accepted; anything else ends the connection.* Expect a column of – for every WSGI server: these probes do not
+# apply to them.
+
 # %%
 from barelab.built.conformance import WEBSOCKET_PROBES
 
@@ -1793,11 +1980,17 @@ len(BATTERY), time.monotonic() - started < 10
 # and the only waits are the few probes where a server never answers (wsgiref's
 # `100 Continue`). Here is the table:
 
+# %% [markdown]
+# It is long, so read it the way you read the small ones: bottom row first, then scan each
+# column for red in MUST rows, then check each group against the explanations above. The
+# column of – under each WSGI server is the WebSocket group at the end.
+
 # %%
 table
 
 # %% [markdown]
-# The last row is the summary. For each server, the MUST failures, the SHOULDs and the MAYs:
+# The bottom row counts MUSTs only. To see all three levels, count per server: each tuple
+# below is (MUST, SHOULD, MAY) failures.
 
 # %%
 {name: (len(results.failures(MUST)), len(results.failures(SHOULD)), len(results.failures(MAY)))
@@ -1808,7 +2001,7 @@ table
 #
 # - **The course's WSGI server and both barelab engines: no failures at all.** Not even a
 #   SHOULD: chapter 02's parser and chapter 06's server were written against these rules.
-# - **The course's ASGI server: no MUST failure either.** It had one, the unchecked `Host`
+# - **The course's ASGI server: no failure either.** It had one MUST failure, the unchecked `Host`
 #   value, until chapter 13 took chapter 02's `check_host`; `tests/test_conformance_battery.py`
 #   keeps every MUST probe as a test, so it cannot come back unnoticed.
 # - **uvicorn and hypercorn: a handful each**, mostly in the same places, because both sit
@@ -1931,6 +2124,7 @@ negative_table.outcome("wsgiref", "negative CL").summary()
 # A probe that finds something real can join the battery: `BATTERY + [negative_length]`
 # runs it everywhere from then on.
 
+# %% [markdown]
 # ## Summary
 #
 # - A **probe** is data: a rule with its RFC section, a level (MUST, SHOULD, MAY), a script

@@ -25,6 +25,7 @@ from socketserver import ThreadingMixIn
 
 from barelab.engines.base import Engine
 
+
 MUST, SHOULD, MAY = "MUST", "SHOULD", "MAY"     # RFC 2119 keywords
 READ_TIMEOUT = 1.0      # seconds any one wait for the server may last
 PROBE_BUDGET = 3.0      # seconds one probe may last, all its steps together
@@ -143,10 +144,13 @@ class WSGIRefServer(Engine):
                                        daemon=True, name=f"wsgiref-{port}")
         self.thread.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        self.httpd.shutdown()                 # ends serve_forever (polls every 0.05 s)
-        self.httpd.server_close()             # closes the listening socket
-        self.thread.join(timeout)
+
+def _stop_wsgiref(self, timeout: float = 2.0) -> None:
+    self.httpd.shutdown()                 # ends serve_forever (polls every 0.05 s)
+    self.httpd.server_close()             # closes the listening socket
+    self.thread.join(timeout)
+
+WSGIRefServer.stop = _stop_wsgiref
 
 
 class ProcessServer(Engine):
@@ -348,12 +352,15 @@ class Outcome:
         """The first response's status code, or None if none came."""
         return self.responses[0].status if self.responses else None
 
-    def summary(self) -> str:
-        parts = [" ".join(str(r.status) for r in self.responses) or "no response"]
-        parts += [f"close {f.close_code}" if f.close_code else FRAME_NAMES.get(f.opcode, "?")
-                  for f in self.frames]
-        parts.append(self.stopped or ("closed" if self.closed else "open" if self.open else ""))
-        return ", ".join(part for part in parts if part)
+
+def _summary(self) -> str:
+    parts = [" ".join(str(r.status) for r in self.responses) or "no response"]
+    parts += [f"close {f.close_code}" if f.close_code else FRAME_NAMES.get(f.opcode, "?")
+              for f in self.frames]
+    parts.append(self.stopped or ("closed" if self.closed else "open" if self.open else ""))
+    return ", ".join(part for part in parts if part)
+
+Outcome.summary = _summary
 
 
 def read_response(wire: Wire, head_only: bool = False) -> Response:
@@ -670,17 +677,20 @@ class Table:
         results = self.columns[name]
         return "n/i" if results is None else str(len(results.failures(MUST)))
 
-    def outcome(self, name: str, probe_name: str) -> Outcome | None:
-        """What server ``name`` answered to the probe called ``probe_name``."""
-        results = self.columns[name]
-        found = [r for r in results.results if r.probe.name == probe_name] if results else []
-        return found[0].outcome if found else None
-
     def rows(self) -> list[list[str]]:
         names = list(self.columns)
         body = [[p.name, p.rule, p.level, *(self.mark(n, i) for n in names)]
                 for i, p in enumerate(self.probes)]
         return body + [["MUST failures", "", "", *map(self.must_failures, names)]]
+
+
+def _outcome(self, name: str, probe_name: str) -> Outcome | None:
+    """What server ``name`` answered to the probe called ``probe_name``."""
+    results = self.columns[name]
+    found = [r for r in results.results if r.probe.name == probe_name] if results else []
+    return found[0].outcome if found else None
+
+Table.outcome = _outcome
 
 
 def _table_text(self) -> str:
@@ -749,6 +759,7 @@ CHUNKED = b"Transfer-Encoding: chunked\r\n"
 @expects("400 or 501, then the connection closed")
 def refused_coding(got): return got.status in (400, 501) and got.closed
 
+
 FRAMING_PROBES = [
     probe("CL and TE together", "RFC 9112 §6.1", MUST,
           post(b"Content-Length: 3\r\n" + CHUNKED, b"3\r\nabc\r\n0\r\n\r\n"),
@@ -804,12 +815,13 @@ def announces_close(got):
     return got.open or (final is not None and (final.version == "HTTP/1.0"
                         or "close" in (final.header("connection") or "").lower()))
 
+
 PERSISTENCE_PROBES = [
     probe("keep-alive by default", "RFC 9112 §9.3", SHOULD, get(), stays_open),
     probe("Connection: close honoured", "RFC 9112 §9.6", MUST,
           get(extra=b"Connection: close\r\n"), closes),
     probe("HTTP/1.0 closes by default", "RFC 9112 §9.3", SHOULD, get(version=b"HTTP/1.0"), closes),
-    probe("a close is announced", "RFC 9112 §9.6", MUST, get(), announces_close),
+    probe("a close is announced", "RFC 9112 §9.3", MUST, get(), announces_close),
     Probe("pipelined, answered in order", "RFC 9112 §9.3.2", MUST,
           (Send(get(b"/one") + get(b"/two")), Read(), Read()), in_order),
 ]
