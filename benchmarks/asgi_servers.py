@@ -15,11 +15,9 @@ import argparse
 import asyncio
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,30 +83,15 @@ def server_command(label: str, port: int) -> list[str]:
     return [sys.executable, "-c", script]
 
 
-def wait_until_listening(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the server did not start listening")
-
-
 def run_load(port: int, request: bytes, seconds: float, connections: int) -> tuple[float, int]:
-    """serving.load sends serving.REQUEST on every connection: point it at this case's bytes."""
-    serving.REQUEST = request
-    return asyncio.run(serving.load(port, seconds, connections))
+    return asyncio.run(serving.load(port, seconds, connections, request))
 
 
 def measure(label: str, cases: dict, seconds: float, connections: int) -> dict:
     port = serving.free_port()
     proc = subprocess.Popen(server_command(label, port), stdin=subprocess.PIPE, cwd=ROOT)
     try:
-        wait_until_listening(port, proc)
+        serving.wait_until_listening(port, proc)
         run_load(port, cases["hello GET"], 0.3, connections)       # warm up
         return {case: run_load(port, request, seconds, connections)
                 for case, request in cases.items()}

@@ -99,13 +99,13 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
 async def one_connection(port: int, deadline: float, counts: list[int],
-                         errors: list[str]) -> None:
+                         errors: list[str], request: bytes = REQUEST) -> None:
     done = 0
     while time.perf_counter() < deadline:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while time.perf_counter() < deadline:
-                writer.write(REQUEST)
+                writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = 0
                 for line in head.split(b"\r\n"):
@@ -120,14 +120,29 @@ async def one_connection(port: int, deadline: float, counts: list[int],
     counts.append(done)
 
 
-async def load(port: int, seconds: float, connections: int) -> tuple[float, int]:
+async def load(port: int, seconds: float, connections: int,
+               request: bytes = REQUEST) -> tuple[float, int]:
     counts: list[int] = []
     errors: list[str] = []
     started = time.perf_counter()
     deadline = started + seconds
-    await asyncio.gather(*(one_connection(port, deadline, counts, errors)
+    await asyncio.gather(*(one_connection(port, deadline, counts, errors, request)
                            for _ in range(connections)))
     return sum(counts) / (time.perf_counter() - started), len(errors)
+
+
+def wait_until_listening(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Wait until a server started in ``proc`` accepts connections on ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the server did not start listening")
 
 
 def requests_per_second(script: str, seconds: float, connections: int) -> tuple[float, int]:

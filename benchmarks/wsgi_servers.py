@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import free_port  # noqa: E402  (benchmarks/serving.py)
+from serving import free_port, wait_until_listening  # noqa: E402  (benchmarks/serving.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -60,19 +59,6 @@ def server_command(label: str, port: int) -> list[str]:
               + textwrap.dedent(IN_PROCESS[label]).replace("{port}", str(port))
               + "sys.stdin.read()\n")
     return [sys.executable, "-c", script]
-
-
-def wait_until_listening(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the server did not start listening")
 
 
 class Tally:
