@@ -113,6 +113,19 @@ class _ResponseMixin:
         """The response body parsed as JSON."""
         return jsonlib.loads(self.body)
 
+    def _response_html(self, show_headers: bool = True) -> list[str]:
+        """The response summary, headers, body preview and traceback, as HTML pieces."""
+        parts = [f"<p><strong>response</strong>: <code>{html.escape(self._summary())}</code></p>"]
+        if show_headers and self.headers:
+            parts.append(HeadersTable(self.headers)._repr_html_())
+        if self.body:
+            parts.append(f'<pre style="margin:0">{html.escape(_preview(self.body))}</pre>')
+        if self.exception is not None:
+            tb = "".join(traceback.format_exception(self.exception))
+            parts.append(f"<details><summary>traceback</summary><pre>{html.escape(tb)}</pre>"
+                         "</details>")
+        return parts
+
 
 # -- WSGI ------------------------------------------------------------------------------------
 
@@ -249,15 +262,7 @@ class WSGICall(_ResponseMixin):
         parts = [f"<details><summary><strong>environ</strong> ({len(self.environ)} keys)</summary>"
                  f"<table>{env}</table></details>",
                  "<p><strong>transcript</strong></p>", self.transcript._repr_html_(),
-                 f"<p><strong>response</strong>: <code>{html.escape(self._summary())}</code></p>"]
-        if self.headers:
-            parts.append(HeadersTable(self.headers)._repr_html_())
-        if self.body:
-            parts.append(f'<pre style="margin:0">{html.escape(_preview(self.body))}</pre>')
-        if self.exception is not None:
-            tb = "".join(traceback.format_exception(self.exception))
-            parts.append(f"<details><summary>traceback</summary><pre>{html.escape(tb)}</pre>"
-                         "</details>")
+                 *self._response_html()]
         if self.errors_output:
             parts.append(f"<p><strong>wsgi.errors</strong></p><pre>"
                          f"{html.escape(self.errors_output)}</pre>")
@@ -523,15 +528,7 @@ class ASGICall(_ResponseMixin):
         parts = [f"<details><summary><strong>{html.escape(self._scope_line())}</strong>"
                  f"</summary><table>{scope_rows}</table></details>",
                  self.transcript._repr_html_(),
-                 f"<p><strong>response</strong>: <code>{html.escape(self._summary())}</code></p>"]
-        if self.scope.get("type") == "http" and self.headers:
-            parts.append(HeadersTable(self.headers)._repr_html_())
-        if self.body:
-            parts.append(f'<pre style="margin:0">{html.escape(_preview(self.body))}</pre>')
-        if self.exception is not None:
-            tb = "".join(traceback.format_exception(self.exception))
-            parts.append(f"<details><summary>traceback</summary><pre>{html.escape(tb)}</pre>"
-                         "</details>")
+                 *self._response_html(show_headers=self.scope.get("type") == "http")]
         return "".join(parts)
 
 
