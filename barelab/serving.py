@@ -67,7 +67,8 @@ def _app_name(app) -> str:
     return type(app).__name__
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) and listening, as ``serve()`` hands to engines."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -129,7 +130,7 @@ class Server:
         last_error: OSError | None = None
         for _ in range(_REBIND_ATTEMPTS if port else 1):
             try:
-                return _bind(self.host, port)
+                return bind_listening_socket(self.host, port)
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise
@@ -140,7 +141,7 @@ class Server:
                 f"port {port} on {self.host} is in use by another program; "
                 f"pick another port or leave port=None for a free one") from last_error
         self._log.info(f"port {port} stayed busy; moved to a free port")
-        return _bind(self.host, 0)
+        return bind_listening_socket(self.host, 0)
 
     @property
     def log(self) -> ServerLog:
@@ -271,4 +272,5 @@ def stop_all(timeout: float = 2.0) -> int:
 atexit.register(stop_all)
 
 
-__all__ = ["Engine", "Server", "detect_kind", "proxy_prefix", "running", "serve", "stop_all"]
+__all__ = ["Engine", "Server", "bind_listening_socket", "detect_kind", "proxy_prefix", "running",
+           "serve", "stop_all"]

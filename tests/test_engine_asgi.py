@@ -19,6 +19,7 @@ from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Pin
 from barelab.engines.asgi import ASGIEngine
 from barelab.errors import LifespanStartupFailed
 from barelab.logs import ServerLog
+from barelab.serving import bind_listening_socket
 
 # ---------------------------------------------------------------------------------------
 # Harness
@@ -28,10 +29,7 @@ class Running:
     """An ASGIEngine serving on 127.0.0.1:<port>, as serve() would start it."""
 
     def __init__(self, app, **options):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
+        self.sock = bind_listening_socket("127.0.0.1", 0)  # the socket serve() would make
         self.port = self.sock.getsockname()[1]
         self.log = ServerLog()
         self.engine = ASGIEngine(app, self.sock, self.log, **options)

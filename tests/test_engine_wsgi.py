@@ -16,6 +16,7 @@ from rawclient import RawClient
 
 from barelab.engines.wsgi import WSGIEngine, parse_headers, parse_status
 from barelab.logs import ServerLog
+from barelab.serving import bind_listening_socket
 
 
 # ---------------------------------------------------------------------------------------
@@ -26,10 +27,7 @@ class Running:
     """A WSGIEngine serving on 127.0.0.1:<port>, as serve() would start it."""
 
     def __init__(self, app, **options):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
+        self.sock = bind_listening_socket("127.0.0.1", 0)  # the socket serve() would make
         self.port = self.sock.getsockname()[1]
         self.log = ServerLog()
         self.engine = WSGIEngine(app, self.sock, self.log, **options)

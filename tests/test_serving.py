@@ -252,3 +252,14 @@ def test_a_chapter_server_may_label_its_own_kind():
     server = barelab.serve(lambda conn: None, name="raw", server=SocketEngine)
     assert server.kind == "socket" and "socket" in repr(server)
     assert fetch(server.url) == b"mine"
+
+
+def test_bind_listening_socket_gives_a_listening_socket_on_a_free_port():
+    sock = serving.bind_listening_socket("127.0.0.1", 0)
+    try:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        with socket.create_connection(sock.getsockname(), timeout=2):
+            pass
+    finally:
+        sock.close()
