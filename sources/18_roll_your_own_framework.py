@@ -25,7 +25,8 @@
 # - write handlers as `async def handler(request)` that return a `Response`, text, bytes,
 #   JSON data or `None`, and say which response each one becomes;
 # - make sure bad input gets a clear 4xx and a bug gets a plain 500, **never a traceback**
-#   in the response, while the traceback still reaches the server's log;
+#   in the response, while the traceback still reaches the server's log, and change those
+#   answers (or add work after them) with hooks instead of overriding the framework;
 # - get the HTTP details right that frameworks are judged by: `HEAD` with no body, `204`
 #   without `Content-Length`, `405` with `Allow`, several `Set-Cookie` lines, binary
 #   WebSocket frames;
@@ -99,11 +100,14 @@
 # 08's templates and converters. A handler gets a Request (or a WebSocket) and returns a
 # Response or a plain value. Whatever goes wrong, the client gets a short answer without
 # a traceback: an HTTPException is rendered as JSON or text, any other exception as a
-# generic 500, and then re-raised so that the server logs the traceback.
+# generic 500, and then re-raised so that the server logs the traceback. Hooks for what
+# comes later: app.exception_handler, request.call_after_response, app.add_middleware.
+import asyncio
 import inspect
 import json
+import logging
 from contextlib import asynccontextmanager
-from functools import cached_property
+from functools import cached_property, partial
 from wsgiref.util import is_hop_by_hop
 
 # %% [markdown]
@@ -356,8 +360,8 @@ except HTTPException as error:
 # without reading a byte. Then chapter 12's `read_body` counts the chunks that really
 # arrive, in case the client lied or sent no length at all.
 #
-# First the class itself: the constructor only stores the limit and an empty slot for the
-# body. The `method` and `content_type` properties follow the pattern of `Connection`.
+# First the class itself: the constructor only stores the limit, an empty slot for the
+# body, and an empty list of work to do after the response (a hook you will use later). The `method` and `content_type` properties follow the pattern of `Connection`.
 
 # %%
 #| export
@@ -370,6 +374,7 @@ class Request(Connection):
     def __init__(self, scope: dict, receive, app=None, *, max_body: int = MAX_BODY):
         super().__init__(scope, receive, app)
         self.max_body, self._body = max_body, None
+        self.after_response = []    # (fn, args, kwargs) that respond runs once it has answered
 
     method = property(lambda self: self.scope["method"])
     content_type = property(lambda self: parse_options(self.headers.get("content-type", ""))[0],
@@ -661,8 +666,23 @@ def encode_headers(headers) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in headers]
 
+# %% [markdown]
+# A response only makes sense for an http scope. A handler that returns a `Response` from
+# a WebSocket route, or mounts one as a websocket app, would otherwise send
+# `http.response.start` to a server expecting `websocket.*` messages and get a confusing
+# protocol error; `_check_http` names the real mistake first. Then `__call__` itself:
+
+# %%
+#| export
+def _check_http(response, scope) -> None:
+    if scope.get("type", "http") != "http":
+        raise TypeError(f"a {type(response).__name__} answers an http scope, not a "
+                        f"{scope['type']!r} one (a websocket handler sends with "
+                        "websocket.send_text(...) and returns nothing)")
+
 
 async def send_response(self, scope, receive, send) -> None:
+    _check_http(self, scope)
     headers = list(self.headers)
     if self.status not in BODYLESS:
         headers.append(("content-length", str(len(self.body))))
@@ -710,6 +730,18 @@ barelab.call_asgi(Response(status=204)).sent
 # %% [markdown]
 # An empty header list. The `body` message is still sent, empty: ASGI needs it to know the
 # response is complete, and the server puts no bytes on the wire for it.
+#
+# And the guard: the same response, called with a websocket scope. `call_asgi` re-raises
+# what the app raised, so print it:
+
+# %%
+try:
+    barelab.call_asgi(Response("hi\n"), scope={"type": "websocket"})
+except TypeError as error:
+    print("TypeError:", error)
+
+# %% [markdown]
+# The message names the scope type and says what a WebSocket handler does instead.
 
 # %% [markdown]
 # ### JSON, HTML and redirects
@@ -812,6 +844,7 @@ async def _chunks(self):
 # %%
 #| export
 async def _send_stream(self, scope, receive, send) -> None:
+    _check_http(self, scope)
     if scope.get("method") == "HEAD" or self.status in BODYLESS:
         if hasattr(self.content, "aclose"):
             await self.content.aclose()
@@ -1016,6 +1049,7 @@ class Bare:
         self.lifespan, self.max_body = lifespan, max_body
         self.startup_hooks, self.shutdown_hooks = [], []
         self.middleware, self.stack = list(middleware), None
+        self.exception_handlers = {}  # {exception class: handler}, used by respond
 
     def __repr__(self) -> str:
         return "\n".join(["<Bare>", *(f"  {entry!r}" for entry in self.routes)])
@@ -1340,18 +1374,52 @@ for method, path in (("GET", "/notes/7"), ("DELETE", "/notes/7"), ("GET", "/nowh
 # `Allow` header is a MUST); and for `OPTIONS`, a 204 that lists the methods, which is
 # what the method is for (RFC 9110 §9.3.7). It *returns* the exception rather than raising
 # it, so the caller decides; you will see why in `respond`.
+#
+# The two refusals get their own `HTTPException` subclasses, so an exception handler can
+# pick them out, and a 405 carries its methods as a list, `.allowed`, not only as text:
+
+# %%
+#| export
+class NotFound(HTTPException):
+    """404: nothing is at this path."""
+
+    def __init__(self, detail: str | None = None, headers=()):
+        super().__init__(404, detail, headers)
+
+
+class MethodNotAllowed(HTTPException):
+    """405: the path exists for other methods; ``.allowed`` lists them, sorted."""
+
+    def __init__(self, allowed, detail: str | None = None):
+        allowed = set(allowed) | ({"HEAD"} if "GET" in allowed else set())
+        self.allowed = sorted(allowed)
+        super().__init__(405, detail, [("allow", ", ".join(self.allowed))])
+
+# %% [markdown]
+# A `GET` route answers `HEAD` too, so the list says so even when you forget it:
+
+# %%
+refused = MethodNotAllowed({"POST", "GET"})
+refused.allowed, refused.headers, isinstance(refused, HTTPException)
+
+# %% [markdown]
+# The header is made from the list, so the two cannot disagree, and it is still an
+# `HTTPException`: everything that handles one handles a refusal the same way as before.
+
+# %% [markdown]
+# Now `refusal`. `OPTIONS` joins the allowed list because `bare` answers it everywhere:
 
 # %%
 #| export
 def refusal(scope: dict, allowed: set):
     """The answer when no route takes the request: 404, 405 with Allow, or OPTIONS's 204."""
     if not allowed:
-        return HTTPException(404, f"nothing here at {scope['path']}")
-    allow = ", ".join(sorted(allowed | {"OPTIONS"}))
+        return NotFound(f"nothing here at {scope['path']}")
+    allowed = set(allowed) | {"OPTIONS"}
     if scope["method"] == "OPTIONS":
-        return Response(status=204, headers=[("allow", allow)])
-    return HTTPException(405, f"{scope['method']} is not allowed here; allowed: {allow}",
-                         [("allow", allow)])
+        return Response(status=204, headers=[("allow", ", ".join(sorted(allowed)))])
+    return MethodNotAllowed(allowed, f"{scope['method']} is not allowed here; "
+                                     f"allowed: {', '.join(sorted(allowed))}")
 
 # %% [markdown]
 # ### Answering an http scope
@@ -1441,9 +1509,81 @@ async def _outcome(request: Request, route, found) -> Response:
     return to_response(await route.app(request), route.app)
 
 # %% [markdown]
-# And `respond`, with one `except` per bullet above. Notice that the error responses are
-# sent with the plain `send`, and `raise` without an argument re-raises the exception being
-# handled, traceback and all.
+# What should the answer to an error be? `bare` has defaults, and lets the app replace
+# them for any class of error: `app.exception_handlers` maps an exception class to
+# `async def handler(request, error)`. It starts empty; the section on hooks below fills
+# it. `handler_for` walks the error's MRO, its class and then each base class, so a
+# handler for `LookupError` also catches a `KeyError`. The walk stops at
+# `HTTPException`: its default rendering counts as a handler there, so a catch-all
+# handler for `Exception` never swallows a 404.
+
+# %%
+#| export
+def handler_for(self, error: Exception):
+    """The handler registered for the nearest class in the error's MRO, or None."""
+    for kind in type(error).__mro__:
+        if kind in self.exception_handlers:
+            return self.exception_handlers[kind]
+        if kind is HTTPException:
+            return None                         # the default rendering is nearer
+    return None
+
+Bare.handler_for = handler_for
+
+# %% [markdown]
+# `answer_error` returns two things: the response to send, and the error to re-raise
+# once it is sent (for the server's log), or `None`. Without a handler, the defaults:
+# an `HTTPException` is rendered and that is all; anything else is a bug, so a bare 500
+# and the error goes to the log. A handler's result goes through `to_response` like a
+# route's. A handler that fails is a bug too: 500, and *its* error goes to the log.
+
+# %%
+#| export
+SERVER_ERROR = "500 Internal Server Error\n"
+
+
+async def answer_error(self, request: Request, error: Exception):
+    """(the response for ``error``, the exception to re-raise after sending it, or None)."""
+    handler = self.handler_for(error)
+    if handler is None and isinstance(error, HTTPException):
+        return error_response(error, request.headers.get("accept")), None
+    if handler is None:
+        return Response(SERVER_ERROR, 500), error
+    try:
+        result = handler(request, error)
+        result = await result if inspect.isawaitable(result) else result
+        return to_response(result, handler), None
+    except Exception as handler_error:
+        return Response(SERVER_ERROR, 500), handler_error
+
+Bare.answer_error = answer_error
+
+# %% [markdown]
+# One more piece before `respond`: the work a handler asked to do *after* the response
+# (`request.call_after_response`, below). Each callback may be sync or async, and a
+# failing one is logged with the `logging` module and skipped, so the others still run.
+
+# %%
+#| export
+logger = logging.getLogger("bare")
+
+
+async def run_after_response(request: Request) -> None:
+    """Run the request's after-response callbacks in order; log (never raise) failures."""
+    for fn, args, kwargs in request.after_response:
+        try:
+            result = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("after-response callback %s failed",
+                             getattr(fn, "__qualname__", repr(fn)))
+
+# %% [markdown]
+# And `respond`, with the bullets above. `RequestAborted` skips everything; so does an
+# error after the start, which is re-raised. Otherwise `answer_error` decides, the answer
+# goes out with the plain `send`, and the error to log is re-raised. The `finally` runs
+# the after-response work in every case, once the last byte has left.
 
 # %%
 #| export
@@ -1452,19 +1592,17 @@ async def respond(self, request: Request, route, found, send) -> None:
     try:
         outcome = await _outcome(request, route, found)
         await outcome(request.scope, request.receive, watching)
-    except HTTPException as error:
-        if watching.started:
-            raise
-        await error_response(error, request.headers.get("accept"))(
-            request.scope, request.receive, send)
     except RequestAborted:
         return                                  # the client left: nobody to answer
-    except Exception:
+    except Exception as error:
         if watching.started:
             raise                               # the server cuts the connection
-        await Response("500 Internal Server Error\n", 500)(request.scope, request.receive,
-                                                           send)
-        raise                                   # the server logs the traceback
+        response, to_log = await self.answer_error(request, error)
+        await response(request.scope, request.receive, send)
+        if to_log is not None:
+            raise to_log                        # the server logs the traceback
+    finally:
+        await run_after_response(request)
 
 Bare.respond = respond
 
@@ -1564,6 +1702,182 @@ for path in ("/legacy", "/legacy/report", "/legacyx"):
 # segment boundary matters), so `bare` answered 404 itself with its own text.
 
 # %% [markdown]
+# ## Hooks: your own error answers, and work after the response
+#
+# The defaults are right for a small app, but a bigger one wants to decide, say, that a
+# `KeyError` from its data layer is a 404, or to send an e-mail *after* the client has
+# its answer. `respond` already consults `app.exception_handlers` and
+# `request.after_response`; two small methods fill them.
+#
+# ### Exception handlers
+#
+# `add_exception_handler` stores one handler per class, and `exception_handler` is its
+# decorator form, the same pair as `add_route` and `route`:
+
+# %%
+#| export
+def add_exception_handler(self, kind: type, handler) -> None:
+    """Answer errors of class ``kind`` (and its subclasses) with ``handler(request, error)``."""
+    if not (isinstance(kind, type) and issubclass(kind, Exception)):
+        raise TypeError(f"exception handlers are for Exception classes, not {kind!r}")
+    self.exception_handlers[kind] = handler
+
+
+def exception_handler(self, kind: type):
+    """Decorator form of add_exception_handler; the handler is returned unchanged."""
+    def register(handler):
+        self.add_exception_handler(kind, handler)
+        return handler
+    return register
+
+Bare.add_exception_handler, Bare.exception_handler = add_exception_handler, exception_handler
+
+# %% [markdown]
+# A shop whose handler looks items up in a dict, and a handler for `LookupError`, the
+# base class of `KeyError`. It returns a dict, which `to_response` makes JSON, but JSON
+# answers 200; a `JSONResponse` sets the status:
+
+# %%
+shop = Bare(name="shop")
+items = {"apple": 3}
+
+@shop.get("/items/{name}")
+async def item(request):
+    return {"name": request.path_params["name"], "stock": items[request.path_params["name"]]}
+
+@shop.exception_handler(LookupError)
+async def no_such_thing(request, error):
+    return JSONResponse({"missing": error.args[0]}, 404)
+
+for path in ("/items/apple", "/items/pear", "/nowhere"):
+    call = barelab.call_asgi(shop, "GET", path)
+    print(path, call.status, call.body)
+
+# %% [markdown]
+# The pear's `KeyError` found the `LookupError` handler through the MRO: a 404 in JSON,
+# and nothing for the log (`call_asgi` would have raised it). `/nowhere` still got the
+# default text 404: a router's `NotFound` is no `LookupError`. A handler can also pick
+# out the router's refusals by their class. Here the 405 lists its methods as JSON:
+
+# %%
+@shop.exception_handler(MethodNotAllowed)
+def wrong_method(request, error):                  # a plain def works too
+    return JSONResponse({"allowed": error.allowed}, 405, error.headers)
+
+call = barelab.call_asgi(shop, "DELETE", "/items/apple")
+print(call.status, dict(call.headers)["allow"], call.body)
+
+# %% [markdown]
+# Passing `error.headers` on keeps the `Allow` header a 405 must carry; the body gives a
+# client the same list as data it can parse. The handler was a plain `def`:
+# `answer_error` awaits a result only when it is awaitable.
+
+# %% [markdown]
+# A handler that fails is a bug like any other: the client gets the plain 500, and the
+# log gets the *handler's* error, with the original one attached as its context:
+
+# %%
+@shop.exception_handler(ZeroDivisionError)
+async def broken(request, error):
+    return error.no_such_attribute
+
+@shop.get("/ratio")
+async def ratio(request):
+    return {"ratio": 1 / 0}
+
+call = barelab.call_asgi(shop, "GET", "/ratio", raise_errors=False)
+print(call.status, call.body, "|", repr(call.exception), "|", repr(call.exception.__context__))
+
+# %% [markdown]
+# ### Work after the response
+#
+# `request.call_after_response(fn, *args, **kwargs)` notes a call for later; `respond`'s
+# `finally` runs it once the response is out (`run_after_response`, above). Sync and
+# async functions both work, in the order they were added:
+
+# %%
+#| export
+def call_after_response(self, fn, *args, **kwargs) -> None:
+    """Call ``fn(*args, **kwargs)`` (sync or async) once the response has been sent."""
+    self.after_response.append((fn, args, kwargs))
+
+Request.call_after_response = call_after_response
+
+# %% [markdown]
+# To see *when* the callbacks run, a middleware notes in `events` when the last body
+# message passes on its way to the client. The handler adds two callbacks, an async one
+# and a sync one that fails, then an async one again:
+
+# %%
+events = []
+
+class NoteSent:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        async def noting_send(message):
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                events.append("client has the response")
+        await self.app(scope, receive, noting_send)
+
+# %% [markdown]
+# The failing callback will log its error on the `"bare"` logger. To read the log here,
+# instead of on stderr, a tiny `logging.Handler` keeps the records in a list:
+
+# %%
+import logging
+
+records = []
+
+class KeepRecords(logging.Handler):
+    def emit(self, record):
+        records.append(record)
+
+# %% [markdown]
+# Now the app. `send_mail` stands for slow work the client should not wait for:
+
+# %%
+mailer = Bare(name="mailer", middleware=[NoteSent])
+
+async def send_mail(to):
+    events.append(f"mail sent to {to}")
+
+@mailer.post("/signup")
+async def signup(request):
+    request.call_after_response(send_mail, "ada@example.org")
+    request.call_after_response(lambda: 1 / 0)
+    request.call_after_response(send_mail, to="admin@example.org")
+    events.append("handler returns")
+    return "welcome\n"
+
+# %% [markdown]
+# One request, with the handler on the logger only for its duration:
+
+# %%
+events.clear(), records.clear()
+bare_log, keep = logging.getLogger("bare"), KeepRecords()
+bare_log.addHandler(keep)
+try:
+    print(barelab.call_asgi(mailer, "POST", "/signup").status)
+finally:
+    bare_log.removeHandler(keep)
+events
+
+# %% [markdown]
+# Read the list in order: the handler returned, the client had the whole response, and
+# only then did the mails go out. The failing lambda between them did not stop the second
+# mail and did not touch the response, a 200. Its error is in the log:
+
+# %%
+[(r.name, r.levelname, r.getMessage(), type(r.exc_info[1]).__name__) for r in records]
+
+# %% [markdown]
+# With no handler of your own, `logging` prints that record and its traceback to stderr,
+# which is where a server's log goes.
+
+# %% [markdown]
 # ## Middleware, outermost first
 #
 # `Bare(middleware=[...])` takes ASGI middleware factories: anything that, called with an
@@ -1630,6 +1944,48 @@ print(call.body.decode(), dict(call.headers)["x-request-id"])
 # digits, new on every run. Note where `bare`'s own error handling sits:
 # inside the middleware. A middleware always sees a proper response, even a 500, so an
 # access log in chapter 16's style logs the 500 instead of a missing response.
+
+# %% [markdown]
+# ### Adding middleware later, and when it is too late
+#
+# A plugin (chapter 23's background tasks, say) wants to add its middleware to an app that
+# already exists. `add_middleware` appends one factory, with options through
+# `functools.partial`, as innermost so far. But the stack is built once, on the first
+# call: a middleware added after that would silently never run. `stack_built` says
+# whether that moment has passed, and `add_middleware` refuses once it has:
+
+# %%
+#| export
+Bare.stack_built = property(lambda self: self.stack is not None,
+                            doc="True once the first call has built the middleware stack.")
+
+
+def add_middleware(self, factory, **options) -> None:
+    """Append a middleware factory (innermost so far); ``options`` go to it as keywords."""
+    name = getattr(factory, "__qualname__", repr(factory))
+    if self.stack_built:
+        raise RuntimeError(f"cannot add {name}: {self.name!r} built its middleware stack on "
+                           "its first call; add middleware before the app serves")
+    self.middleware.append(partial(factory, **options) if options else factory)
+
+Bare.add_middleware = add_middleware
+
+# %% [markdown]
+# A fresh app takes a tracer; after one request it refuses another:
+
+# %%
+late = Bare(name="late")
+late.add_middleware(Tracer, name="added")
+trace.clear()
+print(late.stack_built, barelab.call_asgi(late).status, late.stack_built, trace)
+try:
+    late.add_middleware(Tracer, name="too late")
+except RuntimeError as error:
+    print("RuntimeError:", error)
+
+# %% [markdown]
+# The tracer ran on the first request (a 404: `late` has no routes, and the answer still
+# went through the middleware). The second one was refused with a message that says why.
 
 # %% [markdown]
 # ## Lifespan in action
@@ -1741,9 +2097,12 @@ class WebSocketDisconnect(Exception):
 class WebSocket(Connection):
     """One WebSocket: accept, then receive and send whole messages, then close."""
 
+    close_timeout = 1.0     # seconds receive_message waits for the client's answer to our Close
+
     def __init__(self, scope: dict, receive, send, app=None):
         super().__init__(scope, receive, app)
         self._send, self.state_name = send, "connecting"    # then "open", then "closed"
+        self.client_gone = None     # (code, reason) once the client's disconnect arrived
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.path} {self.state_name}>"
@@ -1763,7 +2122,7 @@ async def accept(self, subprotocol: str | None = None, headers=()) -> None:
     """Complete the handshake; ``subprotocol`` must be one the client offered."""
     message = await self.receive()
     if message["type"] == "websocket.disconnect":
-        self.state_name = "closed"
+        self.state_name, self.client_gone = "closed", (message.get("code", 1000), "")
         raise WebSocketDisconnect(message.get("code", 1000))
     offered = self.scope.get("subprotocols", [])
     if subprotocol is not None and subprotocol not in offered:
@@ -1775,21 +2134,53 @@ async def accept(self, subprotocol: str | None = None, headers=()) -> None:
 
 # %% [markdown]
 # `receive_message` returns the raw `websocket.receive` message (it has `text` or `bytes`)
-# and turns `websocket.disconnect` into the exception. `close` works in both stages:
-# before accept, the spec has the server refuse the handshake with a 403. Calling it on a
-# socket that is already closed does nothing, so a handler may close twice safely.
+# and turns `websocket.disconnect` into the exception, every time it is called after
+# that. `close` works in both stages: before accept, the spec has the server refuse the
+# handshake with a 403. Calling it on a socket that is already closed does nothing, so a
+# handler may close twice safely.
+#
+# Closing is a handshake too (RFC 6455 §5.5.1): after our Close, the client answers with
+# its own, and messages it sent before it saw ours may still arrive. So a
+# `receive_message` after our `close` calls `_await_goodbye`, which drops those and waits,
+# at most `close_timeout` seconds, for the client's disconnect. A client that never
+# answers gets code 1006, which RFC 6455 §7.4.1 keeps for "closed abnormally, without a
+# Close frame". Either way the code lands in `client_gone`:
+
+# %%
+#| export
+async def _await_goodbye(self) -> None:
+    """After our close: drop late messages until the client's disconnect (or a timeout)."""
+    try:
+        while True:
+            message = await asyncio.wait_for(self.receive(), self.close_timeout)
+            if message["type"] == "websocket.disconnect":
+                break
+    except asyncio.TimeoutError:
+        message = {"code": 1006, "reason": "the client did not answer our Close"}
+    self.client_gone = (message.get("code", 1005), message.get("reason") or "")
+
+# %% [markdown]
+# `receive_message` then has three cases. Before `accept` there is nothing to receive: a
+# bug in the handler, so a `RuntimeError`. While the socket is open, the next message, or
+# the client's disconnect. And once `client_gone` is set, every call raises
+# `WebSocketDisconnect` with the client's code, so a handler that keeps looping after a
+# close still ends the way it would if the client had left first.
 
 # %%
 #| export
 async def receive_message(self) -> dict:
     """The next websocket.receive message; WebSocketDisconnect once the client has gone."""
-    if self.state_name != "open":
-        raise RuntimeError(f"receive on a WebSocket that is {self.state_name}: accept it first")
-    message = await self.receive()
-    if message["type"] == "websocket.disconnect":
+    if self.state_name == "connecting":
+        raise RuntimeError("receive on a WebSocket that is connecting: accept it first")
+    if self.state_name == "closed" and self.client_gone is None:
+        await _await_goodbye(self)                  # we closed: wait for the client's answer
+    if self.client_gone is None:
+        message = await self.receive()
+        if message["type"] != "websocket.disconnect":
+            return message
         self.state_name = "closed"
-        raise WebSocketDisconnect(message.get("code", 1005), message.get("reason") or "")
-    return message
+        self.client_gone = (message.get("code", 1005), message.get("reason") or "")
+    raise WebSocketDisconnect(*self.client_gone)
 
 # %% [markdown]
 # A disconnect with no code becomes 1005, "no status code was present" (RFC 6455 §7.4.1).
@@ -1956,6 +2347,34 @@ barelab.call_asgi(demo, path="/echo", receive_events=client_says)
 
 # %%
 barelab.call_asgi(demo, path="/nowhere", receive_events=client_says[:1]).sent
+
+# %% [markdown]
+# One more case: a handler that closes the socket itself and then, by mistake or by
+# design, loops on `receive_message`. The late text message below was "sent" by the
+# client before it saw our Close. Look for what the loop gets, and how it ends:
+
+# %%
+got = []
+
+@demo.websocket("/short")
+async def short(websocket):
+    await websocket.accept()
+    await websocket.close(4000, "enough")
+    while True:
+        try:
+            got.append(await websocket.receive_message())
+        except WebSocketDisconnect as gone:
+            got.append(repr(gone))
+            raise
+
+got.clear()
+call = barelab.call_asgi(demo, path="/short", receive_events=client_says[:2])
+got, call.sent[-1]
+
+# %% [markdown]
+# The late `hi` was dropped, and the loop ended with the client's disconnect (code 1000
+# here, the code `call_asgi` sends), not with a hang. A client that never answers our
+# Close ends it too, after `close_timeout` seconds, with 1006.
 
 # %% [markdown]
 # ## The demo app: notes and a chat room
@@ -2433,7 +2852,7 @@ app_dir.cleanup()
 # %% [markdown]
 # ## Summary
 #
-# - `bare` is about 730 lines with its comments and docstrings, and most of it is glue:
+# - `bare` is about 860 lines with its comments and docstrings, and most of it is glue:
 #   reason phrases and header checks are chapter 02's, middleware composition chapter
 #   07's, routing chapter 08's, parsing and cookies chapter 09's, body reading and
 #   streaming chapter 12's, lifespan chapter 14's. It lives in `barelab/built/bare.py`.
@@ -2446,6 +2865,13 @@ app_dir.cleanup()
 # - Refusing is raising: `HTTPException(status, detail)` becomes JSON or text depending on
 #   `Accept`. Any other exception is a bare `500 Internal Server Error` for the client and
 #   a traceback in the server's log, never the other way round.
+# - Hooks let an app change that without overriding `respond`: `@app.exception_handler(
+#   Kind)` answers a class of error and its subclasses (found through the MRO; a handler
+#   that fails is a 500 plus its traceback); the router refuses with `NotFound` and
+#   `MethodNotAllowed`, whose `.allowed` lists the methods;
+#   `request.call_after_response(fn, ...)` runs work once the client has its answer,
+#   logging failures on the `"bare"` logger; `app.add_middleware(factory, **options)`
+#   adds middleware until `app.stack_built` says the stack exists.
 # - `bare` gets the HTTP details right by itself, whatever the server: `HEAD` sends no
 #   body, 204/304 carry no `Content-Length`, 405 carries `Allow`, each cookie gets its own
 #   `Set-Cookie` line, a body over the limit is a 413 before it is read.
@@ -2589,6 +3015,37 @@ with check("Exercise 4"):
     assert delete_bytes.startswith(b"HTTP/1.1 404"), delete_bytes[:40]
     assert b"Traceback" not in delete_bytes, "a traceback reached the client"
     probe_server.stop()
+
+# %% [markdown]
+# ### Exercise 5 — bad input as a 422, with a hook
+#
+# The handler of `GET /age` below trusts its input: `int("seven")` raises a `ValueError`,
+# which `bare` answers with a 500 (a bug, says the default). Register an exception handler
+# on `ages` so that any `ValueError` becomes a 422 with the JSON body
+# `{"error": <the error's message>}`, without changing the route.
+
+# %% tags=["solution"]
+ages = Bare()
+
+@ages.get("/age")
+async def age(request):
+    return {"next_year": int(request.query.get("age", "")) + 1}
+
+### BEGIN SOLUTION
+@ages.exception_handler(ValueError)
+async def bad_value(request, error):
+    return JSONResponse({"error": str(error)}, 422)
+### END SOLUTION
+
+# %% tags=["check"]
+with check("Exercise 5"):
+    good = barelab.call_asgi(ages, "GET", "/age", query="age=41")
+    assert good.status == 200 and good.json() == {"next_year": 42}, good.body
+    bad = barelab.call_asgi(ages, "GET", "/age", query="age=seven", raise_errors=False)
+    assert bad.exception is None, f"the ValueError still reached the log: {bad.exception!r}"
+    assert bad.status == 422, f"age=seven answered {bad.status}, not 422"
+    assert "seven" in bad.json()["error"], f"the body is {bad.body!r}"
+    assert barelab.call_asgi(ages, "GET", "/nowhere").status == 404, "the 404 changed"
 
 # %% [markdown]
 # ## Clean up

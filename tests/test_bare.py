@@ -874,3 +874,242 @@ def test_json_module_roundtrip_of_error_body(demo):
     _, call = demo
     body = call("POST", "/notes", body=b"{", headers=JSON + [("accept", "application/json")])
     assert json.loads(body.body)["status"] == 400
+
+
+# -- hooks: exception handlers, after-response work, add_middleware, refusals, closing -----
+
+from barelab.built.bare import MethodNotAllowed, NotFound, WebSocket  # noqa: E402
+
+
+def test_exception_handler_walks_the_mro_and_accepts_sync_handlers_and_plain_values():
+    app = Bare()
+    @app.get("/key")
+    async def key(request):
+        return {}["missing"]
+    @app.exception_handler(LookupError)
+    def lookup(request, error):                        # sync, returns a dict
+        return {"missing": error.args[0]}
+    call = barelab.call_asgi(app, "GET", "/key")
+    assert call.status == 200 and json.loads(call.body) == {"missing": "missing"}
+    assert app.handler_for(KeyError("x")) is lookup and app.handler_for(ValueError()) is None
+
+
+def test_add_exception_handler_refuses_what_is_not_an_exception_class():
+    with pytest.raises(TypeError, match="Exception classes"):
+        Bare().add_exception_handler("KeyError", lambda request, error: None)
+
+
+def test_a_catch_all_handler_does_not_swallow_http_exceptions():
+    app = Bare()
+    @app.get("/teapot")
+    async def teapot(request):
+        raise HTTPException(418, "short and stout")
+    @app.exception_handler(Exception)
+    async def everything(request, error):
+        return Response("handled\n", 503)
+    assert barelab.call_asgi(app, "GET", "/teapot").status == 418
+    assert barelab.call_asgi(app, "GET", "/nowhere").status == 404
+    @app.get("/bug")
+    async def bug(request):
+        raise RuntimeError("boom")
+    call = barelab.call_asgi(app, "GET", "/bug")             # handled: nothing re-raised
+    assert (call.status, call.body) == (503, b"handled\n")
+
+
+def test_a_handler_for_http_exception_or_a_subclass_replaces_the_default():
+    app = Bare()
+    @app.exception_handler(NotFound)
+    async def not_found(request, error):
+        return HTMLResponse("<h1>Lost?</h1>", 404)
+    call = barelab.call_asgi(app, "GET", "/nowhere")
+    assert call.status == 404 and call.body == b"<h1>Lost?</h1>"
+
+
+def test_defaults_unchanged_without_handlers():
+    app = Bare()
+    @app.get("/bug")
+    async def bug(request):
+        raise RuntimeError("secret")
+    call = barelab.call_asgi(app, "GET", "/bug", raise_errors=False)
+    assert (call.status, call.body) == (500, b"500 Internal Server Error\n")
+    assert isinstance(call.exception, RuntimeError)
+
+
+def test_a_failing_handler_is_a_500_and_its_error_is_re_raised():
+    app = Bare()
+    @app.get("/")
+    async def home(request):
+        raise KeyError("x")
+    @app.exception_handler(KeyError)
+    async def broken(request, error):
+        raise ValueError("handler bug")
+    call = barelab.call_asgi(app, raise_errors=False)
+    assert (call.status, call.body) == (500, b"500 Internal Server Error\n")
+    assert isinstance(call.exception, ValueError)
+    assert isinstance(call.exception.__context__, KeyError)
+
+
+def test_handlers_are_skipped_for_request_aborted_and_after_the_start():
+    seen = []
+    app = Bare()
+    @app.exception_handler(Exception)
+    async def note(request, error):
+        seen.append(type(error).__name__)
+        return Response("handled\n", 500)
+    @app.post("/upload")
+    async def upload(request):
+        await request.body()
+    @app.get("/stream")
+    async def broken_stream(request):
+        async def chunks():
+            yield "one\n"
+            raise RuntimeError("mid-stream")
+        return StreamingResponse(chunks())
+    aborted = barelab.call_asgi(app, "POST", "/upload", receive_events=[
+        {"type": "http.request", "body": b"x", "more_body": True}, {"type": "http.disconnect"}])
+    assert aborted.exception is None and not [m for m in aborted.sent
+                                               if m["type"] == "http.response.start"]
+    streamed = barelab.call_asgi(app, "GET", "/stream", raise_errors=False)
+    assert isinstance(streamed.exception, RuntimeError) and streamed.status == 200
+    assert seen == []
+
+
+def test_call_after_response_runs_in_order_after_the_last_byte_and_logs_failures(caplog):
+    events = []
+    app = Bare()
+    async def later(what):
+        events.append(what)
+    @app.get("/")
+    async def home(request):
+        request.call_after_response(later, "async")
+        request.call_after_response(lambda: 1 / 0)
+        request.call_after_response(events.append, "sync")
+        return "ok"
+    async def watch(scope, receive, send):
+        async def noting(message):
+            await send(message)
+            events.append(message["type"])
+        await app(scope, receive, noting)
+    with caplog.at_level("ERROR", logger="bare"):
+        call = barelab.call_asgi(watch)
+    assert call.status == 200 and call.body == b"ok"
+    assert events == ["http.response.start", "http.response.body", "async", "sync"]
+    [record] = [r for r in caplog.records if r.name == "bare"]
+    assert "failed" in record.getMessage() and record.exc_info[0] is ZeroDivisionError
+
+
+def test_call_after_response_runs_after_an_error_response_too():
+    done = []
+    app = Bare()
+    @app.get("/")
+    async def home(request):
+        request.call_after_response(done.append, "cleanup")
+        raise HTTPException(409)
+    @app.get("/bug")
+    async def bug(request):
+        request.call_after_response(done.append, "cleanup after bug")
+        raise RuntimeError("bug")
+    assert barelab.call_asgi(app).status == 409
+    assert barelab.call_asgi(app, "GET", "/bug", raise_errors=False).status == 500
+    assert done == ["cleanup", "cleanup after bug"]
+
+
+def test_add_middleware_with_options_until_the_stack_is_built():
+    order = []
+    class Mark:
+        def __init__(self, app, label):
+            self.app, self.label = app, label
+        async def __call__(self, scope, receive, send):
+            order.append(self.label)
+            await self.app(scope, receive, send)
+    app = Bare(middleware=[functools.partial(Mark, label="given")])
+    app.add_middleware(Mark, label="added")
+    assert app.stack_built is False and isinstance(app.middleware[-1], functools.partial)
+    barelab.call_asgi(app)
+    assert app.stack_built is True and order == ["given", "added"]
+    with pytest.raises(RuntimeError, match="built its middleware stack"):
+        app.add_middleware(Mark, label="late")
+    assert app.stack is not None                           # the old name still works
+
+
+def test_router_refusals_are_not_found_and_method_not_allowed():
+    refused = MethodNotAllowed({"POST", "GET"})
+    assert refused.allowed == ["GET", "HEAD", "POST"] and refused.status == 405
+    assert refused.headers == [("allow", "GET, HEAD, POST")]
+    assert isinstance(NotFound(), HTTPException) and NotFound().status == 404
+    caught = []
+    app = Bare()
+    @app.get("/thing")
+    async def thing(request):
+        return "thing"
+    @app.exception_handler(HTTPException)
+    async def keep(request, error):
+        caught.append(error)
+        return error_response(error)
+    call = barelab.call_asgi(app, "PUT", "/thing")
+    assert call.status == 405 and dict(call.headers)["allow"] == "GET, HEAD, OPTIONS"
+    assert barelab.call_asgi(app, "GET", "/none").status == 404
+    assert [type(e).__name__ for e in caught] == ["MethodNotAllowed", "NotFound"]
+    assert caught[0].allowed == ["GET", "HEAD", "OPTIONS"]
+
+
+def test_a_response_refuses_a_websocket_scope_by_name():
+    for response in (Response("hi"), StreamingResponse(iter_async(["a"]))):
+        with pytest.raises(TypeError, match="'websocket'"):
+            barelab.call_asgi(response, scope={"type": "websocket"})
+
+
+async def iter_async(items):
+    for item in items:
+        yield item
+
+
+def looping_after_close_app(outcomes: list, code: int = 4000) -> Bare:
+    app = Bare()
+    @app.websocket("/ws")
+    async def handler(websocket):
+        await websocket.accept()
+        await websocket.close(code, "enough")
+        for _ in range(3):
+            try:
+                outcomes.append(await websocket.receive_message())
+            except WebSocketDisconnect as gone:
+                outcomes.append(gone.code)
+    return app
+
+
+def test_receive_after_our_close_waits_for_the_clients_disconnect():
+    outcomes = []
+    events = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": "late"},
+              {"type": "websocket.disconnect", "code": 4001}]
+    call = barelab.call_asgi(looping_after_close_app(outcomes), path="/ws",
+                             receive_events=events)
+    assert call.exception is None and outcomes == [4001, 4001, 4001]
+    assert call.sent[-1] == {"type": "websocket.close", "code": 4000, "reason": "enough"}
+
+
+def test_receive_after_our_close_gives_up_with_1006_when_the_client_is_silent(monkeypatch):
+    monkeypatch.setattr(WebSocket, "close_timeout", 0.1)
+    outcomes = []
+    with TestClient(looping_after_close_app(outcomes)) as client:
+        with client.websocket_connect("/ws") as ws:
+            with pytest.raises(Exception, match="4000"):   # the testing module's own class
+                ws.receive_text()                         # the app's close
+    assert outcomes == [1006, 1006, 1006]
+
+
+def test_receive_after_our_close_on_a_real_server():
+    outcomes = []
+    server = barelab.serve(looping_after_close_app(outcomes), name="test_bare_ws_close",
+                           server=WebSocketASGIServer)
+    try:
+        with barelab.websocket_connect(server, "/ws") as client:
+            with pytest.raises(Exception, match="4000"):
+                client.receive()
+        for _ in range(50):
+            if len(outcomes) == 3:
+                break
+            asyncio.run(asyncio.sleep(0.05))
+    finally:
+        server.stop()
+    assert len(outcomes) == 3 and len(set(outcomes)) == 1 and outcomes[0] != 1006
