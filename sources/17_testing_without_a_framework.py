@@ -13,8 +13,8 @@
 # `TestClient`, Django's `Client`. Each one calls the app directly, with no server and no
 # socket, and hands back a response a test can check. In this chapter you build one that
 # works for *any* WSGI or ASGI app, then a tiny pytest-style runner to drive it, and then you
-# run the very same tests over a real socket against the servers you wrote in chapters 06
-# and 13.
+# run the very same tests, HTTP and WebSocket, over a real socket against the servers you
+# wrote in chapters 06, 13 and 15.
 #
 # ## Learning goals
 #
@@ -28,8 +28,8 @@
 #   say why `asyncio.run` in a cell fails;
 # - keep cookies between requests the way RFC 6265 says, stream a response chunk by chunk,
 #   run the lifespan around a test session, and hold a WebSocket conversation;
-# - write a test runner of about 70 lines, with fixtures, and run one set of tests in-process and over
-#   the network, and explain the differences you see.
+# - write a test runner of about 70 lines, with fixtures, and run one set of tests, HTTP and
+#   WebSocket, in-process and over the network, and explain the differences you see.
 
 # %% [markdown]
 # ## Why call the app directly?
@@ -73,7 +73,9 @@ call.status, call.body
 
 # %% [markdown]
 # That is already a test in disguise: `assert call.status == "200 OK"`. Everything in this
-# chapter grows from that one call.
+# chapter grows from that one call. Notice what it hands back, though: the status is the
+# string PEP 3333 uses, `"200 OK"`, and the body is raw bytes. A test would rather compare
+# a number and read text, and that difference in comfort is most of what a test client adds.
 #
 # ## A map of the client
 #
@@ -101,7 +103,8 @@ call.status, call.body
 #    lifespan and WebSocket conversations.
 # 4. Either way, the test gets a **Response** back, read through the names httpx uses.
 # 5. Last, a small **test runner** calls your `test_*` functions with a client, and a
-#    `SocketClient` swaps the in-process half for a real socket.
+#    `SocketClient` swaps the in-process half for a real socket, for requests and for
+#    WebSockets alike.
 #
 # The chapter builds these in a different order from the arrows: first the ends a test
 # touches (④ the response and ① the request), then the two middles (② and ③), then ⑤.
@@ -109,8 +112,9 @@ call.status, call.body
 #
 # ## The module
 #
-# The client goes into one module, `barelab/built/testing.py`; chapter 18 tests its
-# framework with it. This cell names the module:
+# The client goes into one module, `barelab/built/testing.py`. It is not a toy: chapter 18
+# tests its framework with it, and chapters 21 to 25 keep using it, so every part has to
+# hold up outside this notebook. This cell names the module:
 
 # %%
 #| default_exp testing
@@ -118,6 +122,8 @@ call.status, call.body
 # %% [markdown]
 # The module opens with its plan in a comment (the map above, in words) and the standard
 # library modules it needs. Nothing here runs yet; these are the tools the parts below use.
+# Two of them are worth a glance now, because they shape the design: `threading` and
+# `queue`, which the ASGI half needs to run an app beside the test instead of inside it.
 
 # %%
 #| export
@@ -211,8 +217,9 @@ headers.get_list("set-cookie")
 # commas, the two lines become one string that no one can split back: is `21 Oct 2037
 # 07:28:00 GMT` a cookie? `get_list` keeps them apart.
 #
-# Now the response itself. `text` decodes with the charset the `Content-Type` names, UTF-8
-# if it names none; `json()` parses the body.
+# Now the response itself. It holds three facts: the status as a number, the headers in
+# the class you just made, and the body as bytes. The body sits behind a property,
+# `content`, for a reason the next section makes clear.
 
 # %%
 #| export
@@ -228,16 +235,24 @@ class Response:
     def content(self) -> bytes:
         return self._content
 
-    @property
-    def text(self) -> str:
-        charset = re.search(r"charset=\"?([\w.:-]+)", self.headers.get("content-type", ""), re.I)
-        return self.content.decode(charset.group(1) if charset else "utf-8", errors="replace")
+# %% [markdown]
+# The two readings a test wants most. `text` decodes with the charset the `Content-Type`
+# names, and UTF-8 if it names none (`errors="replace"`, so a wrong guess shows `�` instead
+# of raising inside a test about something else). `json()` parses the body. The `repr`
+# adds the reason phrase from chapter 02, so a failing test prints `404 Not Found`, not a
+# bare number.
 
-    def json(self):
-        return jsonlib.loads(self.content)
+# %%
+#| export
+def _text(self) -> str:
+    charset = re.search(r"charset=\"?([\w.:-]+)", self.headers.get("content-type", ""), re.I)
+    return self.content.decode(charset.group(1) if charset else "utf-8", errors="replace")
 
-    def __repr__(self) -> str:
-        return f"<Response [{self.status_code} {reason_phrase(self.status_code)}]>"
+def _json(self):
+    return jsonlib.loads(self.content)
+
+Response.text, Response.json = property(_text), _json
+Response.__repr__ = lambda self: f"<Response [{self.status_code} {reason_phrase(self.status_code)}]>"
 
 # %% [markdown]
 # A hand-made one, to see the four ways in. The body is Latin-1 on purpose, and the header
@@ -248,6 +263,11 @@ response = Response(200, [("Content-Type", "text/plain; charset=latin-1")], "caf
 response, response.content, response.text
 
 # %% [markdown]
+# The `repr` reads like a log line, `content` is the five bytes the app sent (`é` is one
+# byte in Latin-1), and `text` is the four characters a person reads. Had the header said
+# nothing, `text` would have tried UTF-8 and shown `caf�`: a wrong charset is a real bug
+# worth a test, and this is how it would look.
+#
 # `content` is a property, not a plain attribute, because of what comes next: a response
 # whose body has not arrived yet.
 #
@@ -291,9 +311,14 @@ except RuntimeError as error:
     print("RuntimeError:", error)
 
 # %% [markdown]
-# Three methods give the body out. `iter_bytes()` hands out one chunk at a time and keeps
-# a copy; `read()` runs `iter_bytes()` to the end; `close()` calls `on_close` once, telling
-# it whether the body was read to the end.
+# `content` refused, and the message names the method to call instead. The response is not
+# broken; its body is simply still on its way, and only the test knows whether it wants to
+# wait for all of it.
+#
+# Three methods give the body out. The first, `iter_bytes()`, hands out one chunk at a time
+# and keeps a copy of each, so that `content` can answer once the last one has gone by.
+# Empty chunks are skipped: an ASGI app may send `body=b""` to say "nothing yet", and a
+# test should not have to step over those.
 
 # %%
 #| export
@@ -307,6 +332,15 @@ def _iter_bytes(self):
             yield chunk
     self._done = True
 
+StreamingResponse.iter_bytes = _iter_bytes
+
+# %% [markdown]
+# The other two are short. `read()` runs `iter_bytes()` to the end and returns the whole
+# body. `close()` calls `on_close` once, telling it whether the body was read to the end;
+# that one boolean is how the client will later tell an ASGI app "the test hung up".
+
+# %%
+#| export
 def _read_all(self) -> bytes:
     for _ in self.iter_bytes():
         pass
@@ -317,8 +351,7 @@ def _close_response(self) -> None:
         self.closed = True
         self._on_close(self._done)
 
-StreamingResponse.iter_bytes, StreamingResponse.read = _iter_bytes, _read_all
-StreamingResponse.close = _close_response
+StreamingResponse.read, StreamingResponse.close = _read_all, _close_response
 
 # %% [markdown]
 # Now read the same response to its end, then close it, and look at what `on_close`
@@ -330,9 +363,10 @@ streamed.close()
 closed
 
 # %% [markdown]
-# `[True]`: the response was closed after its body was read to the end. A `False` there
-# would mean the test left early, and for an ASGI app that is worth telling: it is the
-# client hanging up.
+# The two chunks came out one by one, as the app produced them, and after the last one
+# `content` had its answer: the same bytes, joined. `[True]` is what `on_close` heard: the
+# response was closed after its body was read to the end. A `False` there would mean the
+# test left early, and for an ASGI app that is worth telling: it is the client hanging up.
 
 # %% [markdown]
 # ## Cookies that persist
@@ -375,10 +409,17 @@ print([default_path(p) for p in ("/login", "/account/login", "/a/b/")])
 [path_matches(p, "/docs") for p in ("/docs", "/docs/a", "/docsearch", "/")]
 
 # %% [markdown]
+# Read the first line as "where would a cookie without `Path` apply?": a login at `/login`
+# sets it for the whole site, one at `/account/login` only under `/account`, and `/a/b/`
+# keeps its trailing directory. The second line is the matching rule: `/docs` itself and
+# anything under it, but not `/docsearch` and not the root.
+#
 # **Expiry.** `Max-Age` is a number of seconds; `Expires` is a date. When both are given,
 # `Max-Age` wins (§5.3, step 3). A time that has already passed means "delete this cookie",
-# which is how a server logs you out: `Max-Age=0`, or an `Expires` in the past. A date the
-# client cannot parse is ignored, not an error (§5.2.1).
+# which is how a server logs you out: `Max-Age=0`, or an `Expires` in the past.
+#
+# A stored cookie is a small record. `expires` is a Unix time, or `None` for a session
+# cookie that lives as long as the client does.
 
 # %%
 #| export
@@ -393,7 +434,14 @@ class Cookie:
         extra = (" secure" if self.secure else "") + (" expires" if self.expires else "")
         return f"<Cookie {self.name}={self.value} path={self.path}{extra}>"
 
+# %% [markdown]
+# `_expiry` turns the two attributes into that one number. The order of the checks *is*
+# the rule: `Max-Age` is looked at first, and only a well-formed one counts. A date the
+# client cannot parse is ignored, not an error (§5.2.1), so a server's typo never breaks a
+# test that was not about dates.
 
+# %%
+#| export
 def _expiry(attributes: dict, now: float):
     """Max-Age wins over Expires (RFC 6265 §5.3 step 3); either may say "already expired"."""
     if "max-age" in attributes and re.fullmatch(r"-?[0-9]+", attributes["max-age"]):
@@ -439,11 +487,15 @@ for line in ("user=ada; Path=/; HttpOnly", "theme=dark; max-age=60; Expires=Wed,
     print(f"{line!r:70} -> {cookie!r} {'' if cookie is None else cookie.expires}")
 
 # %% [markdown]
-# **The jar.** `CookieJar` stores cookies by `(name, path)`: the same name under two paths
-# is two cookies (§5.3, step 11). `store` handles a response's `Set-Cookie` lines: an
-# expired cookie is removed, a known one is updated in place, a new one is added. And
-# `header_for` builds the `Cookie` header for a request: live cookies whose path matches,
-# longer paths first (§5.4, step 2), as `name=value` pairs joined by `"; "`.
+# Line by line: `user=ada` has an explicit `Path=/` and no expiry, so it is a session
+# cookie (`HttpOnly` is read and dropped, as promised). `theme` expires at 1060, not in
+# 2037: `Max-Age` won. The third cookie expires at 1000, which is *now*, so the jar will
+# delete it rather than store it. And `=nameless` is `None`: the RFC says ignore it, so the
+# parser does not guess.
+#
+# **The jar.** `CookieJar` is where cookies live between requests. It has two jobs, one
+# per direction: `store` reads a response's `Set-Cookie` lines, and `header_for` writes the
+# `Cookie` header of the next request.
 #
 # Three attributes are left out, each for a reason:
 #
@@ -455,6 +507,10 @@ for line in ("user=ada; Path=/; HttpOnly", "theme=dark; max-age=60; Expires=Wed,
 #   app that is broken in every browser.
 # - **HttpOnly** and **SameSite** limit what JavaScript and other sites can do. A test
 #   client is neither.
+#
+# The jar keys its cookies by `(name, path)`: the same name under two paths is two cookies
+# (§5.3, step 11). A dict keeps insertion order, which matters later when two cookies have
+# paths of the same length and the RFC says "earlier first".
 
 # %%
 #| export
@@ -464,19 +520,29 @@ class CookieJar:
     def __init__(self):
         self._cookies: dict[tuple[str, str], Cookie] = {}
 
-    def store(self, set_cookie_lines, request_path: str) -> None:
-        now = time.time()
-        for line in set_cookie_lines:
-            cookie = parse_set_cookie(line, request_path, now)
-            if cookie is None:
-                continue
-            key = (cookie.name, cookie.path)
-            if cookie.expires is not None and cookie.expires <= now:
-                self._cookies.pop(key, None)      # how a server deletes a cookie
-            elif key in self._cookies:
-                self._cookies[key].__dict__.update(cookie.__dict__)   # keeps its place
-            else:
-                self._cookies[key] = cookie
+# %% [markdown]
+# `store` parses each line and then does one of three things. An expired cookie is
+# removed: that is how a server deletes one. A cookie the jar already has is updated in
+# place, so it keeps its position. A new one is added at the end. Lines the parser
+# refused (`None`) are skipped without a word, as a browser would.
+
+# %%
+#| export
+def _store(self, set_cookie_lines, request_path: str) -> None:
+    now = time.time()
+    for line in set_cookie_lines:
+        cookie = parse_set_cookie(line, request_path, now)
+        if cookie is None:
+            continue
+        key = (cookie.name, cookie.path)
+        if cookie.expires is not None and cookie.expires <= now:
+            self._cookies.pop(key, None)      # how a server deletes a cookie
+        elif key in self._cookies:
+            self._cookies[key].__dict__.update(cookie.__dict__)   # keeps its place
+        else:
+            self._cookies[key] = cookie
+
+CookieJar.store = _store
 
 # %% [markdown]
 # Store two lines with the same name under two paths, and look inside. The keys show that
@@ -488,6 +554,11 @@ jar.store(["user=ada; Path=/", "user=bob; Path=/admin"], "/login")
 jar._cookies
 
 # %% [markdown]
+# Two entries, `('user', '/')` and `('user', '/admin')`: the second line did not overwrite
+# the first, because a cookie is known by its name *and* its path. A jar keyed by name
+# alone would have kept only `bob`, and a test of "the admin cookie does not leak to the
+# rest of the site" could never fail.
+#
 # The other direction: which cookies go back with a request to `path`, and in what order.
 # Expired ones stay home, `Secure` ones travel only over `https`, and longer paths go
 # first, so the most specific `user` above comes before the general one.
@@ -504,7 +575,8 @@ def _header_for(self, path: str, secure: bool) -> str | None:
 CookieJar.header_for = _header_for
 
 # %% [markdown]
-# Under `/admin` both cookies apply; elsewhere only one does:
+# Ask for two paths: one under `/admin`, where both cookies match, and the root, where
+# only the general one does:
 
 # %%
 jar.header_for("/admin/users", secure=False), jar.header_for("/", secure=False)
@@ -514,9 +586,10 @@ jar.header_for("/admin/users", secure=False), jar.header_for("/", secure=False)
 # Which one it believes is up to its framework (Werkzeug takes the first, Starlette the
 # last), so a stray cookie under a longer path can shadow the one you meant to test.
 #
-# %% [markdown]
 # A test also wants to look into the jar and to put a cookie in it by hand, so the jar
 # gets a few dict-like methods: `jar["user"]`, `"user" in jar`, `len(jar)`, `set`, `clear`.
+# Lookups go by name only, since that is how a test thinks ("is `user` set?"). When the
+# same name sits under two paths, `get` answers with the first one stored.
 
 # %%
 #| export
@@ -533,6 +606,13 @@ def _jar_getitem(self, name: str) -> str:
     return value
 
 CookieJar.set, CookieJar.get, CookieJar.__getitem__ = _jar_set, _jar_get, _jar_getitem
+
+# %% [markdown]
+# The rest are one line each. `__repr__` lists the stored cookies, so printing a client's
+# jar in a failing test shows exactly what it holds, paths and all.
+
+# %%
+#| export
 CookieJar.__contains__ = lambda self, name: self.get(name) is not None
 CookieJar.__len__ = lambda self: len(self._cookies)
 CookieJar.clear = lambda self: self._cookies.clear()
@@ -562,8 +642,9 @@ jar.store(["user=; Max-Age=0; Path=/"], "/logout")
 "user" in jar, len(jar)
 
 # %% [markdown]
-# `False, 2`: `user` is gone, `token` and `page` stay. That is the whole of a browser's
-# cookie memory that a test needs.
+# `False, 2`: `user` is gone, `token` and `page` stay. Notice that the jar never stored an
+# empty `user`: an expired cookie is a deletion, not a value. That is the whole of a
+# browser's cookie memory that a test needs.
 
 
 # %% [markdown]
@@ -574,7 +655,12 @@ jar.store(["user=; Max-Age=0; Path=/"], "/logout")
 #
 # The other side. A test says `client.post("/login", data={"user": "ada"})` and expects the
 # client to fill in everything a real client would. `Request` holds the result: a method, a
-# path, a query string (still encoded), header pairs and body bytes.
+# path, a query string (still encoded), header pairs and body bytes. These are exactly the
+# pieces of a request line and a head (chapter 02), before anyone turns them into bytes.
+#
+# One odd line comes first. `json=None` is a real request, with the body `null`, so the
+# client cannot use `None` to mean "no JSON given". A private sentinel object, `_NO_JSON`,
+# plays that part.
 
 # %%
 #| export
@@ -599,7 +685,9 @@ class Request:
 Request("GET", "/hello", "name=Ada", [("host", "testserver")], b"")
 
 # %% [markdown]
-# Filling one in by hand is what the client will save you from.
+# The query stays encoded (`name=Ada`), exactly as it would sit after `?` on the wire, and
+# the headers are plain pairs, in order. Filling one in by hand is what the client will
+# save you from.
 #
 # A body comes in one of three forms, with httpx's names: `json=` (a Python value, sent as
 # JSON), `data=` (a dict sent as an HTML form, `application/x-www-form-urlencoded`) or
@@ -624,7 +712,8 @@ def encode_body(json, data, content) -> tuple[bytes, str | None]:
     return bytes(content or b""), None
 
 # %% [markdown]
-# The three forms, then the mistake:
+# The three forms, then the mistake. Watch the second item of each pair, the
+# `Content-Type` that each form implies:
 
 # %%
 print(encode_body({"n": [1, 2]}, None, None))
@@ -636,8 +725,11 @@ except TypeError as error:
     print("TypeError:", error)
 
 # %% [markdown]
-# Note `tag=a&tag=b`: a form field with a list value repeats, as a browser sends a
-# multi-select.
+# JSON became compact bytes with `application/json`; the form became `user=ada&tag=a&tag=b`
+# with the form type; text became UTF-8 and says so. Note `tag=a&tag=b`: a form field with
+# a list value repeats, as a browser sends a multi-select. Raw bytes would come back with
+# `None`: the client has no idea what they are, so it claims nothing. The last line is the
+# refusal, naming both arguments the test gave.
 #
 # ### A client that does not care where the app is
 #
@@ -671,17 +763,29 @@ class BaseClient:
         return self.host if self.port == default else f"{self.host}:{self.port}"
 
 # %% [markdown]
-# `host_header` writes the port only when it is not the scheme's default, as browsers do:
+# The constructor takes headers as a dict or as pairs (pairs allow a name twice), and
+# seeds the jar from `cookies=`. `host_header` writes the port only when it is not the
+# scheme's default, as browsers do:
 
 # %%
 [BaseClient(url).host_header() for url in ("http://testserver", "https://example.com:8443")]
 
 # %% [markdown]
-# `build_request` does what a real client does before it sends anything. It splits the
-# query off the path and adds `params=` to it, encodes the body, and writes the headers:
-# `Host` first (every HTTP/1.1 request carries one, RFC 9112 §3.2), then the client's own
-# and the request's, then `Content-Type` and `Content-Length` for a body, then `Cookie`
-# from the jar.
+# `testserver` alone, because 80 is `http`'s default; `example.com:8443`, because 8443 is
+# not `https`'s 443. An app that builds absolute URLs from `Host` sees what a browser
+# would have sent.
+#
+# `build_request` does what a real client does before it sends anything. Read it in four
+# steps:
+#
+# 1. split the query off the path, and append `params=` to it (so `"/a?x=1"` with
+#    `params={"y": 2}` becomes `x=1&y=2`);
+# 2. encode the body with `encode_body`;
+# 3. write the headers: `Host` first (every HTTP/1.1 request carries one, RFC 9112 §3.2),
+#    then the client's own and the request's, then `Content-Type` unless the test set one,
+#    then `Content-Length` for a body;
+# 4. add `Cookie`, from the jar and from a one-off `cookies=` argument, which is sent but
+#    not kept.
 
 # %%
 #| export
@@ -707,20 +811,17 @@ def build_request(self, method, path, *, params=None, headers=None, json=_NO_JSO
 BaseClient.build_request = build_request
 
 # %% [markdown]
-# `request` and `stream` are the two ways to send. `stream` is the general one: a context
+# One line deserves a second look: `Content-Length` is sent for every `POST`, `PUT` and
+# `PATCH`, even with an empty body. RFC 9110 §8.6 asks a client to say the length when the
+# method expects content, and some servers answer `411 Length Required` when it is missing.
+#
+# `stream` and `request` are the two ways to send. `stream` is the general one: a context
 # manager that opens the response, stores any `Set-Cookie` lines in the jar as soon as the
 # headers are known, hands the response to the `with` block, and closes it however the
-# block ends. `request` is `stream` plus "read the whole body", which is what most tests
-# want.
+# block ends. It calls `self.open_stream`, the one method each kind of client supplies.
 
 # %%
 #| export
-def request(self, method: str, path: str, **options) -> Response:
-    """Send one request and return the whole response; Set-Cookie lines go to the jar."""
-    with self.stream(method, path, **options) as response:
-        response.read()
-    return response
-
 @contextmanager
 def stream(self, method: str, path: str, **options):
     """``with client.stream("GET", "/feed") as response:`` then ``response.iter_bytes()``;
@@ -733,12 +834,27 @@ def stream(self, method: str, path: str, **options):
     finally:
         response.close()
 
+# %% [markdown]
+# `request` is `stream` plus "read the whole body", which is what most tests want. Because
+# the body has been read by the time it returns, `response.content` works on what it gives
+# back.
+
+# %%
+#| export
+def request(self, method: str, path: str, **options) -> Response:
+    """Send one request and return the whole response; Set-Cookie lines go to the jar."""
+    with self.stream(method, path, **options) as response:
+        response.read()
+    return response
+
 BaseClient.request, BaseClient.stream = request, stream
 
 # %% [markdown]
 # And the shortcuts every client has: `client.get(path, ...)` is
 # `client.request("GET", path, ...)`, and so on for the other methods. A loop writes the
-# seven of them.
+# seven of them. `_method` is a factory, a function that returns a function, so each
+# shortcut remembers its own `name`; a plain `lambda` inside the loop would see only the
+# last value of the loop variable, and every shortcut would send `OPTIONS`.
 
 # %%
 #| export
@@ -764,8 +880,7 @@ login, login.headers, login.body
 # %% [markdown]
 # The query string kept `next=/me` from the path and added `lang=en`; the headers say
 # where the request goes, what the body is and how long it is, and `Cookie` came from the
-# jar. That is everything a server
-# would have read off the wire, without the wire.
+# jar. That is everything a server would have read off the wire, without the wire.
 
 # %% [markdown]
 # ## Calling a WSGI app
@@ -794,7 +909,9 @@ def wsgi_environ(client, request: Request) -> dict:
     return environ
 
 # %% [markdown]
-# The login request from above, as the app would see it (the `wsgi.*` keys left out):
+# The login request from above, as the app would see it (the `wsgi.*` keys left out).
+# This dict is all a WSGI app ever gets; everything a Flask `request` offers is computed
+# from it:
 
 # %%
 environ = wsgi_environ(draft, login)
@@ -870,8 +987,8 @@ def _wsgi_begin(self) -> None:
 WSGIExchange.begin = _wsgi_begin
 
 # %% [markdown]
-# A fresh exchange, and `begin` this time. The status is known, and the one chunk it had
-# to pull to get there waits in `early`:
+# A fresh exchange, and `begin` this time. It should come back with the status known, and
+# with the one chunk it had to pull to get there waiting in `early`:
 
 # %%
 exchange = WSGIExchange(late_starter, exchange.environ)
@@ -879,6 +996,11 @@ exchange.begin()
 exchange.status, exchange.early
 
 # %% [markdown]
+# That is the price of a late `start_response`: to learn the status, the client had to
+# run the generator up to its first `yield`, so one chunk of body is already out. Keeping
+# it in `early` means nothing is lost; a server does the same thing before it writes the
+# status line.
+#
 # Two more pieces finish the exchange. `chunks` hands out the kept chunks and then the
 # rest, refusing anything that is not bytes, and `close` does what PEP 3333 says always
 # happens at the end, error or not.
@@ -904,7 +1026,8 @@ WSGIExchange.chunks, WSGIExchange.close = _wsgi_chunks, _wsgi_close
 
 # %% [markdown]
 # The body comes out whole, the early chunk first, and nothing was lost by pulling it
-# ahead of time:
+# ahead of time. The `close()` after it is the PEP 3333 duty; for a generator it runs any
+# `finally` block the app wrote:
 
 # %%
 print(b"".join(exchange.chunks()))
@@ -950,6 +1073,10 @@ class TestClient(BaseClient):
         return f"<TestClient {self.kind.upper()} {self.scheme}://{self.host_header()}{session}>"
 
 # %% [markdown]
+# Three attributes wait for later sections: `portal` and `lifespan` are set while a
+# session (`with TestClient(app) as client:`) is open, and `state` is the dict the
+# lifespan fills in. Outside a session they stay empty.
+#
 # Nothing is sent yet, but the client already knows what it holds. Its `repr` says the
 # app's kind and the origin it pretends to be:
 
@@ -957,6 +1084,10 @@ class TestClient(BaseClient):
 TestClient(hello_app), TestClient(hello_app, base_url="https://example.com:8443")
 
 # %% [markdown]
+# `WSGI http://testserver` for the default, and `https://example.com:8443` for the other:
+# the port shows because it is not the default one. That `repr` is what a failing test
+# prints when it shows the client, so it says the two things you would want to know.
+#
 # `open_stream` is the fork on the map: WSGI apps go to `_open_wsgi`, ASGI apps to
 # `_open_asgi` (built in the next section). Next to it sits `server_error`, the canned 500
 # a server sends when the app fails before it has started a response.
@@ -984,6 +1115,9 @@ def open_stream(self, request: Request) -> StreamingResponse:
 #   client raises the error instead, unless told not to.
 # - For `HEAD`, a server sends the headers and no body (RFC 9110 §9.3.2), whatever the app
 #   produced. The client does the same: it never reads the body at all.
+#
+# The status arrives as PEP 3333's string, `"200 OK"`; the number before the first space is
+# what becomes `status_code`.
 
 # %%
 #| export
@@ -1085,7 +1219,12 @@ def count(request):
 notes_wsgi
 
 # %% [markdown]
-# The first requests. Each line is what a test would assert on:
+# The router lists six routes, each with its methods: the table above, in the router's
+# own words.
+#
+# The first requests. Each printed line is what a test would assert on: the client
+# itself, a greeting built from the query, a JSON round trip, and two answers with no
+# body, one because the route does not exist and one because the method was `HEAD`:
 
 # %%
 client = TestClient(notes_wsgi)
@@ -1096,7 +1235,9 @@ print(client.post("/echo", json={"n": [1, 2]}).json())
 print(client.get("/nowhere").status_code, client.head("/hello").content)
 
 # %% [markdown]
-# The router's 404 came back like any other response, and `HEAD` got headers and no body.
+# `params=` reached the app as a query (`Hello, Ada!`), and the list inside the JSON came
+# back as a list. The router's 404 came back like any other response, and `HEAD` got
+# headers and no body: `b''`, even though the `/hello` route wrote one.
 # Invalid JSON is the app's problem to refuse; chapter 09's `Request.json` turns it into a
 # 400 with the reason:
 
@@ -1105,6 +1246,10 @@ bad = client.post("/echo", content=b"{oops", headers={"Content-Type": "applicati
 bad.status_code, bad.text
 
 # %% [markdown]
+# A 400 with a sentence a person can act on. The test client had nothing to do with that
+# answer; it delivered the bytes the test gave it, which is what a test of an app's error
+# handling needs.
+#
 # ### Checking the app against PEP 3333
 #
 # Some mistakes the client catches anyway: a body of `str` instead of bytes cannot be
@@ -1121,6 +1266,9 @@ except TypeError as error:
     print("TypeError:", error)
 
 # %% [markdown]
+# The message names the spec, the type it found and the start of the bad value, so the
+# fix is obvious: `b"not bytes"`.
+#
 # Other mistakes slip through, because the client only collects what it is given. This app
 # passes its headers as a tuple, where PEP 3333 says "a Python list". The client does not
 # mind:
@@ -1133,7 +1281,7 @@ def tuple_headers(environ, start_response):
 TestClient(tuple_headers).get("/").content
 
 # %% [markdown]
-# But the standard library's own server, `wsgiref`, asserts `type(headers) is list` and
+# `b'fine?'`: the test would pass. But the standard library's own server, `wsgiref`, asserts `type(headers) is list` and
 # would answer 500. The test passed, the app is broken. A test client can do better than a
 # forgiving server: it can check the app's side of the spec on every call. The standard
 # library has that checker, `wsgiref.validate.validator`, which wraps an app and asserts
@@ -1146,6 +1294,11 @@ except AssertionError as error:
     print("AssertionError:", error)
 
 # %% [markdown]
+# `validator` stopped the call at `start_response`, with the rule it checks in its own
+# words. The price is small (a few asserts per call), and it catches a whole class of bugs
+# that only show up on a stricter server, so `validate=True` is a good default for the
+# tests of a WSGI app you wrote by hand.
+#
 # The course's app passes the same check, on every route:
 
 # %%
@@ -1153,6 +1306,10 @@ checked = TestClient(notes_wsgi, validate=True)
 [checked.get(path).status_code for path in ("/hello", "/me", "/count", "/nowhere")]
 
 # %% [markdown]
+# No assertion fired, and the 404 is among the answers: the validator checks *how* the app
+# answers (types, order, `close()`), not *what* it answers. Whether `/nowhere` should be a
+# 404 is a question for your own tests.
+#
 # ### When the app raises
 #
 # Flask's and Starlette's test clients re-raise an exception from the app by default, and
@@ -1170,6 +1327,11 @@ except ZeroDivisionError as error:
 TestClient(broken, raise_app_exceptions=False).get("/")
 
 # %% [markdown]
+# The first call put the app's own exception in the test's hands, message and all. The
+# second is what a browser would have got: `500 Internal Server Error`, which says that
+# something broke and nothing about what. That is the one you want only when the test is
+# *about* the 500 page.
+#
 # ### Cookies through the client
 #
 # The jar from the cookie section is at work in every client: `stream` stores each
@@ -1185,6 +1347,11 @@ client.post("/logout")
 print(client.cookies, client.get("/me").json())
 
 # %% [markdown]
+# The first line shows the cookie in the jar and the app recognising `ada`; the second
+# shows an empty jar and `None`. Nothing in the test mentioned a header: the login
+# response's `Set-Cookie` and the next request's `Cookie` were the client's business, as
+# they are a browser's.
+#
 # ## Calling an ASGI app
 #
 # **On the map:** ③, the other branch of the fork. Here is the map again, with what you
@@ -1301,9 +1468,11 @@ print([thread.name for thread in threading.enumerate() if thread.name.startswith
 portal.submit(asyncio.sleep(0, result="ran on the portal")).result(1.0)
 
 # %% [markdown]
-# `submit` returned a `concurrent.futures.Future`, and `.result(1.0)` waited up to a
-# second for it in this thread. The cells below wrap that wait in a method.
-# %% [markdown]
+# One thread named `testclient-loop`, and the coroutine's result, `'ran on the portal'`,
+# back in this thread. `submit` returned a `concurrent.futures.Future` (the thread-safe
+# kind, not asyncio's), and `.result(1.0)` waited up to a second for it here, in the
+# kernel's thread, while the other thread did the work.
+#
 # `call` is `submit` plus waiting. The timeout is set twice, on purpose. `asyncio.wait_for`
 # inside the loop cancels the coroutine cleanly when time is up. But an app can block the
 # loop itself (`time.sleep` inside `async def`), and then nothing inside the loop runs, not
@@ -1323,8 +1492,9 @@ def _portal_call(self, coroutine, timeout: float, what: str):
 Portal.call = _portal_call
 
 # %% [markdown]
-# And `stop`: cancel whatever still runs on the loop (an app a test gave up on), stop the
-# loop, join the thread, close the loop. Every wait in it has a limit too.
+# And `stop`, in two parts. The first runs *on* the loop: cancel every task still running
+# there (an app a test gave up on) and give them a moment to finish their `finally`
+# blocks. It skips itself, since a task that cancelled itself would never report back.
 
 # %%
 #| export
@@ -1335,6 +1505,13 @@ async def _cancel_all(timeout: float) -> None:
     if tasks:
         await asyncio.wait(tasks, timeout=timeout)
 
+# %% [markdown]
+# The second runs in the caller's thread: submit that cleanup, stop the loop, join the
+# thread, close the loop. Every wait in it has a limit too, and a loop whose thread would
+# not stop is left open rather than closed under a running thread.
+
+# %%
+#| export
 def _portal_stop(self, timeout: float = 1.0) -> None:
     """Cancel what still runs, stop the loop, join the thread, close the loop."""
     if self.thread.is_alive():
@@ -1363,6 +1540,11 @@ portal.stop()
 portal.thread.is_alive()
 
 # %% [markdown]
+# The short sleep answered `done`. The long one was cut off after 0.2 seconds, and the
+# error says which wait gave up and how long it waited, which is what you want to read in
+# a test report. `False`: after `stop`, the thread is gone, and the next test starts with
+# no leftovers.
+#
 # ### The server's half of an ASGI call
 #
 # `ASGIExchange` is to ASGI what `WSGIExchange` was to WSGI: the server's side of one
@@ -1391,16 +1573,11 @@ class AppEnded:
         return f"AppEnded({self.error!r})" if self.error else "AppEnded()"
 
 # %% [markdown]
-# `receive` gives the app the whole body in one `http.request` message. After that, a real
-# server's `receive` waits until something happens to the connection, and so does this one:
-# it returns `http.disconnect` once the response is complete or the client left. An app that
-# listens for a disconnect while it streams (chapter 12's `stream` does) therefore keeps
-# streaming until the test stops reading.
-#
-# `send` puts each message in the queue, notes when the last body message went out, and
-# refuses once the client is gone. With `validate=True` the messages also pass through
-# chapter 11's `HTTPResponseChecker`, which refuses a message that breaks the spec (wrong
-# types, uppercase header names, body before start) with the spec's own words.
+# The exchange's state: the app, its scope and the request body; the `outbox`; two flags
+# (has the body been handed over, has the client gone); an `asyncio.Event` that fires
+# when the response is complete or the client left; and, with `validate=True`, chapter
+# 11's `HTTPResponseChecker`, which refuses a message that breaks the spec (wrong types,
+# uppercase header names, body before start) with the spec's own words.
 
 # %%
 #| export
@@ -1415,19 +1592,33 @@ class ASGIExchange:
         self.finished = asyncio.Event()          # response complete, or the client left
         self.checker = HTTPResponseChecker() if validate else None
 
-    async def receive(self) -> dict:
-        if not self.body_sent and not self.gone:
-            self.body_sent = True
-            return {"type": "http.request", "body": self.body, "more_body": False}
-        await self.finished.wait()               # then, as a server does: the client is done
-        return {"type": "http.disconnect"}
+# %% [markdown]
+# `receive` gives the app the whole body in one `http.request` message. After that, a real
+# server's `receive` waits until something happens to the connection, and so does this one:
+# it returns `http.disconnect` once the response is complete or the client left. An app that
+# listens for a disconnect while it streams (chapter 12's `stream` does) therefore keeps
+# streaming until the test stops reading.
+#
+# `send` puts each message in the queue, notes when the last body message went out, and
+# refuses once the client is gone.
 
-    async def send(self, message: dict) -> None:
-        if self.gone:
-            raise ClientDisconnected("the client closed the response")
-        self.outbox.put(message)
-        if message.get("type") == "http.response.body" and not message.get("more_body"):
-            self.finished.set()
+# %%
+#| export
+async def _exchange_receive(self) -> dict:
+    if not self.body_sent and not self.gone:
+        self.body_sent = True
+        return {"type": "http.request", "body": self.body, "more_body": False}
+    await self.finished.wait()               # then, as a server does: the client is done
+    return {"type": "http.disconnect"}
+
+async def _exchange_send(self, message: dict) -> None:
+    if self.gone:
+        raise ClientDisconnected("the client closed the response")
+    self.outbox.put(message)
+    if message.get("type") == "http.response.body" and not message.get("more_body"):
+        self.finished.set()
+
+ASGIExchange.receive, ASGIExchange.send = _exchange_receive, _exchange_send
 
 # %% [markdown]
 # `run` is the coroutine the portal runs (crossing ① on the portal diagram). It calls the
@@ -1546,6 +1737,11 @@ scope = TestClient(hello_asgi).asgi_scope("http", login)
 {key: scope[key] for key in ("type", "method", "path", "query_string", "scheme", "server", "state")}
 
 # %% [markdown]
+# `query_string` is bytes, `next=/me&lang=en`, never decoded: the ASGI spec leaves that to
+# the app. `server` is `('testserver', 80)`, the origin the client pretends to be, and
+# `state` is `{}` because no lifespan has run. The environ said the same things with
+# strings and `HTTP_*` keys.
+#
 # Sending a request to an ASGI app takes three methods, each running at a different
 # moment of the response's life:
 #
@@ -1584,6 +1780,17 @@ def _open_asgi(self, request: Request) -> StreamingResponse:
 TestClient._open_asgi = _open_asgi
 
 # %% [markdown]
+# Three endings are possible while the client waits for the first message, and each
+# gets its own branch:
+#
+# - **nothing comes** within the timeout: the client leaves, so the app is told and then
+#   cancelled, and the test gets the `TimeoutError`;
+# - **the app ended** before starting a response: the marker goes back into the queue,
+#   and `_asgi_close` raises the app's error, or, if the app ended without one (or
+#   `raise_app_exceptions` is off), the client answers 500, as a server would;
+# - **`http.response.start`** arrived: the response goes back to the test at once, with
+#   the body still to come.
+#
 # The chunks: one `http.response.body` message after another, until `more_body` is false.
 # For `HEAD` there are none to hand out, as for WSGI. If the app ends in the middle, the
 # marker goes back into the queue for `_asgi_close` to find.
@@ -1606,13 +1813,36 @@ def _asgi_chunks(self, exchange: ASGIExchange, head: bool):
 TestClient._asgi_chunks = _asgi_chunks
 
 # %% [markdown]
-# `_asgi_close` runs when the response closes. If the test left before the end, it tells
-# the loop (`leave`), so the app's `receive` says `http.disconnect` and its `send` raises.
-# Then it waits for the app to return (a server keeps the app running after the last byte,
-# for cleanup or background work), raises what the app raised, and releases the portal.
-# What the app does *after* the client left (raise, or not return at all) is not the
-# test's business: a server would only log it. The app is cancelled, and the test sees
-# the error that made it leave.
+# The last of the three runs when the response closes, and it has two jobs. The first is
+# waiting for the app to return: a server keeps the app running after the last byte, for
+# cleanup or background work, and so does the client. `_await_app_end` reads the queue
+# until the `AppEnded` marker comes. If it never comes, the app is cancelled (it must not
+# keep running in a session), and the timeout reaches the test only if the test had read
+# the whole body; a test that left early has no business with an app that will not stop.
+
+# %%
+#| export
+def _await_app_end(self, exchange: ASGIExchange, done: bool) -> "AppEnded | None":
+    """The app's AppEnded marker; None if the test left early and the app never returned."""
+    message = None
+    while not isinstance(message, AppEnded):
+        try:
+            message = next_message(exchange.outbox, self.timeout, "the app to return")
+        except TimeoutError:
+            exchange.future.cancel()       # do not leave it running in a session
+            if done:
+                raise
+            return None                    # the test already left: not its business
+    return message
+
+TestClient._await_app_end = _await_app_end
+
+# %% [markdown]
+# `_asgi_close` wraps that. If the test left before the end, it first tells the loop
+# (`leave`), so the app's `receive` says `http.disconnect` and its `send` raises. Then it
+# waits, raises what the app raised, and releases the portal. What the app raises *after*
+# the client left is not the test's business either: a server would only log it, and the
+# test sees the error that made it leave.
 
 # %%
 #| export
@@ -1622,16 +1852,9 @@ def _asgi_close(self, exchange: ASGIExchange, portal: Portal, owned: bool, done:
     try:
         if not done:
             portal.call_soon(exchange.leave)
-        message = None
-        while not isinstance(message, AppEnded):
-            try:
-                message = next_message(exchange.outbox, self.timeout, "the app to return")
-            except TimeoutError:
-                exchange.future.cancel()       # do not leave it running in a session
-                if done:
-                    raise
-                return                         # the test already left: not its business
-        if message.error is not None and self.raise_app_exceptions and not exchange.gone:
+        message = self._await_app_end(exchange, done)
+        if (message is not None and message.error is not None and self.raise_app_exceptions
+                and not exchange.gone):
             raise message.error
     finally:
         if owned:
@@ -1656,8 +1879,11 @@ response, response.text
 # To run one set of tests against both kinds of app, the ASGI version must answer the same
 # requests the same way. It is written with chapter 12's helpers (`send_text`,
 # `send_json`, `read_json`, which answers 400 for invalid JSON) and a route table in an
-# `if` chain. Cookies are read from the `cookie` header by hand. `HEAD` is routed like
-# `GET`: an app answers it with the same headers, and the server drops the body.
+# `if` chain. `HEAD` is routed like `GET`: an app answers it with the same headers, and
+# the server drops the body.
+#
+# Two helpers first. Chapter 12 gave no cookie parser, so `cookies_of` reads the `cookie`
+# header by hand: split on `;`, then on the first `=`.
 
 # %%
 from urllib.parse import parse_qs
@@ -1670,6 +1896,12 @@ def cookies_of(scope):
     pairs = (part.strip().partition("=") for part in (header(scope, "cookie") or "").split(";"))
     return {name: value for name, _, value in pairs if name}
 
+# %% [markdown]
+# And `count_lines`, the streamed body: a start message, one body message per line with
+# `more_body=True`, and an empty last message that says "that was all". A server sees
+# no `Content-Length` and no end until that last message, which is why it has to stream.
+
+# %%
 async def count_lines(send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": encode_headers([("content-type", "text/plain; charset=utf-8")])})
@@ -1678,30 +1910,43 @@ async def count_lines(send):
     await send({"type": "http.response.body", "body": b""})
 
 # %% [markdown]
-# The app itself:
+# The three account routes go in a function of their own, which answers `True` when the
+# route was one of its own. Login reads the form and sets the cookie with `Path=/`; logout
+# expires it with `Max-Age=0`. Those are the same two moves chapter 09's `set_cookie` and
+# `delete_cookie` made for the WSGI app.
+
+# %%
+async def account_routes(route, scope, receive, send) -> bool:
+    if route == ("POST", "/login"):
+        user = parse_qs((await read_body(receive)).decode())["user"][0]
+        await send_json(send, {"user": user}, headers=[("set-cookie", f"user={user}; Path=/")])
+    elif route == ("GET", "/me"):
+        await send_json(send, {"user": cookies_of(scope).get("user")})
+    elif route == ("POST", "/logout"):
+        await send_json(send, {"user": None}, headers=[("set-cookie", "user=; Max-Age=0; Path=/")])
+    else:
+        return False
+    return True
+
+# %% [markdown]
+# The app itself. It refuses any scope but `http`, which also tells a server that it does
+# not speak lifespan, and turns chapter 02's `HTTPError` (raised by `read_json` for a bad
+# body) into an error response:
 
 # %%
 async def notes_asgi(scope, receive, send):
     if scope["type"] != "http":
         raise RuntimeError("notes_asgi speaks HTTP only")   # no lifespan: see chapter 14
-    method = "GET" if scope["method"] == "HEAD" else scope["method"]
-    route = (method, scope["path"])
+    route = ("GET" if scope["method"] == "HEAD" else scope["method"], scope["path"])
     try:
         if route == ("GET", "/hello"):
             name = parse_qs(scope["query_string"].decode()).get("name", ["world"])[0]
             await send_text(send, f"Hello, {name}!\n")
         elif route == ("POST", "/echo"):
             await send_json(send, await read_json(scope, receive))
-        elif route == ("POST", "/login"):
-            user = parse_qs((await read_body(receive)).decode())["user"][0]
-            await send_json(send, {"user": user}, headers=[("set-cookie", f"user={user}; Path=/")])
-        elif route == ("GET", "/me"):
-            await send_json(send, {"user": cookies_of(scope).get("user")})
-        elif route == ("POST", "/logout"):
-            await send_json(send, {"user": None}, headers=[("set-cookie", "user=; Max-Age=0; Path=/")])
         elif route == ("GET", "/count"):
             await count_lines(send)
-        else:
+        elif not await account_routes(route, scope, receive, send):
             await send_text(send, "Not Found\n", 404)
     except HTTPError as error:
         await send_error(send, error)
@@ -1720,16 +1965,18 @@ client.post("/login", data={"user": "ada"})
 print(client.get("/me").json(), client.get("/count").text.split())
 
 # %% [markdown]
-# Same answers, same cookie round trip, with chapter 11's checker watching every message.
-# Each of those requests ran on a fresh portal that was stopped when the request ended;
-# the only thread left is the kernel's own:
+# Same answers as the WSGI app, line for line: the greeting, the JSON, the 400 with its
+# reason, the cookie round trip and the three counted lines, with chapter 11's checker
+# watching every message. Each of those requests ran on a fresh portal that was stopped
+# when the request ended, so no `testclient` thread should be left:
 
 # %%
-import threading
-
 [thread.name for thread in threading.enumerate() if thread.name.startswith("testclient")]
 
 # %% [markdown]
+# An empty list: six requests, six portals, all stopped. A test suite of a thousand
+# requests leaves no more threads behind than one of six.
+#
 # ### A broken ASGI app, and one that hangs
 #
 # The checker earns its place on apps like this one, which writes a header name in
@@ -1757,6 +2004,9 @@ except RuntimeError as error:
     print("RuntimeError:", error)
 
 # %% [markdown]
+# A server would have sent `half` and then left the browser waiting for the rest; the
+# test client turns that into an error at once, with the rule the app broke.
+#
 # Worse than returning too early is never returning. This app starts a response and then
 # waits for an hour. The client waits for the next body message, nothing comes, and after
 # `timeout` seconds (half a second here) it says what it was waiting for. The kernel never
@@ -1773,6 +2023,10 @@ except TimeoutError as error:
     print("TimeoutError:", error)
 
 # %% [markdown]
+# Half a second later the test has its answer, and it names the message that never came.
+# Without the timeout, this cell would still be running, and so would the notebook's
+# kernel.
+#
 # ## Streaming
 #
 # **On the map:** nothing new. Streaming is the path ② and ③ already built, from the app
@@ -1801,7 +2055,8 @@ async def ticker(scope, receive, send):
     timeline.append("app: the whole stream went out" if finished else "app: the client left")
 
 # %% [markdown]
-# Read the whole stream:
+# Read the whole stream, noting each chunk in the timeline as it arrives. If the client
+# collected the body before handing it over, all three `app sends` lines would come first:
 
 # %%
 timeline.clear()
@@ -1812,7 +2067,7 @@ timeline
 
 # %% [markdown]
 # The lines alternate: each tick reached the test before the app produced the next one.
-# That is streaming. Now leave after the first chunk, as a test that only checks the start
+# The last line is the app's own verdict: the stream went out whole. That is streaming. Now leave after the first chunk, as a test that only checks the start
 # of a feed would:
 
 # %%
@@ -1844,12 +2099,22 @@ def wsgi_ticker(environ, start_response):
     finally:
         timeline.append("app: closed")
 
+# %% [markdown]
+# Take one chunk and leave. A WSGI app cannot be told "the client left" the way an ASGI
+# app can; the only signal PEP 3333 has is `close()`, and it arrives as a
+# `GeneratorExit` at the paused `yield`:
+
+# %%
 timeline.clear()
 with TestClient(wsgi_ticker).stream("GET", "/") as response:
     timeline.append(f"test got {next(response.iter_bytes())!r}, and leaves")
 timeline
 
 # %% [markdown]
+# Tick 0 was produced, the test took it and left, and the generator's `finally` ran
+# straight away. Ticks 1 and 2 were never made: pulling lazily means the app does no work
+# nobody will read.
+#
 # ## Lifespan: a session around the tests
 #
 # **On the map:** the `Lifespan` inside ③. Until now each ASGI request had a portal of its
@@ -1873,9 +2138,9 @@ class LifespanFailed(RuntimeError):
     """The app answered lifespan.startup (or .shutdown) with .failed; the text is its message."""
 
 # %% [markdown]
-# `Lifespan` is the server's half of the protocol. `_run` is the app's side of it: the app
-# gets a `lifespan` scope, reads events from `inbox` and answers into `outbox`, and when it
-# returns or raises, an `AppEnded` goes into `outbox` as for HTTP.
+# `Lifespan` is the server's half of the protocol. It holds the app, the state dict the
+# app will fill in, and one flag, `supported`, which stays `True` unless the app turns
+# out not to speak lifespan at all.
 
 # %%
 #| export
@@ -1887,19 +2152,31 @@ class Lifespan:
         self.app, self.state = app, state
         self.supported = True
 
-    async def _run(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.4"},
-                 "state": self.state}
-        try:
-            await self.app(scope, self.inbox.get, self.outbox.put)
-        except Exception as error:
-            await self.outbox.put(AppEnded(error))
-        else:
-            await self.outbox.put(AppEnded())
+# %% [markdown]
+# `_run` is the app's side of it, one long call that lasts from startup to shutdown: the
+# app gets a `lifespan` scope, reads events from `inbox` and answers into `outbox`, and
+# when it returns or raises, an `AppEnded` goes into `outbox` as for HTTP. The scope's
+# `state` is the very dict the client will copy into each request's scope.
+
+# %%
+#| export
+async def _lifespan_run(self) -> None:
+    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.4"},
+             "state": self.state}
+    try:
+        await self.app(scope, self.inbox.get, self.outbox.put)
+    except Exception as error:
+        await self.outbox.put(AppEnded(error))
+    else:
+        await self.outbox.put(AppEnded())
+
+Lifespan._run = _lifespan_run
 
 # %% [markdown]
 # Both lifespan messages and their answers run on the portal's loop, so they use
-# `asyncio.Queue`s. `_exchange` sends one event and reads the answer. An app that raises on
+# `asyncio.Queue`s; no thread is crossed until the whole startup is over. `_exchange`
+# sends one event and reads the answer, which must be `.complete` or `.failed` for that
+# same event; anything else is a broken app, and the error says what was expected. An app that raises on
 # the lifespan scope before answering anything is saying it does not speak lifespan, and
 # the spec says the server then carries on without it; `startup` records that, and
 # `shutdown` sends nothing to such an app (nor to one whose startup never completed).
@@ -1921,7 +2198,9 @@ Lifespan._exchange = _lifespan_exchange
 
 # %% [markdown]
 # `startup` starts the app as a task on the loop and sends the first event; `shutdown`
-# sends the second and waits for the app to end.
+# sends the second and waits for the app to end. `ensure_future` is what lets the app's
+# lifespan call stay alive between the two, suspended in its `receive`, for as long as
+# the session lasts.
 
 # %%
 #| export
@@ -1962,12 +2241,12 @@ noted.state
 # %% [markdown]
 # After startup the state holds one event, after shutdown two. The state dict is the one
 # the app filled in at startup, the same one each request will get a copy of.
-
-# %% [markdown]
-# `__enter__` and `__exit__` make the session. A startup that fails stops the portal
-# before the error reaches the test, so a failed session leaves no thread behind. For a
-# WSGI app a session changes nothing (WSGI has no lifespan), which keeps `with
-# TestClient(app)` usable for both kinds.
+#
+# `__enter__` and `__exit__` make the session. Entering starts a portal, gives the
+# lifespan a fresh state dict, and runs the startup on the portal. A startup that fails
+# stops the portal before the error reaches the test, so a failed session leaves no
+# thread behind. For a WSGI app a session changes nothing (WSGI has no lifespan), which
+# keeps `with TestClient(app)` usable for both kinds.
 
 # %%
 #| export
@@ -1984,6 +2263,13 @@ def _client_enter(self) -> "TestClient":
         self.portal, self.lifespan = portal, lifespan
     return self
 
+# %% [markdown]
+# Leaving runs the shutdown and stops the portal, in a `finally` so that a shutdown that
+# fails still stops the thread. `self.portal` is cleared first: from here on, requests
+# made with this client are back to one portal each.
+
+# %%
+#| export
 def _client_exit(self, *exc_info) -> None:
     """End the session: the lifespan shutdown, then the loop stops."""
     portal, self.portal = self.portal, None
@@ -2030,6 +2316,9 @@ except AttributeError as error:
     print("AttributeError:", error)
 
 # %% [markdown]
+# `'State' object has no attribute 'db'`: the route asked for state that only a lifespan
+# could have put there. That is the error a test suite meets when it forgets the session.
+#
 # Inside a session, the startup ran before the first request and the shutdown after the
 # block:
 
@@ -2041,6 +2330,10 @@ with TestClient(starlette_app) as session:
 opened
 
 # %% [markdown]
+# The `repr` says `(in a session)`. The request saw the row the lifespan yielded, and
+# `events so far` shows only the startup at that moment; the shutdown joined the list when
+# the block ended.
+#
 # ### Startup failure
 #
 # And a startup that fails. Chapter 14's `with_lifespan` turns an async context manager
@@ -2063,14 +2356,19 @@ except LifespanFailed as error:
 [thread.name for thread in threading.enumerate() if thread.name.startswith("testclient")]
 
 # %% [markdown]
-# No thread was left behind. And `notes_asgi`, which raises on a lifespan scope, is an app
-# that does not speak lifespan: a session with it simply starts.
+# The message carries the exception's type and text, as the app reported them, and the
+# empty list says no thread was left behind. And `notes_asgi`, which raises on a lifespan
+# scope, is an app that does not speak lifespan: a session with it simply starts, and
+# records that the lifespan is not supported:
 
 # %%
 with TestClient(notes_asgi) as session:
     print(session.lifespan.supported, session.get("/hello").text, end="")
 
 # %% [markdown]
+# `False`, and the request went through anyway. That is what the course's ASGI server does
+# with such an app too, as its log will show near the end: note it, and serve without.
+#
 # ## WebSocket sessions
 #
 # **On the map:** the `WebSocketSession` inside ③. It uses the same portal and the same
@@ -2156,12 +2454,11 @@ async def shouter(scope, receive, send):
             await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
 
 # %% [markdown]
-# `WebSocketSession` runs one `websocket` scope. Messages to the app go into an
-# `asyncio.Queue` on the portal's loop, put there with `call_soon` because asyncio objects
-# belong to their loop's thread. Messages from the app come back through a `queue.Queue`,
-# read with a timeout, as for HTTP. When the app returns without closing, the session
-# reports a normal closure (1000), which is what a server sends then; when it raises, the
-# test gets the exception.
+# `WebSocketSession` runs one `websocket` scope. Unlike an HTTP exchange, messages travel
+# both ways for as long as the test likes, so it has two queues. Messages to the app go
+# into an `asyncio.Queue` on the portal's loop (`inbox`), put there with `call_soon`
+# because asyncio objects belong to their loop's thread. Messages from the app come back
+# through a `queue.Queue` (`outbox`), read with a timeout, as for HTTP.
 
 # %%
 #| export
@@ -2176,15 +2473,26 @@ class WebSocketSession:
         self.accepted_subprotocol, self.accept_headers = None, Headers()
         self.closed = False
 
-    async def _run(self) -> None:
-        async def send(message):
-            self.outbox.put(message)
-        try:
-            await self.client.app(self.scope, self.inbox.get, send)
-        except Exception as error:
-            self.outbox.put(AppEnded(error))
-        else:
-            self.outbox.put(AppEnded())
+# %% [markdown]
+# `_run` is the coroutine the portal runs: the app, with `inbox.get` as its `receive` and
+# a `send` that drops each message into `outbox`. As with HTTP, an `AppEnded` marker
+# follows whatever the app did. When the app returns without closing, the session will
+# report a normal closure (1000), which is what a server sends then; when it raises, the
+# test gets the exception.
+
+# %%
+#| export
+async def _ws_run(self) -> None:
+    async def send(message):
+        self.outbox.put(message)
+    try:
+        await self.client.app(self.scope, self.inbox.get, send)
+    except Exception as error:
+        self.outbox.put(AppEnded(error))
+    else:
+        self.outbox.put(AppEnded())
+
+WebSocketSession._run = _ws_run
 
 # %% [markdown]
 # Two private helpers carry every message. `_to_app` is crossing ③ of the portal diagram
@@ -2237,6 +2545,10 @@ def _connect(self) -> None:
 WebSocketSession._connect = _connect
 
 # %% [markdown]
+# An accepted session keeps what the app chose: `accepted_subprotocol`, and any extra
+# headers the app put in `websocket.accept` (a server would add them to its `101`), as
+# `accept_headers`.
+#
 # Any first message other than `websocket.accept` ends the session before it began.
 # `_refused` turns it into a `WebSocketDenied` with the status a browser would have seen,
 # reading the body of a denial response first.
@@ -2262,9 +2574,8 @@ WebSocketSession._refused = _refused
 
 # %% [markdown]
 # The session is a context manager. Entering it borrows a portal, starts the app and does
-# the handshake. Leaving it closes the socket with 1000 if nobody has closed it yet, waits
-# for the app to return, and then looks for an error the app raised after the test stopped
-# looking: that one must not vanish either.
+# the handshake. If the handshake fails (refused, or timed out), the app is ended at once,
+# so a refused session leaves nothing running.
 
 # %%
 #| export
@@ -2278,6 +2589,14 @@ def _ws_enter(self) -> "WebSocketSession":
         raise
     return self
 
+# %% [markdown]
+# Leaving closes the socket with 1000 if nobody has closed it yet, waits for the app to
+# return, and then looks for an error the app raised after the test stopped looking: that
+# one must not vanish either. It is raised only if the block itself ended cleanly, so it
+# never hides the test's own failure.
+
+# %%
+#| export
 def _ws_exit(self, *exc_info) -> None:
     if not self.closed:
         self.close(1000)
@@ -2290,8 +2609,9 @@ WebSocketSession.__enter__, WebSocketSession.__exit__ = _ws_enter, _ws_exit
 
 # %% [markdown]
 # Both call `_finish`, the one place that ends the app: wait for it to return, cancel it
-# if it will not, and stop the portal if the session owned it. `_drain` empties the queue
-# without waiting, to find an error nobody has read yet.
+# if it will not, and stop the portal if the session owned it. An exception from the
+# future is not raised here, because `_run` already put it in the outbox, where the
+# reader will find it.
 
 # %%
 #| export
@@ -2305,13 +2625,19 @@ def _finish(self) -> None:
         if self.owned:
             self.portal.stop()
 
+WebSocketSession._finish = _finish
+
+# %% [markdown]
+# `_drain` empties the queue without waiting, which is how `__exit__` finds an error
+# nobody has read yet.
+
+# %%
+#| export
 def _drain(outbox: queue.Queue) -> list:
     messages = []
     while not outbox.empty():
         messages.append(outbox.get_nowait())
     return messages
-
-WebSocketSession._finish = _finish
 
 # %% [markdown]
 # Sending is putting a `websocket.receive` message in the app's queue: `text` for a text
@@ -2358,7 +2684,10 @@ except WebSocketDenied as denied:
     print("WebSocketDenied:", denied)
 
 # %% [markdown]
-# It can open, send and close, but it cannot hear the app yet: that is the last piece.
+# The first session was accepted and closed quietly at the end of its block. The second
+# never reached its body: `shouter` closed before accepting, and the test read that as a
+# browser would, a 403, with the app's close code alongside. The session can open, send
+# and close, but it cannot hear the app yet: that is the last piece.
 #
 # Receiving reads the app's next `websocket.send`. A `websocket.close` becomes
 # `WebSocketDisconnect`. `receive_text` and `receive_bytes` check the frame type, because
@@ -2415,11 +2744,15 @@ with handshake("/ws") as ws:
         print("TypeError:", error)
 
 # %% [markdown]
+# The text came back in capitals. The bytes did not come back as text: `receive_text`
+# refused them, and its message shows what arrived instead (`b'cba'`, reversed), which is
+# what you would want to read if a test of yours had mixed the two up.
+#
 # Last, the client method, so that a test never builds a scope by hand. It builds the
-# request like any other (so cookies and headers
-# go along), adds the handshake headers a browser sends (RFC 6455 §4.1; the key is the
-# RFC's own sample, since nobody checks it in-process), offers the subprotocols, and
-# returns a session for a `with` block. A WSGI app gets a clear refusal instead.
+# request like any other (so cookies and headers go along), adds the handshake headers a
+# browser sends (RFC 6455 §4.1; the key is the RFC's own sample, since nobody checks it
+# in-process), offers the subprotocols, and returns a session for a `with` block. A WSGI
+# app gets a clear refusal instead.
 
 # %%
 #| export
@@ -2441,38 +2774,39 @@ def websocket_connect(self, path: str, *, subprotocols=(), headers=None, params=
 TestClient.websocket_connect = websocket_connect
 
 # %% [markdown]
-# The whole conversation through `websocket_connect`: a subprotocol agreed, a text frame,
-# a binary frame, JSON (which goes as text and comes back in capitals), and then the
-# app's close:
+# Nothing happens when `websocket_connect` returns: the session is built but not open.
+# The handshake waits for `with`, so that the block's end always closes what its start
+# opened, and a refusal surfaces as an exception on the `with` line, where a reader
+# expects it.
+#
+# Now a whole conversation, written as a test would write it: a function that takes a
+# client, asks for the `shout` subprotocol, sends a text frame, a binary frame and JSON
+# (which goes as text and comes back in capitals), then says `bye` and catches the app's
+# close. It returns what it saw, so the result can be read, and compared later.
 
 # %%
-client = TestClient(shouter)
-with client.websocket_connect("/ws", subprotocols=["shout"]) as ws:
-    print("subprotocol:", ws.accepted_subprotocol)
-    ws.send_text("hello"); print(ws.receive_text())
-    ws.send_bytes(b"\x01\x02\x03"); print(ws.receive_bytes())
-    ws.send_json({"quiet": True}); print(ws.receive_text())
-    ws.send_text("bye")
-    try:
-        ws.receive_text()
-    except WebSocketDisconnect as closed_by_app:
-        print(f"WebSocketDisconnect: code {closed_by_app.code}, {closed_by_app.reason!r}")
+def shout_conversation(client):
+    with client.websocket_connect("/ws", subprotocols=["shout"]) as ws:
+        seen = [ws.accepted_subprotocol]
+        ws.send_text("hello"); seen.append(ws.receive_text())
+        ws.send_bytes(b"\x01\x02\x03"); seen.append(ws.receive_bytes())
+        ws.send_json({"quiet": True}); seen.append(ws.receive_text())
+        ws.send_text("bye")
+        try:
+            ws.receive_text()
+        except WebSocketDisconnect as closed:
+            seen.append((closed.code, closed.reason))
+    return seen
+
+shout_conversation(TestClient(shouter))
 
 # %% [markdown]
-# A refused handshake raises when the session opens, with the status a browser would have
-# got and the app's close code:
-
-# %%
-try:
-    with client.websocket_connect("/elsewhere") as ws:
-        print("never printed")
-except WebSocketDenied as denied:
-    print(f"WebSocketDenied: {denied}; status {denied.status}")
-
-# %% [markdown]
-# The same tests work on Starlette, whose WebSocket class speaks the same messages. And an
-# app that never answers the handshake fails the test after the timeout, instead of
-# freezing the notebook:
+# Read it left to right: `shout` was agreed, `HELLO` came back in capitals, the three
+# bytes reversed, the JSON shouted (`TRUE` is no longer valid JSON, which is why it was
+# read with `receive_text`), and last the close, with the app's code 4000 and its reason.
+# A refused handshake raises `WebSocketDenied` when the `with` opens, as `handshake` showed.
+#
+# The same code works on Starlette, whose WebSocket class speaks the same messages:
 
 # %%
 from starlette.routing import WebSocketRoute
@@ -2482,12 +2816,19 @@ async def starlette_echo(websocket):
     await websocket.send_text(f"echo: {await websocket.receive_text()}")
     await websocket.close(1000)
 
-async def silent(scope, receive, send):
-    await asyncio.sleep(3600)
-
 with TestClient(Starlette(routes=[WebSocketRoute("/ws", starlette_echo)])).websocket_connect("/ws") as ws:
     ws.send_text("hi")
     print(ws.receive_text())
+
+# %% [markdown]
+# And an app that never answers the handshake fails the test after the timeout, instead
+# of freezing the notebook. The message says the client was waiting for
+# `websocket.accept`:
+
+# %%
+async def silent(scope, receive, send):
+    await asyncio.sleep(3600)
+
 try:
     with TestClient(silent, timeout=0.3).websocket_connect("/ws") as ws:
         pass
@@ -2495,6 +2836,9 @@ except TimeoutError as error:
     print("TimeoutError:", error)
 
 # %% [markdown]
+# That completes the client: requests, streams, sessions and WebSockets, for any WSGI or
+# ASGI app, with a timeout on every wait.
+#
 # ## A test runner in about 70 lines
 #
 # **On the map:** ⑤, the box on the left. The client is done; now something has to call
@@ -2523,7 +2867,8 @@ class TestResult:
         return line + (f"\n        {self.message}" if self.message else "")
 
 # %% [markdown]
-# Two of them, to see the layout: the outcome in capitals, the name, and the message
+# `__test__ = False` again: the name starts with `Test`, and pytest must not try to collect
+# it. Two of them, to see the layout: the outcome in capitals, the name, and the message
 # indented under it:
 
 # %%
@@ -2531,6 +2876,9 @@ print(TestResult("test_ok", "passed"))
 print(TestResult("test_broken", "failed", "expected 200, got 404"))
 
 # %% [markdown]
+# The padding lines the names up, so a column of outcomes can be read at a glance, and a
+# passing test takes one line.
+#
 # `TestReport` holds the list. `ok` is what a check would assert on, and the last line
 # counts each outcome, the way pytest's summary line does.
 
@@ -2592,11 +2940,18 @@ TestReport([TestResult("test_a", "passed"),
             TestResult("test_c", "error", describe(missing_key))])
 
 # %% [markdown]
+# The bare `assert` reported its own source line, `assert 1 + 1 == 3`, which is most of
+# what pytest's rewriting would have told you. The `KeyError` is an *error*, not a
+# failure: the test did not get as far as checking anything. The last line is the tally.
+#
 # Fixtures. A fixture is a function named like the parameter it fills. It may ask for
 # other fixtures the same way, and it may `yield` its value instead of returning it: then
-# the code after `yield` is its teardown, run when the test is over, pass or fail. An
-# `ExitStack` collects the teardowns, and `made` makes sure each fixture runs once per
-# test even when two others both ask for it.
+# the code after `yield` is its teardown, run when the test is over, pass or fail.
+#
+# `call_with_fixtures` reads the parameter names with `inspect.signature`, makes each
+# fixture (recursively, since a fixture may have parameters of its own), and calls the
+# function. An `ExitStack` collects the teardowns, and `made` makes sure each fixture runs
+# once per test even when two others both ask for it.
 
 # %%
 #| export
@@ -2616,6 +2971,14 @@ def call_with_fixtures(function, fixtures: dict, stack: ExitStack, made: dict):
         return next(result)
     return result
 
+# %% [markdown]
+# A fixture that yields is a generator: `next` ran it up to its `yield` and took the
+# value. `_teardown`, registered on the stack, runs the rest. If the generator yields a
+# second time, the fixture is wrong, and the runner says so instead of quietly ignoring
+# half of it.
+
+# %%
+#| export
 def _teardown(generator) -> None:
     """Run a yield fixture to its end: the code after ``yield`` is its teardown."""
     for _ in generator:
@@ -2639,29 +3002,41 @@ with ExitStack() as stack:
     print("the test sees", call_with_fixtures(lambda total: total, fixtures, stack, {}))
 
 # %% [markdown]
-# And the runner. It walks a namespace (in a notebook, `globals()`) in definition order,
-# runs each `test_*` function with fresh fixtures, and never raises: a report that stops at
-# the first failure would hide the others.
+# `setup` printed first, then the value the test saw (6, the total of the fixture's
+# list, made through `total`, which asked for `numbers`), then `teardown` as the
+# `ExitStack` closed.
+#
+# And the runner, in two parts. `_run_one` runs one test with fresh fixtures and turns
+# however it ended into a `TestResult`: an `AssertionError` is a failure, any other
+# exception an error. It never raises, because a report that stops at the first failure
+# would hide the others.
+
+# %%
+#| export
+def _run_one(name: str, function, fixtures: dict) -> TestResult:
+    """One test with fresh fixtures, torn down when it ends; the outcome, never an exception."""
+    try:
+        with ExitStack() as stack:
+            call_with_fixtures(function, fixtures, stack, {})
+    except AssertionError as failure:
+        return TestResult(name, "failed", describe_failure(failure))
+    except Exception as error:
+        return TestResult(name, "error", describe_failure(error))
+    return TestResult(name, "passed")
+
+# %% [markdown]
+# `run_tests` is collection plus that: every function whose name starts with `test_`, in
+# the order the namespace holds them, which for `globals()` is the order they were
+# defined.
 
 # %%
 #| export
 def run_tests(namespace: dict, fixtures: dict | None = None) -> TestReport:
     """Run every function named ``test_*`` in ``namespace`` (say ``globals()``), in the order
     they were defined, each with fresh fixtures; report, never raise."""
-    results = []
-    for name, function in list(namespace.items()):
-        if not (name.startswith("test_") and inspect.isfunction(function)):
-            continue
-        try:
-            with ExitStack() as stack:
-                call_with_fixtures(function, fixtures or {}, stack, {})
-        except AssertionError as failure:
-            results.append(TestResult(name, "failed", describe_failure(failure)))
-        except Exception as error:
-            results.append(TestResult(name, "error", describe_failure(error)))
-        else:
-            results.append(TestResult(name, "passed"))
-    return TestReport(results)
+    tests = [(name, function) for name, function in list(namespace.items())
+             if name.startswith("test_") and inspect.isfunction(function)]
+    return TestReport([_run_one(name, function, fixtures or {}) for name, function in tests])
 
 # %% [markdown]
 # ### Tests for the notes apps
@@ -2683,6 +3058,10 @@ def test_invalid_json_is_a_400(client):
     assert response.status_code == 400, f"got {response.status_code}"
 
 # %% [markdown]
+# Each `assert` carries the value it checked as its message (`response.status_code`,
+# `response.text`), because the runner has no pytest to rewrite it: when one fails, the
+# report shows what came back instead of just the line.
+#
 # Three more: the cookie round trip (log in, be known, log out, be forgotten), the stream,
 # and `HEAD`, which must answer with headers and no body.
 
@@ -2702,8 +3081,12 @@ def test_head_has_no_body(client):
     assert response.status_code == 200 and response.content == b""
 
 # %% [markdown]
+# None of the six says how the client was made. That is the fixture's job, and swapping
+# it is how the same tests will reach a different app, or a real server.
+#
 # A fixture that makes an in-process client for whichever app `app_under_test` names,
-# inside a session, with validation on. Then the run, against the WSGI app:
+# inside a session, with validation on. It yields, so the session's `__exit__` (and for
+# ASGI the lifespan shutdown) runs after each test. Then the run, against the WSGI app:
 
 # %%
 app_under_test = notes_wsgi
@@ -2715,7 +3098,9 @@ def in_process():
 run_tests(globals(), {"client": in_process})
 
 # %% [markdown]
-# Six passed. The same tests, the same fixture, the ASGI app:
+# Six passed, in the order they were written. Each one got a fresh client from the
+# fixture, inside its own session, so the cookie test started with an empty jar no matter
+# what ran before it. The same tests, the same fixture, the ASGI app:
 
 # %%
 app_under_test = notes_asgi
@@ -2736,11 +3121,13 @@ run_tests({"test_wrong_greeting": wrong_greeting, "test_wrong_status": wrong_sta
           {"client": in_process})
 
 # %% [markdown]
+# Two failures, each with what you need to start looking: the line of the bare `assert`,
+# and the message of the other. Neither stopped the run.
+#
 # The namespace can be any dict, not just `globals()`. Here it holds only these two, under
 # `test_` names, while the functions themselves are named so that the runs below, which
 # collect from `globals()`, do not pick them up.
-
-# %% [markdown]
+#
 # ## The same tests over a real socket
 #
 # **On the map:** the fork in `open_stream` gets a third branch. `SocketClient` keeps ① and
@@ -2750,8 +3137,7 @@ run_tests({"test_wrong_greeting": wrong_greeting, "test_wrong_status": wrong_sta
 # Any object with those can run them. `SocketClient` is a `BaseClient` whose
 # `open_stream` sends the request over the network with `barelab.http_request`, to a
 # running server. It shares everything else with `TestClient`: the request building and
-# the cookie jar. (It reads each response whole, so its "stream" is one chunk; WebSockets
-# over a socket are `barelab.websocket_connect`'s job.)
+# the cookie jar. Its base URL is the server's own, so `Host` names the real address.
 
 # %%
 #| export
@@ -2765,19 +3151,29 @@ class SocketClient(BaseClient):
         super().__init__(server.url, headers, cookies, timeout)
         self.server = server
 
-    def open_stream(self, request: Request) -> StreamingResponse:
-        target = request.path + (f"?{request.query}" if request.query else "")
-        result = http_request(self.server, request.method, target, headers=request.headers,
-                              body=request.body, timeout=self.timeout)
-        return StreamingResponse(result.status, result.headers, iter([result.body]),
-                                 lambda done: None)
-
     def __repr__(self) -> str:
         return f"<SocketClient {self.server.url}>"
 
 # %% [markdown]
+# Its `open_stream` is the whole difference. It puts the query back on the path, sends the
+# request's own headers and body, and wraps the answer in the same `StreamingResponse`.
+# `barelab.http_request` reads each response whole, so this "stream" is one chunk, and
+# there is nothing to tell the server on close.
+
+# %%
+#| export
+def _socket_open_stream(self, request: Request) -> StreamingResponse:
+    target = request.path + (f"?{request.query}" if request.query else "")
+    result = http_request(self.server, request.method, target, headers=request.headers,
+                          body=request.body, timeout=self.timeout)
+    return StreamingResponse(result.status, result.headers, iter([result.body]),
+                             lambda done: None)
+
+SocketClient.open_stream = _socket_open_stream
+
+# %% [markdown]
 # Serve the WSGI app on chapter 06's server and the ASGI app on chapter 13's, both through
-# `barelab.serve(app, server=...)`:
+# `barelab.serve(app, server=...)`. The two clients print the addresses they will talk to:
 
 # %%
 from barelab.built.asgi_server import ASGIServer
@@ -2788,7 +3184,12 @@ asgi_server = barelab.serve(notes_asgi, server=ASGIServer, name="notes-asgi")
 print(SocketClient(wsgi_server), SocketClient(asgi_server))
 
 # %% [markdown]
-# A fixture that makes a `SocketClient` for the server `server_under_test` names, and the
+# Two real addresses on `127.0.0.1`, with ports the system chose. From here on, nothing is
+# in-process: every request is bytes on a socket.
+#
+# A fixture that makes a `SocketClient` for the server `server_under_test` names. It
+# returns instead of yielding: the server runs for the whole chapter, so there is
+# nothing to set up or tear down per test, only a fresh client with an empty jar. Then the
 # same six tests, over the network, on both servers:
 
 # %%
@@ -2802,17 +3203,24 @@ run_tests(globals(), {"client": over_the_network})
 
 # %% [markdown]
 # Twelve more passes. Each request crossed a socket, went through a parser from chapter 02
-# and a server from chapter 06 or 13, and came back as bytes. The servers' logs show every
-# request. Here is the ASGI server's, which includes the `HEAD`:
+# and a server from chapter 06 or 13, and came back as bytes. The tests did not change by
+# one character, and neither did the apps. The servers' logs show every request. Here is
+# the ASGI server's: first its lifespan probe, which `notes_asgi` refused, so the server
+# went on without one; then one line per request the six tests made, the `HEAD` among them:
 
 # %%
 asgi_server.log
 
 # %% [markdown]
+# Nine requests from six tests (the cookie test alone made four), each with the status and
+# the body size the server wrote. The `HEAD` line shows `0B`: the server dropped the body,
+# as the test client did in-process.
+#
 # ### A difference, found on purpose
 #
 # In-process and over the network are not the same thing, and a test can tell them apart.
-# Look at the headers of one streamed response both ways:
+# Look at the headers of one streamed response both ways, first from the test client and
+# then from chapter 06's server:
 
 # %%
 print(TestClient(notes_wsgi).get("/count").headers)
@@ -2839,7 +3247,8 @@ print("in-process:", run_tests(only_this, {"client": in_process}), sep="\n")
 print("over the network:", run_tests(only_this, {"client": over_the_network}), sep="\n")
 
 # %% [markdown]
-# That is not a bug in either client. The in-process client tests **the app**; `Date`,
+# One test, two verdicts: `FAILED` in-process, with the message the test wrote, and
+# `PASSED` over the network. That is not a bug in either client. The in-process client tests **the app**; `Date`,
 # framing and connection handling are **the server's** job, so testing them means testing
 # a server, over a socket, as chapter 19 will do. The dividing line is the same one
 # chapter 01 drew, between the app's answer and the server's bytes. `HEAD`, on the other
@@ -2855,6 +3264,189 @@ del test_response_is_dated
 sorted(name for name in globals() if name.startswith("test_"))
 
 # %% [markdown]
+# The six from before, and no seventh: a second run of the notebook will report exactly
+# what the first one did.
+#
+# ### WebSockets over the socket
+#
+# The HTTP tests ran both ways, and where they differed, the difference was the server's
+# work. A WebSocket test should run both ways too: `TestClient` has
+# `websocket_connect`, so `SocketClient` needs one with the same arguments, handing back a
+# session with the same methods and raising the same two exceptions. Then a test written
+# against `ws.send_text` and `ws.receive_text` cannot tell which client it was given.
+#
+# Nothing new has to be written about frames. `barelab.websocket_connect`, the client
+# chapter 15 talked to its server with, already speaks RFC 6455 over a socket (through
+# wsproto): it sends the upgrade request, checks the `101`, masks and unmasks frames,
+# answers pings and finishes the closing handshake. What is missing is a thin layer that makes it look like a `WebSocketSession`.
+# The imports come first; `open_websocket` is barelab's function under a name that does not
+# clash with the client's method.
+
+# %%
+#| export
+from barelab.client import WebSocketClosed, WebSocketRejected
+from barelab.client import websocket_connect as open_websocket
+
+# %% [markdown]
+# `SocketWebSocketSession` keeps what the handshake needs until the `with` block opens it,
+# just as the in-process session waits for `__enter__` before it sends
+# `websocket.connect`. `socket` is barelab's `WebSocketClient` once the handshake is done.
+# One attribute is thinner than in-process: `accept_headers` stays empty, because barelab's
+# client keeps the subprotocol from the `101` but not its other headers.
+
+# %%
+#| export
+class SocketWebSocketSession:
+    """WebSocketSession's interface over a real socket: barelab.websocket_connect does the
+    handshake and the frames; this class gives its answers the in-process session's shape."""
+
+    def __init__(self, client, target: str, headers: list, subprotocols):
+        self.client, self.target, self.headers = client, target, headers
+        self.subprotocols = list(subprotocols)
+        self.accepted_subprotocol, self.accept_headers = None, Headers()
+        self.socket, self.closed = None, False
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open" if self.socket else "not open yet"
+        return f"<SocketWebSocketSession {self.target} ({state})>"
+
+# %% [markdown]
+# Entering the block is the handshake. A server that refuses answers with an HTTP status
+# instead of `101`, and barelab raises `WebSocketRejected`; the session turns that into the
+# `WebSocketDenied` a test already expects, with the status, headers and body the server
+# sent. There is no close code to pass on: only the HTTP response crossed the wire.
+
+# %%
+#| export
+def _socket_ws_enter(self) -> "SocketWebSocketSession":
+    try:
+        self.socket = open_websocket(self.client.server, self.target, headers=self.headers,
+                                     subprotocols=self.subprotocols, timeout=self.client.timeout)
+    except WebSocketRejected as refused:
+        self.closed = True
+        raise WebSocketDenied(refused.status, headers=refused.headers, body=refused.body) from None
+    self.accepted_subprotocol = self.socket.subprotocol
+    return self
+
+SocketWebSocketSession.__enter__ = _socket_ws_enter
+
+# %% [markdown]
+# `close` sends a close frame with the code and waits for the server's answering one, the
+# closing handshake of RFC 6455 §7. Leaving the block closes with 1000, as the in-process
+# session does; closing twice is harmless, since barelab's client ignores the second.
+
+# %%
+#| export
+def _socket_ws_close(self, code: int = 1000, reason: str = "") -> None:
+    """Send a close frame with ``code`` and wait for the server's (RFC 6455 §5.5.1)."""
+    if self.socket is not None:
+        self.socket.close(code, reason)
+    self.closed = True
+
+SocketWebSocketSession.close = _socket_ws_close
+SocketWebSocketSession.__exit__ = lambda self, *exc_info: self.close(1000)
+
+# %% [markdown]
+# `receive` is the one real translation. barelab hands back a `str` for a text frame and
+# `bytes` for a binary one, and raises `WebSocketClosed` when the server's close frame
+# arrives. The session rewrites those as the ASGI-shaped message and the
+# `WebSocketDisconnect` that the in-process `receive` produces, so the typed readers
+# written for `WebSocketSession` (`_receive_text`, `_receive_bytes`) work here unchanged.
+
+# %%
+#| export
+def _socket_ws_receive(self) -> dict:
+    """The next message, shaped like the app's websocket.send; WebSocketDisconnect on close."""
+    try:
+        data = self.socket.receive()
+    except WebSocketClosed as closed:
+        self.closed = True
+        raise WebSocketDisconnect(closed.code, closed.reason) from None
+    key = "text" if isinstance(data, str) else "bytes"
+    return {"type": "websocket.send", key: data}
+
+SocketWebSocketSession.receive = _socket_ws_receive
+
+# %% [markdown]
+# The rest is borrowed. Sending goes straight to barelab's client; `send_json` and the
+# three typed readers are the very functions `WebSocketSession` uses, attached to a second
+# class. They only ever call `send_text` and `receive`, so they cannot tell the difference.
+
+# %%
+#| export
+SocketWebSocketSession.send_text = lambda self, text: self.socket.send_text(text)
+SocketWebSocketSession.send_bytes = lambda self, data: self.socket.send_bytes(bytes(data))
+SocketWebSocketSession.send_json = _send_json
+SocketWebSocketSession.receive_text = _receive_text
+SocketWebSocketSession.receive_bytes = _receive_bytes
+SocketWebSocketSession.receive_json = lambda self: jsonlib.loads(self.receive_text())
+
+# %% [markdown]
+# Last, the method on `SocketClient`, with `TestClient.websocket_connect`'s signature. It
+# builds the request the usual way, so the client's headers, its cookie jar and `params=`
+# all go along. It drops `Host`, because barelab's handshake writes its own, and the
+# upgrade headers, because barelab writes those too (with a fresh random key, which a real
+# server does check).
+
+# %%
+#| export
+def _socket_websocket_connect(self, path: str, *, subprotocols=(), headers=None, params=None,
+                              cookies=None) -> SocketWebSocketSession:
+    """``with client.websocket_connect("/ws") as ws:`` over a real socket to the server."""
+    request = self.build_request("GET", path, params=params, headers=headers, cookies=cookies)
+    target = request.path + (f"?{request.query}" if request.query else "")
+    fields = [(name, value) for name, value in request.headers if name.lower() != "host"]
+    return SocketWebSocketSession(self, target, fields, subprotocols)
+
+SocketClient.websocket_connect = _socket_websocket_connect
+
+# %% [markdown]
+# Now the WebSocket test from earlier, `shout_conversation`, written once and never
+# changed, can run both ways. Chapter 13's `ASGIServer` answers HTTP only; chapter 15 gave
+# it WebSockets as `WebSocketASGIServer`, the same server with an upgrade path. Serve
+# `shouter` on it (`lifespan="off"`, since `shouter` speaks only WebSocket), and run the
+# conversation in-process and then over the socket:
+
+# %%
+from barelab.built.websocket import WebSocketASGIServer
+
+shout_server = barelab.serve(shouter, server=WebSocketASGIServer, name="shouter", lifespan="off")
+print("in-process:      ", shout_conversation(TestClient(shouter)))
+print("over the socket: ", shout_conversation(SocketClient(shout_server)))
+
+# %% [markdown]
+# Line for line the same: the subprotocol agreed, `HELLO` in capitals, the bytes reversed,
+# the JSON shouted, and the close with the app's code and reason. Over the socket, every one of those went
+# through the chapter 15 server as real frames: the close code 4000 and the reason `you
+# said bye` travelled in a close frame (RFC 6455 §5.5.1) and came back out of wsproto.
+#
+# A refusal is where the two differ, and for the same reason the `Date` header did. Ask
+# for a path `shouter` refuses, both ways:
+
+# %%
+for client in (TestClient(shouter), SocketClient(shout_server)):
+    try:
+        with client.websocket_connect("/elsewhere"):
+            pass
+    except WebSocketDenied as denied:
+        print(f"{type(client).__name__:13} status {denied.status}, close code {denied.code}")
+
+# %% [markdown]
+# Both say 403, the status the ASGI WebSocket spec tells a server to answer a close before
+# accept with. Only the in-process client knows the close code, 4404: it read the app's
+# `websocket.close` message itself. Over the socket the handshake ended with an HTTP
+# response, and an HTTP response has no place for a WebSocket close code, so the code
+# stayed inside the server. A test that asserts on `denied.status` runs both ways; one that
+# asserts on `denied.code` tests something only the app and the in-process client share.
+# The server's log shows the two handshakes as the browser saw them, a `101` and a `403`:
+
+# %%
+shout_server.log
+
+# %% [markdown]
+# The `101` is the accepted conversation, the `403` the refusal. Nothing in the log
+# mentions 4404: the close code lived and died inside the server.
+#
 # ## Summary
 #
 # The map from the start, every part built, with the socket branch added at the end:
@@ -2866,7 +3458,7 @@ sorted(name for name in globals() if name.startswith("test_"))
 #     B --> O{"open_stream"}
 #     O -- "TestClient, WSGI" --> W["② WSGIExchange"]
 #     O -- "TestClient, ASGI" --> P["③ Portal: ASGIExchange,<br/>Lifespan, WebSocketSession"]
-#     O -- "SocketClient" --> S["a real server<br/>(chapter 06 or 13)"]
+#     O -- "SocketClient" --> S["a real server<br/>(chapter 06, 13 or 15)"]
 #     W --> R["④ StreamingResponse"]
 #     P --> R
 #     S --> R
@@ -2892,6 +3484,10 @@ sorted(name for name in globals() if name.startswith("test_"))
 # - `run_tests` collects `test_*` functions, fills parameters from fixtures (with `yield`
 #   teardown) and reports failures with their message. The same tests ran in-process and
 #   over the network against the course's servers; what differed was the server's work.
+# - `SocketClient.websocket_connect` has `TestClient`'s signature and session methods,
+#   built on barelab's wsproto client, so one WebSocket test ran in-process and against
+#   chapter 15's server. Over the socket a refusal is only an HTTP 403: the app's close
+#   code never leaves the server.
 
 # %% [markdown]
 # ## Exercises

@@ -2,12 +2,14 @@
 
 The client against Flask (WSGI), Starlette (HTTP, streaming, lifespan, WebSocket) and the
 course's own apps; its cookie jar against RFC 6265's rules; the runner's fixtures and
-reports; and SocketClient against the course's WSGI and ASGI servers, with the same tests.
+reports; and SocketClient against the course's WSGI and ASGI servers, with the same tests
+(HTTP and WebSocket) run in-process and over a socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from contextlib import asynccontextmanager
 
@@ -28,6 +30,7 @@ from barelab.built.routing import Router
 from barelab.built.testing import (CookieJar, LifespanFailed, SocketClient, TestClient,
                                    WebSocketDenied, WebSocketDisconnect, default_path,
                                    parse_set_cookie, path_matches, run_tests)
+from barelab.built.websocket import WebSocketASGIServer
 from barelab.built.wsgi_server import WSGIServer
 
 
@@ -443,6 +446,136 @@ def test_websocket_subprotocol_not_offered_and_silent_app():
         with TestClient(silent, timeout=0.2).websocket_connect("/"):
             pass
     assert loop_threads() == []
+
+
+# -- the same WebSocket tests in-process and over a socket -----------------------------------
+
+async def ws_course(scope, receive, send):
+    """A raw ASGI WebSocket app: echo (text upper-cased, bytes reversed), subprotocol "v1",
+    refuse /deny with 4403, close with 4001 on "close", report cookie and query on /info."""
+    assert (await receive())["type"] == "websocket.connect"
+    if scope["path"] == "/deny":
+        return await send({"type": "websocket.close", "code": 4403})
+    chosen = "v1" if "v1" in scope["subprotocols"] else None
+    await send({"type": "websocket.accept", "subprotocol": chosen})
+    if scope["path"] == "/info":
+        headers = dict(scope["headers"])
+        return await send({"type": "websocket.send", "text": json.dumps({
+            "cookie": headers.get(b"cookie", b"").decode(), "query": scope["query_string"].decode(),
+            "x-test": headers.get(b"x-test", b"").decode()})})
+    while (message := await receive())["type"] == "websocket.receive":
+        if message.get("text") == "close":
+            return await send({"type": "websocket.close", "code": 4001, "reason": "asked to"})
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"].upper()})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
+
+
+@pytest.fixture(scope="module")
+def ws_server():
+    with barelab.serve(ws_course, server=WebSocketASGIServer, name="test-testing-ws",
+                       lifespan="off") as server:
+        yield server
+
+
+@pytest.fixture(params=["in-process", "socket"])
+def any_ws_client(request, ws_server):
+    return TestClient(ws_course) if request.param == "in-process" else SocketClient(ws_server)
+
+
+def test_websocket_echo_both_ways(any_ws_client):
+    with any_ws_client.websocket_connect("/ws") as ws:
+        assert ws.accepted_subprotocol is None
+        ws.send_text("abc")
+        assert ws.receive_text() == "ABC"
+        ws.send_bytes(b"\x00\x01\x02")
+        assert ws.receive_bytes() == b"\x02\x01\x00"
+        ws.send_json({"a": 1})
+        assert ws.receive_text() == '{"A": 1}'
+        ws.send_bytes(b"x")
+        with pytest.raises(TypeError, match="expected a text message"):
+            ws.receive_text()
+        ws.send_text("y")
+        with pytest.raises(TypeError, match="expected a binary message"):
+            ws.receive_bytes()
+    assert ws.closed
+
+
+def test_websocket_subprotocol_both_ways(any_ws_client):
+    with any_ws_client.websocket_connect("/ws", subprotocols=["v0", "v1"]) as ws:
+        assert ws.accepted_subprotocol == "v1"
+        ws.send_text("ok")
+        assert ws.receive_text() == "OK"
+
+
+def test_websocket_denial_is_403_both_ways(any_ws_client):
+    with pytest.raises(WebSocketDenied) as caught:
+        with any_ws_client.websocket_connect("/deny"):
+            pytest.fail("the handshake should have been refused")
+    assert caught.value.status == 403
+    # The close code is the app's message; over a socket only the HTTP 403 crosses.
+    expected_code = 4403 if isinstance(any_ws_client, TestClient) else None
+    assert caught.value.code == expected_code
+
+
+def test_websocket_close_code_and_reason_both_ways(any_ws_client):
+    with any_ws_client.websocket_connect("/ws") as ws:
+        ws.send_text("close")
+        with pytest.raises(WebSocketDisconnect) as caught:
+            ws.receive_text()
+        assert ws.closed
+    assert (caught.value.code, caught.value.reason) == (4001, "asked to")
+
+
+def test_websocket_client_close_reaches_the_app_over_a_socket(ws_server):
+    with SocketClient(ws_server).websocket_connect("/ws") as ws:
+        ws.close(4000, "done")
+        with pytest.raises(WebSocketDisconnect) as caught:
+            ws.receive()                 # closed: the code the client sent
+    assert caught.value.code == 4000
+
+
+def test_websocket_headers_cookies_and_params_both_ways(any_ws_client):
+    any_ws_client.cookies.set("session", "abc")
+    with any_ws_client.websocket_connect("/info", params={"q": "x"}, headers={"X-Test": "yes"},
+                                         cookies={"extra": "1"}) as ws:
+        assert ws.receive_json() == {"cookie": "session=abc; extra=1", "query": "q=x",
+                                     "x-test": "yes"}
+        with pytest.raises(WebSocketDisconnect) as caught:
+            ws.receive()
+    assert caught.value.code == 1000      # the app returned: a normal closure
+
+
+def test_socket_websocket_on_a_starlette_app():
+    app = Starlette(routes=[WebSocketRoute("/ws", ws_echo), WebSocketRoute("/deny", ws_deny)])
+    with barelab.serve(app, server=WebSocketASGIServer, name="test-testing-ws-starlette",
+                       lifespan="off") as server:
+        client = SocketClient(server)
+        with client.websocket_connect("/ws", subprotocols=["v1"]) as ws:
+            assert ws.accepted_subprotocol == "v1"
+            ws.send_text("abc")
+            assert ws.receive_text() == "cba"
+        with pytest.raises(WebSocketDenied) as caught:
+            with client.websocket_connect("/deny"):
+                pass
+        assert caught.value.status == 403
+
+
+def test_socket_websocket_handshake_timeout():
+    import socket as socketlib
+    listener = socketlib.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        class Silent:          # a "server" that accepts connections and never answers
+            host, port = listener.getsockname()
+            url = f"http://{host}:{port}"
+        with pytest.raises(TimeoutError):
+            with SocketClient(Silent(), timeout=0.3).websocket_connect("/"):
+                pass
+    finally:
+        listener.close()
 
 
 # -- cookies, RFC 6265 -----------------------------------------------------------------------

@@ -58,16 +58,16 @@ class Response:
     def content(self) -> bytes:
         return self._content
 
-    @property
-    def text(self) -> str:
-        charset = re.search(r"charset=\"?([\w.:-]+)", self.headers.get("content-type", ""), re.I)
-        return self.content.decode(charset.group(1) if charset else "utf-8", errors="replace")
 
-    def json(self):
-        return jsonlib.loads(self.content)
+def _text(self) -> str:
+    charset = re.search(r"charset=\"?([\w.:-]+)", self.headers.get("content-type", ""), re.I)
+    return self.content.decode(charset.group(1) if charset else "utf-8", errors="replace")
 
-    def __repr__(self) -> str:
-        return f"<Response [{self.status_code} {reason_phrase(self.status_code)}]>"
+def _json(self):
+    return jsonlib.loads(self.content)
+
+Response.text, Response.json = property(_text), _json
+Response.__repr__ = lambda self: f"<Response [{self.status_code} {reason_phrase(self.status_code)}]>"
 
 
 class StreamingResponse(Response):
@@ -95,6 +95,9 @@ def _iter_bytes(self):
             yield chunk
     self._done = True
 
+StreamingResponse.iter_bytes = _iter_bytes
+
+
 def _read_all(self) -> bytes:
     for _ in self.iter_bytes():
         pass
@@ -105,8 +108,7 @@ def _close_response(self) -> None:
         self.closed = True
         self._on_close(self._done)
 
-StreamingResponse.iter_bytes, StreamingResponse.read = _iter_bytes, _read_all
-StreamingResponse.close = _close_response
+StreamingResponse.read, StreamingResponse.close = _read_all, _close_response
 
 
 def default_path(request_path: str) -> str:
@@ -169,19 +171,22 @@ class CookieJar:
     def __init__(self):
         self._cookies: dict[tuple[str, str], Cookie] = {}
 
-    def store(self, set_cookie_lines, request_path: str) -> None:
-        now = time.time()
-        for line in set_cookie_lines:
-            cookie = parse_set_cookie(line, request_path, now)
-            if cookie is None:
-                continue
-            key = (cookie.name, cookie.path)
-            if cookie.expires is not None and cookie.expires <= now:
-                self._cookies.pop(key, None)      # how a server deletes a cookie
-            elif key in self._cookies:
-                self._cookies[key].__dict__.update(cookie.__dict__)   # keeps its place
-            else:
-                self._cookies[key] = cookie
+
+def _store(self, set_cookie_lines, request_path: str) -> None:
+    now = time.time()
+    for line in set_cookie_lines:
+        cookie = parse_set_cookie(line, request_path, now)
+        if cookie is None:
+            continue
+        key = (cookie.name, cookie.path)
+        if cookie.expires is not None and cookie.expires <= now:
+            self._cookies.pop(key, None)      # how a server deletes a cookie
+        elif key in self._cookies:
+            self._cookies[key].__dict__.update(cookie.__dict__)   # keeps its place
+        else:
+            self._cookies[key] = cookie
+
+CookieJar.store = _store
 
 
 def _header_for(self, path: str, secure: bool) -> str | None:
@@ -207,6 +212,8 @@ def _jar_getitem(self, name: str) -> str:
     return value
 
 CookieJar.set, CookieJar.get, CookieJar.__getitem__ = _jar_set, _jar_get, _jar_getitem
+
+
 CookieJar.__contains__ = lambda self, name: self.get(name) is not None
 CookieJar.__len__ = lambda self: len(self._cookies)
 CookieJar.clear = lambda self: self._cookies.clear()
@@ -282,12 +289,6 @@ def build_request(self, method, path, *, params=None, headers=None, json=_NO_JSO
 BaseClient.build_request = build_request
 
 
-def request(self, method: str, path: str, **options) -> Response:
-    """Send one request and return the whole response; Set-Cookie lines go to the jar."""
-    with self.stream(method, path, **options) as response:
-        response.read()
-    return response
-
 @contextmanager
 def stream(self, method: str, path: str, **options):
     """``with client.stream("GET", "/feed") as response:`` then ``response.iter_bytes()``;
@@ -299,6 +300,13 @@ def stream(self, method: str, path: str, **options):
         yield response
     finally:
         response.close()
+
+
+def request(self, method: str, path: str, **options) -> Response:
+    """Send one request and return the whole response; Set-Cookie lines go to the jar."""
+    with self.stream(method, path, **options) as response:
+        response.read()
+    return response
 
 BaseClient.request, BaseClient.stream = request, stream
 
@@ -461,6 +469,7 @@ async def _cancel_all(timeout: float) -> None:
     if tasks:
         await asyncio.wait(tasks, timeout=timeout)
 
+
 def _portal_stop(self, timeout: float = 1.0) -> None:
     """Cancel what still runs, stop the loop, join the thread, close the loop."""
     if self.thread.is_alive():
@@ -501,19 +510,22 @@ class ASGIExchange:
         self.finished = asyncio.Event()          # response complete, or the client left
         self.checker = HTTPResponseChecker() if validate else None
 
-    async def receive(self) -> dict:
-        if not self.body_sent and not self.gone:
-            self.body_sent = True
-            return {"type": "http.request", "body": self.body, "more_body": False}
-        await self.finished.wait()               # then, as a server does: the client is done
-        return {"type": "http.disconnect"}
 
-    async def send(self, message: dict) -> None:
-        if self.gone:
-            raise ClientDisconnected("the client closed the response")
-        self.outbox.put(message)
-        if message.get("type") == "http.response.body" and not message.get("more_body"):
-            self.finished.set()
+async def _exchange_receive(self) -> dict:
+    if not self.body_sent and not self.gone:
+        self.body_sent = True
+        return {"type": "http.request", "body": self.body, "more_body": False}
+    await self.finished.wait()               # then, as a server does: the client is done
+    return {"type": "http.disconnect"}
+
+async def _exchange_send(self, message: dict) -> None:
+    if self.gone:
+        raise ClientDisconnected("the client closed the response")
+    self.outbox.put(message)
+    if message.get("type") == "http.response.body" and not message.get("more_body"):
+        self.finished.set()
+
+ASGIExchange.receive, ASGIExchange.send = _exchange_receive, _exchange_send
 
 
 async def _exchange_run(self) -> None:
@@ -612,22 +624,31 @@ def _asgi_chunks(self, exchange: ASGIExchange, head: bool):
 TestClient._asgi_chunks = _asgi_chunks
 
 
+def _await_app_end(self, exchange: ASGIExchange, done: bool) -> "AppEnded | None":
+    """The app's AppEnded marker; None if the test left early and the app never returned."""
+    message = None
+    while not isinstance(message, AppEnded):
+        try:
+            message = next_message(exchange.outbox, self.timeout, "the app to return")
+        except TimeoutError:
+            exchange.future.cancel()       # do not leave it running in a session
+            if done:
+                raise
+            return None                    # the test already left: not its business
+    return message
+
+TestClient._await_app_end = _await_app_end
+
+
 def _asgi_close(self, exchange: ASGIExchange, portal: Portal, owned: bool, done: bool):
     """Leave (if the body was not read to the end), wait for the app to return, and raise
     what it raised, unless that came after the client left (then it is the server's log)."""
     try:
         if not done:
             portal.call_soon(exchange.leave)
-        message = None
-        while not isinstance(message, AppEnded):
-            try:
-                message = next_message(exchange.outbox, self.timeout, "the app to return")
-            except TimeoutError:
-                exchange.future.cancel()       # do not leave it running in a session
-                if done:
-                    raise
-                return                         # the test already left: not its business
-        if message.error is not None and self.raise_app_exceptions and not exchange.gone:
+        message = self._await_app_end(exchange, done)
+        if (message is not None and message.error is not None and self.raise_app_exceptions
+                and not exchange.gone):
             raise message.error
     finally:
         if owned:
@@ -648,15 +669,18 @@ class Lifespan:
         self.app, self.state = app, state
         self.supported = True
 
-    async def _run(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.4"},
-                 "state": self.state}
-        try:
-            await self.app(scope, self.inbox.get, self.outbox.put)
-        except Exception as error:
-            await self.outbox.put(AppEnded(error))
-        else:
-            await self.outbox.put(AppEnded())
+
+async def _lifespan_run(self) -> None:
+    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.4"},
+             "state": self.state}
+    try:
+        await self.app(scope, self.inbox.get, self.outbox.put)
+    except Exception as error:
+        await self.outbox.put(AppEnded(error))
+    else:
+        await self.outbox.put(AppEnded())
+
+Lifespan._run = _lifespan_run
 
 
 async def _lifespan_exchange(self, event: str):
@@ -701,6 +725,7 @@ def _client_enter(self) -> "TestClient":
             raise
         self.portal, self.lifespan = portal, lifespan
     return self
+
 
 def _client_exit(self, *exc_info) -> None:
     """End the session: the lifespan shutdown, then the loop stops."""
@@ -747,15 +772,18 @@ class WebSocketSession:
         self.accepted_subprotocol, self.accept_headers = None, Headers()
         self.closed = False
 
-    async def _run(self) -> None:
-        async def send(message):
-            self.outbox.put(message)
-        try:
-            await self.client.app(self.scope, self.inbox.get, send)
-        except Exception as error:
-            self.outbox.put(AppEnded(error))
-        else:
-            self.outbox.put(AppEnded())
+
+async def _ws_run(self) -> None:
+    async def send(message):
+        self.outbox.put(message)
+    try:
+        await self.client.app(self.scope, self.inbox.get, send)
+    except Exception as error:
+        self.outbox.put(AppEnded(error))
+    else:
+        self.outbox.put(AppEnded())
+
+WebSocketSession._run = _ws_run
 
 
 def _ws_to_app(self, message: dict) -> None:
@@ -822,6 +850,7 @@ def _ws_enter(self) -> "WebSocketSession":
         raise
     return self
 
+
 def _ws_exit(self, *exc_info) -> None:
     if not self.closed:
         self.close(1000)
@@ -843,13 +872,14 @@ def _finish(self) -> None:
         if self.owned:
             self.portal.stop()
 
+WebSocketSession._finish = _finish
+
+
 def _drain(outbox: queue.Queue) -> list:
     messages = []
     while not outbox.empty():
         messages.append(outbox.get_nowait())
     return messages
-
-WebSocketSession._finish = _finish
 
 
 def _send_text(self, text: str) -> None:
@@ -975,29 +1005,31 @@ def call_with_fixtures(function, fixtures: dict, stack: ExitStack, made: dict):
         return next(result)
     return result
 
+
 def _teardown(generator) -> None:
     """Run a yield fixture to its end: the code after ``yield`` is its teardown."""
     for _ in generator:
         raise RuntimeError("a fixture must yield exactly once")
 
 
+def _run_one(name: str, function, fixtures: dict) -> TestResult:
+    """One test with fresh fixtures, torn down when it ends; the outcome, never an exception."""
+    try:
+        with ExitStack() as stack:
+            call_with_fixtures(function, fixtures, stack, {})
+    except AssertionError as failure:
+        return TestResult(name, "failed", describe_failure(failure))
+    except Exception as error:
+        return TestResult(name, "error", describe_failure(error))
+    return TestResult(name, "passed")
+
+
 def run_tests(namespace: dict, fixtures: dict | None = None) -> TestReport:
     """Run every function named ``test_*`` in ``namespace`` (say ``globals()``), in the order
     they were defined, each with fresh fixtures; report, never raise."""
-    results = []
-    for name, function in list(namespace.items()):
-        if not (name.startswith("test_") and inspect.isfunction(function)):
-            continue
-        try:
-            with ExitStack() as stack:
-                call_with_fixtures(function, fixtures or {}, stack, {})
-        except AssertionError as failure:
-            results.append(TestResult(name, "failed", describe_failure(failure)))
-        except Exception as error:
-            results.append(TestResult(name, "error", describe_failure(error)))
-        else:
-            results.append(TestResult(name, "passed"))
-    return TestReport(results)
+    tests = [(name, function) for name, function in list(namespace.items())
+             if name.startswith("test_") and inspect.isfunction(function)]
+    return TestReport([_run_one(name, function, fixtures or {}) for name, function in tests])
 
 
 class SocketClient(BaseClient):
@@ -1010,12 +1042,89 @@ class SocketClient(BaseClient):
         super().__init__(server.url, headers, cookies, timeout)
         self.server = server
 
-    def open_stream(self, request: Request) -> StreamingResponse:
-        target = request.path + (f"?{request.query}" if request.query else "")
-        result = http_request(self.server, request.method, target, headers=request.headers,
-                              body=request.body, timeout=self.timeout)
-        return StreamingResponse(result.status, result.headers, iter([result.body]),
-                                 lambda done: None)
-
     def __repr__(self) -> str:
         return f"<SocketClient {self.server.url}>"
+
+
+def _socket_open_stream(self, request: Request) -> StreamingResponse:
+    target = request.path + (f"?{request.query}" if request.query else "")
+    result = http_request(self.server, request.method, target, headers=request.headers,
+                          body=request.body, timeout=self.timeout)
+    return StreamingResponse(result.status, result.headers, iter([result.body]),
+                             lambda done: None)
+
+SocketClient.open_stream = _socket_open_stream
+
+
+from barelab.client import WebSocketClosed, WebSocketRejected
+from barelab.client import websocket_connect as open_websocket
+
+
+class SocketWebSocketSession:
+    """WebSocketSession's interface over a real socket: barelab.websocket_connect does the
+    handshake and the frames; this class gives its answers the in-process session's shape."""
+
+    def __init__(self, client, target: str, headers: list, subprotocols):
+        self.client, self.target, self.headers = client, target, headers
+        self.subprotocols = list(subprotocols)
+        self.accepted_subprotocol, self.accept_headers = None, Headers()
+        self.socket, self.closed = None, False
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open" if self.socket else "not open yet"
+        return f"<SocketWebSocketSession {self.target} ({state})>"
+
+
+def _socket_ws_enter(self) -> "SocketWebSocketSession":
+    try:
+        self.socket = open_websocket(self.client.server, self.target, headers=self.headers,
+                                     subprotocols=self.subprotocols, timeout=self.client.timeout)
+    except WebSocketRejected as refused:
+        self.closed = True
+        raise WebSocketDenied(refused.status, headers=refused.headers, body=refused.body) from None
+    self.accepted_subprotocol = self.socket.subprotocol
+    return self
+
+SocketWebSocketSession.__enter__ = _socket_ws_enter
+
+
+def _socket_ws_close(self, code: int = 1000, reason: str = "") -> None:
+    """Send a close frame with ``code`` and wait for the server's (RFC 6455 §5.5.1)."""
+    if self.socket is not None:
+        self.socket.close(code, reason)
+    self.closed = True
+
+SocketWebSocketSession.close = _socket_ws_close
+SocketWebSocketSession.__exit__ = lambda self, *exc_info: self.close(1000)
+
+
+def _socket_ws_receive(self) -> dict:
+    """The next message, shaped like the app's websocket.send; WebSocketDisconnect on close."""
+    try:
+        data = self.socket.receive()
+    except WebSocketClosed as closed:
+        self.closed = True
+        raise WebSocketDisconnect(closed.code, closed.reason) from None
+    key = "text" if isinstance(data, str) else "bytes"
+    return {"type": "websocket.send", key: data}
+
+SocketWebSocketSession.receive = _socket_ws_receive
+
+
+SocketWebSocketSession.send_text = lambda self, text: self.socket.send_text(text)
+SocketWebSocketSession.send_bytes = lambda self, data: self.socket.send_bytes(bytes(data))
+SocketWebSocketSession.send_json = _send_json
+SocketWebSocketSession.receive_text = _receive_text
+SocketWebSocketSession.receive_bytes = _receive_bytes
+SocketWebSocketSession.receive_json = lambda self: jsonlib.loads(self.receive_text())
+
+
+def _socket_websocket_connect(self, path: str, *, subprotocols=(), headers=None, params=None,
+                              cookies=None) -> SocketWebSocketSession:
+    """``with client.websocket_connect("/ws") as ws:`` over a real socket to the server."""
+    request = self.build_request("GET", path, params=params, headers=headers, cookies=cookies)
+    target = request.path + (f"?{request.query}" if request.query else "")
+    fields = [(name, value) for name, value in request.headers if name.lower() != "host"]
+    return SocketWebSocketSession(self, target, fields, subprotocols)
+
+SocketClient.websocket_connect = _socket_websocket_connect
