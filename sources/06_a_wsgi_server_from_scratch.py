@@ -22,6 +22,13 @@
 # - Know how a server frames a response it cannot measure in advance (chunked), when it
 #   may keep a connection open, and what it does when the app fails halfway through.
 # - Run a real Flask app and a real Django app on your server and fetch them with `curl`.
+#
+# The chapter is long, and it has three parts. The first two sections break a naive
+# server twelve ways; that is the motivation, and it goes fast. The middle sections, from
+# "The plan" to "Many clients, and a prompt stop", build the real server one piece at a
+# time, and each piece is tried on its own before the next one starts. The last sections
+# send the twelve traps again, then limits, a validator and two real frameworks. If you
+# get lost in the middle, the table in "The plan" says where you are.
 
 # %% [markdown]
 # ## The simplest server that works
@@ -68,13 +75,21 @@ sample = naive_environ(parse_request(b"GET /hello?lang=fr HTTP/1.1\r\nHost: x\r\
 {key: value for key, value in sample.items() if key != "wsgi.input"}
 
 # %% [markdown]
+# Every value is a `str`, and each header has become a key such as `HTTP_USER_AGENT`:
+# upper case, dashes turned into underscores, `HTTP_` in front. That naming comes from
+# CGI, where a web server handed each header to a script as an environment variable, and
+# an environment variable's name cannot contain a dash. WSGI kept the names, so that CGI
+# scripts could be ported without renaming anything.
+#
 # It looks right, and most tutorials write exactly this. Keep it in mind: the next section
 # finds four things wrong with it.
 #
 # The other half talks to the socket. It reads once, calls the app with a
 # `start_response` that only remembers the status and headers it is given, joins the body
 # the app returns into one `bytes`, and sends the whole response in one go with chapter
-# 02's `format_response`, which adds a `Content-Length`.
+# 02's `format_response`, which adds a `Content-Length`. As you read it, count the
+# shortcuts: one `recv()` for the whole request, a `b"".join` that waits for the whole
+# body, and nothing at all for an app that raises. Each one comes back as a trap.
 
 # %%
 def naive_handle(conn, app):
@@ -128,6 +143,10 @@ class NaiveServer(Engine):
 # block does that), and goes back to `accept()`. An exception from the parser or the app
 # goes into the server's log rather than onto your screen, because the thread runs in
 # the background and has no cell to print into.
+#
+# Look at `conn.settimeout(2.0)`: it matters more than it seems. Without it, a client that
+# connects and says nothing would hold the server's only thread for ever. Trap 12 comes
+# back to it.
 
 # %%
 def accept_forever(self):
@@ -167,8 +186,8 @@ naive
 
 # %% [markdown]
 # It answers, with a status line, a `Content-Length` from `format_response`, and the body.
-# Many tutorials stop here. The next section sends it requests that real clients send
-# every day, one trap at a time.
+# That is a working WSGI server in about forty lines, and many tutorials stop here. The
+# next section sends it requests that real clients send every day, one trap at a time.
 
 # %% [markdown]
 # ## Twelve ways to break it
@@ -227,7 +246,8 @@ print(barelab.raw_exchange(naive, four_traps).received.partition(b"\r\n\r\n")[2]
 # %% [markdown]
 # The next traps need their own apps. A helper keeps each demonstration to one line: it
 # serves an app on the naive server, sends raw bytes, and shows the exchange, sent bytes
-# marked `→` and received bytes `←`. The first one sends a `HEAD` request to `hello`:
+# marked `→` and received bytes `←`. The first one sends a `HEAD` request to `hello`.
+# Look at the `←` side, after the blank line that ends the response head:
 
 # %%
 def try_naive(app, request):
@@ -243,6 +263,9 @@ try_naive(hello, HEAD)
 # **5. HEAD got a body.** `HEAD` asks for the headers a `GET` would get, and no body
 # (RFC 9110 §9.3.2). The client reads the head, stops, and takes the 13 bytes that follow
 # for the beginning of the *next* response on this connection: the stream is now garbage.
+#
+# Next, two `GET`s sent back to back on one connection, as a browser that reuses its
+# connection may do. Count the responses that come back:
 
 # %%
 try_naive(hello, GET + GET)
@@ -252,6 +275,9 @@ try_naive(hello, GET + GET)
 # (RFC 9112 §9.3), and a client may *pipeline* them: send the second before the first is
 # answered. The naive server read both, answered the first, and closed, without even
 # saying `Connection: close`, so the client believes the connection is still usable.
+#
+# Next, a POST whose 200 kB body is far more than the single `recv(65536)` can hold. Look
+# at what the client receives, and at the server's log next to it:
 
 # %%
 big_post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n" + b"x" * 200000
@@ -388,7 +414,8 @@ try_naive(broken, GET), naive.log
 # client sees an incomplete response rather than a short one that looks complete.
 #
 # The last trap needs two clients at once. The first connects and then says nothing; the
-# second is you, timing how long your ordinary request takes:
+# second is you, timing how long your ordinary request takes. A healthy server answers in
+# about a millisecond:
 
 # %%
 naive = barelab.serve(hello, server=NaiveServer, name="naive")
@@ -409,6 +436,11 @@ answer.status, f"{time.perf_counter() - started:.1f} s"
 # That makes twelve, plus two quieter ones: the server never sends `Date` (RFC 9110 §6.6.1
 # says an origin server with a clock must) and `stop()` polls, taking up to 0.1 s to notice.
 # Time to build the real thing.
+#
+# None of the twelve is exotic. Browsers send `HEAD` and percent-encoded paths, HTTP
+# libraries reuse connections, phones stall on bad networks, and every app has bugs. A
+# server that gets them wrong works in a demo and fails in production, usually in a way
+# that looks like the app's fault.
 
 # %% [markdown]
 # ## The plan
@@ -425,6 +457,28 @@ answer.status, f"{time.perf_counter() - started:.1f} s"
 #     E --> B["RequestBody<br/>wsgi.input, read<br/>only when asked"]
 # ```
 #
+# Read the arrows as "uses". The server hands each accepted socket to a `Connection`; the
+# connection reads one request head after another and, for each, runs one `Exchange`;
+# the exchange gives the app an `environ` whose `wsgi.input` is a `RequestBody`.
+#
+# Each trap is fixed in one place. Keep this table at hand: when a section starts, it
+# tells you which traps that section is about.
+#
+# | Trap | What went wrong | Fixed in |
+# | --- | --- | --- |
+# | 1 | `PATH_INFO` still percent-encoded | `build_environ` |
+# | 2 | a repeated header: the last one won | `add_headers` |
+# | 3 | `X-User_Id` posed as `X-User-Id` | `environ_key` |
+# | 4 | `HTTP_CONTENT_TYPE` instead of `CONTENT_TYPE` | `environ_key`, `build_environ` |
+# | 5 | `HEAD` got a body | `Exchange.send` |
+# | 6 | a pipelined request was dropped | `Connection.serve` |
+# | 7 | a body bigger than one `recv()` | `RequestBody` |
+# | 8 | a generator's body was buffered | `Exchange.send_stream` |
+# | 9 | no `write()` | `Exchange.start_response`, `Exchange.write` |
+# | 10 | `close()` never called | `Exchange.run` |
+# | 11 | an app error, and no answer | `Exchange.fail` |
+# | 12 | one slow client stops everyone | `WSGIServer`: a thread per connection |
+#
 # Everything goes into one module, `barelab.built.wsgi_server`; this cell names it.
 
 # %%
@@ -434,8 +488,8 @@ answer.status, f"{time.perf_counter() - started:.1f} s"
 # The module imports chapter 02's parser pieces rather than its all-in-one `RequestReader`:
 # `RequestReader` waits for the whole body before it returns a request, and a server must
 # call the app as soon as the *head* is in (the app may stream the body, or refuse it
-# unread). The limits come first: every part of a request has a maximum size, and so does
-# the number of connections.
+# unread). The module opens with a comment that sums up its design, then its imports,
+# all from the standard library:
 
 # %%
 #| export
@@ -476,6 +530,13 @@ from barelab.built.http_wire import (FIELD_VALUE, TOKEN, BadRequest, ChunkedDeco
                                      reason_phrase, split_head)
 from barelab.engines.base import Engine
 
+# %% [markdown]
+# Then the limits: every part of a request has a maximum size, and so does the number of
+# connections. Each comment names the status a client gets for crossing the limit; the
+# section on limits, near the end, sends a request over each one. `DRAIN_LIMIT` is not an
+# option: it is how much of a request body the app left unread the server will skip to
+# keep the connection open.
+
 # %%
 #| export
 OPTIONS = {
@@ -491,7 +552,9 @@ DRAIN_LIMIT = 64 * 1024                  # unread request body we skip to keep a
 
 # %% [markdown]
 # Options arrive as keyword arguments of `barelab.serve(...)`. A misspelt one must not be
-# silently ignored (you would believe you set a limit you did not), so it is a `TypeError`.
+# silently ignored (you would believe you set a limit you did not), so it is a `TypeError`,
+# the error Python raises for a misspelt keyword argument. A value that is not a positive
+# number is a `ValueError`.
 
 # %%
 #| export
@@ -506,6 +569,10 @@ def server_options(given: dict) -> dict:
             raise ValueError(f"option {name} must be a positive number, not {value!r}")
     return options
 
+# %% [markdown]
+# Ask for eight connections and read the value back; every other option keeps its
+# default:
+
 # %%
 server_options({"max_connections": 8})["max_connections"]
 
@@ -519,6 +586,8 @@ except TypeError as error:
     print(error)
 
 # %% [markdown]
+# The message lists every option the server knows, so the fix is one glance away.
+#
 # Chapter 02's `HTTPError` family already names the statuses for a bad request (400), a
 # body too large (413), a target too long (414) and a head too large (431). A server needs
 # two more: 408 for a client that stops sending in the middle of a request, and 501 for a
@@ -532,6 +601,9 @@ class MethodNotImplemented(HTTPError): status = 501      # RFC 9110 §15.6.2
 
 class ClientDisconnected(ConnectionError):
     """The client went away mid-exchange; wsgi.input and write() raise it into the app."""
+
+# %% [markdown]
+# Make one and look at its repr:
 
 # %%
 RequestTimeout("the client went quiet")
@@ -558,6 +630,10 @@ def http_date() -> bytes:
         _date = (now, formatdate(now, usegmt=True).encode("ascii"))
     return _date[1]
 
+# %% [markdown]
+# The value is the one date format HTTP generates, always in GMT (RFC 9110 §5.6.7). A
+# second call within the same second costs one comparison:
+
 # %%
 http_date()
 
@@ -577,6 +653,10 @@ def error_response(status: int, text: str, *, keep_alive: bool = False,
     if not keep_alive:
         headers.append((b"Connection", b"close"))
     return format_response_head(status, headers) + (b"" if head_only else body)
+
+# %% [markdown]
+# Here is the 408 a stalled client will get. `show_bytes` prints bytes one line at a time
+# and spells out the `\r\n` at the end of each, so you can count them:
 
 # %%
 barelab.show_bytes(error_response(408, "the client went quiet"))
@@ -598,6 +678,11 @@ barelab.show_bytes(error_response(408, "the client went quiet"))
 # `check_host` comes first. The `HOST` pattern accepts a name or an IPv4 address, or an
 # IPv6 address in brackets, each with an optional `:port`. Field names arrive lower-cased
 # from `parse_fields`, so the code looks for `b"host"`.
+#
+# The `HOST` pattern is loose about names: it takes what RFC 3986 §3.2.2 calls a
+# `reg-name`, percent-encoding and sub-delimiters included. It is strict about what
+# matters: no space, no `/`, no `@`. `ABSOLUTE` spells the scheme in both cases letter by
+# letter, because URI schemes are case-insensitive (RFC 3986 §3.1).
 
 # %%
 #| export
@@ -625,6 +710,9 @@ for fields in ([(b"host", b"a.test"), (b"host", b"b.test")], [], [(b"host", b"a 
         print(error.status, error.message)
 
 # %% [markdown]
+# Each message names the rule it enforces, and it becomes the body of the 400. Whoever
+# wrote the broken client can look the section up instead of guessing.
+#
 # `split_target` sorts the request-target into its shapes. The usual `/path?query` is a
 # `partition`; `CONNECT` (which asks for a tunnel) is refused with 501; `*` is accepted
 # only for `OPTIONS`; anything else must be the absolute form, matched by the `ABSOLUTE`
@@ -649,6 +737,9 @@ def split_target(method: bytes, target: bytes) -> tuple[bytes, bytes, bytes | No
                          f"(RFC 9112 §3.2): {target[:40]!r}")
     path, _, query = match[2].partition(b"?")
     return path or b"/", query, match[1]
+
+# %% [markdown]
+# Two targets: the usual form, and the absolute form a proxy receives:
 
 # %%
 split_target(b"GET", b"/search?q=caf%C3%A9"), split_target(b"GET", b"http://example.org/a?b")
@@ -681,13 +772,22 @@ class RequestHead:
     __slots__ = ("method", "target", "version", "fields", "path", "query", "authority",
                  "length", "keep_alive", "expect_continue")
 
+# %% [markdown]
+# A `Connection` field sent on two lines, in mixed case, with spaces after the comma.
+# `list_tokens` should give one flat set:
+
 # %%
 sorted(list_tokens([(b"connection", b"Keep-Alive, Upgrade"), (b"connection", b"close")],
                    b"connection"))
 
 # %% [markdown]
+# Three tokens, lower-cased and stripped. `close` is among them, so this client wants the
+# connection closed after the response, whatever else it said.
+#
 # `parse_head` runs every check in order and fills in a `RequestHead`. Any of the checks
 # may raise an `HTTPError`; the connection code further down turns that into a refusal.
+# The order matters a little: the request line first (nothing else makes sense without a
+# method and a version), then the fields, then what the fields say.
 
 # %%
 #| export
@@ -707,12 +807,11 @@ def parse_head(request_line: bytes, field_lines: list, max_body: int) -> Request
     return head
 
 # %% [markdown]
-# Try it on the head of the four-trap request from before (`split_head`, from chapter 02,
-# cuts it into the request line, the field lines, and where the body starts):
+# Try it on the head of the four-trap request from before. `split_head`, imported from
+# chapter 02 with the module above, cuts it into the request line, the field lines, and
+# the offset where the body starts:
 
 # %%
-from barelab.built.http_wire import split_head
-
 request_line, field_lines, body_start = split_head(four_traps)
 trap_head = parse_head(request_line, field_lines, max_body=1_000_000)
 trap_head.path, trap_head.length, trap_head.keep_alive, trap_head.expect_continue
@@ -743,6 +842,10 @@ def environ_key(name: bytes) -> str | None:
         return "CONTENT_TYPE"
     return "HTTP_" + name.decode("ascii").upper().replace("-", "_")
 
+# %% [markdown]
+# Four names, one for each rule: an ordinary header, an underscore, `Content-Type`, and
+# `Proxy`:
+
 # %%
 [environ_key(name) for name in (b"accept", b"x-user_id", b"content-type", b"proxy")]
 
@@ -768,6 +871,9 @@ def add_headers(environ: dict, fields) -> None:
             value = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
         environ[key] = value
 
+# %% [markdown]
+# Two headers, each sent twice, their lines interleaved as a client may send them:
+
 # %%
 joined = {}
 add_headers(joined, [(b"accept", b"text/html"), (b"cookie", b"theme=dark"),
@@ -787,6 +893,16 @@ joined
 # `wsgi.input_terminated` is an extension Gunicorn and others agreed on: it promises that
 # `wsgi.input` returns `b""` at the end of the body, so an app may read a chunked body,
 # which has no `CONTENT_LENGTH`, until the end.
+#
+# Two more values deserve a word. `wsgi.url_scheme` is `"http"` because this server
+# speaks no TLS; behind a proxy that does, the proxy says so in a header
+# (`X-Forwarded-Proto`), and middleware trusted to read it fixes the
+# scheme (chapter 20). `wsgi.multithread` is `True` because two requests may run
+# at the same time on different threads: an app that keeps state in globals must lock it.
+#
+# `wsgi.file_wrapper` is the optional hook PEP 3333 offers for sending files fast. The
+# standard library's `FileWrapper` simply reads the file in blocks, which is all a server
+# without `sendfile()` can do anyway.
 
 # %%
 #| export
@@ -805,6 +921,9 @@ def base_environ(server_address, client, errors) -> dict:
 # instead would give `é`, which looks friendlier and breaks the contract: an app could not
 # tell `%C3%A9` from a latin-1 `%E9`. `QUERY_STRING` stays encoded, as PEP 3333 says; the
 # app's query parser decodes it. A path without `%` skips the decoding: most paths.
+#
+# `REQUEST_URI` is not in PEP 3333. It is an extension from the CGI era that many servers
+# still set: the target exactly as the client sent it, which is handy in logs.
 
 # %%
 #| export
@@ -827,7 +946,8 @@ def build_environ(head: RequestHead, base: dict, body) -> dict:
 
 # %% [markdown]
 # Build the environ of the four-trap request and look at the keys the naive server got
-# wrong:
+# wrong. No server is running yet: `base_environ` gets a made-up address, and the body is
+# `None` because nothing here reads it.
 
 # %%
 trap_environ = build_environ(trap_head, base_environ(("127.0.0.1", 8000), ("127.0.0.1", 5000),
@@ -893,6 +1013,10 @@ errors.flush()
 before_flush, [entry.message for entry in errors.log.entries]
 
 # %% [markdown]
+# Before the flush, only the finished line; after it, both. An app that writes a message
+# in pieces still produces whole lines in the log.
+
+# %% [markdown]
 # ## `wsgi.input`: the body, read only when asked
 #
 # Trap 7 came from reading the body up front. The course server does not read it at all
@@ -903,7 +1027,25 @@ before_flush, [entry.message for entry in errors.log.entries]
 # That last one is a polite client's question: "here is my head, with a 1 GB body; shall I
 # send it?" The client waits for the interim response `100 Continue` before sending
 # (RFC 9110 §10.1.1). The server answers it at the app's first read, so an app that
-# answers 401 without reading makes the client skip the upload altogether.
+# answers 401 without reading makes the client skip the upload altogether:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant C as client
+#     participant S as server
+#     participant A as app
+#     C->>S: PUT head, with Expect: 100-continue
+#     S->>A: app(environ, start_response)
+#     A->>S: environ["wsgi.input"].read()
+#     S->>C: HTTP/1.1 100 Continue
+#     C->>S: the body
+#     S->>A: the body's bytes
+#     A->>S: start_response("200 OK", ...), [b"stored"]
+#     S->>C: HTTP/1.1 200 OK ...
+# ```
+#
+# If the app never calls `read()`, the four arrows in the middle never happen: the client
+# gets its 401 (or 404) before it has sent the body, and can skip sending it.
 #
 # `RequestBody` reads from the connection's buffer: bytes that came with the head are
 # already there, the rest comes from `receive_body()` (you write it with the connection).
@@ -935,9 +1077,10 @@ class RequestBody:
 # the methods follow one cell at a time, each attached to the class right after it is
 # written (`RequestBody._more = _more`).
 #
-# `_more()` is the one place where body bytes come from. It sends the `100 Continue` once,
-# and remembers an error (a malformed chunk, a body over the limit, a client gone), so the
-# server later knows the app failed because of the request, not because of a bug.
+# `_more()` is the one place where body bytes come from; every reading method further down
+# calls it and nothing else. It sends the `100 Continue` once, and remembers an error (a
+# malformed chunk, a body over the limit, a client gone), so the server later knows the
+# app failed because of the request, not because of a bug.
 
 # %%
 #| export
@@ -962,6 +1105,9 @@ RequestBody._more = _more
 # A `Content-Length` body takes at most `left` bytes from the buffer, so it never eats
 # into a pipelined next request. A chunked body lets the decoder work on the buffer, takes
 # the decoded data, and drops the bytes the decoder has finished with.
+#
+# If the buffer is empty, `_next_sized` asks the connection for more first; whatever
+# arrives, it never takes more than `left`.
 
 # %%
 #| export
@@ -978,9 +1124,13 @@ def _next_sized(self) -> bytes:
 RequestBody._next_sized = _next_sized
 
 # %% [markdown]
-# The chunked case hands the buffer to chapter 02's `ChunkedDecoder`. It decodes what is
-# complete, leaves the rest, and reports where the body ended once the last chunk and
-# the trailers are in; the bytes it has finished with are cut from the buffer.
+# The chunked case hands the buffer to chapter 02's `ChunkedDecoder`. Three parts of its
+# interface matter here: `advance(buffer)` decodes every chunk that is complete and
+# returns where the body ends, or `None` while the last chunk and the trailers are not
+# all in; `parts` is the list of decoded pieces; `pos` is how far into the buffer it has
+# got. The loop takes the pieces, cuts the bytes the decoder has finished with from the
+# buffer, and resets `pos` to match. With nothing decoded yet, it asks the connection for
+# more and tries again.
 
 # %%
 #| export
@@ -1006,6 +1156,12 @@ RequestBody._next_chunk = _next_chunk
 # `readline(size)`, `readlines(hint)` and iteration, which yields lines. `read` collects
 # pieces in `pending` until it has `size` bytes (or, without a size, until the body ends)
 # and hands back exactly that many, keeping the rest for the next call.
+#
+# Follow it with `read(3)` on the body `hello`: `_more()` returns `hello`, which goes into
+# `pending`; the loop stops because `pending` holds at least 3 bytes; `hel` goes back to
+# the app, and `lo` waits in `pending` for the next call. `pending` is a `bytearray`,
+# which can grow at the end and shrink at the front without being copied each time, as a
+# `bytes` would be.
 
 # %%
 #| export
@@ -1069,13 +1225,19 @@ wsgi_input.read(3), wsgi_input.read(), wsgi_input.read(), bytes(conn.buffer)
 
 # %% [markdown]
 # `hel`, then `lo`, then `b""`: the end of the body looks like the end of a file, as PEP
-# 3333 asks. And the next request is untouched in the buffer, ready to be parsed. The
+# 3333 asks ("simulate an end-of-file condition if the application attempts to read past
+# that point"). And the next request is untouched in the buffer, ready to be parsed. The
 # same with a chunked body, whose two chunks the app receives as one decoded stream:
 
 # %%
 head, conn = fake_request(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                           b"6\r\nHello,\r\n7\r\n world!\r\n0\r\n\r\n" + GET)
 RequestBody(conn, head).read(), bytes(conn.buffer)
+
+# %% [markdown]
+# The sizes (`6`, `7`, `0`) and the CR LFs around each chunk are gone: the app gets
+# `Hello, world!` and could not tell how it was framed. The next request waits in the
+# buffer again.
 
 # %% [markdown]
 # A client that promises 10 bytes, sends 3 and goes away. The app sees an exception it
@@ -1090,6 +1252,15 @@ try:
 except ClientDisconnected as error:
     print("the app sees:", repr(error))
 wsgi_input.error
+
+# %% [markdown]
+# Both lines show the same exception object: the one the app saw, and the one the body
+# kept. You will meet this again in `blame`, which uses it to tell a client's fault from
+# a bug in the app.
+#
+# `readline(size)` is `read` that stops after the first `\n`, or after `size` bytes if
+# that comes first. It looks for `\n` only in the bytes it has not searched yet, so a long
+# line arriving in many pieces is not scanned again and again.
 
 # %%
 #| export
@@ -1113,9 +1284,8 @@ def _readline(self, size: int | None = -1) -> bytes:
 RequestBody.readline = _readline
 
 # %% [markdown]
-# `readline` above looks for `\n` only in the bytes it has not searched yet, so a long line
-# arriving in many pieces is not scanned again and again. `readlines` and iteration are
-# built on it.
+# `readlines` and iteration are built on `readline`. `hint` works as it does for files:
+# stop once the lines read add up to at least that many bytes.
 
 # %%
 #| export
@@ -1142,7 +1312,8 @@ list(RequestBody(conn, head))
 
 # %% [markdown]
 # And `Expect: 100-continue`: nothing is sent until the app's first read, which sends the
-# interim response first and then returns the body:
+# interim response first and then returns the body. Compare what was sent before the read
+# with what was sent after it:
 
 # %%
 head, conn = fake_request(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
@@ -1152,15 +1323,14 @@ sent_before_reading = list(conn.sent)
 sent_before_reading, wsgi_input.read(), conn.sent
 
 # %% [markdown]
-# Three questions about the body come up when the response goes out.
+# An empty list before, and one interim response after, which the fake connection kept
+# instead of sending. A real client would have sent `hi` only once it saw that line.
 #
-# - A chunked body that arrived with the head but that the app never read may be
-#   malformed; `check_buffered` decodes what is already here (without waiting for more),
-#   so such a request gets its 400 instead of a 200.
-# - Can the connection carry another request? Only if the server can find where this body
-#   ends: it has been read, or what is left is small enough to skip, and no client is still
-#   waiting for a `100 Continue` it will never get.
-# - `finish` skips the unread rest, up to 64 KiB; beyond that, closing is cheaper.
+# Three questions about the body come up when the response goes out, and each gets a
+# method of its own. The first: was the request valid at all? A chunked body that arrived
+# with the head, but that the app never read, may be malformed. `check_buffered` decodes
+# what is already here (without waiting for more), so such a request gets its 400
+# instead of a 200.
 
 # %%
 #| export
@@ -1181,6 +1351,11 @@ def _check_buffered(self) -> None:
 
 RequestBody.check_buffered = _check_buffered
 
+# %% [markdown]
+# The second: can the connection carry another request? Only if the server can find
+# where this body ends. That means the body has been read, or what is left is small
+# enough to skip, and no client is still waiting for a `100 Continue` it will never get.
+
 # %%
 #| export
 def _reusable(self) -> bool:
@@ -1191,8 +1366,10 @@ def _reusable(self) -> bool:
 RequestBody.reusable = _reusable
 
 # %% [markdown]
-# `finish` runs after the response went out. A small unread rest is read and thrown away,
-# so the next request on this connection parses; a large one is not worth the time.
+# The third: what to do with the unread rest. `finish` runs after the response went out.
+# It reads a small rest (up to `DRAIN_LIMIT`, 64 KiB) and throws it away, so the next
+# request on this connection parses. A larger one is not worth the time: closing the
+# connection and letting the client open a new one is cheaper.
 
 # %%
 #| export
@@ -1213,9 +1390,9 @@ def _finish(self) -> bool:
 RequestBody.finish = _finish
 
 # %% [markdown]
-# An app that ignored a small body: `finish` skips it, and the next request is at the
-# front of the buffer. Then one that ignored a body of 900 kB, most of which has not even
-# arrived: that connection is not worth keeping, and `finish` says so with `False`.
+# Two apps that ignored their request body. The first ignored a small one: `finish`
+# should skip it and leave the next request at the front of the buffer. The second
+# ignored a body of 900 kB, most of which has not even arrived:
 
 # %%
 head, conn = fake_request(POST_HELLO + GET)
@@ -1225,12 +1402,22 @@ big_head, big_conn = fake_request(b"POST / HTTP/1.1\r\nHost: x\r\n"
 small_finished, bytes(conn.buffer), RequestBody(big_conn, big_head).finish()
 
 # %% [markdown]
+# `True` and a clean buffer for the small one. For the big one, `False`: that connection
+# is not worth keeping, and the response will say `Connection: close`.
+
+# %% [markdown]
 # ## `start_response`, `write()` and framing the response
 #
 # The app's side of PEP 3333 is `start_response(status, headers, exc_info=None)`. The
 # server checks what it is given right there, so a bad header raises inside the app, at
 # the line that caused it, and never reaches the wire: a header value with CR LF in it
 # would let whoever controls that value write headers of their own (response splitting).
+#
+# The status comes first. PEP 3333 wants a `str` such as `"200 OK"`: three digits, one
+# space, a reason phrase. This server also wants a code from 200 to 599, because 1xx
+# responses are the server's own business (the `100 Continue` above) and a code outside
+# 100-599 is not HTTP. `HOP_BY_HOP` lists the header names that describe one connection
+# rather than the response; `check_headers` below deals with them.
 
 # %%
 #| export
@@ -1251,11 +1438,9 @@ def check_status(status) -> tuple[int, bytes]:
     return int(code), encoded
 
 # %% [markdown]
-# Headers are checked one by one. *Hop-by-hop* headers (`Connection`, `Transfer-Encoding`
-# and friends) describe one connection, not the response, and PEP 3333 leaves them to the
-# server: they are dropped, but an app's `Connection: close` is honoured. The app's
-# `Content-Length` is kept, so the server can hold the app to it; a 204 never carries one
-# (RFC 9110 §8.6).
+# Then one header: a `(str, str)` tuple, as PEP 3333 requires, whose name is a token and
+# whose value holds no CR, LF or other control byte. Spaces around the value are
+# stripped, as a recipient would strip them anyway (RFC 9110 §5.5).
 
 # %%
 #| export
@@ -1268,6 +1453,15 @@ def check_header(item) -> tuple[bytes, bytes]:
         raise ValueError(f"header {item!r}: the name must be a token and the value hold "
                          f"no CR, LF or control byte (RFC 9110 §5.1, §5.5; PEP 3333)")
     return name, value
+
+# %% [markdown]
+# Then the whole list. *Hop-by-hop* headers (`Connection`, `Transfer-Encoding` and
+# friends) describe one connection, not the response, and only the server knows the
+# connection. PEP 3333 puts it bluntly: "Applications and middleware are forbidden from
+# using HTTP/1.1 "hop-by-hop" features or headers". This server is lenient: it drops them
+# instead of failing the request, and it honours an app's `Connection: close`. The app's
+# `Content-Length` is kept, so the server can hold the app to it; a 204 never carries one
+# (RFC 9110 §8.6).
 
 # %%
 #| export
@@ -1291,6 +1485,9 @@ def check_headers(headers, code: int):
         pairs.append((name, value))
     return pairs, length, close, names
 
+# %% [markdown]
+# A header list as an app might send it, with one header that is not the app's to send:
+
 # %%
 check_headers([("Content-Type", "text/plain"), ("Connection", "close")], 200)
 
@@ -1301,9 +1498,33 @@ check_headers([("Content-Type", "text/plain"), ("Connection", "close")], 200)
 # not to add a second `Date` or `Server`.
 
 # %% [markdown]
-# An `Exchange` is one request and its response, seen from the app's side. Its most
-# important flag is `head_sent`: before the status line is on the wire, the server may
-# still change its mind (an error becomes a 500); after it, it cannot.
+# An `Exchange` is one request and its response, seen from the app's side. Here is what
+# happens between the app and the exchange for an app that returns a generator of two
+# pieces. Notice that `start_response` sends nothing, and that the head goes out only
+# with the first piece of the body:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant A as app
+#     participant E as Exchange
+#     participant C as client
+#     E->>A: app(environ, start_response)
+#     A->>E: start_response("200 OK", headers)
+#     Note over E: checked and remembered, nothing sent
+#     A-->>E: returns a generator
+#     E->>A: next()
+#     A-->>E: b"one "
+#     E->>C: head + first chunk
+#     E->>A: next()
+#     A-->>E: b"two"
+#     E->>C: second chunk
+#     E->>A: next(): StopIteration
+#     E->>C: last chunk, 0 CR LF CR LF
+#     E->>A: close()
+# ```
+#
+# Its most important flag is `head_sent`: before the status line is on the wire, the
+# server may still change its mind (an error becomes a 500); after it, it cannot.
 
 # %%
 #| export
@@ -1324,11 +1545,22 @@ class Exchange:
         self.aborted = False               # the response is broken off: close, no linger
 
 # %% [markdown]
+# Read the attributes in three groups: what the app said (`status`, `code`, `headers`,
+# `names`, `length`, `app_close`), what has gone out (`head_sent`, `sent`, `left`), and
+# how the response will end (`chunked`, `bodyless`, `keep_alive`, `aborted`). The methods
+# below fill them in, in roughly that order.
+#
 # `start_response` may be called a second time only with `exc_info`, the
 # `sys.exc_info()` of an error the app caught: "I started a 200, but something failed;
 # send this 500 instead". If the head is still unsent, the new status replaces the old.
 # If it is already out, PEP 3333 says the server must re-raise the error *into the app*,
 # because nothing else can be done. It returns `write` (trap 9).
+#
+# The `finally: exc_info = None` looks odd. A traceback refers to the frames it passed
+# through, this frame included, and this frame would refer back to the traceback through
+# `exc_info`: a reference cycle that keeps every local variable of every frame alive until
+# the garbage collector runs. PEP 3333's own example server clears the name for the same
+# reason.
 
 # %%
 #| export
@@ -1381,6 +1613,7 @@ exchange.start_response("200 OK", [("Content-Type", "text/plain")])
 exchange.code, exchange.status, exchange.headers
 
 # %% [markdown]
+# The status is split into its code and the bytes to send, and the headers are bytes now.
 # Nothing was sent yet (`conn.sent` is still empty): `start_response` only records. Now
 # break it on purpose: a status without its reason phrase, and a header value that tries
 # to smuggle in a `Set-Cookie` of its own. Both raise inside the app, where the bug is:
@@ -1391,6 +1624,11 @@ for status, headers in [("200", []), ("200 OK", [("X-Note", "hi\r\nSet-Cookie: a
         fake_exchange()[0].start_response(status, headers)
     except ValueError as error:
         print(error)
+
+# %% [markdown]
+# Had the second one reached the wire, the client would have read `Set-Cookie: admin=1` as
+# a header of its own, set by the server. Refused inside `start_response`, it becomes an
+# ordinary exception in the app, which the server turns into a 500 (you will see how).
 
 # %% [markdown]
 # Now the question the naive server never asked: how will the client know where the body
@@ -1404,6 +1642,12 @@ for status, headers in [("200", []), ("200 OK", [("X-Note", "hi\r\nSet-Cookie: a
 # - **Closing the connection**, for an HTTP/1.0 client, which does not know chunked.
 #
 # HEAD, 204 and 304 responses have no body at all, so no framing either (trap 5).
+#
+# The code takes the cases in a slightly different order. The app's own `Content-Length`
+# comes first, and wins: the server then only counts the bytes (`left`) to hold the app
+# to its word. Then the bodiless responses. A `HEAD` whose length is known still gets
+# its `Content-Length`, the same a `GET` would get; without a known length, a `HEAD` gets
+# no framing line at all, since no body follows.
 
 # %%
 #| export
@@ -1449,6 +1693,9 @@ Exchange.connection_lines = _connection_lines
 # `Date` and `Server` unless the app set them, and the `Connection` line. Setting
 # `head_sent` here, as the head is built, is what makes "too late to change" true from
 # this moment on.
+#
+# It starts with `check_buffered()` from the body section: a malformed chunked body
+# already in the buffer must become a 400 now, while the status can still change.
 
 # %%
 #| export
@@ -1478,11 +1725,19 @@ Exchange.response_head = _response_head
 barelab.show_bytes(exchange.response_head(13))
 
 # %% [markdown]
+# `Content-Length: 13` comes from the length passed in. `Date` and `Server` were added
+# because the app set neither. There is no `Connection` line: HTTP/1.1 keeps the
+# connection open unless someone says otherwise, so there is nothing to say.
+
+# %% [markdown]
 # `send` is the only way body bytes leave. The head goes out with the first piece, in one
 # `sendall` (one system call, usually one TCP packet). Each piece is sent *now*, never
 # collected: that is streaming. A chunked piece gets its hex size line; an empty piece is
 # skipped, because a zero-size chunk would end the body. And the app cannot send more than
 # its own `Content-Length`, or the extra bytes would be read as the next response.
+#
+# `whole=True` says that `data` is the entire body, so its length can go into the head:
+# that is how a list gets its `Content-Length` in the same `sendall` as its body.
 
 # %%
 #| export
@@ -1509,6 +1764,10 @@ Exchange.send = _send
 # piece with a `Content-Length`. Anything else goes to `send_stream`, below. A `bytes`
 # object is refused, although Python would happily iterate it: it would yield one
 # *integer* per byte, and the app almost certainly meant `[body]`.
+#
+# The shortcut checks the exact type, `list` or `tuple`, rather than `isinstance`.
+# Anything else, a subclass of `list` included, might do something when it is iterated,
+# so it goes the slow, general way.
 
 # %%
 #| export
@@ -1584,7 +1843,8 @@ def words(environ, start_response):
     yield b"two\n"
 
 # %% [markdown]
-# `hello` returns a list, so its length is known and it gets a `Content-Length`:
+# `hello` returns a list, so its length is known and it gets a `Content-Length`. Head and
+# body went out in one `sendall`:
 
 # %%
 framed(hello)
@@ -1609,6 +1869,10 @@ framed(words, b"GET / HTTP/1.0\r\n\r\n")
 
 # %%
 framed(hello, HEAD)
+
+# %% [markdown]
+# Four requests, three framings, and in no case did the app have to know about any of
+# them: it returned a list or yielded bytes, and the server chose.
 
 # %% [markdown]
 # ## Errors, and `close()` always
@@ -1679,6 +1943,9 @@ Exchange.blame = _blame
 # afterwards the connection is broken off (`aborted`), and the client sees the response
 # end too early. A 500 may even keep the connection open: the request was fine, so the
 # next one on the connection can still be found.
+#
+# Only a 500 may keep the connection. A 4xx from `blame` means the request body was
+# broken, so nobody knows where the next request would start.
 
 # %%
 #| export
@@ -1707,6 +1974,11 @@ exchange.run(broken, {})
 barelab.show_bytes(b"".join(conn.sent))
 
 # %% [markdown]
+# The body says only that something failed; the `KeyError` and its traceback are in the
+# log, where the client cannot read them. There is no `Connection: close` either: the
+# request itself was fine, so the connection can carry the next one.
+
+# %% [markdown]
 # A `Tracked` body that fails after its first piece: the head and that piece are out, so
 # the exchange is marked `aborted` and no last chunk follows. `close()` was called anyway,
 # and the log holds the error:
@@ -1716,6 +1988,11 @@ body = Tracked(b"partial\n", fail=True)
 exchange, conn = fake_exchange()
 exchange.run(tracked_app, {})
 exchange.aborted, body.closed, b"".join(conn.sent).partition(b"\r\n\r\n")[2]
+
+# %% [markdown]
+# The body that went out is one chunk, `partial`, and then nothing. Without the `0` chunk
+# that ends a chunked body, any HTTP client knows the response is incomplete, which is
+# exactly what it should conclude.
 
 # %% [markdown]
 # ## One connection, many requests
@@ -1754,12 +2031,22 @@ class Connection:
         self.thread = None
 
 # %% [markdown]
+# Most attributes are there for later methods: `base` is the per-connection part of the
+# `environ` from `base_environ`; `buffer` holds bytes received but not yet used, which
+# may already include the next request; `peer_closed` and `responded` decide how the
+# socket is closed at the end.
+#
 # Receiving and sending, each with a timeout so that no client can hold a thread forever:
 # `keep_alive_timeout` between requests, `io_timeout` for everything else. A connection
 # reset is treated as the client closing. A failed send becomes `ClientDisconnected`, so an
 # app streaming to a vanished client stops at its next `yield` instead of computing for
 # nobody. `settimeout` is a system call, so `receive` remembers the current timeout and
 # calls it only when the timeout changes.
+#
+# One line in `receive` looks redundant: `except TimeoutError: raise`, before
+# `except OSError`. It is not. `TimeoutError` is a subclass of `OSError`, so without that
+# line a timeout would pass for a closed connection; this way it reaches the caller, which
+# knows what the timeout meant.
 
 # %%
 #| export
@@ -1797,6 +2084,11 @@ def _receive_body(self) -> None:
         raise RequestTimeout("the request body stalled (io_timeout)") from None
 
 Connection.receive_body = _receive_body
+
+# %% [markdown]
+# Sending waits `io_timeout` at most too. A client that stops reading lets the kernel's
+# send buffer fill up, and then `sendall` blocks; without a timeout, one such client
+# would hold its thread for ever.
 
 # %%
 #| export
@@ -1841,6 +2133,13 @@ def _wait_for_head(self, deadline: float | None) -> bool:
 
 Connection.wait_for_head = _wait_for_head
 
+# %% [markdown]
+# `read_head` calls `wait_for_head` until `split_head` finds a whole head. The deadline
+# starts with the first byte of a head, not before: between requests only the
+# keep-alive wait applies. One odd check remains. `split_head` skips empty lines before a
+# request line, as RFC 9112 §2.2 asks a server to do, so a client could send nothing but
+# `\r\n` for ever; past the size of the largest head allowed, that is a 431.
+
 # %%
 #| export
 def _read_head(self) -> RequestHead | None:
@@ -1862,9 +2161,15 @@ Connection.read_head = _read_head
 
 # %% [markdown]
 # One exchange, start to end: build the body and the environ, run the app, and log the
-# response. The log call sits inside `log.in_flight()`, which lets a notebook cell that
-# asks for `server.log` right after a response wait the moment it takes to be written. The
-# answer is whether the connection may carry another request.
+# response, if one went out at all (a client that vanished before the head left gets no
+# access-log line, only the info line `run` wrote). The log call sits inside
+# `log.in_flight()`, which lets a notebook cell that asks for `server.log` right after a
+# response wait the moment it takes to be written. `respond` returns whether the
+# connection may carry another request.
+#
+# The order of the last line matters too: `body.finish()` runs only if everything else
+# allows keeping the connection, since there is no point skipping an unread body on a
+# connection that is about to close.
 
 # %%
 #| export
@@ -1887,8 +2192,10 @@ Connection.respond = _respond
 # %% [markdown]
 # A request the server refuses (any `HTTPError` from the head) gets its status and
 # `Connection: close`: after a malformed head, nobody can say where the next request would
-# begin. The log keeps the reason. `log.request` writes the access-log line that
-# `server.log.requests` shows; `-` stands for the method and target it could not read.
+# begin. The server could guess, and two servers that guess differently behind each other
+# are how request smuggling works. The log keeps the reason. `log.request` writes the
+# access-log line that `server.log.requests` shows; `-` stands for the method and target
+# it could not read.
 
 # %%
 #| export
@@ -1941,14 +2248,24 @@ Connection.serve = _serve
 # can destroy the response before the client has read it: the client sees "connection
 # reset" instead of your 413. So after a response, the server first stops *sending*
 # (`shutdown(SHUT_WR)`), then reads and discards until the client closes too, for a
-# second at most. This is called *lingering*.
+# second at most. This is called *lingering*; RFC 9112 §9.6 describes the same staged
+# close.
+#
+# One more case: the server may be stopping. `stop()` sets its `stopping` flag first and
+# looks at each connection's `idle` flag afterwards; `close` sets `idle` first and looks
+# at `stopping` afterwards. Whichever runs second sees what the other did, so either
+# `stop()` shuts this socket down, which ends the lingering at once, or `close` sees the
+# server stopping and does not linger at all.
 
 # %%
 #| export
 def _close(self) -> None:
     """Close; right after a response, linger: stop sending, read until the client closes."""
     if self.responded and not self.peer_closed:
-        self.idle = True                   # stop() may cut the lingering short
+        self.idle = True                   # from now on, stop() may cut the lingering short
+        if self.server.stopping:           # it may have looked already: do not linger
+            self.sock.close()
+            return
         try:
             self.sock.shutdown(socket.SHUT_WR)
             self.sock.settimeout(1.0)
@@ -1995,7 +2312,8 @@ yours.shutdown(socket.SHUT_WR)
 # %% [markdown]
 # `serve()` is the method a connection's thread runs. Call it right here, on the
 # notebook's own thread: it returns when the connection is done, and everything it sent
-# is waiting in your socket.
+# is waiting in your socket. `iter(function, b"")` calls `yours.recv` until it returns
+# `b""`, the end of the stream: the same trick `wsgi.input` uses to iterate over lines.
 
 # %%
 Connection(pretend_server, its, ("127.0.0.1", 5000)).serve()
@@ -2004,8 +2322,9 @@ yours.close()
 
 # %% [markdown]
 # Two responses on one connection, in order: the `HEAD` answer with no body, then the
-# `GET` answer with `Connection: close`, after which the connection closed. The access
-# log has both:
+# `GET` answer with `Connection: close`, after which the connection closed. No thread, no
+# listening socket, no port: a `Connection` needs only a socket and something that looks
+# like a server. The access log has both requests:
 
 # %%
 [entry.message for entry in pretend_server.log.requests]
@@ -2021,7 +2340,29 @@ yours.close()
 # How does a thread blocked in `accept()` learn that it should stop, without waking up
 # every 0.1 s to look? It does not block in `accept()` at all. It waits in a *selector* on
 # two sockets at once: the listening socket, and one end of a `socketpair()`. `stop()`
-# writes one byte into the other end, and the selector wakes at once.
+# writes one byte into the other end, and the selector wakes at once. The whole stop, with
+# one idle keep-alive connection open, goes like this:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant N as your cell, in stop()
+#     participant L as accept thread
+#     participant T as connection thread
+#     Note over T: idle, blocked in recv()
+#     N->>L: one byte into the socketpair
+#     Note over L: select() returns, the loop ends
+#     N->>N: join the accept thread, close the listening socket
+#     N->>T: shutdown(SHUT_RDWR)
+#     Note over T: recv() returns b"", the thread ends
+#     N->>T: join
+# ```
+#
+# Nothing in it waits on a timer, so a stop takes only as long as the threads need to
+# notice: milliseconds, not the seconds of a keep-alive timeout.
+#
+# This section is ten short cells of code with nothing to run in between: the pieces only
+# work together. The next section starts the server and puts all of them to work. Start
+# with the class and its bookkeeping:
 
 # %%
 #| export
@@ -2056,6 +2397,9 @@ class WSGIServer(Engine):
 # `start()` makes the alarm, a `socketpair()`, and starts the accept thread. The listening
 # socket is made non-blocking: the thread will only call `accept()` when the selector says
 # a client is waiting.
+#
+# `kind = "wsgi"` tells barelab which sort of app this engine serves; chapter 13's ASGI
+# server says `"asgi"`.
 
 # %%
 #| export
@@ -2073,6 +2417,10 @@ WSGIServer.start = _start
 # The accept loop waits on both sockets. A readable listening socket means clients are
 # waiting; a readable alarm means stop. The loop also holds the sockets of clients it
 # turned away (see below) until they close or a second has passed.
+#
+# The one computation in it is `wait`: with no turned-away client to watch, the selector
+# may sleep until something happens (`None`); otherwise it wakes in time for the earliest
+# of them to expire.
 
 # %%
 #| export
@@ -2099,10 +2447,11 @@ WSGIServer.accept_loop = _accept_loop
 
 # %% [markdown]
 # Accepting takes every waiting client at once: the listening socket is non-blocking, so
-# `accept()` raises `BlockingIOError` when nobody is left. Each socket gets `TCP_NODELAY`:
-# without it, the kernel may hold a small packet back for up to 40 ms, hoping to merge it
-# with the next one (Nagle's algorithm), which a request-response protocol pays for on
-# every request.
+# `accept()` raises `BlockingIOError` when nobody is left. Each socket gets `TCP_NODELAY`.
+# Without it, the kernel holds a small packet back while an earlier one is still
+# unacknowledged, hoping to merge them (Nagle's algorithm); a client that delays its
+# acknowledgements, often by 40 ms, then makes both sides wait, and a request-response
+# protocol pays for that on every request.
 
 # %%
 #| export
@@ -2145,6 +2494,9 @@ WSGIServer.admit = _admit
 # A client turned away gets its 503 without a thread of its own: the accept loop sends it,
 # stops sending, and keeps the socket in its selector for a second, reading whatever the
 # client still sends, until the client closes (the lingering from above, without a thread).
+#
+# `error_response` has no parameter for extra headers, so `Retry-After` is slipped in
+# before the blank line that ends the head: the first `\r\n\r\n` in the response.
 
 # %%
 #| export
@@ -2164,9 +2516,12 @@ def _turn_away(self, sock, client, selector, turned_away) -> None:
 WSGIServer.turn_away = _turn_away
 
 # %% [markdown]
+# Why linger here at all, when the 503 has gone out? For the same reason as after any
+# response: closing a socket with the client's request still unread makes the kernel send
+# a reset, and the reset may destroy the 503 before the client reads it.
+#
 # When a turned-away socket becomes readable, the accept loop reads what came. Bytes mean
 # the client is still talking: keep waiting. `b""` or an error means it closed: drop it.
-# And once a second has passed, `expire_turned_away` drops it anyway.
 
 # %%
 #| export
@@ -2181,6 +2536,13 @@ def _drain_turned_away(self, sock, selector, turned_away) -> None:
     self.drop_turned_away(sock, selector, turned_away)
 
 WSGIServer.drain_turned_away = _drain_turned_away
+
+# %% [markdown]
+# Dropping a socket takes it out of the selector and out of the `turned_away` dictionary
+# before closing it. A socket closed while still registered would stay in the selector's
+# table, and the next turned-away socket to get the same file descriptor number could not
+# be registered. And once a second has passed, `expire_turned_away` drops a socket whose
+# client never closed.
 
 # %%
 #| export
@@ -2198,9 +2560,10 @@ WSGIServer.drop_turned_away, WSGIServer.expire_turned_away = (_drop_turned_away,
                                                               _expire_turned_away)
 
 # %% [markdown]
-# And `stop()`: set `stopping`, ring the alarm, and join the accept thread, which returns
-# as soon as it hears the alarm. Then close the listening socket, so no new client can
-# connect, and end the connections that are still open.
+# And `stop()`, the diagram above in code: set `stopping`, ring the alarm, and join the
+# accept thread, which returns as soon as it hears the alarm. Then close the listening
+# socket, so no new client can connect, and end the connections that are still open.
+# Calling it twice, or on a server that never started, is harmless.
 
 # %%
 #| export
@@ -2248,8 +2611,9 @@ WSGIServer.end_connections = _end_connections
 # %% [markdown]
 # ## The same twelve requests, again
 #
-# That is the whole server. Serve the `show_environ` app on it, under its own name, next
-# to the naive one:
+# That is the whole server. Now send it the twelve traps from the start of the chapter
+# and compare. Serve the `show_environ` app on it, under its own name, next to the naive
+# one:
 
 # %%
 server = barelab.serve(show_environ, server=WSGIServer, name="course")
@@ -2280,15 +2644,20 @@ try_course(hello, HEAD + LAST_GET)
 # Trap 5: the HEAD response has the `Content-Length` a GET would get (13) and no body, so
 # the GET's response that follows starts exactly where it should. That was also trap 6:
 # two requests on one connection, two answers, in order.
+#
+# Trap 7 is the 200 kB POST. It asks to close, so the exchange ends when the response is
+# out; the status is all you need to see:
 
 # %%
 try_course(hello, big_post.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")).status
 
 # %% [markdown]
-# Trap 7: the 200 kB body arrives in several `recv()`s and is no problem. The app did not
-# even read it; the server skipped it, or here, since the client asked to close, did not
-# bother. A chunked body, sent in two parts with a pause between them, reaches the app as
-# one decoded stream:
+# A 200, where the naive server sent nothing. The body arrived in several `recv()`s and
+# was no problem. The app did not even read it; the server would have skipped it to keep
+# the connection, and here, since the client asked to close, did not bother.
+#
+# The other half of trap 7 is a chunked body that arrives in pieces. To see what reaches
+# the app, `echo` reads the whole body and reports it with its length:
 
 # %%
 def echo(environ, start_response):
@@ -2297,6 +2666,13 @@ def echo(environ, start_response):
     return [b"got %d bytes: %s\n" % (len(body), body)]
 
 server = barelab.serve(echo, server=WSGIServer, name="course")
+
+# %% [markdown]
+# The client sends the head and a first chunk, which carries a chunk extension
+# (`;note=first`, a name and value a client may attach to a chunk), waits 0.2 s, and sends
+# the second chunk and the last one. By then the app is already inside `read()`:
+
+# %%
 with socket.create_connection((server.host, server.port), timeout=3) as sock:
     sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                  b"6;note=first\r\nHello,\r\n")
@@ -2305,8 +2681,12 @@ with socket.create_connection((server.host, server.port), timeout=3) as sock:
     print(sock.recv(65536).decode())
 
 # %% [markdown]
-# The chunk extension `;note=first` was ignored, as RFC 9112 §7.1.1 allows. Trap 8,
-# streaming, with the same clock as before:
+# The app got all 13 bytes, decoded, although the second chunk left the client 0.2 s
+# after the app had started reading: `read()` waited for it. The chunk extension
+# `;note=first` was ignored, as RFC 9112 §7.1.1 requires of an extension the recipient
+# does not recognise.
+#
+# Trap 8, streaming, with the same clock as before:
 
 # %%
 server = barelab.serve(streaming, server=WSGIServer, name="course")
@@ -2317,6 +2697,8 @@ arrival_times(server, GET)
 # yielded it, the first one together with the head. No `Content-Length` could be known in
 # advance, so the body is chunked: look for the hex sizes `4`, `4` and `6` before the
 # words, and the last chunk `0\r\n\r\n` right behind `three`.
+#
+# Trap 9, the app that calls `write()` before it returns the rest of its body:
 
 # %%
 try_course(writer, LAST_GET)
@@ -2324,6 +2706,9 @@ try_course(writer, LAST_GET)
 # %% [markdown]
 # Trap 9: `write()` works, and whatever the app returns follows it. Since `write()` sends at
 # once, before the server knows whether more will follow, the body is chunked here too.
+#
+# Traps 10 and 11 together: two `Tracked` bodies, one that completes and one that fails
+# after its first piece. Look at whether each was closed, and at the server's error log:
 
 # %%
 bodies = [Tracked(b"fine\n"), Tracked(b"partial\n", fail=True)]
@@ -2350,7 +2735,7 @@ server.log.errors[-1].message
 
 # %% [markdown]
 # Trap 12: the slow client again. It now occupies one thread of its own, and your request
-# gets another.
+# gets another. Compare the time with the naive server's two seconds:
 
 # %%
 server = barelab.serve(hello, server=WSGIServer, name="course")
@@ -2361,17 +2746,27 @@ slow_client.close()
 answer.status, f"{time.perf_counter() - started:.3f} s"
 
 # %% [markdown]
+# A millisecond or so. The silent client still holds its thread, until `io_timeout` runs
+# out, but nobody else waits for it. Twelve traps, twelve fixes.
+
+# %% [markdown]
 # ## Limits: every bad request gets a clear answer
 #
 # A server on the internet receives garbage, by accident and on purpose. Each kind of
 # garbage has its own status code, and after each one the server must carry on. A smaller
-# set of limits makes the demonstration short:
+# set of limits makes the demonstration short. The cell sends nine bad requests, each on
+# a fresh connection, and shows the status line each one got back. First the server, with
+# limits small enough to cross with a short request, and half a second for `io_timeout`:
 
 # %%
-from barelab.display import show_transcript
-
 strict = barelab.serve(echo, server=WSGIServer, name="strict", max_line_bytes=100,
                        max_header_bytes=200, max_body_bytes=1000, io_timeout=0.5)
+
+# %% [markdown]
+# Then the requests. The first five break a rule of the protocol; the next three cross a
+# limit; the last one starts a head and never finishes it:
+
+# %%
 probes = {
     "bad Content-Length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\n",
     "obs-fold": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  2\r\n\r\n",
@@ -2384,20 +2779,39 @@ probes = {
     "huge body": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
     "stalled head": b"GET / HTTP/1.1\r\nHost: x\r\n",
 }
+
+# %% [markdown]
+# `show_transcript` prints pairs as a two-column table. Each request goes out on its own
+# connection, because the server closes a connection after refusing a request:
+
+# %%
+from barelab.display import show_transcript
+
 show_transcript([(name, barelab.raw_exchange(strict, data).received.split(b"\r\n")[0])
                  for name, data in probes.items()], ["request", "status line"])
 
 # %% [markdown]
-# 400 for malformed requests; 501 for a transfer coding it does not know; 414 for a
-# target over `max_line_bytes`; 431 for headers over `max_header_bytes`; 413 for a
-# `Content-Length` over `max_body_bytes`, answered before a single byte of the body was
-# read; 408 after `io_timeout` for a head that never finished. Each came with
-# `Connection: close`, and the log says why:
+# Read the table top to bottom:
+#
+# - 400 for malformed requests: the first four. `CL and TE` is the dangerous one: a
+#   request with both could be framed two ways, the trick behind request smuggling, so
+#   RFC 9112 §6.1 lets a server refuse it outright.
+# - 501 for a transfer coding the server does not know (`gzip`, RFC 9112 §6.1).
+# - 414 for a target over `max_line_bytes` (RFC 9110 §15.5.15).
+# - 431 for headers over `max_header_bytes` (RFC 6585 §5).
+# - 413 for a `Content-Length` over `max_body_bytes` (RFC 9110 §15.5.14), answered before
+#   a single byte of the body was read.
+# - 408 after `io_timeout` for a head that never finished (RFC 9110 §15.5.9).
+#
+# Each came with `Connection: close`, and the log says why:
 
 # %%
 [entry.message for entry in strict.log.entries if "refused" in entry.message][:3]
 
 # %% [markdown]
+# Each refusal carries its reason. A client's developer who sees the 400 in `curl -i`
+# reads the same text in its body.
+#
 # `max_connections` is a limit too. With two allowed, hold two connections open, and the
 # third client gets a 503 at once:
 
@@ -2411,10 +2825,17 @@ for holder in holders:
 print(third.received.decode())
 
 # %% [markdown]
+# `503 Service Unavailable` (RFC 9110 §15.6.4) with `Retry-After: 1` (§10.2.3): a client
+# that honours it waits a second and tries again, by which time a connection is likely
+# free. Answering at once is kinder than letting the third client wait in the kernel's
+# queue with no idea why nothing happens.
+
+# %% [markdown]
 # ### `Expect: 100-continue`
 #
-# The client sends its head and waits. The `echo` app reads the body, so the server sends
-# `100 Continue`, the client sends the body, and the real response follows:
+# The diagram from the `wsgi.input` section, on a real socket. The client sends its head
+# and waits. The `echo` app reads the body, so the server sends `100 Continue`, the
+# client sends the body, and the real response follows:
 
 # %%
 server = barelab.serve(echo, server=WSGIServer, name="course")
@@ -2434,7 +2855,8 @@ barelab.show_bytes(interim), final.split(b"\r\n")[0]
 # %% [markdown]
 # ### `exc_info`: changing your mind, or not
 #
-# An app that catches its own error can replace a status it has not sent yet:
+# An app that catches its own error can replace a status it has not sent yet. `careful`
+# starts a 200, then fails, and calls `start_response` again with `sys.exc_info()`:
 
 # %%
 import sys
@@ -2450,6 +2872,9 @@ def careful(environ, start_response):
 barelab.http_request(barelab.serve(careful, server=WSGIServer, name="course"))
 
 # %% [markdown]
+# The client got the 404. The first `start_response` never reached the wire: it had only
+# been recorded, so replacing it cost nothing.
+#
 # Once the head is out, the same call re-raises the error inside the app, as PEP 3333
 # requires; the app gives up, and the server, which has sent its 200 already, breaks the
 # connection off.
@@ -2476,17 +2901,26 @@ barelab.raw_exchange(server, LAST_GET)
 #
 # The standard library's `wsgiref.validate.validator` (chapter 04) checks both sides of
 # PEP 3333 while an app runs: it raises `AssertionError` for an `environ` that breaks the
-# spec, and warns about anything suspicious. Wrap `echo` in it and send a little of
-# everything; the log shows no error and the cell no warning:
+# spec, and warns about anything suspicious.
+#
+# The app to wrap is an echo with one difference: it passes `read()` a size. PEP 3333
+# lists `read(size)` with its argument, and the validator holds apps to that letter,
+# although this server (like most) also accepts `read()` with none.
 
 # %%
-import warnings
-from wsgiref.validate import validator
-
 def validated_echo(environ, start_response):
     body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or -1))
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [body]
+
+# %% [markdown]
+# Serve it wrapped, and send a little of everything on one connection: an encoded path, a
+# body with a length, a chunked body, a `HEAD`. Any warning the validator issues is
+# caught and listed; so are errors in the server's log:
+
+# %%
+import warnings
+from wsgiref.validate import validator
 
 server = barelab.serve(validator(validated_echo), server=WSGIServer, name="course")
 with warnings.catch_warnings(record=True) as caught:
@@ -2498,10 +2932,17 @@ with warnings.catch_warnings(record=True) as caught:
 [str(w.message) for w in caught], server.log.errors, len(server.log.requests)
 
 # %% [markdown]
+# No warnings, no errors, five requests answered: a GET with an encoded path and a query,
+# a POST with a `Content-Length` body, a chunked POST, a HEAD and a last GET, all on one
+# connection. The validator checked every `environ` and every `start_response` call, and
+# found nothing to say.
+
+# %% [markdown]
 # ### A prompt stop
 #
 # `stop()` with an idle keep-alive client still connected: no 0.1 s poll, no waiting for
-# the client's timeout.
+# the client's timeout. The client reads its response first, so the connection is idle
+# when `stop()` is called:
 
 # %%
 client = socket.create_connection((server.host, server.port))
@@ -2514,10 +2955,16 @@ client.settimeout(1)
 f"stopped in {stopped_in * 1000:.1f} ms", client.recv(1) == b""    # b"": the server closed
 
 # %% [markdown]
+# Milliseconds at most, where waiting for the client would have taken the whole
+# `keep_alive_timeout` of 5 s. And the client's `recv` returns `b""`: the server closed
+# its end, so the client knows at once instead of finding out at its next request.
+
+# %% [markdown]
 # ## Real frameworks on your server
 #
 # Flask's app object is a WSGI callable (chapter 01), so your server runs it as it is. Two
-# routes: one with a path parameter and a JSON answer, one that streams.
+# routes: one with a path parameter and a JSON answer, one that streams. A Flask view
+# that returns a `dict` gets a JSON response; a `Response` built on a generator streams.
 
 # %%
 import flask
@@ -2532,8 +2979,15 @@ def flask_hello(name):
 def flask_count():
     return flask.Response((f"{n}\n" for n in range(3)), mimetype="text/plain")
 
+# %% [markdown]
+# Serving it is the same one line as for any app in this chapter:
+
+# %%
 flask_server = barelab.serve(flask_app, server=WSGIServer, name="flask")
 flask_server
+
+# %% [markdown]
+# Ask for `café`, percent-encoded as a browser sends it, with a query string:
 
 # %%
 # !curl -s -i "{flask_server.url}hello/caf%C3%A9?lang=fr"
@@ -2581,6 +3035,9 @@ def django_echo(request):
 urlpatterns = [path("hello/<str:name>", django_hello), path("echo", django_echo)]
 django_server = barelab.serve(get_wsgi_application(), server=WSGIServer, name="django")
 
+# %% [markdown]
+# Fetch the hello view with `curl`, and look at how its body is framed:
+
 # %%
 # !curl -s -i {django_server.url}hello/ada
 
@@ -2606,10 +3063,15 @@ barelab.http_request(django_server, "POST", "/echo", body=b"shout this")
 barelab.http_request(django_server, "GET", "/hello/ada", headers={"Host": "evil.example"}).status
 
 # %% [markdown]
-# Both frameworks' requests are in the servers' logs, each with its status and size:
+# The Django server's access log has the three requests, each with its status and size.
+# Flask's server keeps its own log the same way:
 
 # %%
 [entry.message for entry in django_server.log.requests]
+
+# %% [markdown]
+# Two 200s and the 400 for the forged `Host`. Neither framework needed a line of code to
+# run on your server: that is what the WSGI contract is for.
 
 # %% [markdown]
 # ## How fast is it?

@@ -796,7 +796,10 @@ Connection.serve = _serve
 def _close(self) -> None:
     """Close; right after a response, linger: stop sending, read until the client closes."""
     if self.responded and not self.peer_closed:
-        self.idle = True                   # stop() may cut the lingering short
+        self.idle = True                   # from now on, stop() may cut the lingering short
+        if self.server.stopping:           # it may have looked already: do not linger
+            self.sock.close()
+            return
         try:
             self.sock.shutdown(socket.SHUT_WR)
             self.sock.settimeout(1.0)
