@@ -74,6 +74,12 @@ from barelab.engines.base import Engine
 parse_request(b"GET /hello?x=1 HTTP/1.1\r\nHost: example.org\r\n\r\n")
 
 # %% [markdown]
+# Everything in it is still bytes, and two things a scope needs are not there at all. The
+# target `/hello?x=1` is one piece, while a scope wants `path` and `query_string` apart.
+# And nothing says which TCP connection the request came on: the scope's `client` and
+# `server` can only come from the socket. The server's first job is to fill those gaps.
+
+# %% [markdown]
 # ## The simplest server that could work
 #
 # Here is the server most people write first, in two pieces. The first turns a parsed
@@ -117,6 +123,11 @@ async def naive_connection(app, reader, writer):
     writer.close()
 
 # %% [markdown]
+# Count what `naive_connection` leaves out before you run it. It reads one head and never
+# a body. It writes whatever the app sends, with no framing. Nothing catches an exception
+# from the app. And it closes the connection after one request. Each of those is a trap
+# you will walk into in a minute.
+#
 # The server runs in a notebook, so it must not use the kernel's own event loop: a cell that
 # waits for a response (`!curl`, `http_request`) blocks that loop, and an app scheduled on it
 # could never answer. So the server gets a thread of its own, with a loop of its own.
@@ -168,6 +179,10 @@ def naive_stop(self, timeout=2.0):
 NaiveServer.stop = naive_stop
 
 # %% [markdown]
+# `NaiveServer.stop = naive_stop` attaches the function to the class after the fact, which
+# is the same as writing it inside the class body. The chapter uses that trick to build
+# big classes in short cells.
+#
 # A tiny app to serve: it answers every request with `hello` and a `Content-Length`.
 # Serve it with the naive engine and ask for a page:
 
@@ -313,6 +328,46 @@ naive.stop()
 naive
 
 # %% [markdown]
+# ## The plan
+#
+# The real server has four classes, each with one job, and the rest of the chapter writes
+# them from the inside out: first what one request needs, then the connection around it,
+# then the server around the connections.
+#
+# ```mermaid
+# classDiagram
+#     class ASGIServer {
+#         connection_class
+#         start()
+#         stop()
+#         _accept(reader, writer)
+#     }
+#     class Connection {
+#         buffer
+#         run()
+#         _next_head()
+#         _exchange(head)
+#     }
+#     class Exchange {
+#         receive()
+#         send(message)
+#         run()
+#     }
+#     class Lifespan {
+#         startup()
+#         shutdown(timeout)
+#     }
+#     ASGIServer --> Connection : one per TCP client
+#     Connection --> Exchange : one per request, in turn
+#     ASGIServer --> Lifespan : one for the server's life
+# ```
+#
+# An `Exchange` is one request and its response: it owns the `receive` and `send` the app
+# is called with. A `Connection` reads request heads and runs one `Exchange` after
+# another. The `ASGIServer` accepts connections, runs the `Lifespan`, and lives in its own
+# thread.
+
+# %% [markdown]
 # ## Reading a request head
 #
 # Everything from here on goes into one module. This cell names it: every cell below that
@@ -394,6 +449,9 @@ def http_date() -> bytes:
 http_date(), issubclass(ClientDisconnected, OSError)
 
 # %% [markdown]
+# The date is bytes, ready to go into a header, and ends in `GMT` as HTTP requires. Call
+# `http_date()` twice within a second and you get the same object back, not a new string.
+#
 # When the server refuses a request on its own (a malformed head, a body over the limit, an
 # app that crashed) it answers with a short plain-text response and closes the connection
 # (RFC 9112 §9.6: after an error it cannot recover from, a server closes, and says so with
@@ -410,6 +468,9 @@ def error_response(status: int, message: str, head_only: bool = False) -> bytes:
     return response[:len(response) - len(body)] if head_only else response
 
 # %% [markdown]
+# The `head_only` slice keeps the `Content-Length` that `format_response` computed for the
+# body it then cuts off, which is what a `HEAD` response should announce.
+#
 # Here is the answer to the malformed request from earlier. Look for the three headers the
 # server adds by itself and the `Content-Length` that `format_response` computed (the `§`
 # sign takes two bytes in UTF-8, so the body is 57 bytes, not 56):
@@ -418,6 +479,11 @@ def error_response(status: int, message: str, head_only: bool = False) -> bytes:
 show_bytes(error_response(400, "whitespace between field name and colon (RFC 9112 §5.1)"))
 
 # %% [markdown]
+# `format_response` filled in the reason phrase `Bad Request`, so the server only has to
+# pick the number. `Connection: close` warns the client that nothing more will come on
+# this connection, and the message ends with a newline so that it prints cleanly in a
+# terminal.
+#
 # Every request raises two questions before the app is even called. The first: **does the
 # connection stay open after this response?** RFC 9112 §9.3 answers it. `Connection: close`
 # means close; otherwise an HTTP/1.1 connection stays open, and an HTTP/1.0 one stays open
@@ -442,6 +508,10 @@ def _keeps_alive(version: bytes, headers) -> bool:
  _keeps_alive(b"1.1", [(b"connection", b"upgrade, close")])]
 
 # %% [markdown]
+# `[True, False, True, False]`: HTTP/1.1 stays by default, HTTP/1.0 only when asked, and a
+# `close` token ends the connection even when it comes after `upgrade`. The server asks
+# this once per request and keeps the answer with the head.
+#
 # The second question: **does the client wait for permission to send its body?** A client
 # about to upload something large may send `Expect: 100-continue` (RFC 9110 §10.1.1) and
 # hold the body back until the server answers `100 Continue`, so that a server that would
@@ -463,6 +533,21 @@ def _expects_continue(version: bytes, headers) -> bool:
     return bool(expect)
 
 # %% [markdown]
+# Three requests: one with no expectation, one that asks to continue, one that expects
+# something HTTP never defined. The last one does not return at all; it raises, and the
+# server will answer with the status the exception carries.
+
+# %%
+try:
+    _expects_continue(b"1.1", [(b"expect", b"tea")])
+except ExpectationFailed as failure:
+    refused = f"{failure.status}: {failure.message}"
+_expects_continue(b"1.1", []), _expects_continue(b"1.1", [(b"expect", b"100-continue")]), refused
+
+# %% [markdown]
+# `False` means "no body to wait for", `True` means "send `100 Continue` before reading",
+# and the 417 message names the rule. Like every `HTTPError`, it carries its own status.
+#
 # A `Head` holds the parsed request line and fields, the body's framing (`length`, which
 # comes next), and the two answers. `__slots__` makes the object small and quick to
 # create, which matters a little on a path that runs for every request.
@@ -586,6 +671,19 @@ def split_target(method: str, target: bytes) -> tuple[bytes, bytes]:
                      "(RFC 9112 §3.2)")
 
 # %% [markdown]
+# One target of each form. The absolute form without a path gets `/`, because every HTTP
+# URL has at least that one:
+
+# %%
+[split_target("GET", b"/notes?page=2"), split_target("GET", b"http://example.org"),
+ split_target("GET", b"https://example.org/a?b"), split_target("OPTIONS", b"*")]
+
+# %% [markdown]
+# Each pair is (raw path, query), both still bytes; decoding the path is the scope's
+# business, next. An authority-form target such as `example.org:443` would raise
+# `BadRequest`, which the server turns into a 400.
+
+# %% [markdown]
 # The scope itself is one dictionary. `headers` is the parser's list of (lower-cased name,
 # value) pairs, in order with repeats, as the spec asks. `state` is a *shallow copy* of the
 # lifespan state (the lifespan spec: the server copies it into each request's scope), so an
@@ -675,13 +773,20 @@ async def receive(self) -> dict:
 Exchange.receive = receive
 
 # %% [markdown]
-# (Defining a function, then attaching it with `Exchange.receive = receive`, is how this
-# chapter builds a class in short cells: it is the same as writing the method in the class.)
+# (`Exchange.receive = receive` is the attaching trick from `NaiveServer.stop`: one method
+# per cell, so that each gets its own explanation.)
 #
 # `_take_body` hands over body bytes that are already in the buffer. With `Content-Length`
 # it counts down; with chunked framing it lets chapter 02's `ChunkedDecoder` find the
 # chunks, takes the decoded data, and cuts the consumed bytes off the buffer. A malformed
 # chunk raises `HTTPError`, as in chapter 02.
+#
+# Recall the decoder's three parts: `advance(buffer)` parses as many whole chunks as the
+# buffer holds and returns `None` until it has seen the last one; `parts` collects the
+# decoded data; `pos` is how far into the buffer it has parsed. Since the consumed bytes
+# are cut off here, `pos` goes back to 0 for the next call. In the counted branch, the
+# `if` in the slicing line saves one copy in the common case where the buffer holds
+# nothing but body.
 
 # %%
 #| export
@@ -735,20 +840,33 @@ first, exchange._take_body(), stand_in.buffer
 # can only send as fast as the app consumes, since the operating system's buffers fill up
 # and TCP tells the client to wait.
 #
-# The loop: take what the buffer holds; if that is some data, or the end, hand it out as
-# one event; otherwise read more and try again. A malformed chunk is refused with its
-# status code (`_refuse` comes later), and the app hears `http.disconnect`.
+# One more duty comes first: the `100 Continue` goes out on the first read, because only
+# now does the server know the app wants the body. An app that never reads it never makes
+# the client send it.
+
+# %%
+#| export
+def _send_continue(self) -> None:
+    """RFC 9110 §10.1.1: the app wants the body, so the client may now send it."""
+    if self.head.expect_continue and not self.continue_sent:
+        self.continue_sent = True
+        self.connection.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+Exchange._send_continue = _send_continue
+
+# %% [markdown]
+# `100 Continue` is an *interim* response: a status line and an empty line, no headers, no
+# body. The real response comes later on the same connection, so it does not change
+# anything the framing code decides.
 #
-# One more duty sits at the top: the `100 Continue` goes out on the first read, because
-# only now does the server know the app wants the body. An app that never reads it never
-# makes the client send it.
+# The loop itself starts by calling it, then takes what the buffer holds. If that is some
+# data, or the end, it goes out as one event; otherwise the loop reads more and tries
+# again.
 
 # %%
 #| export
 async def _read_body(self) -> dict:
-    if self.head.expect_continue and not self.continue_sent:
-        self.continue_sent = True              # RFC 9110 §10.1.1: the client may now send it
-        self.connection.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    self._send_continue()
     while True:
         try:
             data, done = self._take_body()
@@ -766,6 +884,9 @@ async def _read_body(self) -> dict:
 Exchange._read_body = _read_body
 
 # %% [markdown]
+# A malformed chunk is refused with its status code (`_refuse` comes later), and the app
+# hears `http.disconnect`: the body it was reading will never be complete.
+#
 # When a read brings nothing, there are two cases. `b""` means the client closed its side:
 # it is gone, and the app should stop. `None` means nobody sent a byte for `BODY_TIMEOUT`
 # seconds (or the server is stopping and woke the read): a stalled upload gets
@@ -828,10 +949,20 @@ async def _read_more(self, timeout: float | None) -> bytes | None:
 Exchange._read_more = _read_more
 
 # %% [markdown]
+# Why not `asyncio.wait_for(reader.read(...), timeout)`? It handles the timeout but not
+# the wake-up: when the response completes, a `receive()` blocked in a read must return
+# at once, not `BODY_TIMEOUT` seconds later. Waiting for whichever of two things happens
+# first is what `asyncio.wait` is for.
+#
 # Once the body is done, `receive()` waits for the disconnect. The only way to notice that a
 # client went away is to read from its socket and get `b""` (end of file). Bytes that do
 # arrive meanwhile are the next pipelined request: they go into the buffer for later, up to
 # a limit, after which the server stops reading and just waits to be woken.
+#
+# Why a limit? A client could pipeline request after request while the app is still busy
+# with the first one, and every byte read would sit in memory. Past `max_header_bytes`
+# the server stops reading, the operating system's buffers fill, and TCP makes the client
+# wait, the same flow control as for a body nobody reads.
 
 # %%
 #| export
@@ -851,6 +982,24 @@ async def _wait_for_disconnect(self) -> None:
         buffer += more
 
 Exchange._wait_for_disconnect = _wait_for_disconnect
+
+# %% [markdown]
+# That completes `receive()`. Here is every path through it, with the method that takes
+# each one:
+#
+# ```mermaid
+# flowchart TD
+#     R["receive()"] --> Q{"response complete, client gone,<br/>or server stopping?"}
+#     Q -- yes --> D["http.disconnect"]
+#     Q -- no --> B{"body all delivered?"}
+#     B -- no --> RB["_read_body: take from the buffer,<br/>or _read_more (BODY_TIMEOUT)"]
+#     RB --> E["http.request"]
+#     RB -- "client left, timeout, bad chunk" --> D
+#     B -- yes --> W["_wait_for_disconnect: read until<br/>end of file or a wake-up"] --> D
+# ```
+#
+# Only the left branch reads request bytes for the app. The right one reads too, but only
+# to notice a client that leaves, and it keeps whatever arrives for the next request.
 
 # %% [markdown]
 # ## `send()`: framing the response
@@ -895,6 +1044,9 @@ except ValueError as error:
     print(error)
 
 # %% [markdown]
+# The message names the spec, the key, what it must be, and what it got: everything you
+# need to fix the app, without reading the server's code.
+#
 # The other rule is the order of messages: one start, then body messages, the last with
 # `more_body: False`, then nothing. `_check_order` enforces it for every message `send`
 # gets.
@@ -914,6 +1066,21 @@ def _check_order(self, kind: str) -> None:
                            "(more_body was False)")
 
 Exchange._check_order = _check_order
+
+# %% [markdown]
+# The exchange above never got a valid start (its status is still `None`), so a body
+# message is out of order, and so is a message type that HTTP does not have:
+
+# %%
+for kind in ("http.response.body", "websocket.send"):
+    try:
+        exchange._check_order(kind)
+    except RuntimeError as error:
+        print(error)
+
+# %% [markdown]
+# Both are bugs in the app, and both are raised inside the app's own `await send(...)`,
+# so its traceback points at the line that sent the message.
 
 # %% [markdown]
 # Now `send` itself, in three steps. It checks the message; then it refuses to go on for a
@@ -1061,6 +1228,12 @@ def _frame_rules(self, headers, length, first_body: bytes, more: bool) -> list:
 Exchange._frame_rules = _frame_rules
 
 # %% [markdown]
+# Read the branches in order; they are the flowchart's boxes from top to bottom. A 204
+# drops any length. A length from the app is checked and becomes the count to hold it to.
+# A first message that is also the last gets a computed length. A streamed body to an
+# HTTP/1.1 client is chunked. What is left, a stream to an HTTP/1.0 client, can only end
+# with a close.
+#
 # Last, the fields about the connection itself. The response says `Connection: close` when
 # this is the connection's last response (RFC 9112 §9.6), and `Connection: keep-alive` to an
 # HTTP/1.0 client that asked to stay. It must also close after a request whose body the app
@@ -1087,6 +1260,9 @@ def _connection_fields(self, headers: list) -> list:
 Exchange._connection_fields = _connection_fields
 
 # %% [markdown]
+# Each field is added only if the app did not set it: an app that sends its own `Date` or
+# `Connection: close` keeps it. The server only fills the gaps that HTTP requires.
+#
 # A `Content-Length` is a promise, and `_count` holds the app to it. One byte too many and
 # the client reads it as the start of the next response; one too few and the client waits
 # for a byte that never comes. Either is a bug in the app, raised where it happens.
@@ -1151,6 +1327,9 @@ def framed(method, status, headers, *bodies, version=b"1.1"):
 framed(b"GET", 200, [(b"content-type", b"text/plain")], b"hello")
 
 # %% [markdown]
+# The app's `content-type` first, then the two fields the server added: `content-length:
+# 5`, computed from the only body message, and `date`. Head and body leave in one write.
+#
 # Now an app that sets `Transfer-Encoding: chunked` itself and sends two pieces and an empty
 # last message. Each piece becomes one chunk (size `2`, two bytes, CRLF), the empty last
 # message becomes the marker `0\r\n\r\n`, and the header appears once. Chunked twice, the
@@ -1169,6 +1348,12 @@ show_transcript([
     ("204", framed(b"GET", 204, [(b"content-length", b"5")], b"hello")),
     ("HTTP/1.0 stream", framed(b"GET", 200, [], b"a", b"b", b"", version=b"1.0")),
 ])
+
+# %% [markdown]
+# Row by row: the `HEAD` response says `content-length: 5` and sends nothing after the
+# empty line. The 204 lost the app's `content-length: 5` as well as the body, because
+# RFC 9110 §8.6 forbids the field on a 204. The HTTP/1.0 stream is just `ab` after the
+# head: no length, no chunks, and `connection: close`, so the close marks the end.
 
 # %% [markdown]
 # ## When the app fails
@@ -1268,6 +1453,19 @@ def _log(self, status: int) -> None:
 Exchange._request_line, Exchange._log = _request_line, _log
 
 # %% [markdown]
+# Here is what those four methods add up to, case by case:
+#
+# | what happened | the client gets | the log says |
+# | --- | --- | --- |
+# | the app raised before any byte went out | `500 Internal Server Error`, then a close | an error, with the traceback |
+# | the app raised after the head went out | the response cut short by a close | an error, with the traceback |
+# | the app returned without finishing | a 500 if nothing went out, else a cut | an error naming what was missing |
+# | `send()` found the client gone | nothing: nobody is listening | an information line |
+# | a long poll returned after its client left | nothing | an information line |
+#
+# You will see the first, second and fourth rows happen on a real socket later.
+
+# %% [markdown]
 # ## The connection loop
 #
 # A `Connection` serves one TCP connection: read a head, run an exchange, and again while
@@ -1275,10 +1473,9 @@ Exchange._request_line, Exchange._log = _request_line, _log
 # `asyncio.start_server` hands over, and the `buffer` of bytes read but not used yet (the
 # rest of a body, or pipelined requests).
 #
-# `shutdown()` is called when the server stops. An idle connection (between two requests)
-# closes at once. A busy one finishes its response first: its exchange is woken, so an app
-# waiting in `receive()` gets `http.disconnect`, and the response will say
-# `Connection: close`.
+# `client` and `sockname` are the two ends of the TCP connection as (host, port), the
+# `client` and `server` of every scope. `exchange` is the request being served, or `None`
+# between requests.
 
 # %%
 #| export
@@ -1293,14 +1490,23 @@ class Connection:
         self.exchange = None
         self.stopping = False
 
-    def shutdown(self) -> None:
-        """The server is stopping: an idle connection closes now, a busy one after its
-        response."""
-        self.stopping = True
-        if self.exchange is None:
-            self.writer.close()
-        else:
-            self.exchange.wake_up()
+# %% [markdown]
+# `shutdown()` is called when the server stops, and `exchange` tells it what to do. An idle
+# connection (between two requests) closes at once. A busy one finishes its response
+# first: its exchange is woken, so an app waiting in `receive()` gets `http.disconnect`,
+# and the response will say `Connection: close`.
+
+# %%
+#| export
+def shutdown_connection(self) -> None:
+    """The server is stopping: an idle connection closes now, a busy one after its response."""
+    self.stopping = True
+    if self.exchange is None:
+        self.writer.close()
+    else:
+        self.exchange.wake_up()
+
+Connection.shutdown = shutdown_connection
 
 # %% [markdown]
 # The loop itself is `Connection.run` (written as `serve_connection`, then attached): get
@@ -1328,6 +1534,8 @@ Connection.run = serve_connection
 # malformed head is refused with its status code. The wait has two limits: an idle
 # connection (nothing in the buffer but the empty lines RFC 9112 §2.2 allows between
 # requests) waits `keep_alive_timeout` seconds, a head that has started `HEAD_TIMEOUT`.
+# `self.buffer.strip(b"\r\n")` is the test: if anything is left after stripping the
+# empty lines, a head has started.
 
 # %%
 #| export
@@ -1395,6 +1603,10 @@ def _timed_out(self) -> None:
 Connection._read, Connection._timed_out = _read, _timed_out
 
 # %% [markdown]
+# The timer's callback cannot `await`, since it is a plain function the loop calls. That
+# is fine: `writer.write` only queues the 408 in asyncio's buffer, and `writer.close()`
+# sends it before the socket closes.
+#
 # `_reject` answers a request the server could not even parse, logs it (there is no method
 # or target to log), and closes. Closing has a trap of its own. If the client is still
 # sending (the rest of a too-large body, say) and the server closes with unread bytes in its
@@ -1426,7 +1638,8 @@ Connection._reject, Connection._linger = _reject, _linger
 # response is on its way": a cell that asks for `server.log` right after a response arrived
 # waits for its log line instead of showing a log one line short. Then it decides whether
 # the connection goes on. A small body the app left unread is already in the buffer: it is
-# skipped, so the next request starts at the right byte.
+# skipped, so the next request starts at the right byte. `build_scope` can still refuse
+# the request: that is where `split_target`'s 400 for an authority-form target comes out.
 
 # %%
 #| export
@@ -1466,6 +1679,24 @@ async def _carry_on(self, exchange: Exchange) -> bool:
 Connection._carry_on = _carry_on
 
 # %% [markdown]
+# For a counted body, `exchange.body` is the number of body bytes still unread, so
+# deleting that many from the front of the buffer leaves the next request there.
+#
+# The whole life of a connection, with the method for each step:
+#
+# ```mermaid
+# flowchart TD
+#     N["_next_head()"] -- "None: timeout, end of file,<br/>or a 4xx already sent" --> X["close the socket"]
+#     N -- "a Head" --> E["_exchange(head): build the scope,<br/>run an Exchange"]
+#     E --> C{"_carry_on: close asked,<br/>or client gone?"}
+#     C -- yes --> L["_linger, then close"]
+#     C -- no --> S["skip an unread body<br/>already in the buffer"] --> N
+# ```
+#
+# Every way out ends in the `finally` of `serve_connection`, which closes the writer. The
+# only way round is a response that both sides agreed to follow with another request.
+
+# %% [markdown]
 # ## Lifespan
 #
 # The ASGI lifespan protocol runs beside the connections. At startup the server calls the
@@ -1502,8 +1733,15 @@ class Lifespan:
         self.task = self.error = None
 
 # %% [markdown]
+# `phase` says which answers the app may give next, `startup` until the startup completed
+# and `shutdown` after. `supported` becomes `True` only once the app answered
+# `lifespan.startup.complete`, and only then will the server send it `lifespan.shutdown`.
+# `state` is the dictionary the app fills at startup, and every request gets a copy.
+#
 # `_run` is the app's lifespan call, run as a task of its own for the server's whole life.
-# Its `receive` is `inbox.get`; its `send` is `_send`. An exception is kept rather than
+# Its `receive` is `inbox.get`: the bound method of a queue is already a coroutine
+# function without arguments, exactly the shape a `receive` must have. Its `send` is
+# `_send`. An exception is kept rather than
 # raised: the end of this task is itself the signal that the app does not speak lifespan.
 # `_send` accepts only the two answers that fit the current phase, so an app that answers
 # `lifespan.startup` with something else ends with an error quoting the spec.
@@ -1552,6 +1790,10 @@ async def _answer(self, timeout: float):
 Lifespan._answer = _answer
 
 # %% [markdown]
+# So `_answer` has three results: a message, `None` for an app whose lifespan call has
+# ended, and a `TimeoutError` for an app that speaks lifespan but hangs. The third is the
+# app's bug, and the server will not start on it.
+#
 # `startup` follows the spec's three outcomes: no answer (the app does not speak
 # lifespan: go on, unless `lifespan="on"` demanded it), `lifespan.startup.failed` (the
 # server must not start: raise barelab's `LifespanStartupFailed` with the app's message,
@@ -1594,6 +1836,10 @@ async def startup(self) -> None:
 Lifespan.startup = startup
 
 # %% [markdown]
+# Each outcome leaves one line in the log, or one exception in your cell, so you can
+# always tell afterwards which of the three happened. You will see all three at the end
+# of the chapter.
+#
 # `shutdown` sends `lifespan.shutdown` only to an app whose startup completed, waits for the
 # answer at most `timeout` seconds, logs it, and makes sure the app's lifespan task is over.
 
@@ -1628,6 +1874,7 @@ class ASGIServer(Engine):
     """The course's ASGI server, as an engine barelab.serve(app, server=ASGIServer) drives."""
 
     kind = "asgi"
+    connection_class = Connection   # made for each client; a subclass may plug in its own
 
     def __init__(self, app, sock, log, *, lifespan: str = "auto",
                  max_header_bytes: int = 16384, max_body_bytes: int = 8 * 1024 * 1024,
@@ -1646,6 +1893,12 @@ class ASGIServer(Engine):
         self.ready, self.stop_timeout = threading.Event(), 2.0
 
 # %% [markdown]
+# Every option also goes to `Engine.__init__`, which keeps them in `self.options`, one
+# place to look up how this server was configured. `connections` and
+# `tasks` start empty; `loop` and `thread` only exist once `start()` has run. And
+# `connection_class` is `Connection`, the class from the previous section: a subclass
+# that sets it to another class changes what serves each client, and nothing else.
+#
 # `start` and `stop` run in *your* thread, the kernel's. `start` launches the server's
 # thread and waits until it is either serving or dead; an error raised over there (a
 # failed lifespan startup) is re-raised here, in the cell that called `serve()`.
@@ -1711,6 +1964,10 @@ def _thread_main(self) -> None:
 ASGIServer._thread_main = _thread_main
 
 # %% [markdown]
+# The last `run_until_complete(asyncio.sleep(0))` gives the cancelled tasks one turn of
+# the loop to run their `finally` blocks, which close their sockets, before the loop
+# itself is closed.
+#
 # `_main` is the server's life on its loop: lifespan startup (clients that connect meanwhile
 # wait in the listening socket's backlog), then `asyncio.start_server` on the socket barelab
 # bound, then wait for `stop()`. Each accepted connection becomes a task the server keeps
@@ -1730,13 +1987,16 @@ ASGIServer._main = _main
 
 # %% [markdown]
 # `_accept` is what `asyncio.start_server` calls for each new client: it wraps the
-# connection in a `Connection` and runs it as a task. `_track` keeps the `Connection` in
-# `self.connections` while it runs, so that `_shutdown` can tell each one to finish.
+# connection in an instance of `self.connection_class` and runs it as a task. That class
+# attribute is `Connection` here; it is the one hook a subclass needs to serve connections
+# its own way, and chapter 15 uses it to add WebSockets without copying this code.
+# `_track` keeps the connection in `self.connections` while it runs, so that `_shutdown`
+# can tell each one to finish.
 
 # %%
 #| export
 def _accept(self, reader, writer) -> None:
-    connection = Connection(self, reader, writer)
+    connection = self.connection_class(self, reader, writer)
     task = asyncio.get_running_loop().create_task(self._track(connection))
     self.tasks.add(task)
     task.add_done_callback(self.tasks.discard)
@@ -1774,6 +2034,29 @@ async def _shutdown(self, listener) -> None:
 ASGIServer._shutdown = _shutdown
 
 # %% [markdown]
+# With the default `stop(timeout=2.0)` that is one second for busy connections to finish,
+# half a second for cancelled ones to unwind, and half a second for the app's
+# `lifespan.shutdown`. However badly the app behaves, `stop()` returns in a bounded time.
+#
+# Here is the server's whole life across the two threads, your kernel's and its own:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant K as kernel thread (your cell)
+#     participant T as server thread (its own loop)
+#     K->>T: start(): a new Thread runs _thread_main
+#     Note over T: _main: lifespan startup, then start_server
+#     T-->>K: ready.set(), and start() returns
+#     Note over T: _accept: one Connection task per client
+#     K->>T: stop(): call_soon_threadsafe(_stop.set)
+#     Note over T: _shutdown: connections, then lifespan shutdown
+#     T-->>K: the thread ends, and join() returns
+# ```
+#
+# Apart from `server.log`, the two threads meet only at those arrows: `ready` (with
+# `error`, if the startup failed) on the way in, `call_soon_threadsafe` and `join` on the
+# way out.
+#
 # That is the whole server. Serve `hello` on it:
 
 # %%
@@ -1824,6 +2107,11 @@ probe(server, GET + GET)
 # %%
 server = barelab.serve(countdown, name="course", server=ASGIServer)
 barelab.raw_exchange(server, GET, read_until_close=False)
+
+# %% [markdown]
+# Four chunks, each its size in hex, CRLF, the data, CRLF: `2` for `3\n`, `8` for
+# `liftoff\n`. Then `0` and an empty line, the last-chunk marker. The client knew the body
+# was over without a close, and the last line says the connection stayed open.
 
 # %% [markdown]
 # `HEAD`, then a `POST` with a body, on one connection, to an app that echoes the body it
@@ -1926,6 +2214,10 @@ server = barelab.serve(forgetful, name="course", server=ASGIServer, lifespan="of
 probe(server, GET), server.log.errors[-1].details.strip().splitlines()[-1]
 
 # %% [markdown]
+# The client got a clean 500, because nothing had gone out yet, and the log's last line is
+# the `RuntimeError` from `_check_order`, raised inside the app's `send()`.
+
+# %% [markdown]
 # ### A 500 only before the response started
 #
 # An app that fails in the middle of a stream cannot take back the `200` it already sent.
@@ -1940,6 +2232,12 @@ async def fails_midway(scope, receive, send):
 
 server = barelab.serve(fails_midway, name="course", server=ASGIServer, lifespan="off")
 barelab.raw_exchange(server, GET)
+
+# %% [markdown]
+# The response ends after `a\r\nfirst half\r\n`, a 10-byte chunk (`a` is 10 in hex), and
+# the server closed the connection. No `0\r\n\r\n` arrived, so a client such as curl
+# reports a transfer closed with outstanding data instead of showing half a page as if it
+# were whole.
 
 # %% [markdown]
 # ### `http.disconnect` when the client goes away
@@ -1989,6 +2287,10 @@ while len(events) < 3 and time.monotonic() < deadline:
 events[-1]
 
 # %% [markdown]
+# The app caught it as a plain `OSError`, the way it would on any server that follows the
+# spec, and stopped. Nothing was written to a socket that nobody reads.
+
+# %% [markdown]
 # ### Backpressure
 #
 # `await writer.drain()` is what stops an app from running ahead of a slow client. This app
@@ -2028,6 +2330,10 @@ server = barelab.serve(with_pool, name="course", server=ASGIServer)
 barelab.http_request(server).text, [e.message for e in server.log.entries][:2]
 
 # %% [markdown]
+# The request found `a database pool` in its scope's state. The log's order is the point:
+# `lifespan startup complete` comes before `serving`, so no request could arrive before
+# the pool existed.
+#
 # An app that answers `lifespan.startup.failed` must not be served. The server raises
 # barelab's `LifespanStartupFailed` with the app's message, right here in the cell, and no
 # port stays open:
@@ -2044,6 +2350,10 @@ except LifespanStartupFailed as failure:
     print(f"{type(failure).__name__}: {failure}")
 
 # %% [markdown]
+# The exception was raised in the server's thread, kept by `_thread_main`, and raised
+# again by `start()` in this cell, with the app's own message. `serve()` returned no
+# server, so there is nothing to stop and no port left open.
+#
 # And on stop, `lifespan.shutdown` goes to the app that completed its startup, after the
 # last request was served. The log says how it answered:
 
@@ -2051,6 +2361,10 @@ except LifespanStartupFailed as failure:
 server = barelab.serve(with_pool, name="course", server=ASGIServer)
 server.stop()
 [e.message for e in server.log.entries][-3:]
+
+# %% [markdown]
+# `lifespan.shutdown.complete` first, then `server stopped`: the app had its chance to
+# close the pool after the last connection was done, and before `stop()` returned.
 
 # %% [markdown]
 # ### WebSocket? Not yet
@@ -2064,6 +2378,11 @@ server.stop()
 server = barelab.serve(hello, name="course", server=ASGIServer)
 probe(server, b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
               b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+
+# %% [markdown]
+# A plain 200 from `hello`, and the connection still open: the server ignored `Upgrade`
+# and served an ordinary request. A browser expecting `101` sees the 200 and reports that
+# the WebSocket could not connect. Chapter 15 changes that answer with a subclass.
 
 # %% [markdown]
 # ## Starlette and FastAPI on your server
@@ -2112,6 +2431,10 @@ starlette_app = Starlette(routes=[Route("/", home), Route("/double", double, met
 star = barelab.serve(starlette_app, name="starlette", server=ASGIServer)
 star
 
+# %% [markdown]
+# First the home page. Its text comes from the lifespan, so this one request shows that
+# startup ran and that the state reached the request:
+
 # %%
 # !curl -s -i -m 5 {star.url}
 
@@ -2131,6 +2454,10 @@ star
 [barelab.http_request(star, path=p).status_line for p in ("/nowhere", "/double")]
 
 # %% [markdown]
+# A 404 for the missing route and a 405 for `GET /double`, which only takes `POST`. Both
+# are ordinary responses as far as your server is concerned: a start and a body, framed
+# with a `Content-Length`.
+#
 # FastAPI is built on Starlette and adds typed parameters and validation with pydantic. Path
 # parameters are converted to the declared type, and a body that does not fit its model is
 # answered with `422 Unprocessable Content` and a list of what was wrong:
@@ -2156,16 +2483,30 @@ async def create_item(item: Item):
 fast = barelab.serve(api, name="fastapi", server=ASGIServer)
 barelab.http_request(fast, path="/items/42").json()
 
+# %% [markdown]
+# The `42` from the path arrived as an `int`: FastAPI converted it because `read_item`
+# declared `item_id: int`. Now two bodies, one that fits `Item` and one whose price is not
+# a number:
+
 # %%
 good = barelab.http_request(fast, "POST", "/items", json={"name": "lamp", "price": 10})
 bad_item = barelab.http_request(fast, "POST", "/items", json={"name": "lamp", "price": "ten"})
 good.json(), bad_item.status_line, bad_item.json()["detail"][0]["msg"]
 
 # %% [markdown]
+# The good item came back with its tax. The bad one never reached `create_item`: pydantic
+# refused `"ten"` and FastAPI answered 422 with the reason. For your server, both were
+# just JSON bodies to read and responses to frame.
+#
 # Both frameworks ran unchanged. Their requests all went through the code you wrote:
 
 # %%
 print(fast.log)
+
+# %% [markdown]
+# One `REQUEST` line per request, written by `Exchange._log` just before the last bytes
+# left: client, request line, status, body size and time. The 422 is there like any other
+# response, with its explanation as the body.
 
 # %% [markdown]
 # ## How fast is it?

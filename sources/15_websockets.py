@@ -448,6 +448,10 @@ def handshake_response(key: bytes, subprotocol: str | None = None, headers=()) -
         fields.append((b"Sec-WebSocket-Protocol", subprotocol.encode("ascii")))
     return format_response_head(101, fields + list(headers))
 
+# %% [markdown]
+# Here is the answer to the RFC's example, with no subprotocol and no extra headers. Check
+# the accept value against the one the RFC prints:
+
 # %%
 print(handshake_response(b"dGhlIHNhbXBsZSBub25jZQ==").decode())
 
@@ -467,6 +471,10 @@ def refusal(status: int, message: str = "", headers=()) -> bytes:
     fields = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Connection", b"close"),
               (b"Date", http_date()), *headers]
     return format_response(status, fields, body)
+
+# %% [markdown]
+# The 426 is the refusal with the most to say, so try that one. The fields come from the
+# exception itself, the way the server will pass them:
 
 # %%
 error = UpgradeRequired("Sec-WebSocket-Version must be 13")
@@ -712,6 +720,10 @@ def websocket_scope(head, client, server, state: dict, subprotocols: list[str]) 
             "subprotocols": subprotocols, "state": dict(state),
             "extensions": {"websocket.http.response": {}}}
 
+# %% [markdown]
+# Build one for the RFC's handshake with a query string added, from a client that offered
+# two subprotocols:
+
 # %%
 websocket_scope(head_of(broken(b"/chat", b"/chat?room=1")), ("127.0.0.1", 50000),
                 ("127.0.0.1", 8000), {}, ["chat.v2", "chat.v1"])
@@ -751,7 +763,16 @@ CLOSE_TIMEOUT = 1.0   # seconds for the peer's Close after ours, or for our Clos
 QUEUE_LIMIT = 16      # whole messages waiting for receive() before the socket is not read
 READ_SIZE = 65536
 
+# %% [markdown]
+# The cycle's `__init__` is the list of what it tracks. `frames` is wsproto's frame
+# connection, made only once the app accepts. `messages` holds whole messages waiting for
+# `receive()`, and `disconnect` the final event once the connection is over. The two
+# `asyncio.Event`s are the doorbells between the reader task and the app: `arrived` rings
+# when there is something to receive, `space` when the queue has room again. `parts` and
+# `size` collect the fragments of the message being read.
 
+# %%
+#| export
 class WebSocketCycle:
     """One WebSocket connection: the ``receive`` and ``send`` of an ASGI websocket scope."""
 
@@ -794,6 +815,10 @@ async def receive(self) -> dict:
 WebSocketCycle.receive = receive
 
 # %% [markdown]
+# No lock is needed around the checks. Between looking at `messages` and calling
+# `arrived.clear()` there is no `await`, so no other task can run in between and slip in
+# a message that would then be missed.
+#
 # Whoever learns that the connection is over (the reader task, a failed write, the server
 # stopping) calls `_set_disconnect`. It also sets both events, so neither the app waiting in
 # `receive()` nor a reader waiting for queue space sleeps through the end.
@@ -874,6 +899,30 @@ def _accept_fields(self, message: dict) -> tuple[str | None, list]:
 WebSocketCycle._accept_fields = _accept_fields
 
 # %% [markdown]
+# Try the checks without a socket, as chapter 13 did with `Exchange`: a stand-in
+# connection is enough, since `_accept_fields` only reads the message and the scope. The
+# client here offered `chat.v1` only. Three accepts: a fair one, one with a subprotocol
+# nobody offered, and one that tries to write a handshake field itself.
+
+# %%
+from types import SimpleNamespace
+
+cycle = WebSocketCycle(SimpleNamespace(server=None, writer=None), example,
+                       {"subprotocols": ["chat.v1"]}, b"", None)
+for message in ({"subprotocol": "chat.v1"}, {"subprotocol": "chat.v2"},
+                {"headers": [(b"Sec-WebSocket-Accept", b"forged")]}):
+    try:
+        print("accepted:", cycle._accept_fields(message))
+    except ValueError as error:
+        print(error)
+
+# %% [markdown]
+# Only the first passes, and hands back the subprotocol and an empty header list. The
+# other two are bugs in the app, and the messages say which rule each one broke. Raised
+# before the 101 is written, they turn into a 500 for the client (you will see that later
+# with `picky`).
+
+# %% [markdown]
 # Then the switch itself. The 101 goes out, and wsproto takes over the bytes. Note
 # `trailing_data`: a fast client may send its first frame right behind the handshake, in
 # the same TCP segment, and those bytes are already in the connection's buffer. They are
@@ -897,9 +946,8 @@ WebSocketCycle._accept = _accept
 # %% [markdown]
 # **Writing.** Every write waits in `drain()` while the client is slow, exactly like chapter
 # 13's responses: that is backpressure, and it is why a slow client can stall whoever awaits
-# the send (you will see that in the chat). A Close frame is different: the server waits at
-# most `CLOSE_TIMEOUT` for the client to take it, then cuts the connection, so a client that
-# never reads cannot keep a closed WebSocket alive forever.
+# the send (you will see that in the chat). A broken connection becomes
+# `ClientDisconnected`, and the app will hear 1006 (closed without a Close frame).
 
 # %%
 #| export
@@ -914,6 +962,12 @@ async def _write(self, data: bytes) -> None:
         raise ClientDisconnected("the client connection was lost") from exc
 
 WebSocketCycle._write = _write
+
+# %% [markdown]
+# A Close frame is different. The server waits at most `CLOSE_TIMEOUT` for the client to
+# take it, then cuts the connection, so a client that never reads cannot keep a closed
+# WebSocket alive forever. And it is sent only while wsproto says the connection is `OPEN`:
+# a second Close would break the protocol.
 
 # %%
 #| export
@@ -980,6 +1034,19 @@ async def _close(self, message: dict) -> None:
 WebSocketCycle._close = _close
 
 # %% [markdown]
+# Which codes may an app pass? Try a few from each range of §7.4:
+
+# %%
+[(code, close_code_allowed(code)) for code in (1000, 1005, 1006, 1011, 1015, 2000, 4000)]
+
+# %% [markdown]
+# 1000 and 1011 are codes to send. 1005 ("no code") and 1006 ("closed without a Close
+# frame") only describe what happened, and 1015 (a TLS failure) too: they may appear in a
+# `websocket.disconnect`, never on the wire. 2000 is in the range kept for the protocol
+# itself and its future extensions, and 4000 is in the private range any application may
+# use.
+
+# %% [markdown]
 # **Refusing.** A refusal is a plain HTTP response on a connection that then closes. It is
 # logged like any request, and the `answered` callback tells the connection the handshake
 # has its answer (so `server.log` stops waiting for it).
@@ -1041,6 +1108,10 @@ async def _response_body(self, message: dict) -> None:
 WebSocketCycle._response_body = _response_body
 
 # %% [markdown]
+# Until that last body message nothing is on the wire, which is why an app that fails in
+# the middle of a denial response can still get a clean 500. The `Connection: close` is
+# added by the server: after a denial, this connection carries nothing else.
+#
 # ### The reader task
 #
 # Once accepted, a task of its own reads the socket and feeds wsproto. Why a separate task,
@@ -1179,6 +1250,9 @@ async def _collect(self, event) -> None:
 WebSocketCycle._collect = _collect
 
 # %% [markdown]
+# The limit is in bytes on the wire, so a text fragment is measured after encoding it to
+# UTF-8: `"é"` is one character but two bytes.
+#
 # `_push` is the other end of `receive()`: append, and wake the app. The `while` loop is the
 # bound: with `QUEUE_LIMIT` messages waiting, the reader task sleeps until `receive()` takes
 # one (it sets `space`) or the connection ends.
@@ -1193,6 +1267,24 @@ async def _push(self, message: dict) -> None:
     self.arrived.set()
 
 WebSocketCycle._push = _push
+
+# %% [markdown]
+# Here is the whole path of an incoming message, from the socket to the app, with the
+# method at each step:
+#
+# ```mermaid
+# flowchart LR
+#     S(("socket")) --> R["_read_some"] --> W["wsproto<br/>receive_data"]
+#     W --> H["_handle_events"]
+#     H -- "Ping" --> P["pong, at once"]
+#     H -- "Close" --> C["_on_close"]
+#     H -- "message piece" --> L["_collect"] --> Q["_push<br/>(waits at QUEUE_LIMIT)"]
+#     Q --> M["messages"] --> A["receive()<br/>in the app's task"]
+# ```
+#
+# Everything left of `messages` runs in the reader task, everything right of it in the
+# app's. That is why a ping gets its pong even while the app is busy, and why an app that
+# stops calling `receive()` ends up slowing the client instead of filling the memory.
 
 # %% [markdown]
 # ### Running the app, and ending
@@ -1232,6 +1324,10 @@ async def run(self) -> None:
 WebSocketCycle.run = run
 
 # %% [markdown]
+# Compare it with chapter 13's `Exchange.run`: the same `try`, the same special case for
+# `ClientDisconnected`, the same "returned without answering" check. What differs is only
+# what a failure looks like on the wire, and that is `_app_failed`'s job.
+#
 # What "failed" means depends on how far the conversation got. Before accept (or during a
 # denial response, which is buffered, so nothing is on the wire yet), the client is still
 # waiting for an HTTP answer: it gets a 500. After accept, only a Close frame can say it.
@@ -1320,6 +1416,11 @@ class WebSocketConnection(Connection):
         return False
 
 # %% [markdown]
+# `ExitStack` is what makes the "in flight" end early: `flight.close` is handed to the
+# cycle as its `answered` callback, and the cycle calls it from `_log` as soon as the 101
+# or the refusal is written. The `with` block closes it again at the end, which does
+# nothing the second time.
+#
 # A handshake the server refuses itself (before any app runs) is logged and answered with
 # the error's status and fields, then the connection lingers the way chapter 13's refusals
 # do, so the client reads the answer before the close. And when the server stops, an open
@@ -1342,14 +1443,17 @@ def _shutdown(self) -> None:
 WebSocketConnection._refuse_handshake, WebSocketConnection.shutdown = _refuse_handshake, _shutdown
 
 # %% [markdown]
-# Last, the server. Chapter 13's `ASGIServer._accept` makes a `Connection` for each new TCP
-# connection; the subclass makes a `WebSocketConnection` instead, and takes one more option.
-# That is all the new server is.
+# Last, the server. Chapter 13's `ASGIServer` makes one `self.connection_class` for each new
+# TCP connection; the subclass sets that attribute to `WebSocketConnection` and takes one
+# more option. That is all the new server is: accepting, tracking and stopping connections
+# stay chapter 13's code.
 
 # %%
 #| export
 class WebSocketASGIServer(ASGIServer):
     """Chapter 13's ASGIServer plus WebSocket: ``serve(app, server=WebSocketASGIServer)``."""
+
+    connection_class = WebSocketConnection     # chapter 13's hook: one per TCP connection
 
     def __init__(self, app, sock, log, *, ws_max_message_bytes: int = 16 * 1024 * 1024,
                  **options):
@@ -1359,11 +1463,41 @@ class WebSocketASGIServer(ASGIServer):
                              f"not {ws_max_message_bytes!r}")
         self.ws_max_message_bytes = self.options["ws_max_message_bytes"] = ws_max_message_bytes
 
-    def _accept(self, reader, writer) -> None:
-        connection = WebSocketConnection(self, reader, writer)
-        task = asyncio.get_running_loop().create_task(self._track(connection))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+# %% [markdown]
+# Here is what this chapter added to chapter 13, next to what it reuses. Each new class
+# either subclasses an old one or sits beside it:
+#
+# ```mermaid
+# classDiagram
+#     ASGIServer <|-- WebSocketASGIServer
+#     Connection <|-- WebSocketConnection
+#     ASGIServer --> Connection : connection_class
+#     WebSocketASGIServer --> WebSocketConnection : connection_class
+#     Connection --> Exchange : plain HTTP request
+#     WebSocketConnection --> WebSocketCycle : upgrade request
+#     class WebSocketConnection {
+#         _exchange(head)
+#         _refuse_handshake(head, error)
+#         shutdown()
+#     }
+#     class WebSocketCycle {
+#         receive()
+#         send(message)
+#         run()
+#     }
+# ```
+#
+# `WebSocketCycle` plays the part of `Exchange`: both hold the `receive` and `send` of one
+# app call. Compare the two servers' class attributes: the only difference is the
+# connection class each one makes for a new client.
+
+# %%
+ASGIServer.connection_class.__name__, WebSocketASGIServer.connection_class.__name__
+
+# %% [markdown]
+# Chapter 13's `_accept` reads `self.connection_class`, so a `WebSocketASGIServer` runs
+# chapter 13's accept, tracking and shutdown code unchanged, with a `WebSocketConnection`
+# for every client.
 
 # %% [markdown]
 # ## The new server at work
@@ -1405,6 +1539,10 @@ print(server.log)
 barelab.raw_exchange(server, HANDSHAKE, timeout=0.3)
 
 # %% [markdown]
+# `s3pPLMBiTxaQ9kYGzzhZRbK+xOo=`, the RFC's value, from your server. After the blank line
+# nothing came, and the connection stayed open: `echo` was waiting in `receive()` for a
+# frame that `raw_exchange` never sent.
+#
 # And the handshake errors, each on a fresh connection. A request without `Upgrade` is not a
 # handshake at all, so it reaches the app as plain HTTP, and `echo` crashes on it (a 500:
 # that is the app's business). Everything else is refused by the server before the app runs:
@@ -1417,10 +1555,18 @@ cases["no Upgrade"] = broken(b"Upgrade: websocket\r\n", b"")
 show_transcript([(name, status_of(data)) for name, data in cases.items()])
 
 # %% [markdown]
+# The server's own verdicts match the ones `verdict` gave earlier: 400 for each broken
+# rule, 426 for the wrong version. Only the last row is a 500, and it is the app's: with
+# no `Upgrade`, `wants_websocket` said no, and `echo` got an `http` scope it refuses.
+#
 # The 426 tells the client which version to use:
 
 # %%
 print(barelab.raw_exchange(server, cases["version 8"]).received.decode())
+
+# %% [markdown]
+# The two fields from `UpgradeRequired` came after the server's own, and the body says
+# which version arrived. A client that supports several versions can retry with 13.
 
 # %% [markdown]
 # ### Fragments, and the limits
@@ -1570,6 +1716,9 @@ print("after accept: ", closed_by_server(late))
 [entry.message for entry in server.log.errors]
 
 # %% [markdown]
+# Each message names the path, so you can tell the two failures apart; the tracebacks are
+# in each entry's `details`.
+#
 # And the rule the ASGI spec states outright: a `websocket.close` **before** accept is an
 # HTTP 403, not a WebSocket at all. That is how an app says no:
 
@@ -1706,12 +1855,21 @@ show_transcript([(str(o), try_origin(o)) for o in
                  (f"http://127.0.0.1:{server.port}", "https://evil.example", None)])
 
 # %% [markdown]
+# The page from the server's own origin got in, and so did the script without `Origin`.
+# `evil.example` got a 403 before `echo` ever ran: `check_origin` closed it before accept,
+# and the server turned that close into an HTTP refusal.
+#
 # The list form is for a page served from another host you trust, for example a front end
 # on its own domain:
 
 # %%
 origin_allowed({"headers": [(b"host", b"api.example"), (b"origin", b"https://app.example")]},
                ["https://app.example"])
+
+# %% [markdown]
+# `True`, although the host differs: the list names that origin. With a list, the `Host`
+# comparison is not made at all, so list your own origin too if your own pages should
+# still connect.
 
 # %% [markdown]
 # ## A chat server
@@ -1785,6 +1943,10 @@ def count(listener, n=N):
     except (TimeoutError, barelab.client.WebSocketClosed):
         pass
     return got, time.perf_counter() - started
+
+# %% [markdown]
+# Now run the experiment on the naive chat. `members.clear()` empties the shared dict, so
+# that a re-run of the cell starts from an empty room:
 
 # %%
 members.clear()
@@ -1884,6 +2046,10 @@ class ChatMember:
             await self.send(await self.queue.get())
 
 # %% [markdown]
+# The sender task starts as soon as the member exists, so a member can only be made
+# inside the server's event loop, in the app. `_drain` never returns on its own: it waits
+# for the next message, sends it, and again, until the task is cancelled.
+#
 # The room keeps the members by name. Joining creates a member (and so starts its sender
 # task); leaving removes it and cancels the task. `dropped` will list the members the room
 # had to throw out.
@@ -1969,6 +2135,9 @@ def member_name(scope: dict, room: ChatRoom) -> str:
     return name
 
 # %% [markdown]
+# `isprintable` drops control characters such as a newline, so nobody can choose a name
+# that fakes a second line in everyone else's log.
+#
 # Try it against a room where `alice` is already present. (The value stored for her does not
 # matter here: `member_name` only looks at the names.)
 
@@ -1995,11 +2164,17 @@ def relayed(name: str, message: dict) -> dict:
         return {"type": "websocket.send", "text": f"{name}: {message['text']}"}
     return {"type": "websocket.send", "bytes": message["bytes"]}
 
+# %% [markdown]
+# One text message and one binary one from `alice`, the second starting like a PNG file:
+
 # %%
 relayed("alice", {"type": "websocket.receive", "text": "hi"}), \
     relayed("alice", {"type": "websocket.receive", "bytes": b"\x89PNG"})
 
 # %% [markdown]
+# The text is signed, `alice: hi`; the bytes go out untouched. Both are ready to put in a
+# queue: their type is already `websocket.send`.
+#
 # A newcomer is greeted through its *own* queue, so the greeting is the first thing it
 # gets, ahead of anything the room sends later. Everyone else hears that it joined.
 
@@ -2149,6 +2324,9 @@ print(CHAT_PAGE.count("\n"), "lines;", [line.strip() for line in CHAT_PAGE.split
                                        if "location.pathname" in line])
 
 # %% [markdown]
+# 54 lines of page, and the URL line: scheme, the page's host, the page's path without a
+# trailing slash, then `/chat`. Nothing in it names a port or a host.
+#
 # The HTTP side serves that page, the 426 and a 404. (A chat keeps a conversation that
 # another site must not join in your visitors' name, so the whole app will sit behind
 # `check_origin`.)
@@ -2229,6 +2407,7 @@ chat_app.room.dropped, sorted(chat_app.room.members), len(chat_server.log.errors
 # %%
 for client in (listener, speaker, sleeper):
     client.close()
+wait_until(lambda: not chat_app.room.members)     # the handlers end in the server's thread
 chat_app.room.members
 
 # %% [markdown]
@@ -2245,6 +2424,10 @@ alice = barelab.websocket_connect(chat_server, "/chat?name=alice")
 print(alice.receive())
 bob = barelab.websocket_connect(chat_server, "/chat?name=bob")
 print(bob.receive(), "|", alice.receive())
+
+# %% [markdown]
+# alice's welcome says nobody else is here. bob's welcome names alice, and alice heard that
+# bob joined. Now one message each way, text from alice and bytes from bob:
 
 # %%
 alice.send_text("hi bob")
@@ -2283,6 +2466,9 @@ refused = barelab.http_request(chat_server, path="/chat")
 page.status_line, page.header("content-type"), refused.status_line, refused.header("upgrade")
 
 # %% [markdown]
+# The page is HTML, and `/chat` answers `426 Upgrade Required` with `upgrade: websocket`,
+# which tells whoever typed it into a browser's address bar what the endpoint speaks.
+#
 # And a page from another site cannot join the room in your name:
 
 # %%
@@ -2292,6 +2478,9 @@ except barelab.client.WebSocketRejected as refused:
     print(refused.status)
 
 # %% [markdown]
+# A 403, and nobody in the room heard of `mallory`: the check ran before `chat_websocket`,
+# so she never joined, and no announcement went out.
+#
 # ### The same chat on barelab's server
 #
 # Nothing in the chat depends on your server: it is an ASGI app. Serve it on barelab's own
@@ -2315,7 +2504,10 @@ print(ours == theirs)
 ours
 
 # %% [markdown]
-# The same messages in the same order, on both servers.
+# The same messages in the same order, on both servers: two welcomes, the join, the text
+# with its sender's name, the bytes as they were sent, and the leave. The chat only ever
+# spoke ASGI, so any server that speaks it correctly gives the same conversation, which is
+# the point of a standard interface.
 
 # %% [markdown]
 # ## Summary
@@ -2333,7 +2525,8 @@ ours
 #   `disconnect` with the code. App errors: 500 before accept, 1011 after. Protocol errors:
 #   1002; bad UTF-8: 1007; too big: 1009; server stopping: 1001; pings answered at once.
 # - `WebSocketASGIServer` is chapter 13's server with one new branch in
-#   `Connection._exchange`; plain HTTP is untouched.
+#   `Connection._exchange`, plugged in through chapter 13's `connection_class` hook; plain
+#   HTTP is untouched.
 # - Browsers let any page open a WebSocket to any host with your cookies, so check
 #   `Origin` (`check_origin`): cross-site handshakes get a 403.
 # - A broadcast must never await a client. A queue per client with a sender task each keeps

@@ -18,7 +18,7 @@ import pytest
 from rawclient import RawClient
 
 import barelab
-from barelab.built.asgi_server import ASGIServer, ClientDisconnected
+from barelab.built.asgi_server import ASGIServer, ClientDisconnected, Connection
 from barelab.engines.asgi import ASGIEngine
 from barelab.errors import LifespanStartupFailed
 
@@ -793,3 +793,20 @@ def test_log_is_complete_when_asked(serve):
         barelab.http_request(served.server, path=f"/{i}")
         assert len(served.log.requests) == i + 1
     assert '"GET /4 HTTP/1.1" 200' in served.log.requests[-1].message
+
+
+def test_connection_class_is_the_hook_for_each_accepted_connection(serve):
+    made = []
+
+    class CountingConnection(Connection):
+        def __init__(self, server, reader, writer):
+            super().__init__(server, reader, writer)
+            made.append(self)
+
+    class CountingServer(ASGIServer):
+        connection_class = CountingConnection
+
+    assert ASGIServer.connection_class is Connection
+    served = serve(hello, engine=CountingServer)
+    assert barelab.http_request(served.server).body == b"hello"
+    assert len(made) == 1 and isinstance(made[0].server, CountingServer)

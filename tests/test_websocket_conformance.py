@@ -623,3 +623,11 @@ def test_a_client_that_never_reads_does_not_stall_the_room(serve):
     sleeper.close()
     listener.close()
     speaker.close()
+
+
+def test_the_websocket_server_plugs_in_through_connection_class():
+    from barelab.built.asgi_server import ASGIServer as Base
+    from barelab.built.websocket import WebSocketConnection
+
+    assert WebSocketASGIServer.connection_class is WebSocketConnection
+    assert WebSocketASGIServer._accept is Base._accept       # the accept loop is not copied

@@ -174,10 +174,17 @@ def _take_body(self) -> tuple[bytes, bool]:
 Exchange._take_body = _take_body
 
 
-async def _read_body(self) -> dict:
+def _send_continue(self) -> None:
+    """RFC 9110 §10.1.1: the app wants the body, so the client may now send it."""
     if self.head.expect_continue and not self.continue_sent:
-        self.continue_sent = True              # RFC 9110 §10.1.1: the client may now send it
+        self.continue_sent = True
         self.connection.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+Exchange._send_continue = _send_continue
+
+
+async def _read_body(self) -> dict:
+    self._send_continue()
     while True:
         try:
             data, done = self._take_body()
@@ -488,14 +495,16 @@ class Connection:
         self.exchange = None
         self.stopping = False
 
-    def shutdown(self) -> None:
-        """The server is stopping: an idle connection closes now, a busy one after its
-        response."""
-        self.stopping = True
-        if self.exchange is None:
-            self.writer.close()
-        else:
-            self.exchange.wake_up()
+
+def shutdown_connection(self) -> None:
+    """The server is stopping: an idle connection closes now, a busy one after its response."""
+    self.stopping = True
+    if self.exchange is None:
+        self.writer.close()
+    else:
+        self.exchange.wake_up()
+
+Connection.shutdown = shutdown_connection
 
 
 async def serve_connection(self) -> None:
@@ -703,6 +712,7 @@ class ASGIServer(Engine):
     """The course's ASGI server, as an engine barelab.serve(app, server=ASGIServer) drives."""
 
     kind = "asgi"
+    connection_class = Connection   # made for each client; a subclass may plug in its own
 
     def __init__(self, app, sock, log, *, lifespan: str = "auto",
                  max_header_bytes: int = 16384, max_body_bytes: int = 8 * 1024 * 1024,
@@ -777,7 +787,7 @@ ASGIServer._main = _main
 
 
 def _accept(self, reader, writer) -> None:
-    connection = Connection(self, reader, writer)
+    connection = self.connection_class(self, reader, writer)
     task = asyncio.get_running_loop().create_task(self._track(connection))
     self.tasks.add(task)
     task.add_done_callback(self.tasks.discard)

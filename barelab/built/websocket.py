@@ -531,6 +531,8 @@ WebSocketConnection._refuse_handshake, WebSocketConnection.shutdown = _refuse_ha
 class WebSocketASGIServer(ASGIServer):
     """Chapter 13's ASGIServer plus WebSocket: ``serve(app, server=WebSocketASGIServer)``."""
 
+    connection_class = WebSocketConnection     # chapter 13's hook: one per TCP connection
+
     def __init__(self, app, sock, log, *, ws_max_message_bytes: int = 16 * 1024 * 1024,
                  **options):
         super().__init__(app, sock, log, **options)
@@ -538,12 +540,6 @@ class WebSocketASGIServer(ASGIServer):
             raise ValueError(f"ws_max_message_bytes is a positive int, "
                              f"not {ws_max_message_bytes!r}")
         self.ws_max_message_bytes = self.options["ws_max_message_bytes"] = ws_max_message_bytes
-
-    def _accept(self, reader, writer) -> None:
-        connection = WebSocketConnection(self, reader, writer)
-        task = asyncio.get_running_loop().create_task(self._track(connection))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
 
 def origin_allowed(scope: dict, allowed_origins=None) -> bool:
