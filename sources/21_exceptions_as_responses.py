@@ -11,8 +11,9 @@
 #
 # In Flask you write `abort(404)` and a 404 page appears. In this chapter you build the
 # machinery behind that line for `bare`: exception classes that *are* HTTP answers, a
-# renderer that picks JSON, HTML or plain text from the client's `Accept` header, and a
-# registry of handlers so that your own errors become the right status codes.
+# renderer that picks JSON, HTML or plain text from the client's `Accept` header, and,
+# on top of chapter 18's exception handlers, an app class that answers every error
+# (yours, the router's, a bug) in that one standard shape.
 #
 # ## Learning goals
 #
@@ -26,16 +27,20 @@
 #   q-values (RFC 9110 §12.5.1), and explain why `"json" in accept` is a bug;
 # - register an exception handler per class and predict which one runs, using the class's
 #   MRO (method resolution order);
+# - build a richer error system on chapter 18's hooks (`exception_handlers`,
+#   `answer_error`) instead of replacing `respond`, and say why that is the smaller change;
 # - turn a bug into a plain 500 whose body says nothing about your code, while the full
 #   traceback goes to the log.
 
 # %% [markdown]
 # ## Where errors go in `bare` today
 #
-# Chapter 18's `bare` already has one exception class, `HTTPException(status, detail)`. A
-# handler raises it, and `bare` answers with that status. Start from there: build an app
-# with one route that raises it, and call the app in-process with chapter 17's
-# `TestClient` (no socket, no server).
+# Chapter 18's `bare` already has an exception class for HTTP errors,
+# `HTTPException(status, detail)`, and its router raises two subclasses of it, `NotFound`
+# and `MethodNotAllowed`. A route raises one, and `bare` answers with its status. `bare`
+# also lets you register exception handlers; you will come back to those later. Start
+# from there: build an app with one route that raises an `HTTPException`, and call the
+# app in-process with chapter 17's `TestClient` (no socket, no server).
 
 # %%
 import barelab
@@ -45,7 +50,8 @@ from barelab.built.testing import TestClient
 # %% [markdown]
 # The route converts `item_id` to an `int`, finds no such item (there is no database at
 # all), and raises. Nothing catches the exception in the handler: it is `bare`'s job to
-# turn it into a response. Look at what the client receives.
+# turn it into a response. Look at what the client receives: the status is in the
+# response's head, so what you are reading here is the body.
 
 # %%
 plain = Bare(name="plain")
@@ -77,11 +83,13 @@ print(client.get("/items/7", headers={"Accept": "application/json"}).text)
 # 2. **Names.** `HTTPException(429)` does not say that a 429 must tell the client when to
 #    come back. A `TooManyRequests(retry_after=30)` class can make that impossible to
 #    forget.
-# 3. **Your own errors.** Your code raises `OutOfStock` or `KeyError`, not HTTP statuses.
-#    Something has to map them to responses, and you want to choose what.
+# 3. **One answer for every error.** Your code raises `OutOfStock` or `KeyError`, not
+#    HTTP statuses. Chapter 18's `@app.exception_handler(KeyError)` lets you map them to
+#    responses, but each handler then invents its own format, the router's 404 keeps the
+#    one above, and a bug gets a bare line of text.
 #
-# The rest of the chapter builds those three pieces and plugs them into `bare`. The
-# components are exported to `barelab/built/bare_errors.py`.
+# The rest of the chapter builds those three pieces and plugs them into chapter 18's
+# exception-handler hook. The components are exported to `barelab/built/bare_errors.py`.
 
 # %%
 #| default_exp bare_errors
@@ -91,18 +99,22 @@ print(client.get("/items/7", headers={"Accept": "application/json"}).text)
 # Exceptions as responses for bare: an HTTPProblem family (NotFound, MethodNotAllowed,
 # Unauthorized, TooManyRequests, ...) that knows its status and required headers, content
 # negotiation with q-values (RFC 9110 §12.5.1), rendering as problem details (RFC 9457),
-# HTML or text, and ErrorBare: a Bare whose errors go through handlers registered per
-# exception class, the most specific class winning by the MRO.
+# HTML or text, and ErrorBare: a Bare built on bare's exception-handler hooks, whose every
+# error, its own 404/405 included, is answered as a problem, and whose bugs are logged 500s.
 import html
 import json
 import logging
 
+from barelab.built import bare                                            # chapter 18
 from barelab.built.http_wire import reason_phrase                         # chapter 02
 from barelab.built.bare import Bare, HTTPException, Response               # chapter 18
 
 # %% [markdown]
 # The exported module starts with its imports: chapter 02's table of reason phrases, and
 # chapter 18's `Bare`, `HTTPException` and `Response`, which everything here extends.
+# The module `bare` itself is imported too, because this chapter defines a `NotFound`
+# and a `MethodNotAllowed` of its own: chapter 18's classes of the same names, which its
+# router raises, stay reachable as `bare.NotFound` and `bare.MethodNotAllowed`.
 #
 # ## Exception classes that know their status
 #
@@ -110,6 +122,8 @@ from barelab.built.bare import Bare, HTTPException, Response               # cha
 # `bare` still understands it), and one subclass per status. Each subclass only sets a
 # class attribute `status`. The constructor takes a human `detail`, extra headers, and any
 # *extension members*: RFC 9457 lets a problem carry fields of its own, like `balance`.
+# The bare `*` in the signature makes everything after `detail` keyword-only: you write
+# `status=503`, never a lone number that a reader has to decode.
 
 # %%
 #| export
@@ -155,7 +169,7 @@ print(isinstance(problem, HTTPException))
 #
 # Making the header a constructor argument turns "remember to add the header" into "you
 # cannot build the exception without it".
-
+#
 # Start with the plain ones. Each class sets `status` and nothing else: the title comes
 # from the reason phrase, and the constructor is `HTTPProblem`'s.
 
@@ -197,9 +211,9 @@ class InternalServerError(HTTPProblem):
 print(UnprocessableContent("age must be positive").title)
 
 # %% [markdown]
-# It does: the title came from chapter 02's table, and nobody had to type it.
-
-# %% [markdown]
+# It does: the title came from chapter 02's table, and nobody had to type it. If a
+# future RFC renames a status again, one table changes and every class follows.
+#
 # Now the three that carry a header. Each one builds its header from its own arguments
 # and passes it to `HTTPProblem.__init__`, followed by any headers the caller adds. The
 # first is 405: the client used a method this URL does not support, and the `Allow`
@@ -218,6 +232,10 @@ class MethodNotAllowed(HTTPProblem):
 # %% [markdown]
 # The methods are sorted and deduplicated, so the header is the same whatever order the
 # caller listed them in; a header that changes from run to run is a caching headache.
+# The list stays on the exception as `.allowed`, so a handler can read the methods
+# without parsing the header. Chapter 18's router has a `MethodNotAllowed` of its own
+# with the same attribute; you will meet it when `ErrorBare` upgrades the router's 405.
+#
 # Next, 401. Despite its name, 401 means "I do not know who you are" (not authenticated);
 # "I know who you are and the answer is no" is 403 `Forbidden`. A 401 must name a
 # *challenge*: the scheme the client should use to log in, like `Bearer` for tokens or
@@ -251,7 +269,8 @@ class TooManyRequests(HTTPProblem):
         super().__init__(detail, headers=headers, **options)
 
 # %% [markdown]
-# Try to forget the header: Python stops you before any response exists.
+# Try to forget the header: build a 429 with only a detail, as you might in a hurry.
+# Python stops you before any response exists.
 
 # %%
 try:
@@ -317,6 +336,20 @@ print(json.dumps(problem_body(NotFound("no item 7"), "/items/7"), indent=1))
 # can write one error-reading function. `type` and `title` say *what kind* of problem
 # (the same for all 404s), `detail` and `instance` say *which* one.
 #
+# Now break it on purpose. Give a problem an extension member `balance`, which is
+# harmless, and slip a `status` of 200 into its extension members, as a careless
+# `**kwargs` passed along from somewhere else might:
+
+# %%
+sneaky = NotFound("no item 7", balance=30)
+sneaky.extra["status"] = 200
+print(problem_body(sneaky))
+
+# %% [markdown]
+# The status is still 404: the stray `status` was dropped, because a standard member of
+# that name was already there. `balance`, which clashes with nothing, came through, after
+# the standard members, and `instance` is missing because none was given.
+#
 # ## Choosing a format: the `Accept` header
 #
 # A browser sends something like `text/html,application/xhtml+xml,*/*;q=0.8`; `curl`
@@ -367,6 +400,9 @@ def _range_params(parts: list[str]) -> dict:
     return {name.strip().lower(): value.strip().strip('"')
             for name, _, value in (part.partition("=") for part in parts if part)}
 
+# %% [markdown]
+# Feed it the parts of `text/html;level=1;Q="0.3";;` that follow the first semicolon:
+
 # %%
 print(_range_params(["level=1", 'Q="0.3"', ""]))
 
@@ -376,7 +412,8 @@ print(_range_params(["level=1", 'Q="0.3"', ""]))
 # It splits the field on commas and each entry on semicolons, keeps the first part as
 # the range, and takes `q` out of the parameters, because a weight is not a property of
 # the format. A `q` that is not a number from 0 to 1 (RFC 9110 §12.4.2) counts as 0, as
-# in chapter 18.
+# in chapter 18. In `kind, *parts = ...`, the star collects every part after the first
+# into a list, empty when the entry has no semicolon at all.
 
 # %%
 #| export
@@ -440,7 +477,9 @@ for media_range, params in [("*/*", {}), ("text/*", {}), ("text/html", {}),
 
 # %% [markdown]
 # The ladder reads 0, 1, 2, and `None` for the two that do not match: `application/json`
-# is another type altogether, and `level=1` asks for a variant this offer is not.
+# is another type altogether, and `level=1` asks for a variant this offer is not. Offered
+# `text/html;level=1`, the same range would score 3: every parameter that matches makes a
+# range one step more specific, which is the `2 + len(params)` on the last line.
 #
 # With a score per range, the weight of one offer follows: among the ranges that match
 # it, take the one with the highest score, and use its `q`. An offer that no range
@@ -455,8 +494,10 @@ def weight(ranges: list, offer: str) -> float:
     return max(scored)[1] if scored else 0.0
 
 # %% [markdown]
-# Feed it the `Accept` field from the diagram, and compare with the weights the diagram
-# predicted:
+# `(score := ...)` keeps each range's score in a name as the filter computes it, so
+# `specificity` runs once per range. `max` on `(score, q)` pairs compares the scores
+# first, and `[1]` takes the `q` of the winner. Feed it the `Accept` field from the
+# diagram, and compare with the weights the diagram predicted:
 
 # %%
 ranges = parse_accept("text/html;q=0.5, text/*, */*;q=0.1")
@@ -471,9 +512,10 @@ for offer in ["application/problem+json", "text/html", "text/plain"]:
 # Now `negotiate`: weigh every offer and return the heaviest. Ties go to the *server's*
 # order of preference, the order of `offers`. The trick for that is to compare pairs
 # `(weight, -index)`: `max` takes the highest weight, and among equal weights the
-# smallest index, which is the largest `-index`. When nothing is acceptable, RFC 9110
-# lets the server either answer 406 or ignore the header; for an error response,
-# ignoring it is kinder, so `negotiate` returns `default`.
+# smallest index, which is the largest `-index`; on the last line, `-minus_index` turns
+# it back into the index of the winner. When nothing is acceptable, RFC 9110 lets the
+# server either answer 406 or ignore the header; for an error response, ignoring it is
+# kinder, so `negotiate` returns `default`.
 
 # %%
 #| export
@@ -514,7 +556,9 @@ for accept in ["text/html, application/json;q=0", "*/*", "text/*",
 # under the type it asked for.
 #
 # The HTML version escapes every string: `detail` often quotes user input, and an
-# unescaped `<script>` in a 404 page is a classic cross-site scripting hole.
+# unescaped `<script>` in a 404 page is a classic cross-site scripting hole. The page
+# shows status and title as its heading and the detail as a paragraph; every other
+# member goes into a definition list below them.
 
 # %%
 #| export
@@ -564,8 +608,9 @@ def render_problem(problem: HTTPProblem, accept: str | None = None,
     return Response(content, problem.status, headers, media_type=chosen + charset)
 
 # %% [markdown]
-# One problem, three clients. Look at the `Content-Type` of each, and at the `Retry-After`
-# that travels along in every format.
+# The last line hands the negotiated type to `Response` as its `media_type`, so the
+# `Content-Type` header says exactly what was chosen. One problem, three clients. Look at
+# the `Content-Type` of each, and at the `Retry-After` that travels along in every format.
 
 # %%
 slow = TooManyRequests(30, "5 requests per minute", limit=5)
@@ -580,12 +625,17 @@ for accept in ["application/json", "text/plain", "text/html;q=0.9, */*;q=0.1"]:
 # The JSON version has the extension member `limit` after the standard five. The text
 # types say `charset=utf-8` because text has no default encoding you can rely on; JSON is
 # UTF-8 by definition (RFC 8259), so `application/problem+json` needs none.
+#
+# The third client asked for HTML with 0.9 and anything else with 0.1, like a browser
+# does, and got the page: `h1` and `title` show status and title, the detail is a
+# paragraph, and the other members are a definition list (`dl`), `limit` included.
 
 # %% [markdown]
 # ## Handlers per exception class
 #
-# Which code turns an exception into a response? Flask and Starlette both let you
-# register a *handler* per exception class: `@app.errorhandler(KeyError)`. When an error
+# Which code turns an exception into a response? Flask, Starlette and chapter 18's `bare`
+# all let you register a *handler* per exception class: in Flask,
+# `@app.errorhandler(KeyError)`, in `bare`, `@app.exception_handler(KeyError)`. When an error
 # is raised, the framework walks the exception class's **MRO** (method resolution order:
 # the class, then its parents, up to `object`) and takes the first class that has a
 # handler. So the most specific handler wins. Look at an MRO:
@@ -601,9 +651,23 @@ print([klass.__name__ for klass in OutOfStock.__mro__])
 # `OutOfStock` is a `Conflict` (409) with its own `type` URI and `title`: every
 # out-of-stock problem shares them, and a client can test `type` instead of parsing the
 # English in `detail`. Reading the MRO from the left, a handler for `OutOfStock` beats
-# one for `Conflict`, which beats one for `HTTPProblem`,
-# which beats one for `Exception`. `handler_for` does that walk over a dict of handlers,
-# and returns `None` when no class in the MRO has one:
+# one for `Conflict`, which beats one for `HTTPProblem`, which beats one for `Exception`.
+#
+# The picture below is the family so far, each arrow going from a class to its parent. An
+# MRO is the path from a class upwards; `KeyError` is there as an exception from outside
+# the family, whose path meets the others only at `Exception`.
+#
+# ```mermaid
+# flowchart BT
+#     OutOfStock --> Conflict --> HTTPProblem --> HTTPException["bare.HTTPException"] --> Exception
+#     NotFound --> HTTPProblem
+#     MethodNotAllowed --> HTTPProblem
+#     KeyError --> LookupError --> Exception
+# ```
+#
+# Write that walk yourself, as a plain function over a dict of handlers. It returns
+# `None` when no class in the MRO has one. (Chapter 18's `Bare` has a method of the same
+# name; you will compare the two in the next section.)
 
 # %%
 #| export
@@ -627,31 +691,67 @@ for error in [OutOfStock(), Conflict(), NotFound(), KeyError("x")]:
 # `OutOfStock` found the `Conflict` handler, its nearest ancestor in the dict. `NotFound`
 # has no handler of its own nor one for `Conflict`, so it fell back to `HTTPProblem`, and
 # `KeyError` is not an `HTTPProblem` at all, so only `Exception` caught it.
-#
+
+# %% [markdown]
 # ## Plugging it into `bare`: `ErrorBare`
 #
-# Where can this live? A middleware *around* a `Bare` app is too late: `bare` catches
-# every exception inside `Bare.respond`. An `HTTPException` is rendered there and never
-# leaves; any other exception is answered with a bare 500 first and re-raised after. A
-# middleware sees either no exception at all, or one whose response has already gone out.
-# `Bare.respond` is the one place that sees the request, the handler's exception, and a
-# `send` that has not been used yet. So `ErrorBare` subclasses `Bare` and overrides
-# `respond`:
+# Where does that walk run in a real app? Chapter 18 already has the place. When a handler
+# or the router raises, `Bare.respond` catches the exception before anything has been sent
+# and asks `self.answer_error(request, error)` for the response. `answer_error` looks up
+# a handler in `app.exception_handlers` with `app.handler_for(error)`, the same MRO walk
+# as yours, and without one it falls back to chapter 18's short JSON-or-text answer.
+# `@app.exception_handler(KeyError)` fills that dict.
+#
+# So this chapter needs no new hook: it shows what a richer handler system looks like on
+# top of the one `bare` has. Chapter 18's walk differs from yours in one place, though.
+# Give a plain `Bare` a handler for `Exception` (a string stands in for the handler, as
+# before) and ask both walks about a bug and about a 404:
+
+# %%
+generic = Bare(name="generic")
+generic.add_exception_handler(Exception, "generic 500")
+for error in [KeyError("x"), HTTPException(404)]:
+    print(f"{type(error).__name__:<13} yours: {handler_for(generic.exception_handlers, error)}"
+          f" | bare's: {generic.handler_for(error)}")
+
+# %% [markdown]
+# Both give the `KeyError` to the `Exception` handler. For the 404 they disagree: `bare`'s
+# walk stops at `HTTPException` and answers `None`, "use the default rendering". A handler
+# for `Exception` is meant for bugs; it must not turn every 404 in the app into a 500.
+#
+# That default rendering is chapter 18's plain one. To get problem details for *every*
+# error, including the ones `bare` raises itself, `ErrorBare` does three things:
 #
 # ```mermaid
 # flowchart TB
-#     R["ErrorBare.respond(request, route, ...)"] --> T{"the handler (or routing) raised?"}
-#     T -- no --> OK["send the response"]
-#     T -- "bare.HTTPException (404/405 from routing, 400 from request.json())" --> U["upgrade to NotFound, MethodNotAllowed, BadRequest..."]
-#     U --> H
-#     T -- "HTTPProblem or your own exception" --> H["handler_for(handlers, error): walk the MRO"]
-#     H --> X["await handler(request, error) -> Response"]
-#     T -- "no handler: a bug" --> L["log the traceback; send a 500 problem with no detail"]
+#     R["Bare.respond (chapter 18): the handler or the router raised"] --> A["ErrorBare.answer_error(request, error)"]
+#     A -- "a bare.HTTPException: the router's NotFound or MethodNotAllowed, 400 from request.json()" --> U["1. as_problem: upgrade to this chapter's NotFound, MethodNotAllowed, BadRequest..."]
+#     U --> B
+#     A -- "an HTTPProblem, or your own exception" --> B["Bare.answer_error: handler_for walks the MRO"]
+#     B -- "a handler answered (2. the default one renders any HTTPProblem by Accept)" --> OK["respond sends that response"]
+#     B -- "no handler (a bug), or the handler failed" --> L["3. log the traceback; answer a 500 problem with no detail"]
 # ```
 #
-# First the upgrade: routing and request parsing raise plain `bare.HTTPException`s. We
-# turn each into the matching named class, so that handlers registered for `NotFound` also
-# see the router's 404.
+# ### 1. The upgrade: `as_problem`
+#
+# Routing and request parsing raise chapter 18's exceptions. The router refuses with
+# `bare.NotFound` and `bare.MethodNotAllowed`, which share their names with this
+# chapter's classes but are plain `HTTPException`s. Ask chapter 18's `refusal` what the
+# router raises for a `DELETE` on a path that only has a `GET` route:
+
+# %%
+refused = bare.refusal({"method": "DELETE", "path": "/items/7"}, {"GET"})
+print(type(refused).__module__, type(refused).__name__, isinstance(refused, HTTPProblem))
+print(refused.allowed, refused.headers)
+
+# %% [markdown]
+# `bare`'s own `MethodNotAllowed`, not an `HTTPProblem`. It carries the allowed methods
+# twice: as the `Allow` header, and as the list `.allowed`, sorted, with `HEAD` added
+# because `GET` is there, and `OPTIONS` because the router answers it on every path.
+#
+# `as_problem` turns such an exception into the named class for its status, so that a
+# handler registered for this chapter's `NotFound` also sees the router's 404. The 405 is
+# rebuilt from `.allowed`, which keeps that attribute for handlers that want to read it.
 
 # %%
 #| export
@@ -664,31 +764,43 @@ def as_problem(error: HTTPException) -> HTTPProblem:
     """``error`` as an HTTPProblem of the class for its status (headers kept)."""
     if isinstance(error, HTTPProblem):
         return error
+    if isinstance(error, bare.MethodNotAllowed):          # the router's 405 lists .allowed
+        return MethodNotAllowed(error.allowed, error.detail)
     klass = PROBLEM_CLASSES.get(error.status, HTTPProblem)
     problem = HTTPProblem.__new__(klass)
     HTTPProblem.__init__(problem, error.detail, status=error.status, headers=error.headers)
     return problem
 
 # %% [markdown]
-# Why `__new__` and then `HTTPProblem.__init__`? Because `MethodNotAllowed.__init__` wants
-# the allowed methods, and the router's 405 already carries them in its `Allow` header.
-# Calling the base `__init__` skips the subclass's arguments and keeps the headers as
-# they are.
+# Every other status goes through `HTTPProblem.__new__` and then the base
+# `HTTPProblem.__init__`. Why not simply call the class? Because some constructors want
+# arguments a plain `HTTPException` does not have: `TooManyRequests` needs its
+# `retry_after`. The base `__init__` skips the subclass's arguments and keeps the headers
+# the exception already carries. Upgrade the router's two refusals, and the 400 that
+# `request.json()` raises for a broken body:
 
 # %%
-upgraded = as_problem(HTTPException(405, "PUT is not allowed", [("allow", "GET, HEAD")]))
-print(type(upgraded).__name__, upgraded.headers)
+for error in [refused, bare.NotFound("nothing at /x"), HTTPException(400, "bad JSON")]:
+    problem = as_problem(error)
+    print(f"{type(error).__name__:<16} -> {type(problem).__name__:<16} {problem.headers}")
+print(as_problem(refused).allowed)
 
 # %% [markdown]
-# A plain `HTTPException(405)` went in and a `MethodNotAllowed` came out, with the `Allow`
-# header it already had. From now on, a handler registered for `MethodNotAllowed` also
-# sees the router's refusals, not only the ones your own code raises.
-
-# %% [markdown]
-# Now `ErrorBare`. It keeps a dict `exception_handlers`, starts it with one handler for
-# `HTTPProblem` (render it by `Accept`), and offers a decorator to add more. Anything with
-# no handler is a bug: the traceback goes to the logger `bare.errors`, and the client
-# gets a 500 problem whose `detail` is a fixed sentence.
+# Each one came out as this chapter's class for its status. The `Allow` header survived,
+# and so did the list `.allowed` on the new `MethodNotAllowed`.
+#
+# One limit of the `__new__` path: the subclass's `__init__` never runs, so what it
+# would have stored is missing. A plain `HTTPException(429)` becomes a `TooManyRequests`
+# without a `.retry_after` attribute; a handler for it should read the `Retry-After`
+# header, which is there if whoever raised the 429 set it.
+#
+# ### 2. The default handler
+#
+# Every `HTTPProblem`, upgraded or raised by a route, needs one answer: rendered in the
+# format the client prefers. That is one exception handler, registered for
+# `HTTPProblem`, so the MRO walk finds it for every class in the family unless a more
+# specific handler is registered. Anything with no handler at all is a bug, and its
+# traceback will go to the logger `bare.errors`, defined here too.
 
 # %%
 #| export
@@ -700,31 +812,25 @@ async def render_http_problem(request, problem: HTTPProblem) -> Response:
     return render_problem(problem, request.headers.get("accept"), request.scope["path"])
 
 # %% [markdown]
-# That is the shape of every exception handler: an `async def` taking the request (so it
-# can read `Accept`, the path, the user...) and the exception, and returning a
-# `Response`. Now the class that keeps them. The dict starts with the default handler;
-# `exception_handler(klass)` is a decorator, like `@app.get`.
+# That is the shape of every exception handler in `bare`: a function taking the request
+# (so it can read `Accept`, the path, the user...) and the exception, and returning a
+# response. `ErrorBare` registers this one when it is created, with chapter 18's
+# `add_exception_handler`:
 
 # %%
 #| export
 class ErrorBare(Bare):
-    """A Bare whose errors go through ``exception_handlers``: ``{class: async handler}``,
-    ``handler(request, error) -> Response``; the most specific class wins (its MRO)."""
+    """A Bare that answers every error as a problem: bare's own HTTPExceptions are upgraded
+    (as_problem), handlers in ``exception_handlers`` are found by the MRO (the one for
+    HTTPProblem renders by Accept), and a bug is a logged 500 problem without details."""
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.exception_handlers = {HTTPProblem: render_http_problem}
-
-    def exception_handler(self, klass):
-        """Decorator: ``@app.exception_handler(KeyError)`` over ``async def h(request, e)``."""
-        def register(handler):
-            self.exception_handlers[klass] = handler
-            return handler
-        return register
+        self.add_exception_handler(HTTPProblem, render_http_problem)
 
 # %% [markdown]
-# Registering a handler only puts it in the dict; nothing calls it yet. Make a throwaway
-# app, register a handler for `KeyError`, and list what the dict holds:
+# The decorator `@app.exception_handler(klass)` comes from chapter 18, unchanged. Make a
+# throwaway app, register a handler for `KeyError`, and list what the dict holds:
 
 # %%
 demo = ErrorBare(name="demo")
@@ -736,100 +842,83 @@ async def no_such_key(request, error):
 print({klass.__name__: handler.__name__ for klass, handler in demo.exception_handlers.items()})
 
 # %% [markdown]
-# The heart of it is `_handle(request, error)`, which turns *any* exception into a
-# response, in four steps:
+# Two entries: the default for the whole `HTTPProblem` family, and yours. Since the lookup
+# and the call are chapter 18's, a handler may also be a plain `def`, and may return
+# anything `to_response` accepts. Mind that a returned dict becomes JSON with status 200,
+# so an error handler usually returns a `Response` with the status it means.
 #
-# 1. a plain `bare.HTTPException` is upgraded to its named class (`as_problem`);
-# 2. the MRO walk finds the most specific handler;
-# 3. the handler runs; if the handler itself raises, that is a bug too;
-# 4. with no handler (or a broken one), log the traceback and answer a 500 whose
-#    `detail` is a fixed sentence: never `str(error)`, which may hold a password, an SQL
-#    query or a file path.
+# ### 3. Bugs: a logged 500
 #
-# It is written as a plain function and attached to the class on its last line, so the
-# class can grow one cell at a time; `self` is the app, as in any method.
+# Last, `answer_error` itself. It upgrades an `HTTPException`, then lets chapter 18's
+# `answer_error` do the lookup and call the handler. That returns a pair: the response,
+# and an exception to re-raise, or `None`. The exception is the error itself when no
+# handler matched (a bug), or the handler's own error when a handler failed. Chapter 18
+# re-raises it so that the server logs the traceback; `ErrorBare` logs it itself and
+# answers a 500 problem whose `detail` is a fixed sentence: never `str(error)`, which may
+# hold a password, an SQL query or a file path.
+#
+# The method is written as a plain function and attached to the class on its last line,
+# so that it can have a cell of its own. That is also why it calls
+# `Bare.answer_error(self, ...)` by name: `super()` without arguments works only inside a
+# `class` block.
 
 # %%
 #| export
-async def _handle(self, request, error: Exception) -> Response:
+async def _answer_error(self, request, error: Exception):
     if isinstance(error, HTTPException):
         error = as_problem(error)
-    handler = handler_for(self.exception_handlers, error)
-    if handler is not None:
-        try:
-            return await handler(request, error)
-        except Exception as failure:
-            error = failure
-    logger.error("unhandled %s in %s %s", type(error).__name__, request.method,
-                 request.scope["path"], exc_info=error)
-    return render_problem(InternalServerError("The server failed to answer this request."),
-                          request.headers.get("accept"), request.scope["path"])
+    response, failure = await Bare.answer_error(self, request, error)
+    if failure is None:
+        return response, None
+    logger.error("unhandled %s in %s %s", type(failure).__name__, request.method,
+                 request.scope["path"], exc_info=failure)
+    problem = InternalServerError("The server failed to answer this request.")
+    return render_problem(problem, request.headers.get("accept"), request.scope["path"]), None
 
-ErrorBare._handle = _handle
+ErrorBare.answer_error = _answer_error
 
 # %% [markdown]
 # Try it without any server or route: build a `Request` by hand from a minimal ASGI scope
-# that asks for plain text, and hand `_handle` two exceptions. The first is a plain
-# `bare.HTTPException`, the second a `KeyError`, which `demo` has a handler for.
-# (`_handle` is a coroutine; a notebook cell can `await` at the top level.)
+# that asks for plain text, and hand `answer_error` two exceptions. The first is the
+# router's `bare.NotFound`, the second a `KeyError`, which `demo` has a handler for.
+# The request's `receive` is `None`: nothing here reads a body, so nothing will call it.
+# (`answer_error` is a coroutine; a notebook cell can `await` at the top level.)
 
 # %%
-from barelab.built.bare import Request
-
-by_hand = Request({"type": "http", "method": "GET", "path": "/demo",
-                   "headers": [(b"accept", b"text/plain")]}, None)
-answers = [await demo._handle(by_hand, error)
-           for error in [HTTPException(404, "nothing at /demo"), KeyError("colour")]]
-print("\n".join(f"{answer.status} | {answer.body.decode().strip()}" for answer in answers))
+by_hand = bare.Request({"type": "http", "method": "GET", "path": "/demo",
+                        "headers": [(b"accept", b"text/plain")]}, None)
+for error in [bare.NotFound("nothing at /demo"), KeyError("colour")]:
+    answer, to_raise = await demo.answer_error(by_hand, error)
+    print(f"{answer.status} | {answer.body.decode().strip()} | re-raise: {to_raise}")
 
 # %% [markdown]
-# Each line is the status, then the body. The `HTTPException` was upgraded to `NotFound`
-# and rendered by the default handler, as text because the scope asked for
-# `text/plain`. The `KeyError` went to `no_such_key`, found by the MRO walk. No bug was
-# in the list on purpose: that would write a traceback to the log, and you will catch
-# the log properly in a moment.
-
-# %% [markdown]
-# What is left is to call `_handle` from `respond`, the method `Bare` runs for every
-# request. Its arguments come from chapter 18's router: `route` is the matched route, or
-# `None` when nothing matched, and `found` is then the set of methods the path does
-# allow (empty for a 404, not empty for a 405). This `respond` is chapter 18's, with
-# `_handle` in place of its two `except` branches. It still needs chapter 18's helpers:
-# `_outcome` runs the route (or raises the router's refusal), and `watched` wraps `send`
-# to remember whether the response has started.
+# Each line is the status, the body, and what `respond` should re-raise. The `NotFound`
+# was upgraded and rendered by the default handler, as text because the scope asked for
+# `text/plain`; the `KeyError` went to `no_such_key`, found by the MRO walk. Neither
+# leaves anything to re-raise. A bug was left out of the list on purpose: it would write
+# a traceback to the log, and you will catch the log properly in a moment.
 #
-# Two exceptions skip the handlers. `RequestAborted` (chapter 12) means the client hung
-# up while sending its body: there is nobody left to answer. And an error raised after
-# the status line is out cannot be answered either, since no handler can change a status
-# that was already sent; the only honest move is to re-raise, so the server cuts the
-# connection and logs the error.
-
-# %%
-#| export
-from barelab.built.asgi_basics import RequestAborted                       # chapter 12
-from barelab.built.bare import _outcome, watched                           # chapter 18
-
-
-async def _respond(self, request, route, found, send) -> None:
-    watching = watched(send)
-    try:
-        outcome = await _outcome(request, route, found)
-        await outcome(request.scope, request.receive, watching)
-    except RequestAborted:
-        return                                    # the client left: nobody to answer
-    except Exception as error:
-        if watching.started:
-            raise                                 # too late to answer: the server cuts it
-        response = await self._handle(request, error)
-        await response(request.scope, request.receive, send)
-
-ErrorBare.respond = _respond
+# That is all of `ErrorBare`: one handler registered and one method overridden.
+# `respond` stays chapter 18's, with everything it does: no body for `HEAD`, no second
+# answer once a response has started, and the callbacks of `call_after_response`. Side by
+# side with a plain `Bare`, which the next section puts to the test:
+#
+# | when | plain `Bare` (chapter 18) | `ErrorBare` |
+# | --- | --- | --- |
+# | a route raises an `HTTPException` | short JSON or text | problem details, format by `Accept` |
+# | the router refuses (404, 405) | `bare.NotFound`, `bare.MethodNotAllowed`, same rendering | upgraded, so this chapter's handlers see them |
+# | a bug, or a failing handler | plain-text 500, re-raised for the server's log | 500 problem, traceback on the `bare.errors` logger |
+# | a handler for `Exception` | catches bugs only, never an `HTTPException` | the same |
+#
+# Starlette splits the work in two as well: its `ExceptionMiddleware` finds a handler by
+# walking the MRO, and its `ServerErrorMiddleware` answers a 500 for whatever is left and
+# re-raises it for the server to log, as a plain `Bare` does. There the pieces are two
+# middleware layers; here they are one method that `respond` calls.
 
 # %% [markdown]
 # ## An app that fails in every way
 #
-# That is all of `ErrorBare`: a dict, a decorator, `_handle` and a new `respond`. Now put
-# it to work on a small shop API. `GET /items/{id}` always raises `NotFound`. `POST
+# Now put `ErrorBare` to work on a small shop API. `GET /items/{id}` always raises `NotFound`. `POST
 # /orders` reads a JSON body with `request.json()`, raises a 422 with the extension
 # member `field` for a quantity that is not positive, and otherwise raises `OutOfStock`,
 # the `Conflict` subclass from the MRO section, with the extension member `available`.
@@ -882,11 +971,33 @@ broken = client.post("/orders", content=b"{not json",
 print(broken.status_code, broken.json()["detail"])
 
 # %% [markdown]
-# Neither handler raised these. The router found no `DELETE` route and raised a plain
-# `bare.HTTPException(405)`; `as_problem` upgraded it to `MethodNotAllowed`, keeping its
-# `Allow` header. (`OPTIONS` is in that list because chapter 18's router answers it on
-# every path.) The 400 came from `request.json()` the same way, and its detail is the
-# JSON parser's own message, which tells the client where its body went wrong.
+# Neither route raised these. The router found no `DELETE` route and raised `bare`'s
+# `MethodNotAllowed`; `as_problem` rebuilt it from `.allowed` as this chapter's
+# `MethodNotAllowed`, so the `Allow` header is the router's own. The 400 came from
+# `request.json()` as a plain `HTTPException`, upgraded to `BadRequest`, and its detail is
+# the JSON parser's own message, which tells the client where its body went wrong.
+#
+# Because `ErrorBare` leaves `respond` alone, chapter 18's work after the response still
+# happens, error or not. A route that notes an audit entry with `call_after_response` and
+# then fails still gets its entry, once the 404 has gone out:
+
+# %%
+audit = []
+
+@shop.get("/audited/{item_id:int}")
+async def audited(request):
+    request.call_after_response(audit.append, f"looked for {request.path}")
+    raise NotFound("audited items are never found")
+
+print(client.get("/audited/3").status_code, audit)
+
+# %% [markdown]
+# The entry is there, although the route raised before it could return anything:
+# `respond`'s `finally` clause ran the callback once the last byte of the 404 was sent.
+#
+# Had `ErrorBare` overridden `respond` instead, it would have had to copy that `finally`
+# clause, and every other detail of chapter 18's `respond`. Overriding only the method
+# that decides the answer keeps `ErrorBare` small and keeps it in step with `bare`.
 #
 # ## Your own errors, your own handlers
 #
@@ -910,20 +1021,18 @@ async def report(request):
 
 # %% [markdown]
 # Before calling them, catch what the `bare.errors` logger writes, so that you can look
-# at it. In Python's `logging`, a *handler* is a destination for log records: in
-# production it would be stderr, a file or a log service; here it is a list, so the
-# notebook can show what arrived. (Assigning `handlers` replaces any catcher from an
-# earlier run of this cell, so running it twice does not log everything twice.)
+# at it. In Python's `logging`, a *handler* is a destination for log records (a second
+# meaning of the word, unrelated to exception handlers): in production it would be
+# stderr, a file or a log service; here it is a list, so the notebook can show what
+# arrived. A `logging.Handler` delivers each record by calling its method `emit(record)`,
+# so one whose `emit` is the list's `append` is all it takes. (Assigning `handlers`
+# replaces any catcher from an earlier run of this cell, so running it twice does not
+# log everything twice.)
 
 # %%
-class Caught(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.records = []
-    def emit(self, record):
-        self.records.append(record)
-
-caught = Caught()
+caught = logging.Handler()
+caught.records = []
+caught.emit = caught.records.append
 logging.getLogger("bare.errors").handlers = [caught]
 print("records caught so far:", len(caught.records))
 
@@ -977,6 +1086,10 @@ print(client.post("/pay").json())
 # the mapping from a domain error to HTTP lives in one place. 402 Payment Required is
 # reserved "for future use" by RFC 9110 §15.5.3, but it is widely used for exactly this.
 #
+# Why does the handler render the problem instead of simply raising it? Because an
+# exception that escapes a handler counts as the handler failing: `answer_error` would
+# log it and answer the 500. A handler *returns* its answer.
+#
 # A handler can also change how a whole family looks. Register one for `Conflict` that
 # answers in plain text: it beats the default `HTTPProblem` handler for `OutOfStock` (a
 # subclass of `Conflict`), but not for `NotFound`, which is no `Conflict`.
@@ -1022,8 +1135,14 @@ print(as_text.text)
 print(barelab.http_request(server, "GET", "/report").text)
 
 # %% [markdown]
+# The first line is the same 404 in plain text, one line of status, title and detail.
+# The second is the bug's 500 as problem JSON, the first choice for a client that asks
+# for no format in particular, and with the fixed sentence as its only detail.
+#
 # The server's log shows three requests and no app error: the app handled every exception
 # itself, and the traceback of the `/report` bug went to the `bare.errors` logger instead.
+# Compare the two 404s for `/items/7`: one answer, two sizes, as JSON for `curl` and as
+# the 25 bytes of text you just read.
 
 # %%
 server.log
@@ -1051,8 +1170,14 @@ print(caught.records[-1].getMessage())
 #   most specific one wins; domain errors become HTTP statuses in one place.
 # - A bug becomes a 500 with a fixed sentence, and its traceback goes to the log, never
 #   to the client.
-# - `bare` had no hook for this, so `ErrorBare` overrides `Bare.respond`; a middleware
-#   around the app would have been too late.
+# - Because `ErrorBare` keeps chapter 18's `respond`, everything else `respond` does
+#   still happens, such as the `call_after_response` callbacks after an error answer.
+# - Chapter 18's `bare` has the hook: `respond` asks `answer_error`, which finds a handler
+#   in `exception_handlers` by the MRO (stopping at `HTTPException`). `ErrorBare` is a
+#   richer handler system on top of it: it upgrades `bare`'s own `NotFound`,
+#   `MethodNotAllowed` and 400s to named problems, registers one renderer for the whole
+#   `HTTPProblem` family with `add_exception_handler`, and overrides only `answer_error`,
+#   so that a bug or a failing handler becomes a logged 500 problem.
 
 # %% [markdown]
 # ## Exercises

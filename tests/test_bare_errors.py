@@ -311,6 +311,65 @@ def test_a_failing_handler_becomes_a_logged_500(caught):
     assert caught.records[-1].exc_info[0] is RuntimeError
 
 
+def test_router_405_is_upgraded_with_its_allowed_list():
+    from barelab.built import bare
+    refused = bare.refusal({"method": "DELETE", "path": "/x"}, {"GET"})
+    upgraded = as_problem(refused)
+    assert type(upgraded) is MethodNotAllowed
+    assert upgraded.allowed == ["GET", "HEAD", "OPTIONS"] == refused.allowed
+    assert upgraded.headers == [("allow", "GET, HEAD, OPTIONS")]
+    assert type(as_problem(bare.NotFound("x"))) is NotFound
+    app = make_app()
+    seen = []
+
+    @app.exception_handler(MethodNotAllowed)
+    def wrong_method(request, error):              # a plain def works: bare's answer_error
+        seen.append(error.allowed)
+        return Response("no\n", 405, error.headers)
+
+    response = TestClient(app).delete("/missing/1")
+    assert response.status_code == 405 and response.text == "no\n"
+    assert seen == [["GET", "HEAD", "OPTIONS"]]
+
+
+def test_error_bare_uses_bare_hooks_not_its_own_respond():
+    assert ErrorBare.respond is Bare.respond
+    app = make_app()
+    assert app.handler_for(NotFound()) is app.exception_handlers[HTTPProblem]
+    with pytest.raises(TypeError):
+        app.add_exception_handler("not a class", lambda request, error: None)
+
+
+def test_answer_error_never_asks_to_reraise(caught):
+    import asyncio
+    from barelab.built.bare import Request
+    app = make_app()
+    request = Request({"type": "http", "method": "GET", "path": "/p", "headers": []}, None)
+    response, to_raise = asyncio.run(app.answer_error(request, ZeroDivisionError("x")))
+    assert response.status == 500 and to_raise is None
+    assert caught.records[-1].getMessage() == "unhandled ZeroDivisionError in GET /p"
+
+
+def test_after_response_callbacks_run_after_error_answers(caught):
+    app = make_app()
+    done = []
+
+    @app.get("/audited")
+    async def audited(request):
+        request.call_after_response(done.append, "after")
+        raise NotFound("never")
+
+    @app.get("/audited-bug")
+    async def audited_bug(request):
+        request.call_after_response(done.append, "after bug")
+        return 1 / 0
+
+    client = TestClient(app)
+    assert client.get("/audited").status_code == 404
+    assert client.get("/audited-bug").status_code == 500
+    assert done == ["after", "after bug"]
+
+
 def test_head_has_no_body():
     response = TestClient(make_app()).head("/missing/7")
     assert response.status_code == 404 and response.content == b""
