@@ -31,6 +31,8 @@
 # - say where a background task's error goes (a log, never the client) and why;
 # - tie running tasks to the ASGI lifespan, so that shutdown waits for them with a timeout
 #   and then cancels and logs what is left;
+# - plug all of it into `bare` through its public hooks (`add_middleware`, `stack_built`,
+#   `on_shutdown`), and say why `request.call_after_response` is not the trigger here;
 # - spot the trap of `asyncio.create_task(...)` with no reference kept: a task that can be
 #   garbage-collected mid-flight, and errors nobody ever sees.
 
@@ -86,11 +88,14 @@
 # %% [markdown]
 # The imports. `bare` comes from chapter 18, the test client from chapter 17, and the rest
 # is the standard library plus barelab, which serves apps and plays the client over a socket.
+# `inspect` tells `async def` functions from plain ones, `weakref` and `gc` are for the
+# trap at the end of the chapter.
 
 # %%
 import asyncio
 import functools
 import gc
+import inspect
 import logging
 import threading
 import time
@@ -120,6 +125,7 @@ from barelab.exercises import check
 # (asyncio.to_thread), async ones are awaited; an error is logged, never sent. The registry
 # keeps a strong reference to each task (the event loop keeps only weak ones) and, at the
 # lifespan's shutdown, waits for them up to a timeout, then cancels what is left and logs it.
+# with_background(app) wires it in through bare's public hooks: add_middleware, on_shutdown.
 import asyncio
 import functools
 import inspect
@@ -157,14 +163,15 @@ task_name(str.upper), task_name(functools.partial(print, end="!"))
 # %% [markdown]
 # `str.upper` keeps its class, so two `send` methods of different classes stay apart in
 # the log. The partial came out as plain `print`: a log line will say `send_welcome`, not
-# `functools.partial(<function send_welcome at 0x...>, ...)`.
+# `functools.partial(<function send_welcome at 0x...>, ...)`. The last fallback,
+# `type(func).__name__`, is for a callable object without a `__qualname__` of its own:
+# it is named after its class.
 
 # %% [markdown]
-# Now the collector itself. Read `add_task` first: it stores a triple `(func, args, kwargs)`
-# and runs nothing. It checks only that what you gave it can be called; the `/` in its
+# Now the collector itself. Read `add_task`: it stores a triple `(func, args, kwargs)`
+# and runs nothing. It checks only that what you gave it can be called. The `/` in its
 # signature makes `func` positional-only, so a task that takes a keyword argument named
-# `func` can still receive it through `**kwargs`. `__len__` and `__repr__` are there so
-# you can look at a collector and see what it holds.
+# `func` can still receive it through `**kwargs`.
 
 # %%
 #| export
@@ -180,32 +187,47 @@ class BackgroundTasks:
             raise TypeError(f"add_task takes a function to call later, not {func!r}")
         self.calls.append((func, args, kwargs))
 
-    def __len__(self) -> int:
-        return len(self.calls)
-
-    def __repr__(self) -> str:
-        names = ", ".join(task_name(func) for func, _, _ in self.calls)
-        return f"<BackgroundTasks [{names}]>"
-
 # %% [markdown]
-# Add two calls and look at the collector. Both calls are to `print`, so watch for what is
-# *missing* from the output: the words "one" and "two".
+# Add two calls and look inside. Both calls are to `print`, so watch for what is *missing*
+# from the output: the words "one" and "two".
 
 # %%
 later = BackgroundTasks()
 later.add_task(print, "one")
 later.add_task(print, "two", end="!\n")
-later, len(later)
-
-# %% [markdown]
-# Nothing was printed: the output is only the collector's `repr`, two names and a count.
-# Underneath, each entry is the triple `add_task` stored, with the keyword argument kept
-# for later:
-
-# %%
 later.calls
 
 # %% [markdown]
+# Nothing was printed. Each entry is the triple `add_task` stored: the function, the
+# positional arguments as a tuple, and the keyword arguments as a dict, with `end` kept
+# for later.
+#
+# That list is the whole state, but it is long to read. A collector should say in one
+# line what it holds, and `len()` should count it; the middleware will use that count to
+# skip requests that asked for nothing. Two small methods, attached to the class:
+
+# %%
+#| export
+def tasks_len(self) -> int:
+    return len(self.calls)
+
+def tasks_repr(self) -> str:
+    names = ", ".join(task_name(func) for func, _, _ in self.calls)
+    return f"<BackgroundTasks [{names}]>"
+
+BackgroundTasks.__len__, BackgroundTasks.__repr__ = tasks_len, tasks_repr
+
+# %% [markdown]
+# The same collector, shown again:
+
+# %%
+later, len(later), bool(BackgroundTasks())
+
+# %% [markdown]
+# Two names and a count. The `False` is an empty collector: with `__len__` defined,
+# Python treats a collector with no calls as false, so `if tasks:` reads as "if the
+# handler asked for anything".
+#
 # A mistake is caught where it is made, not later in a place nobody watches. Passing the
 # *result* of a call instead of the function is the classic one:
 
@@ -218,7 +240,9 @@ except TypeError as error:
 # %% [markdown]
 # "sent too early" printed *now*: `print(...)` ran while the argument was computed, and
 # `add_task` got its result, `None`. The fix is to pass the function and its arguments
-# separately, as above.
+# separately, as above. Without the check, the `None` would have sat in the list until
+# the task ran, after the response, and failed there with "'NoneType' object is not
+# callable", far from the line that caused it.
 #
 # ## Running the calls: threads for plain functions
 #
@@ -250,7 +274,8 @@ async def run_call(func, args, kwargs) -> None:
 # Then the loop over the calls, attached to the class as its `run` method. The `try` sits
 # *inside* the loop: that is what lets the second call run after the first one failed.
 # `log.exception` writes the message together with the traceback of the error being
-# handled.
+# handled. The `log` parameter lets a test pass its own logger; by default it is the
+# module's `bare.tasks`.
 
 # %%
 #| export
@@ -301,6 +326,15 @@ where
 # worked, the loop was free to serve other requests. The price: a thread cannot be
 # cancelled from outside, so a blocking task that hangs keeps its thread until it returns.
 #
+# That pool is small: `min(32, os.cpu_count() + 4)` threads by default. Thirty-odd plain
+# tasks stuck on a slow mail server fill it, and every later `to_thread` call, yours or
+# a library's, waits in line behind them. Prefer `async def` tasks for slow I/O, and give
+# blocking calls a timeout of their own.
+#
+# The order held, too: `run` awaits each call before it starts the next, so the plain
+# function had finished before the async one began. A handler that adds "save the order"
+# and then "email the receipt" can count on that order.
+#
 # ## Errors go to a log, never to the client
 #
 # By the time a background task runs, the response is gone: there is nobody to send a 500
@@ -324,6 +358,11 @@ class KeepLines(logging.Handler):
 # `KeepLines` turns each record into one short line: the level, the logger's name, the
 # message and, when an error came with it, the error's type and message instead of the
 # whole traceback, so a notebook output stays readable.
+#
+# The error comes from `record.exc_info`, the triple `(type, value, traceback)` that
+# `log.exception(...)` (or `exc_info=` on any other level) attaches to the record. A
+# file handler in production would print the whole traceback from it; here only the
+# value's type and message are kept.
 #
 # `logging` sends each record to the handlers of its logger. Attach ours to `bare.tasks`.
 # `propagate = False` keeps the records from also going up to the root logger, which would
@@ -363,6 +402,10 @@ where, task_log.lines
 # and its message. `run()` itself did not raise, so whoever awaits it is never disturbed
 # by a task's bug.
 #
+# Note that the error crossed a thread: `broken_task` is a plain function, so it raised in
+# a worker thread. `asyncio.to_thread` carries the exception back and raises it again at
+# the `await` in `run_call`, which is how the `try` in `run` could catch it.
+#
 # ## A registry that keeps every task alive
 #
 # A handler must not `await jobs.run()` itself: the response would wait for the task,
@@ -401,7 +444,8 @@ class TaskRegistry:
 # the registry lets go of the task and writes down how it ended. A cancelled task has no
 # exception to ask for (asking would raise), so it is checked first. `task.get_name()` is
 # the `name` given to `spawn`, which is why the middleware will name each task after its
-# request.
+# request. Without a name, asyncio calls tasks `Task-1`, `Task-2` and so on, which tells
+# a log reader nothing about where the work came from.
 
 # %%
 #| export
@@ -419,7 +463,9 @@ TaskRegistry.finished = finished
 # %% [markdown]
 # The done callback is the safety net: a coroutine spawned directly (not through
 # `BackgroundTasks.run`, which catches its own errors) still has its error logged the
-# moment it ends. Try it on the kernel's loop with a coroutine that fails:
+# moment it ends. Try it on the kernel's loop with a coroutine that fails. The
+# `await asyncio.sleep(0.01)` matters: `spawn` only schedules the task, and the cell has
+# to give the loop a moment to run it before looking.
 
 # %%
 async def fails_at_once():
@@ -432,14 +478,10 @@ await asyncio.sleep(0.01)
 registry, task_log.lines
 
 # %% [markdown]
-# The `await asyncio.sleep(0.01)` matters: `spawn` only schedules the task, and the cell
-# has to give the loop a moment to run it before looking.
-
-# %% [markdown]
-# `running=0`: the task ended and left the set; the error became a log line. Retrieving
-# the exception in the callback (`task.exception()`) also tells asyncio that someone looked
-# at it, so it will not complain later; the trap section shows what happens when nobody
-# does.
+# Read the registry's `repr` first, then the log. `running=0`: the task ended and left
+# the set; the error became a log line. Retrieving the exception in the callback
+# (`task.exception()`) also tells asyncio that someone looked at it, so it will not
+# complain later; the trap section shows what happens when nobody does.
 #
 # ## Draining at shutdown
 #
@@ -476,6 +518,11 @@ async def drain(self, timeout: float | None = None) -> tuple[int, int]:
 TaskRegistry.drain = drain
 
 # %% [markdown]
+# Two details before you try it. `drain` waits on a *copy* of the set, because each task
+# that ends removes itself from `self.tasks` while the wait goes on. And the early return
+# keeps an app with nothing running from calling `asyncio.wait` on an empty set, which
+# raises `ValueError`.
+#
 # Two tasks, a timeout of 0.2 s: the quick one finishes in time, the slow one is cancelled.
 # Read the log: one line from `drain` naming what it cancelled, one from the done callback.
 
@@ -490,20 +537,24 @@ task_log.lines
 # %% [markdown]
 # `(1, 1)`: one finished, one cancelled, and both facts are in the log. The cancelled
 # task got a `CancelledError` raised inside it at its `await`, so it could still clean up
-# (a `finally:` block, a closed connection) before it ended.
+# (a `finally:` block, a closed connection) before it ended. The cell took about 0.2 s,
+# not 30: the timeout, not the slowest task, decides how long a shutdown can take.
+# `TaskRegistry`'s default of one second suits this notebook; a real app picks it from
+# the work it expects (a mail send of a few seconds, say) and from how long its process
+# manager lets a stopping process live, which the shutdown section comes back to.
 #
 # ## The middleware: start the tasks after the last body
 #
-# Now the piece that joins `bare` and the registry. For an `http` scope the middleware puts
-# a fresh `BackgroundTasks` in `scope["background"]` (bare's `Request` copies the scope dictionary,
-# but the collector inside is the same object, so what the handler adds, the middleware
-# sees), watches `send` for the last
+# Now the piece that joins `bare` and the registry. For an `http` scope the middleware
+# puts a fresh `BackgroundTasks` in `scope["background"]`, watches `send` for the last
 # `http.response.body` (`more_body` false), and only then spawns the collected calls. If
-# the handler failed before finishing its response, nothing runs: the work was asked for by
-# a request that did not succeed.
+# the handler failed before finishing its response, nothing runs: the work was asked for
+# by a request that did not succeed.
 #
-# As usual for ASGI middleware (chapter 18), the class keeps the app it wraps; here it
-# also keeps the registry it will spawn on.
+# Bare's `Request` copies the scope dictionary, but the collector inside is the same
+# object, so what the handler adds, the middleware sees. As usual for ASGI middleware
+# (chapter 16), the class keeps the app it wraps; here it also keeps the registry it will
+# spawn on.
 
 # %%
 #| export
@@ -543,16 +594,27 @@ async def middleware_call(self, scope, receive, send) -> None:
 BackgroundMiddleware.__call__ = middleware_call
 
 # %% [markdown]
-# Three details in that cell. `nonlocal complete` lets the inner `send_watching` change
+# Four details in that cell. `nonlocal complete` lets the inner `send_watching` change
 # a variable of the enclosing call. `{**scope, "background": tasks}` gives the app a new
-# dictionary, so the server's own scope is left untouched. And the check comes *after*
-# `await send(message)`: by the time `complete` is true, the server has taken the last
-# body, so nothing the task does can delay it. The task is named after the request
-# (`POST /signup`), which is the name the log lines below will use.
+# dictionary, so the server's own scope is left untouched. The check comes *after*
+# `await send(message)`: by the time `complete` is true, the last body has been handed
+# on towards the server, so nothing the task does can delay it. And the spawn waits for
+# the app to *return*, so a handler that sent its whole response and then raised starts
+# nothing.
 #
-# Two small functions finish the API. `background(request)` is what a handler calls to get
-# its collector. `with_background(app)` installs the middleware (outermost) and a shutdown
-# hook that drains the registry; it returns the registry so you can look at it.
+# A WebSocket gets no collector at all: its connection *is* the response, and there is
+# no moment after it at which the client has everything. A WebSocket handler that wants
+# work to outlive it can call `spawn` on the registry `with_background` returns.
+#
+# The task is named after the request (`POST /signup`), which is the name the log lines
+# below will use. `tasks.run(...)` is only *called* here, which makes a coroutine object;
+# the registry's `spawn` turns it into a running task.
+#
+# ## Wiring it into `bare`
+#
+# Two small functions finish the API. `background(request)` is what a handler calls to
+# get its collector. `with_background(app)` installs the middleware and a shutdown hook
+# that drains the registry; it returns the registry so you can look at it.
 
 # %%
 #| export
@@ -568,25 +630,28 @@ def background(request) -> BackgroundTasks:
 # Outside a request with the middleware, the collector is missing, and the error says what
 # to do about it instead of a bare `KeyError`. The section "Break it first" below shows it.
 #
-# `with_background` does the wiring. `bare` takes middleware as *factories*, called with
-# the inner app when the stack is built; `functools.partial` pre-fills the registry, so the
-# factory needs only the app. Inserting at position 0 makes ours the outermost layer: it
-# sees the very last `send` of every response, after any other middleware changed it.
+# `with_background` does the wiring with two public hooks of `bare` from chapter 18.
+# `app.add_middleware(factory, **options)` appends a middleware factory and passes the
+# options on as keywords (here the registry) when the stack is built. Ours becomes the
+# innermost layer so far, right around bare's core: it sees the handler's response first
+# hand, and when its `await send(...)` of the last body returns, every layer outside has
+# passed that message on towards the server.
 #
-# Watch for the guard at the top. Bare builds its middleware stack once, at the first
-# request (chapter 18), and a middleware added after that is never called. Rather than let
-# a late `with_background` do nothing in silence, it refuses.
+# `app.stack_built` says whether the first request has already built the middleware
+# stack. A middleware added after that would never be called, so `add_middleware` refuses
+# it; `with_background` checks first, to refuse with a message that names itself before it
+# has touched the app.
 
 # %%
 #| export
 def with_background(app: Bare, *, timeout: float = 1.0,
                     log: logging.Logger = logger) -> TaskRegistry:
     """Give ``app`` background tasks: the middleware, and a shutdown hook that drains."""
-    if app.stack is not None:
-        raise RuntimeError("the app already built its middleware stack: add background "
-                           "tasks before its first request")
+    if app.stack_built:
+        raise RuntimeError("the app already built its middleware stack: call "
+                           "with_background(app) before its first request")
     registry = TaskRegistry(timeout=timeout, log=log)
-    app.middleware.insert(0, functools.partial(BackgroundMiddleware, registry=registry))
+    app.add_middleware(BackgroundMiddleware, registry=registry)
 
     async def drain_background(state) -> None:
         await registry.drain()
@@ -598,6 +663,95 @@ def with_background(app: Bare, *, timeout: float = 1.0,
 # Bare runs shutdown hooks in reverse order of adding. Hooks added *after*
 # `with_background` (say, one that closes a database pool) therefore run *before* the
 # drain; add `with_background` last if your tasks need those resources.
+#
+# Try the guard on an app that has already served. `barelab.call_asgi` sends it one
+# request in-process (a 404: the app has no routes), and that request builds the stack:
+
+# %%
+served = Bare(name="served")
+print("before:", served.stack_built, "| status:", barelab.call_asgi(served).status,
+      "| after:", served.stack_built)
+try:
+    with_background(served)
+except RuntimeError as error:
+    print("RuntimeError:", error)
+
+# %% [markdown]
+# `stack_built` flipped from `False` to `True` with the first request, and from then on
+# `with_background` refuses. Without the guard, the call would have returned a registry
+# as if all was well, and the mistake would only show later, far from its cause, at the
+# first request whose handler asks for a collector.
+#
+# ## Why not `request.call_after_response`?
+#
+# Chapter 18 gave bare a hook made for "after the response": a handler calls
+# `request.call_after_response(fn, *args)`, and bare calls `fn` once the response is out.
+# Why not build the collector on that, with no middleware at all? Two facts about the
+# hook decide it. Here is the first, on a small app whose handler asks for a callback and
+# then fails:
+
+# %%
+events = []
+hooked = Bare(name="hooked")
+
+@hooked.get("/")
+async def hooked_home(request):
+    request.call_after_response(events.append, "callback ran")
+    raise ValueError("the sign-up failed")
+
+print(barelab.call_asgi(hooked, raise_errors=False).status, events)
+
+# %% [markdown]
+# A 500, and the callback ran anyway. That is by design: bare runs the callbacks in a
+# `finally`, after error responses and after a client that left too, so that cleanup
+# work (closing a file, releasing a lock) always happens. For a welcome email it is the
+# wrong rule: the sign-up failed, and no email should go out.
+#
+# The second fact is *where* the callbacks run: inside the app call, awaited one after
+# the other before the app returns to the server. A callback that takes 0.3 s keeps the
+# call open for 0.3 s:
+
+# %%
+@hooked.get("/slow")
+async def slow_after(request):
+    request.call_after_response(asyncio.sleep, 0.3)
+    return "ok"
+
+started = time.monotonic()
+call = barelab.call_asgi(hooked, "GET", "/slow")
+lasted = time.monotonic() - started
+print(call.status, "| the app call lasted the callback too:", lasted > 0.25)
+
+# %% [markdown]
+# The client had its "ok" before the sleep began, like Starlette's background tasks, but
+# the app call did not end until the callback did. A callback that only *spawned* the
+# task on the registry would fix that, but not the first fact: a callback cannot tell a
+# 500 from a 200. The middleware can, because it sees both the `send` of the last body
+# and whether the app returned or raised. So the middleware stays, and
+# `call_after_response` stays what it is good at: short work that must happen whatever
+# the outcome.
+#
+# The two triggers on one time line, for a request whose handler returned normally:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant S as server
+#     participant M as BackgroundMiddleware
+#     participant B as bare's respond
+#     participant R as TaskRegistry
+#     S->>M: app(scope, receive, send)
+#     M->>B: the inner app, with scope["background"]
+#     B->>S: the whole response, through M's watching send
+#     Note over B: finally: the call_after_response callbacks, awaited here
+#     B-->>M: returns (a 500 that escaped would raise instead)
+#     M->>R: spawn the collected calls
+#     M-->>S: returns: the app call is over, the tasks run on
+# ```
+#
+# One line the middleware draws deserves a sentence. An error that bare *answers* (a
+# `NotFound`, or an error one of your `exception_handler`s turns into a response) ends in
+# a complete response and a normal return, so its tasks run. Only an error that escapes
+# the app, the one that becomes a plain 500, stops them.
 #
 # ## Break it first: a handler without the middleware
 #
@@ -638,25 +792,34 @@ except RuntimeError as error:
     print("RuntimeError:", error)
 
 # %% [markdown]
-# The fix is one line, `with_background(app)`, called before the app serves anything.
-# The next section does exactly that.
+# The message names the fix: one line, `with_background(app)`, called before the app
+# serves anything. The next section does exactly that.
 #
 # ## A sign-up app with background tasks
 #
 # The demo app: `POST /signup` answers at once and leaves a welcome email (an async task
 # that takes 0.5 s) and an audit line (a plain, blocking function) for later. `GET /fail`
 # asks for a task that raises. Every task writes to `done`, with the time it ended.
+#
+# First the app and its wiring. Look at what `with_background` left on it: one middleware
+# factory and one shutdown hook.
 
 # %%
 app = Bare(name="signup")
 registry = with_background(app, timeout=1.0)
-registry, [hook.__name__ for hook in app.shutdown_hooks]
+registry, app.middleware, [hook.__name__ for hook in app.shutdown_hooks]
 
 # %% [markdown]
-# `with_background` returned the app's registry, empty for now, and left one shutdown hook
-# on the app: the drain. Now the two tasks. Each one appends to `done` a short label, its
-# argument, and the `time.monotonic()` clock at the moment it finished; the timing proof
-# below compares that clock with the client's.
+# The registry is empty for now. The middleware list holds a `functools.partial` of
+# `BackgroundMiddleware` with the registry filled in: that is what
+# `add_middleware(BackgroundMiddleware, registry=registry)` stored, and bare will call it
+# with the inner app at the first request. (The class shows as `__main__.` because it
+# was defined in this notebook; imported from `barelab.built.bare_tasks`, it would carry
+# that module's name.) The shutdown hook is the drain.
+#
+# Now the two tasks. Each one appends to `done` a short label, its argument, and the
+# `time.monotonic()` clock at the moment it finished; the timing proof below compares
+# that clock with the client's.
 
 # %%
 done = []
@@ -676,10 +839,19 @@ inspect.iscoroutinefunction(send_welcome), inspect.iscoroutinefunction(write_aud
 # loop, and its `asyncio.sleep` lets other requests run meanwhile. `False` for the audit:
 # it goes to a worker thread, where its `time.sleep` blocks nobody.
 #
+# Both stand in for real work with a known duration, so the timings below have something
+# to show: a real email call would take as long as the mail server makes it.
+#
 # The handlers only *ask*: `background(request).add_task(...)`, then return the answer.
 # Note that `signup` reads the body *before* returning: once the response is sent, the
 # request is over, and a task must get everything it needs as arguments (here the email
-# address), never the `request` object itself.
+# address), never the `request` object itself. A task that read the body itself would
+# find the request long finished, its body already consumed or its client gone.
+#
+# The same goes for what the request *holds*. A connection pool from `request.state` may
+# be passed along, since it lives as long as the app. A per-request database session,
+# opened for the handler and closed when the response is done, may not: the task would
+# find it closed. Give a task the pool, and let it open what it needs itself.
 
 # %%
 @app.post("/signup")
@@ -698,18 +870,22 @@ async def fail(request):
 app
 
 # %% [markdown]
-# The app's outline lists both routes. Note what the handlers do *not* contain: no thread,
-# no `create_task`, no `try`. A handler only writes a to-do list; everything that makes the
-# list safe lives in the middleware and the registry.
+# The app's outline lists both routes (bare answers `HEAD` wherever it answers `GET`).
+# A `HEAD /fail` runs the task too: bare drops the body's bytes, but its last body
+# message still goes out, empty, so the middleware sees a complete response.
+#
+# Note what the handlers do *not* contain: no thread, no `create_task`, no `try`. A
+# handler only writes a to-do list; everything that makes the list safe lives in the
+# middleware and the registry.
 
 # %% [markdown]
 # ## Proof by timing, over a real socket
 #
 # Serve the app, send one request with `barelab.http_request` (a real TCP connection),
 # and note the moment the full response was in hand. The tasks run on the server's event
-# loop, in a thread of its own, so the notebook cannot `await` them; a small helper polls
-# instead, and gives up
-# after a timeout rather than hang the notebook.
+# loop, in a thread of its own, so the notebook cannot `await` them. A small helper polls
+# instead, and gives up after a timeout rather than hang the notebook; it returns whether
+# the condition finally held.
 
 # %%
 def wait_for(predicate, timeout=5.0):
@@ -721,8 +897,10 @@ def wait_for(predicate, timeout=5.0):
 wait_for(lambda: True)
 
 # %% [markdown]
-# `True` at once, since the condition already holds. Now start the server: the link it
-# shows is live while the notebook runs.
+# `True` at once, since the condition already holds. Polling every 20 ms is crude, but
+# only the notebook polls; the app never waits on its own tasks.
+#
+# Now start the server: the link it shows is live while the notebook runs.
 
 # %%
 server = barelab.serve(app)
@@ -741,6 +919,9 @@ answered_at = time.monotonic()
 result.status, result.json()
 
 # %% [markdown]
+# The `200` and the JSON came back while both tasks were, at best, just starting: the
+# email needs half a second and the audit a tenth.
+#
 # Now wait for the tasks and compare clocks. `time.monotonic()` is one clock for the whole
 # process, so the client's stamp and the task's stamp can be compared even though they
 # were taken in different threads. The exact durations change from run to run (the checks
@@ -758,8 +939,11 @@ print(f"response took {answered_at - sent_at:.3f}s; "
 # The client had its whole response (status, headers and body, framed by
 # `Content-Length`) while the email task was still sleeping: it knew the body was complete
 # because it had read exactly `Content-Length` bytes, with no need to wait for anything
-# else. The server's log agrees: one request, answered 200, with a duration far below the
-# task's half second.
+# else. The email came about half a second later, the length of its `asyncio.sleep`.
+#
+# The server's log agrees: one request, answered 200, with a duration far below the
+# task's half second. The server measured the app call, and the app call ended as soon
+# as the middleware had spawned the task.
 
 # %%
 server.log
@@ -781,6 +965,8 @@ task_log.lines
 # This is the honest contract of background work: "accepted" does not mean "done". If the
 # client needs to know the outcome, the app has to store it somewhere the client can ask
 # (a job id and a status endpoint), which is a queue system's job, not a framework's.
+# A stricter API would not even say 200 here, but `202 Accepted`, as the reindex route
+# below does.
 #
 # ## Shutdown waits, then cancels
 #
@@ -804,7 +990,9 @@ sorted(entry[0] for entry in done), task_log.lines
 
 # %% [markdown]
 # Both tasks made it and the log is empty: nothing had to be cancelled. `server.stop()`
-# returned only after the drain, so it took about as long as the tasks, not longer.
+# returned only after the drain, so it took about as long as the tasks, not longer. The
+# request itself was answered before `stop()` began: the drain is what kept the email
+# from being cut off half-way.
 #
 # Now a task longer than the timeout: a route that leaves a 30-second job. `202 Accepted`
 # is the status RFC 9110 (section 15.3.3) gives for exactly this: the request was accepted
@@ -821,8 +1009,10 @@ async def reindex(request):
     return Response(status=202)
 
 # %% [markdown]
-# The server was stopped, so serve the app again (same app, same registry) and ask for a
-# reindex; `stop()` will then wait one second and cancel.
+# Adding a route after the app has served is fine: routes are looked up on every
+# request, unlike the middleware stack, which is built once. The server was stopped, so
+# serve the app again (same app, same registry) and ask for a reindex; `stop()` will then
+# wait one second and cancel.
 
 # %%
 server = barelab.serve(app)
@@ -842,6 +1032,12 @@ done, task_log.lines
 # gave up after its timeout and named the task, and the task's end was recorded as a
 # cancellation. A silent loss has become a logged one, which is all a server can promise.
 #
+# Which timeout is right depends on your deployment. A process manager (systemd, a
+# container runtime) gives a stopping process a grace period before it kills it outright,
+# often ten to thirty seconds; the drain's timeout should end well inside it, or the kill
+# arrives first and nothing gets logged at all. Docker, for one, waits 10 seconds by
+# default, Kubernetes 30.
+#
 # ## In-process, with chapter 17's test client
 #
 # A test wants to check that the email task ran. In a session (`with TestClient(app)`),
@@ -856,7 +1052,8 @@ answer.status_code, sorted(entry[0] for entry in done)
 
 # %% [markdown]
 # A 200 and both entries: no `wait_for` needed, because the end of the `with` block did
-# the waiting.
+# the waiting. That is the pattern for your own tests: assert on the response inside the
+# block, and on the background work after it.
 #
 # Without a session there is no lifespan, so there is no drain. Each call gets a private
 # event loop that is stopped (its tasks cancelled) right after the response. Same request,
@@ -869,9 +1066,30 @@ answer.status_code, sorted(entry[0] for entry in done), task_log.lines
 
 # %% [markdown]
 # The response was fine and the tasks were cancelled: logged, not silent, but not done.
+# The one log line comes from the registry's done callback, named after the request
+# (`POST /signup`) as the middleware named the task. Neither call reached its
+# `done.append`: the email was still in its `asyncio.sleep` when its loop was stopped,
+# and the audit, second in line, never started.
+#
 # Use a session whenever background tasks matter to a test. This mirrors production: a
 # server run without lifespan support (uvicorn's `--lifespan off`, for instance) never
 # sends `lifespan.shutdown`, so nothing drains and a stop simply cuts running tasks.
+#
+# ## Compared with Starlette and FastAPI
+#
+# Now you can read theirs. Starlette attaches a `BackgroundTasks` to a response
+# (`Response(..., background=tasks)`), and FastAPI hands one to any handler that declares
+# a parameter of that type. Both run the tasks after the last body, like yours, but
+# *inside* the app call, the way `call_after_response` does. That has three
+# consequences you can now name. The server's graceful shutdown, which waits for open
+# requests, waits for the tasks too, with the server's timeout instead of one of your
+# own. A task's error escapes the app call and lands in the server's log, after a
+# response that already said 200. And a test client that waits for the app to return
+# also waits for the tasks, so a test needs no session to see them done.
+#
+# Neither design is wrong. Theirs keeps each task tied to its request; yours lets the
+# request end and makes the registry answer for the task. What both need, and what the
+# next section shows going wrong without it, is someone who holds on to the running work.
 #
 # ## The trap: `asyncio.create_task` without a reference
 #
@@ -925,7 +1143,9 @@ loop_messages
 # log will say which.
 #
 # Errors vanish too. A task that fails and that nobody ever awaits reports its exception
-# only when it is freed, and if some list keeps it around forever, never:
+# only when it is freed, and if some list keeps it around forever, never. The list below
+# plays the part of a careless app's "keep the tasks somewhere" fix: it holds a reference,
+# but nobody looks at the task again.
 
 # %%
 loop_messages.clear()
@@ -939,7 +1159,7 @@ print("reported only when freed:", loop_messages)
 # The task failed during the `sleep`, yet `loop_messages` stayed empty while the list held
 # it: nobody had asked for its exception, and asyncio waits until the task is freed to
 # say so. Only then, far from the request that caused it, does "Task exception was never
-# retrieved" appear.
+# retrieved" appear, without the name of the request that started it.
 
 # %% [markdown]
 # Put the loop's handler back. `TaskRegistry` avoids both problems: its set holds a strong
@@ -955,12 +1175,15 @@ loop.get_exception_handler() is old_handler
 # - ASGI leaves room after the last `http.response.body`: the client can have its whole
 #   response while the app keeps working. Background tasks live in that room.
 # - `BackgroundTasks` collects calls; `BackgroundMiddleware` starts them only once the
-#   response is complete; plain functions go to a thread (`asyncio.to_thread`), async ones
-#   are awaited on the loop.
+#   response is complete and the app returned; plain functions go to a thread
+#   (`asyncio.to_thread`), async ones are awaited on the loop.
 # - A background error cannot reach the client, so it goes to a log (`bare.tasks`) with its
 #   traceback; "accepted" is not "done".
 # - `TaskRegistry` keeps a strong reference to each task (the loop keeps only weak ones),
 #   and at `lifespan.shutdown` waits up to a timeout, then cancels and logs what is left.
+# - `with_background(app)` plugs in through bare's public hooks: `add_middleware`, guarded
+#   by `stack_built`, and `on_shutdown`. `request.call_after_response` is the wrong trigger
+#   here: it runs after failed requests too, and inside the app call.
 # - Tests check background work inside a `TestClient` session, whose end runs the drain.
 # - This is in-process background work: it dies with the process. Work that must survive
 #   a crash or a deploy belongs in a job queue with its own storage.

@@ -314,6 +314,59 @@ def test_with_background_after_the_first_request_is_refused():
         with_background(app)
 
 
+def test_with_background_goes_through_add_middleware(task_log):
+    log, _ = task_log
+    seen = []
+
+    class Outer:                               # added before: it wraps the background layer
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            seen.append(("outer", "background" in scope))
+            await self.app(scope, receive, send)
+
+    app, ran = Bare(name="layers", middleware=[Outer]), []
+    with_background(app, log=log)
+    assert app.middleware[-1].func is BackgroundMiddleware
+
+    @app.get("/")
+    async def home(request):
+        background(request).add_task(ran.append, "task")
+        return "ok"
+
+    with TestClient(app) as client:
+        assert client.get("/").text == "ok"
+    assert ran == ["task"] and ("outer", False) in seen
+    assert app.stack_built
+
+
+def test_an_error_bare_answers_still_runs_the_tasks(task_log):
+    from barelab.built.bare import NotFound
+    log, _ = task_log
+    app, ran = Bare(name="answered"), []
+    with_background(app, log=log)
+
+    @app.exception_handler(LookupError)
+    async def lookup_is_404(request, error):
+        return Response("gone\n", status=404)
+
+    @app.get("/missing")
+    async def missing(request):
+        background(request).add_task(ran.append, "after NotFound")
+        raise NotFound()
+
+    @app.get("/lookup")
+    async def lookup(request):
+        background(request).add_task(ran.append, "after KeyError")
+        raise KeyError("x")
+
+    with TestClient(app) as client:
+        assert client.get("/missing").status_code == 404
+        assert client.get("/lookup").text == "gone\n"
+    assert ran == ["after NotFound", "after KeyError"]
+
+
 def test_middleware_passes_other_scopes_through():
     seen = []
 
