@@ -147,10 +147,17 @@ with TestClient(leaky) as client:
 #
 # ### Which slow-client policy?
 #
-# When a queue is full there are two honest choices:
+# When a queue is full there are two honest choices, and one that only looks like a
+# choice:
 #
-# - **disconnect** the client with close code 1008 ("policy violation", RFC 6455 §7.4.1);
-# - **drop the oldest** queued message to make room for the new one.
+# | When a member's queue is full | The slow member | Everybody else |
+# |---|---|---|
+# | **disconnect** it with close code 1008 ("policy violation", RFC 6455 §7.4.1) | is told, and can reconnect | carries on |
+# | **drop the oldest** queued message to make room | silently misses messages | carries on |
+# | wait until there is room (`await queue.put`) | is fine | waits for the slowest member |
+#
+# The third row is chapter 15's stall again, with a queue in front of it; it is no
+# policy at all.
 #
 # This chapter disconnects. In a chat, a client that silently missed messages shows a
 # conversation with holes in it, and if it missed a presence event it shows a member who
@@ -165,17 +172,28 @@ with TestClient(leaky) as client:
 # Everything from here to the demo page is the component this chapter adds to `bare`. The
 # cells marked `#| export` are copied into `barelab/built/bare_rooms.py` by the build, so
 # that any later notebook (or your own app) can `from barelab.built.bare_rooms import
-# make_rooms_app` without running this one. The next cell names that module:
+# make_rooms_app` without running this one. Here is what the module will hold, in the
+# order you build it:
+#
+# | Name | What it is |
+# |---|---|
+# | `QUEUE_SIZE`, `MAX_ROOM_NAME` | the two limits |
+# | `Member` | one WebSocket in one room: a bounded queue and its sender task |
+# | `Room`, `Rooms` | a room's members; the registry of rooms, with `join`, `leave`, `broadcast`, `drop` and `talk` |
+# | `room_name_ok` | which room names a client may ask for |
+# | `make_rooms_app`, `ROOMS_PAGE` | a `bare` app with the rooms and a demo page |
+#
+# The next cell names the module:
 
 # %%
 #| default_exp bare_rooms
 
 # %% [markdown]
-# The module opens with a comment that tells its design in a few lines, then its imports
-# and two limits. Nothing here is new machinery: `bare` gives the `WebSocket` object with
-# `send_text`, `send_bytes` and `close`, chapter 15 gives `member_name`, and `asyncio`
-# gives the queue. The limit of 32 waiting messages is chapter 15's. Throughout, a queued
-# message is either a `str`, sent as a text frame, or `bytes`, sent as a binary frame.
+# The module opens with a comment that tells its design in a few lines, then its imports.
+# Nothing here is new machinery: `bare` gives the `WebSocket` object with `send_text`,
+# `send_bytes` and `close`, chapter 15 gives `member_name`, and `asyncio` gives the queue.
+# Throughout, a queued message is either a `str`, sent as a text frame, or `bytes`, sent
+# as a binary frame.
 
 # %%
 #| export
@@ -191,8 +209,28 @@ import json
 from barelab.built.bare import Bare, HTMLResponse, WebSocket      # chapter 18
 from barelab.built.websocket import member_name                   # chapter 15
 
+# %% [markdown]
+# Two limits come next. `QUEUE_SIZE` is how many messages may wait for one member before
+# the room gives up on it: 32, as in chapter 15. It counts messages, not bytes, so what it
+# costs in memory depends on what the room carries. `MAX_ROOM_NAME` bounds a room name,
+# which comes straight from the URL a client typed.
+
+# %%
+#| export
 QUEUE_SIZE = 32           # messages that may wait for one member before it is dropped
 MAX_ROOM_NAME = 40        # characters in a room name
+
+# %% [markdown]
+# What does a full queue hold? In the slow-client experiment at the end of this chapter,
+# each message is 64 KiB:
+
+# %%
+f"{QUEUE_SIZE} messages of 64 KiB: {QUEUE_SIZE * 64 / 1024:.0f} MiB waiting for one member"
+
+# %% [markdown]
+# Two MiB per slow member, on top of what the operating system buffers, is the most this
+# app will hold for a client that does not read. Without the bound, that number would
+# grow with every message the room sends.
 
 # %% [markdown]
 # ### A member: a queue and a sender task
@@ -202,8 +240,8 @@ MAX_ROOM_NAME = 40        # characters in a room name
 # - `asyncio.Queue(maxsize=queue_size)` is **bounded**. An unbounded queue would never be
 #   full, so a client that stopped reading would make the server's memory grow with every
 #   message until something crashed. The bound turns "slow" into an event we can act on.
-#   (It counts messages, not bytes; the server's own limit on one message's size, 16 MiB
-#   by default in barelab, keeps the worst case finite.)
+#   (The server's own limit on one message's size, 16 MiB by default in barelab, keeps
+#   even the worst case finite.)
 # - `create_task(self._send_all())` starts the sender at once, on the server's event loop.
 #   It is the only code that ever awaits this member's socket.
 # - If the client has gone, `send_text` raises `OSError` (barelab's server raises
@@ -255,6 +293,14 @@ async def _send_all(self: Member) -> None:
 Member._send_all = _send_all
 
 # %% [markdown]
+# The `except` catches `OSError` only. When a member leaves, its sender task is
+# cancelled, and the cancellation arrives as `asyncio.CancelledError` at whichever
+# `await` the task is waiting in. `CancelledError` is not an `OSError` (it is not even an
+# `Exception`), so it passes through and the task ends as *cancelled*, which is exactly
+# what a cancelled task should do. Swallowing it would leave a task that reports success
+# although it was stopped.
+
+# %% [markdown]
 # ### A room and the registry
 #
 # A `Room` is a name and a dict of members by name: exactly the `.members` that chapter
@@ -276,9 +322,17 @@ class Room:
         return f"<Room {self.name}: {', '.join(self.names()) or 'empty'}>"
 
 # %% [markdown]
+# A room on its own, before anyone is in it. The `__repr__` lists the members, or says
+# `empty`:
+
+# %%
+Room("den"), Room("den").names()
+
+# %% [markdown]
 # `Rooms` is the registry: the rooms by name, the queue size every new member gets, and a
-# list of who was dropped for being slow (so that cells can check it). `presence` answers
-# "who is in this room?" for a room that may not exist, without creating it.
+# list of who was dropped for being slow, as `room/name` strings (so that cells and tests
+# can check it). `presence` answers "who is in this room?" for a room that may not exist,
+# without creating it.
 
 # %%
 #| export
@@ -305,6 +359,11 @@ registry = Rooms()
 registry.presence("kitchen"), registry
 
 # %% [markdown]
+# An empty list and `<Rooms []>`. That matters more than it looks: a status page that
+# polls `presence` for every room name it is asked about must not fill the registry with
+# empty rooms. Only `join`, further down, creates a room.
+
+# %% [markdown]
 # ### Broadcast and presence events
 #
 # `broadcast` puts one message into every member's queue, except `exclude` (the sender of
@@ -317,12 +376,8 @@ registry.presence("kitchen"), registry
 # `RuntimeError: dictionary changed size during iteration` if you change a dict while
 # you iterate over it.
 #
-# `announce` builds a presence event: what happened (`join`, `leave` or `drop`), to whom,
-# and the room's full member list after it. Sending the whole list, not just the change,
-# means a client never keeps count itself and can never drift out of step.
-#
-# Both are written as plain functions with a `self` parameter and attached to `Rooms` in
-# the cell's last line, like `_send_all` above. `broadcast` calls `self.drop`, which the
+# `broadcast` is written as a plain function with a `self` parameter and attached to
+# `Rooms` in the cell's last line, like `_send_all` above. It calls `self.drop`, which the
 # next section adds; Python only looks it up when a queue is actually full.
 
 # %%
@@ -337,13 +392,29 @@ def broadcast(self, room: Room, data: str | bytes, exclude: Member | None = None
         except asyncio.QueueFull:
             self.drop(member)
 
+Rooms.broadcast = broadcast
 
+# %% [markdown]
+# `announce` is the only place that writes a presence event. The event says what happened
+# (`join`, `leave` or `drop`), to whom, and the room's full member list after it. When Bo
+# joins Amy in the den, every member's queue gets this one line of JSON:
+#
+# ```json
+# {"type": "presence", "room": "den", "event": "join", "name": "bo", "members": ["amy", "bo"]}
+# ```
+#
+# Sending the whole list, not just the change, means a client never keeps count itself
+# and can never drift out of step: whatever it missed before, the next event repairs its
+# picture. It costs a few more bytes per event, which is cheap next to a wrong list.
+
+# %%
+#| export
 def announce(self, room: Room, event: str, name: str) -> None:
     """Tell ``room`` that ``name`` joined, left or was dropped, with the new member list."""
     self.broadcast(room, json.dumps({"type": "presence", "room": room.name, "event": event,
                                      "name": name, "members": room.names()}))
 
-Rooms.broadcast, Rooms.announce = broadcast, announce
+Rooms.announce = announce
 
 # %% [markdown]
 # ### The drop
@@ -370,14 +441,21 @@ def drop(self, member: Member) -> None:
     self.leave(member, event="drop")
     member.closing = asyncio.get_running_loop().create_task(_close_slow(member))
 
+Rooms.drop = drop
 
+# %% [markdown]
+# The close itself carries a reason the client can show, such as `too slow: 32 messages
+# waiting`. Keep such reasons short: RFC 6455 §5.5 limits a control frame's payload to
+# 125 bytes, and the close code takes two of them. If the client is already gone, the
+# send raises `OSError`, and there is nothing left to tell it.
+
+# %%
+#| export
 async def _close_slow(member: Member) -> None:
     try:
         await member.websocket.close(1008, f"too slow: {member.outbox.maxsize} messages waiting")
     except OSError:
         pass                     # it is gone already
-
-Rooms.drop = drop
 
 # %% [markdown]
 # ### Join and leave
@@ -386,7 +464,9 @@ Rooms.drop = drop
 # the `Member` (which starts its sender task) and announces the join. The newcomer is
 # already in the room when the event goes out, so it gets the event too: that is how it
 # learns who was there before it. `member_name` gets the handshake's ASGI scope, where
-# the `?name=` query string is, and the room, whose `members` it checks for a clash.
+# the `?name=` query string is, and the room, whose `members` it checks for a clash: a
+# second `alice` in the same room becomes `alice-2`, while an `alice` in another room
+# keeps her name.
 
 # %%
 #| export
@@ -406,8 +486,11 @@ Rooms.join = join
 # `leave` is written to be called more than once, because it will be: a dropped member
 # leaves in `drop`, and then again in its handler's `finally`. The second call finds
 # `left` set and does nothing. It cancels the sender task (nobody will read that queue
-# again) and, when the last member goes, removes the room itself, so the registry does
-# not grow with every room name anybody ever typed.
+# again; `cancel` only asks, and the task stops at its next `await`) and, when the last
+# member goes, removes the room itself, so the registry does
+# not grow with every room name anybody ever typed. The event goes out only if somebody
+# is left to hear it; `event` is `"drop"` when `drop` calls it, so the others learn why
+# the member went.
 
 # %%
 #| export
@@ -443,7 +526,9 @@ class FakeSocket:
         self.sent.append(f"{message.get('event', 'message')}:{message['name']}")
 
 # %% [markdown]
-# Two members join the `den`. Look at how many messages wait in Amy's queue right after:
+# Two members join the `den`. Look at how many messages wait in Amy's queue right after.
+# (The cell has no `await`, yet `Member` can create its sender task: a notebook cell runs
+# inside the kernel's event loop, the same way a handler runs inside the server's.)
 
 # %%
 desk = Rooms()
@@ -472,8 +557,9 @@ await asyncio.sleep(0.05)
 amy.websocket.sent, desk
 
 # %% [markdown]
-# One `leave` event, not two. When Amy leaves as well, the last member out takes the room
-# with it:
+# Amy's list grew by one line, `leave:bo`, not two: the second `leave` found `left` set.
+# When Amy leaves as well, there is nobody to tell, so no event goes out, and the last
+# member out takes the room with it:
 
 # %%
 desk.leave(amy)
@@ -481,6 +567,8 @@ desk
 
 # %% [markdown]
 # ### Try the drop
+#
+# `<Rooms []>`: the den is gone from the registry.
 #
 # Now a client that stops reading. `StuckSocket`'s `send_text` never returns, like a send
 # into full TCP buffers, and its `close` writes down the close code and reason:
@@ -494,7 +582,8 @@ class StuckSocket(FakeSocket):
 
 # %% [markdown]
 # Give the registry a queue size of 2 to make the numbers small. Amy and Sam join; after a
-# turn of the loop, Sam's sender has taken his own join event and is stuck sending it:
+# turn of the loop, Sam's sender has taken his own join event and is stuck sending it.
+# Look at the number in Sam's `repr`:
 
 # %%
 small = Rooms(queue_size=2)
@@ -504,6 +593,10 @@ await asyncio.sleep(0.05)
 sam
 
 # %% [markdown]
+# `0 waiting`, yet Sam is not keeping up: the one message he was sent is out of the
+# queue, in the hands of a sender task that will never finish. His queue has room for two
+# more before the room notices.
+#
 # Now three chat messages from Amy, broadcast the way her handler would do it (`exclude`
 # is Amy). The first two fill Sam's queue; the third finds it full, and `broadcast` hands
 # Sam to `drop`:
@@ -545,6 +638,11 @@ def room_name_ok(name: str) -> bool:
 [room_name_ok(name) for name in ("kitchen", "", "x" * 41, "a\x01b")]
 
 # %% [markdown]
+# Only `kitchen` passes. The empty name, the 41-character one and the one with a control
+# character fail. `str.isprintable()` is false for any control character, including a
+# newline or a tab, so no room name can break a log line or the page's member list.
+
+# %% [markdown]
 # What does the room get when a member sends something? `_relayed` answers for one
 # received message. `receive_message` returns the ASGI `websocket.receive` event, a dict
 # with either a `"text"` or a `"bytes"` key set. Text becomes a JSON `message` event with
@@ -581,10 +679,21 @@ _relayed(amy, {"type": "websocket.receive", "text": "hi"}), \
 #    `broadcast`, which skips the sender;
 # 4. **leave in the `finally`**, whatever ended the loop.
 #
-# After a drop, `member.left` stops the loop, and the `finally` waits for the 1008 close
-# to finish; the last `wait` lets the cancelled sender task unwind before `bare` closes
-# the socket. It has a timeout, like every wait in this course, so that a sender stuck in
-# some library call cannot keep the handler alive forever.
+# After a drop the loop simply goes on. `drop` has closed the socket with 1008, and
+# chapter 18's `receive_message` knows what to do on a socket we closed ourselves: it
+# waits for the client's answer to our Close (at most `WebSocket.close_timeout`, one
+# second) and then raises `WebSocketDisconnect`, the same exception as any other
+# departure. So the one `finally` covers every ending. The only care the loop takes is
+# `if not member.left`: a message that was already on its way when the member was dropped
+# is not relayed to a room it is no longer in.
+#
+# The `finally` then waits for the 1008 close to finish, and the last `wait` lets the
+# cancelled sender task unwind before `bare` returns. Why `asyncio.wait({member.sender})`
+# and not `await member.sender`? Awaiting a cancelled task raises `CancelledError` in the
+# one who awaits, and the handler would look as if it had been cancelled itself;
+# `asyncio.wait` only reports which tasks are done and never raises. It has a timeout,
+# like every wait in this course, so that a sender stuck in some library call cannot keep
+# the handler alive forever.
 
 # %%
 #| export
@@ -594,9 +703,10 @@ async def talk(self, websocket: WebSocket, room_name: str) -> None:
     await websocket.accept()
     member = self.join(room_name, websocket)
     try:
-        while not member.left:
+        while True:                                 # until WebSocketDisconnect
             message = await websocket.receive_message()
-            self.broadcast(member.room, _relayed(member, message), exclude=member)
+            if not member.left:                     # dropped: its late messages stay here
+                self.broadcast(member.room, _relayed(member, message), exclude=member)
     finally:
         self.leave(member)
         if member.closing is not None:
@@ -606,15 +716,31 @@ async def talk(self, websocket: WebSocket, room_name: str) -> None:
 Rooms.talk = talk
 
 # %% [markdown]
+# Every way out of that loop goes through the `finally`. Here they are side by side, with
+# what `websocket.client_gone` (chapter 18's record of the client's last word, a
+# `(code, reason)` pair) holds afterwards:
+#
+# | How the member goes | What ends the loop | `client_gone` |
+# |---|---|---|
+# | the client closes | `WebSocketDisconnect` from `receive_message` | the client's code, such as `(1000, '')` |
+# | the room drops it | the same: after our 1008 it waits for the client's answer (1 s at most) | the answer, or `(1006, ...)` |
+# | the server stops | the same: the server sends a disconnect with 1001 | `(1001, 'server shutting down')` |
+# | a bug in the loop | the bug's own exception | `None`; `bare` closes with 1011 and the server logs it |
+#
+# In each row `leave` runs once, the others hear about it, and the sender task is gone
+# before the handler returns.
+
+# %% [markdown]
 # ### The app
 #
 # `make_rooms_app` wires a `Rooms` into a `bare` app: the demo page at `/` and the rooms at
 # `/ws/{room}`. The route handler is one line, because `talk` does the work; `bare`
-# supplies the `WebSocket` and the typed `path_params`, and closes the socket with 1000
-# when `talk` returns. The registry hangs on the app as `app.rooms`, so a cell (or a test)
-# can look inside while clients are connected. `ROOMS_PAGE` is defined in the next cells;
-# Python looks the name up only when `/` is requested. The two optional arguments let a
-# test pass in a `Rooms` with a small queue, or your own app serve its own page.
+# supplies the `WebSocket` and the typed `path_params`, and ends the connection quietly
+# when `talk` ends with `WebSocketDisconnect`. The registry hangs on the app as
+# `app.rooms`, so a cell (or a test) can look inside while clients are connected.
+# `ROOMS_PAGE` is defined in the next cells; Python looks the name up only when `/` is
+# requested. The two optional arguments let a test pass in a `Rooms` with a small queue,
+# or your own app serve its own page.
 
 # %%
 #| export
@@ -634,6 +760,18 @@ def make_rooms_app(rooms: Rooms | None = None, page: str | None = None) -> Bare:
     return app
 
 # %% [markdown]
+# `make_rooms_app` is a convenience for this chapter. In an app of your own, rooms need
+# only a registry on the app and a WebSocket route that hands each socket to `talk`, at
+# whatever path suits you:
+#
+# ```python
+# app.rooms = Rooms()
+#
+# @app.websocket("/chat/{room}")
+# async def chat(websocket):
+#     await app.rooms.talk(websocket, websocket.path_params["room"])
+# ```
+#
 # ### The demo page
 #
 # The page has a room and a name field, a log, and a box to send text. The one line that
@@ -662,10 +800,21 @@ ROOMS_MARKUP = """<!doctype html>
 """
 
 # %% [markdown]
+# Nothing in the markup talks to the server yet; it is a form and an empty log.
+#
 # The script starts with two helpers: `show` appends a line to the log (with
 # `textContent`, never `innerHTML`, so a message like `<img onerror=...>` stays text),
 # and `roomUrl`, the URL line described above, with the room and the name escaped by
-# `encodeURIComponent` so that a space or a `?` cannot break the URL.
+# `encodeURIComponent` so that a space or a `?` cannot break the URL. For room `kitchen`
+# and name `guest`, the same line gives:
+#
+# | The page was served from | `roomUrl` gives |
+# |---|---|
+# | `http://localhost:8001/` | `ws://localhost:8001/ws/kitchen?name=guest` |
+# | `https://hub.example/user/you/proxy/8001/` | `wss://hub.example/user/you/proxy/8001/ws/kitchen?name=guest` |
+#
+# The `replace(/\/$/, "")` removes the trailing slash of the page's path, so that the two
+# parts never meet as `//`.
 
 # %%
 #| export
@@ -710,9 +859,14 @@ ROOMS_SCRIPT_JOIN = r"""$("join").onclick = () => {
 """
 
 # %% [markdown]
+# Two details in **Join**: it closes the previous socket with 1000 before opening the
+# next, so switching rooms is a clean leave that the old room announces; and `onclose`
+# shows the close code and reason, which is where a dropped member sees `1008 too slow`.
+#
 # **Send** sends the text box as a text message and echoes it in the log as `me: ...`,
-# since the server does not send a member's own messages back. The last cell of the
-# module joins the pieces into `ROOMS_PAGE`.
+# since the server does not send a member's own messages back. `e.preventDefault()` stops
+# the browser from submitting the form the old way, by loading a new page. The last cell
+# of the module joins the pieces into `ROOMS_PAGE`.
 
 # %%
 #| export
@@ -727,6 +881,10 @@ ROOMS_PAGE = ROOMS_MARKUP + ROOMS_SCRIPT_HELPERS + ROOMS_SCRIPT_EVENTS
 
 # %% [markdown]
 # ## In-process first
+#
+# Test the app in-process before giving it a port. With chapter 17's `TestClient` there
+# are no sockets and no threads: each `with` block is one client, the whole conversation
+# runs in this kernel, and a failing `assert` points at its own line.
 #
 # Build the app and look at its route table. Look for the two entries `make_rooms_app`
 # added: an HTTP route for the page and a WebSocket route with a `{room}` parameter.
@@ -801,7 +959,9 @@ server
 # Open the link in two browser tabs, join the same room with two names, and talk: each
 # tab's "Here:" line follows the presence events. In the notebook, `barelab`'s blocking
 # WebSocket client stands in for the tabs. First a helper: `inbox` receives every message
-# waiting for a client, and stops once nothing has arrived for 0.3 seconds:
+# waiting for a client, and stops once nothing has arrived for 0.3 seconds. Why wait for
+# quiet instead of counting? The cells below must also show what did *not* reach a
+# client, and only waiting a while can show that something never came.
 
 # %%
 def inbox(client, wait=0.3):
@@ -900,46 +1060,56 @@ rooms_app.rooms
 # connection, on the server's side and on the client's, before a writer has to wait at
 # all. A slow client only becomes visible to the server once those buffers are full.
 #
-# `flood` connects the three in that order and starts the speaker. The speaker's thread
-# catches `OSError` so that it ends quietly if the server is stopped under it; its longer
-# timeout (30 s) bounds how long a blocked `send_bytes` may wait. The order matters: the
-# sleeper must be in the room before the first message, so that every one of the 250 is
-# queued for it too.
+# Connect the three in that order. The order matters: the sleeper must be in the room
+# before the first message, so that every one of the 250 is queued for it too. The
+# speaker gets a longer timeout (30 s), which bounds how long one blocked `send_bytes`
+# may wait.
 
 # %%
 N, PAYLOAD = 250, bytes(65536)
-
-def flood():
-    listener = connect("hall", "listener")
-    sleeper = connect("hall", "sleeper")                 # never reads
-    speaker = connect("hall", "speaker", timeout=30)
-    def speak():
-        try:
-            for _ in range(N):
-                speaker.send_bytes(PAYLOAD)
-        except OSError:
-            pass                                   # the server stopped under us
-    threading.Thread(target=speak, daemon=True).start()
-    return listener, sleeper, speaker
-
-f"the speaker will send {N * len(PAYLOAD) / 2**20:.1f} MiB"
+listener = connect("hall", "listener")
+sleeper = connect("hall", "sleeper")                     # never reads
+speaker = connect("hall", "speaker", timeout=30)
+rooms_app.rooms.presence("hall"), f"{N * len(PAYLOAD) / 2**20:.1f} MiB to send"
 
 # %% [markdown]
-# `count_bytes` receives until `N` binary messages have arrived, or until nothing came for
-# a second; the presence events (text) are collected on the side, to read afterwards.
+# Keep a handle on the sleeper's `Member` while it is still in the room: after the drop,
+# the registry forgets it, and you will want to look at its `WebSocket` then. For now
+# the socket is `open`:
+
+# %%
+sleeping = rooms_app.rooms.rooms["hall"].members["sleeper"]
+sleeping.websocket
+
+# %% [markdown]
+# `speak` is what the speaker's thread will run. It catches `OSError` so that it ends
+# quietly if the server is stopped under it.
+
+# %%
+def speak():
+    try:
+        for _ in range(N):
+            speaker.send_bytes(PAYLOAD)
+    except OSError:
+        pass                                       # the server stopped under us
+
+speak
+
+# %% [markdown]
+# `count_bytes` receives until `n` binary messages have arrived. Presence events (text)
+# are collected on the side, to read afterwards. If the listener were stalled, a receive
+# would wait five seconds and raise `TimeoutError`, and the cell below would fail loudly
+# instead of hanging.
 
 # %%
 def count_bytes(client, n=N):
     got, events = 0, []
-    try:
-        while got < n:
-            message = client.receive(timeout=1)
-            if isinstance(message, bytes):
-                got += 1
-            else:
-                events.append(json.loads(message))
-    except (TimeoutError, barelab.WebSocketClosed):
-        pass
+    while got < n:
+        message = client.receive(timeout=5)
+        if isinstance(message, bytes):
+            got += 1
+        else:
+            events.append(json.loads(message))
     return got, events
 
 count_bytes
@@ -949,7 +1119,7 @@ count_bytes
 # to the listener.
 
 # %%
-listener, sleeper, speaker = flood()
+threading.Thread(target=speak, daemon=True).start()
 got, events = count_bytes(listener)
 print(f"the listener got all {N} messages: {got == N}")
 
@@ -992,12 +1162,44 @@ for event in events:
 rooms_app.rooms.dropped, rooms_app.rooms.presence("hall"), len(server.log.errors)
 
 # %% [markdown]
+# And the sleeper's own handler? After the drop it went back to `receive_message`, on a
+# socket its room had closed. Chapter 18's `WebSocket` handles that case: it waits for the
+# client's answer to our Close and then raises `WebSocketDisconnect`, which ends the loop
+# in `talk` and runs its `finally`. What the server heard last is kept in
+# `websocket.client_gone`, a `(code, reason)` pair. Wait for it and look at the code:
+
+# %%
+wait_until(lambda: sleeping.websocket.client_gone is not None)
+sleeping.websocket, sleeping.websocket.client_gone[0]
+
+# %% [markdown]
+# The socket is `closed`, and the code is 1006, RFC 6455's number for "the connection
+# ended without a Close frame" (§7.1.5): the sleeper never read our 1008, so it never
+# answered it. The handler did not hang on a client that will never speak again. Here is
+# the sleeper's ending from its handler's point of view:
+#
+# ```mermaid
+# sequenceDiagram
+#     participant H as sleeper's handler in talk
+#     participant W as its bare WebSocket
+#     participant S as barelab's server
+#     participant C as sleeper's client
+#     Note over H: waiting in receive_message()
+#     Note over W: drop: close(1008), in a task
+#     W->>S: websocket.close 1008
+#     S--xC: Close frame, stuck behind unread data
+#     Note over S: 2 s later: give up, cut the TCP connection
+#     S->>W: websocket.disconnect 1006
+#     W->>H: raise WebSocketDisconnect(1006)
+#     Note over H: finally: leave (done already), await closing, wait for the sender
+# ```
+#
 # What did the sleeper see? Its 1008 close frame sat behind megabytes it never read, so the
 # server waited a couple of seconds for the closing handshake and then cut the TCP
 # connection. Reading now, the sleeper finds only old data and then the end.
-# `read_to_end` reads and throws the data away until one of three endings: a close frame
-# (it reports the code), five quiet seconds (the socket is still open, which would be a
-# bug here), or an `OSError` because the TCP connection is gone:
+# `read_to_end` reads and throws the data away until one of two endings: the socket is
+# closed (it returns the close code), or five quiet seconds pass (the socket is still
+# open, which would be a bug here):
 
 # %%
 def read_to_end(client):
@@ -1005,20 +1207,22 @@ def read_to_end(client):
         while True:
             client.receive(timeout=5)
     except barelab.WebSocketClosed as closed:
-        return f"closed with {int(closed.code)}"
+        return int(closed.code)
     except TimeoutError:
-        return "still open"                        # (TimeoutError is an OSError too)
-    except OSError:
-        return "connection cut"
+        return "still open"
 
 ending = read_to_end(sleeper)
-ending in ("closed with 1008", "connection cut")
+ending in (1008, 1006)
 
 # %% [markdown]
 # `True`: the sleeper either found the 1008 close frame at the end of its buffers, or
-# found the connection cut, depending on how much the operating system had buffered when
-# the server gave up. Both mean the server let it go. The server could not tell a slow
-# phone from a dead one, and it did not need to. Close the other two; the hall empties:
+# found the connection cut, which barelab's client reports as 1006, the code a browser
+# shows for a connection that ended without a Close frame. Which of the two depends on
+# how much the operating system had buffered when the server gave up. Both mean the
+# server let it go. The server could not tell a slow phone from a dead one, and it did
+# not need to.
+#
+# Close the other two; the hall empties:
 
 # %%
 listener.close()
@@ -1031,9 +1235,15 @@ rooms_app.rooms
 #
 # - A room handler must leave in a `finally`: `receive_message` ends with an exception when
 #   the client goes, and code after the loop never runs (the ghost members at the start).
+# - After the room closes a member with 1008, the handler's loop needs no special case:
+#   `receive_message` waits (at most a second) for the client's answer and then raises
+#   `WebSocketDisconnect` too; `websocket.client_gone` says how the client went.
 # - `Rooms` keeps named `Room`s, created on the first join and removed on the last leave.
 # - Each `Member` has a bounded `asyncio.Queue` and a sender task; `broadcast` only calls
 #   `put_nowait`, so it never waits, and only a member's own task waits for its socket.
+# - A dropped member's handler does not relay what arrives after the drop
+#   (`if not member.left`), and waits for its cancelled sender with `asyncio.wait`, which
+#   reports instead of raising `CancelledError`.
 # - The slow-client policy here is **disconnect with 1008**: explicit to the client, and a
 #   reconnect gets a fresh member list. Dropping old messages is the alternative for feeds.
 # - Presence events are JSON with the full member list; text is relayed as a JSON message

@@ -15,6 +15,7 @@ import pytest
 import barelab
 from barelab.built.bare_rooms import (QUEUE_SIZE, Member, Room, Rooms, ROOMS_PAGE,
                                       make_rooms_app)
+from barelab.built.bare import WebSocket, WebSocketDisconnect
 from barelab.built.testing import TestClient
 
 
@@ -143,6 +144,42 @@ def test_a_full_queue_drops_that_member_with_1008_and_nobody_else():
     assert rooms.rooms == {}
 
 
+def test_a_dropped_members_handler_ends_on_the_clients_answer_and_relays_nothing_late():
+    async def scenario():
+        rooms = Rooms(queue_size=2)
+        good = ListeningWebSocket("good")
+        member_good = rooms.join("hall", good)
+        inbox, sent = asyncio.Queue(), []
+
+        async def send(message):                # the slow client never reads a message
+            sent.append(message)
+            if message["type"] == "websocket.send":
+                await asyncio.Event().wait()
+
+        scope = {"type": "websocket", "path": "/ws/hall", "headers": [],
+                 "query_string": b"name=slow"}
+        websocket = WebSocket(scope, inbox.get, send)
+        inbox.put_nowait({"type": "websocket.connect"})
+        handler = asyncio.create_task(rooms.talk(websocket, "hall"))
+        await asyncio.sleep(0.01)               # joined; its sender is stuck on the join
+        for n in range(3):
+            rooms.broadcast(member_good.room, bytes([n]))
+            await asyncio.sleep(0.001)          # good's sender keeps up
+        await asyncio.sleep(0.01)               # dropped, and the 1008 close is sent
+        inbox.put_nowait({"type": "websocket.receive", "text": "late"})
+        inbox.put_nowait({"type": "websocket.disconnect", "code": 1008})
+        with pytest.raises(WebSocketDisconnect):
+            await asyncio.wait_for(handler, 2)
+        rooms.leave(member_good)
+        return rooms, good, websocket, sent
+    rooms, good, websocket, sent = asyncio.run(scenario())
+    assert rooms.dropped == ["hall/slow"] and rooms.rooms == {}
+    assert {"type": "websocket.close", "code": 1008,
+            "reason": "too slow: 2 messages waiting"} in sent
+    assert websocket.state_name == "closed" and websocket.client_gone == (1008, "")
+    assert not any("late" in m for m in good.sent if isinstance(m, str)), good.sent
+
+
 def test_leave_twice_is_harmless():
     async def scenario():
         rooms = Rooms()
@@ -162,6 +199,9 @@ def test_slow_client_over_sockets_does_not_stall_the_room():
         listener = barelab.websocket_connect(server, "/ws/hall?name=listener")
         sleeper = barelab.websocket_connect(server, "/ws/hall?name=sleeper")
         speaker = barelab.websocket_connect(server, "/ws/hall?name=speaker", timeout=30)
+        assert wait_until(lambda: app.rooms.presence("hall") == ["listener", "sleeper",
+                                                                 "speaker"])
+        sleeping = app.rooms.rooms["hall"].members["sleeper"]
 
         def speak():
             try:
@@ -175,6 +215,10 @@ def test_slow_client_over_sockets_does_not_stall_the_room():
             got += isinstance(listener.receive(timeout=5), bytes)
         assert wait_until(lambda: app.rooms.dropped == ["hall/sleeper"])
         assert app.rooms.presence("hall") == ["listener", "speaker"]
+        # the sleeper's handler went back to receive_message on a socket we closed: it
+        # ended with WebSocketDisconnect once the connection was gone (1006: no Close)
+        assert wait_until(lambda: sleeping.websocket.client_gone is not None)
+        assert sleeping.websocket.client_gone[0] == 1006
         listener.close()
         speaker.close()
         sleeper.close()

@@ -16,6 +16,7 @@ import json
 from barelab.built.bare import Bare, HTMLResponse, WebSocket      # chapter 18
 from barelab.built.websocket import member_name                   # chapter 15
 
+
 QUEUE_SIZE = 32           # messages that may wait for one member before it is dropped
 MAX_ROOM_NAME = 40        # characters in a room name
 
@@ -85,13 +86,15 @@ def broadcast(self, room: Room, data: str | bytes, exclude: Member | None = None
         except asyncio.QueueFull:
             self.drop(member)
 
+Rooms.broadcast = broadcast
+
 
 def announce(self, room: Room, event: str, name: str) -> None:
     """Tell ``room`` that ``name`` joined, left or was dropped, with the new member list."""
     self.broadcast(room, json.dumps({"type": "presence", "room": room.name, "event": event,
                                      "name": name, "members": room.names()}))
 
-Rooms.broadcast, Rooms.announce = broadcast, announce
+Rooms.announce = announce
 
 
 def drop(self, member: Member) -> None:
@@ -102,14 +105,14 @@ def drop(self, member: Member) -> None:
     self.leave(member, event="drop")
     member.closing = asyncio.get_running_loop().create_task(_close_slow(member))
 
+Rooms.drop = drop
+
 
 async def _close_slow(member: Member) -> None:
     try:
         await member.websocket.close(1008, f"too slow: {member.outbox.maxsize} messages waiting")
     except OSError:
         pass                     # it is gone already
-
-Rooms.drop = drop
 
 
 def join(self, room_name: str, websocket: WebSocket) -> Member:
@@ -160,9 +163,10 @@ async def talk(self, websocket: WebSocket, room_name: str) -> None:
     await websocket.accept()
     member = self.join(room_name, websocket)
     try:
-        while not member.left:
+        while True:                                 # until WebSocketDisconnect
             message = await websocket.receive_message()
-            self.broadcast(member.room, _relayed(member, message), exclude=member)
+            if not member.left:                     # dropped: its late messages stay here
+                self.broadcast(member.room, _relayed(member, message), exclude=member)
     finally:
         self.leave(member)
         if member.closing is not None:
