@@ -4,14 +4,17 @@ Every test drives an InjectingBare app in-process with chapter 17's TestClient, 
 client sees it: statuses, JSON bodies and the 422 detail list.
 """
 
+import asyncio
 import dataclasses
 from dataclasses import dataclass
 
 import pytest
 
 from barelab.built.bare import HTTPException, Request
-from barelab.built.bare_depends import (Depends, InjectingBare, ValidationError, convert,
-                                        inject, issue, plan, unwrap_optional)
+from barelab.built.bare_depends import (Depends, InjectingBare, Param, ValidationError,
+                                        call_injected, check_scalar, close_stack, convert,
+                                        convert_all, fill_parameter, inject, issue, plan,
+                                        plan_parameter, unwrap_optional)
 from barelab.built.testing import TestClient
 
 
@@ -61,6 +64,57 @@ def test_plan_reads_string_annotations():
     async def handler(limit: "int" = 3, tags: "list[str]" = []): ...
     kinds = [(p.name, p.kind, p.many) for p in plan(handler)]
     assert kinds == [("limit", int, False), ("tags", str, True)]
+
+
+def test_plan_parameter_follows_the_precedence():
+    import inspect
+
+    def dep(): ...
+    async def handler(request: Request, d: Request = Depends(dep), limit: int = 1): ...
+    params = inspect.signature(handler).parameters.values()
+    sources = [plan_parameter(handler, p, p.annotation).source for p in params]
+    assert sources == ["request", "depends", "value"]
+
+
+def test_convert_all_keeps_good_values_and_indexes_bad_ones():
+    errors = []
+    values = convert_all(["1", "x", 3], Param("id", "value", int, many=True), ("query", "id"),
+                         errors)
+    assert values == [1, 3]
+    assert [e["loc"] for e in errors] == [["query", "id", 1]]
+
+
+def test_check_scalar_is_strict_about_json_types():
+    errors = []
+    assert check_scalar(20, float, ["body"], errors) == 20.0
+    assert check_scalar(True, bool, ["body"], errors) is True
+    assert errors == []
+    for value, kind in [(True, int), ("3", int), (1, bool), (2, str)]:
+        assert check_scalar(value, kind, ["body"], errors) is None
+    assert [e["type"] for e in errors] == ["int_type", "int_type", "bool_type", "string_type"]
+
+
+def request_for(query: bytes = b"", path_params=None):
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": [],
+                    "query_string": query, "path_params": path_params or {}}, receive=None)
+
+
+def test_fill_parameter_reads_one_value():
+    from contextlib import AsyncExitStack
+    errors = []
+    value = asyncio.run(fill_parameter(Param("limit", "value", int, 10), request_for(b"limit=4"),
+                                       {}, AsyncExitStack(), errors))
+    assert value == 4 and errors == []
+
+
+def test_call_injected_answers_422_and_still_notes_the_cleanup():
+    async def handler(limit: int):
+        raise AssertionError("not called with a bad limit")
+
+    request = request_for(b"limit=ten")
+    response = asyncio.run(call_injected(handler, request))
+    assert response.status == 422
+    assert [fn for fn, args, kwargs in request.after_response] == [close_stack]
 
 
 @pytest.fixture
@@ -296,15 +350,57 @@ def test_yield_dependencies_clean_up_after_the_response():
     assert log == ["open", "sync open", "handler", "sent", "sync close", "commit", "close"]
 
 
-def test_yield_dependencies_see_the_handlers_error():
+def test_yield_dependencies_see_the_handlers_error_after_the_response():
     log = []
     client = client_for(make_yield_app(log))
     assert client.get("/fail").status_code == 409
-    assert log == ["open", "rollback", "close", "sent"]
+    assert log == ["open", "sent", "rollback", "close"]
     log.clear()
     response = client.get("/crash")
     assert response.status_code == 500 and "bug" not in response.text
-    assert log == ["open", "rollback", "close", "sent"]
+    assert log == ["open", "sent", "rollback", "close"]
+
+
+def test_cleanup_is_noted_on_the_request_not_run_by_the_endpoint():
+    log = []
+    app = InjectingBare()
+
+    def resource():
+        yield "r"
+        log.append("cleanup")
+
+    @app.get("/")
+    async def index(r: str = Depends(resource)):
+        return {"r": r}
+
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": [],
+                       "query_string": b""}, receive=None)
+    endpoint = app.routes[0].app
+    response = asyncio.run(endpoint(request))
+    assert response.status == 200 and log == []
+    assert [fn for fn, args, kwargs in request.after_response] == [close_stack]
+    fn, args, kwargs = request.after_response[0]
+    asyncio.run(fn(*args, **kwargs))
+    assert log == ["cleanup"]
+
+
+def test_a_failing_cleanup_is_logged_and_the_response_stands(caplog):
+    app = InjectingBare()
+
+    async def fragile():
+        yield "f"
+        raise OSError("disk gone")
+
+    @app.get("/")
+    async def index(f: str = Depends(fragile)):
+        return {"f": f}
+
+    with caplog.at_level("ERROR", logger="bare"):
+        response = client_for(app).get("/")
+    assert response.status_code == 200 and response.json() == {"f": "f"}
+    failures = [r for r in caplog.records if r.name == "bare"]
+    assert len(failures) == 1 and "close_stack" in failures[0].getMessage()
+    assert isinstance(failures[0].exc_info[1], OSError)
 
 
 def test_a_naive_handler_would_have_been_a_500():
