@@ -6,7 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: lab test notebooks export bench clean slides instructor-stats student
+.PHONY: lab test test-browser browser notebooks export bench clean slides instructor-stats \
+        student site screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +25,27 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) notebooks/
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+# Every chapter is run twice in one kernel, as a learner pressing Run All twice: in a real
+# JupyterLab in Chromium when Debian's chromium is there (tests/test_browser_*.py, which
+# also click the server links), else headless through nbclient (tests/test_rerun_*.py).
+CHROMIUM     := /usr/bin/chromium
+BROWSER_RUNS := tests/test_browser_even.py tests/test_browser_odd.py
+HEADLESS_RUNS := tests/test_rerun_even.py tests/test_rerun_odd.py
+RUN_ALL_CHOICE = $$(if [ -x $(CHROMIUM) ]; \
+	then echo $(addprefix --ignore=,$(HEADLESS_RUNS)); \
+	else echo $(addprefix --ignore=,$(BROWSER_RUNS)); fi)
+
+browser:
+	@sh tools/install_browser.sh
+
+test: $(STAMP) browser
+	@[ -x $(CHROMIUM) ] && echo "Run All: in JupyterLab in Chromium" \
+		|| echo "Run All: headless (no $(CHROMIUM))"
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(RUN_ALL_CHOICE)
+
+# Only the JupyterLab runs; a failing chapter leaves a screenshot in build/browser-failures/.
+test-browser: $(STAMP) browser
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(BROWSER_RUNS)
 
 notebooks: $(STAMP)
 	$(BIN)/python tools/build_notebooks.py
@@ -49,6 +69,14 @@ instructor-stats: $(STAMP)
 # Workshop kit: student/ copies of the notebooks, exercise answers stubbed, outputs cleared.
 student: $(STAMP)
 	$(BIN)/python tools/make_student.py
+
+# A static HTML site of the course from the stored notebooks: build/site/index.html.
+site: $(STAMP)
+	$(BIN)/python tools/build_site.py --out build/site
+
+# The README's pictures: chapters run in JupyterLab in Chromium, saved under docs/img/.
+screenshots: $(STAMP) browser
+	$(BIN)/python tools/screenshots.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

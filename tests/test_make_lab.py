@@ -86,3 +86,31 @@ def test_server_links_work_through_jupyter_server_proxy(lab, monkeypatch):
         status, body = fetch(lab.rstrip("/") + server.link + "deep/path")
     assert status == 200
     assert body == b"through the proxy: /deep/path"  # /proxy/<port>/ strips its prefix
+
+
+def test_websockets_work_through_jupyter_server_proxy(lab, monkeypatch):
+    """A chat page under Binder opens ``wss://…/proxy/<port>/ws``: the proxy must upgrade."""
+    async def echo(scope, receive, send):
+        assert scope["type"] == "websocket"
+        await receive()                                       # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                await send({"type": "websocket.send", "text": "echo: " + message["text"]})
+            else:
+                await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
+
+    with barelab.serve(echo, name="proxied-ws", lifespan="off") as server:
+        monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/")
+        url = lab.replace("http://", "ws://").rstrip("/") + server.link + "ws"
+        socket = barelab.websocket_connect(url, headers={"Authorization": f"token {TOKEN}"})
+        with socket:
+            socket.send_text("hello")
+            assert socket.receive() == "echo: hello"
+            socket.send_bytes(b"\x00\x01\xff")
+            assert socket.receive() == b"\xff\x01\x00"
+        assert socket.closed
+    assert "/ws" in str(server.log), "the request reached the app through the proxy"

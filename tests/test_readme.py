@@ -36,3 +36,10 @@ def test_binder_badge_opens_jupyterlab_on_chapter_one():
 def test_chapter_list_matches_the_notebooks():
     listed = dict(re.findall(r"^- \*\*(\d\d) (.+?)\*\*", README, flags=re.M))
     assert listed == notebook_titles(), "README's chapter list and notebooks/ disagree"
+
+
+def test_every_picture_in_the_readme_exists():
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    local = [path for path in pictures if not path.startswith("http")]
+    assert len(local) >= 4, "the README shows screenshots of the course"
+    assert [path for path in local if not (ROOT / path).is_file()] == []

@@ -87,7 +87,7 @@ def as_slides(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return deck
 
 
-class _Recorder(logging.Handler):
+class WarningRecorder(logging.Handler):
     """Keep every warning or error a logger emits while the exporter runs."""
 
     def __init__(self):
@@ -112,7 +112,7 @@ def exporter():
 def build(notebook: Path, out: Path, slides=None) -> tuple[Path, list[str]]:
     """Write ``out/<stem>.slides.html``; return its path and the warnings nbconvert logged."""
     slides = slides or exporter()
-    recorder = _Recorder()
+    recorder = WarningRecorder()
     logger = slides.log
     logger.addHandler(recorder)
     try:

@@ -1,0 +1,100 @@
+"""Run a chapter in a real JupyterLab the way a learner does, and fail on anything they'd see.
+
+Shared by test_browser_even.py and test_browser_odd.py (split by chapter parity, so
+pytest-xdist's `--dist loadfile` gives each of the two workers half the chapters, with a
+JupyterLab and a Chromium of its own). For each chapter, in one kernel:
+
+1. open it from the file browser (double click), select the last cell (`stop_all()`) and
+   choose Run > Run All Above Selected Cell: no cell may show an error or stay unrun;
+2. click every barelab server link in the outputs whose server is still running: the tab
+   it opens must load, with the status the server answers to a direct request (so the
+   link, and under a hub prefix the proxy, really lead to that server); a page with
+   chapter 24's room chat is opened in two tabs that join one room and talk;
+3. run the last cell, then Run > Run All Cells again in the same kernel (the learner who
+   runs the chapter twice): again no error, every cell run, and no server left running.
+
+The odd chapters run under a JupyterHub-style prefix (`/user/learner/`, with
+JUPYTERHUB_SERVICE_PREFIX set as Binder sets it), so their links go through
+jupyter-server-proxy; the even chapters link straight to the server's port.
+"""
+
+from __future__ import annotations
+
+import base64
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import jupyterlab_ui as ui
+
+ROOT = Path(__file__).resolve().parent.parent
+FAILURES = ROOT / "build" / "browser-failures"     # a screenshot of each failing chapter
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def notebooks_with_parity(parity: int) -> list[Path]:
+    return [path for path in NOTEBOOKS if int(path.name[:2]) % 2 == parity]
+
+
+def direct_status(url: str) -> int:
+    """The status the server itself answers to a GET of ``url`` with the browser's login."""
+    login = base64.b64encode(f"{ui.LOGIN['username']}:{ui.LOGIN['password']}".encode())
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {login.decode()}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def run_like_a_learner(page, name: str) -> list[str]:
+    """Run chapter ``name`` as described above; return the links clicked."""
+    ui.open_notebook(page, name)
+    try:
+        last = ui.select_last_cell(page)
+        ui.menu(page, "Run", "Run All Above Selected Cell")
+        ui.wait_until_run(page, upto=last)
+        assert ui.errors(page) == [], f"{name}: errors on the first Run All"
+        assert [i for i in ui.cells_not_run(page) if i < last] == [], \
+            f"{name}: cells that never ran"
+
+        servers = dict(ui.kernel_value(
+            page, "[(s.link, s.url) for s in __import__('barelab').running()]"))
+        clicked = [href for href in dict.fromkeys(ui.output_links(page)) if href in servers]
+        rooms_pages = []
+        for href in clicked:
+            tab, status = ui.click_link(page, href)
+            try:
+                expected = direct_status(servers[href])
+                assert status == expected, (f"{name}: {href} opened {tab.url} with status "
+                                            f"{status}; the server answers {expected}")
+                assert tab.url.endswith(href), f"{name}: {href} opened {tab.url}"
+                if tab.locator("#join").count() and tab.locator("#members").count():
+                    rooms_pages.append(href)
+            finally:
+                tab.close()
+        if name.startswith(("01_", "02_")):        # they leave servers up and show links
+            assert clicked, f"{name}: no server link found to click"
+        if name.startswith("24_"):
+            assert rooms_pages, f"{name}: the rooms page was not among {clicked}"
+        for href in rooms_pages:                       # chapter 24's two-tab demo
+            for tab in ui.chat_in_two_tabs(page, href):
+                tab.close()
+
+        ui.select_last_cell(page)
+        ui.menu(page, "Run", "Run Selected Cell and Do not Advance")
+        ui.wait_until_run(page)
+        ui.menu(page, "Run", "Run All Cells")
+        ui.wait_until_run(page)
+        assert ui.errors(page) == [], f"{name}: errors on the second Run All"
+        assert ui.cells_not_run(page) == [], f"{name}: cells that never ran the second time"
+        left = ui.kernel_value(page, "[s.name for s in __import__('barelab').running()]")
+        assert left == [], f"{name}: servers left running: {left}"
+        print(f"{name}: clicked {clicked}, chatted on {rooms_pages}")
+        return clicked
+    except Exception:
+        FAILURES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(FAILURES / f"{Path(name).stem}.png"))
+        raise
+    finally:
+        ui.close_notebook(page)
