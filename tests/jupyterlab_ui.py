@@ -77,7 +77,6 @@ def running_lab(tmp: Path, *, base_url: str = "/", hub_prefix: bool = False):
     notebook = tmp / "settings" / "@jupyterlab" / "notebook-extension"
     notebook.mkdir(parents=True)
     (notebook / "tracker.jupyterlab-settings").write_text(json.dumps(EVERY_CELL_IN_THE_DOM))
-    port = free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"),
            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime")}
     env.pop("JUPYTERHUB_SERVICE_PREFIX", None)
@@ -85,7 +84,7 @@ def running_lab(tmp: Path, *, base_url: str = "/", hub_prefix: bool = False):
         env["JUPYTERHUB_SERVICE_PREFIX"] = base_url
     log = tmp / "jupyterlab.log"
     args = [str(ROOT / ".venv" / "bin" / "jupyter"), "lab", "--no-browser",
-            "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
+            "--ip=127.0.0.1", f"--port={free_port()}", "--ServerApp.port_retries=50",
             f"--ServerApp.base_url={base_url}", f"--IdentityProvider.token={TOKEN}",
             "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=",
             f"--LabApp.user_settings_dir={tmp / 'settings'}",
@@ -95,31 +94,42 @@ def running_lab(tmp: Path, *, base_url: str = "/", hub_prefix: bool = False):
     with open(log, "wb") as sink:
         proc = subprocess.Popen(args, cwd=folder, env=env, stdout=sink,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    lab = Lab(base=f"http://127.0.0.1:{port}{base_url}", folder=folder, log=log)
     try:
-        wait_for_status(lab, proc)
-        yield lab
+        yield wait_for_status(tmp / "runtime", folder, log, proc)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_process_group(proc)
 
 
-def wait_for_status(lab: Lab, proc: subprocess.Popen, timeout: float = 90) -> None:
+def stop_process_group(proc: subprocess.Popen, grace: float = 15) -> None:
+    """SIGTERM a process started with ``start_new_session``, and its children; then KILL."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def wait_for_status(runtime: Path, folder: Path, log: Path, proc: subprocess.Popen,
+                    timeout: float = 90) -> Lab:
+    """Wait until the server answers; return it as a :class:`Lab`.
+
+    The port asked for was free a moment ago but may have been taken since: the server then
+    moves to the next one (``port_retries``) and writes where it went into its runtime file.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
+            info = json.loads(next(runtime.glob("jpserver-*.json")).read_text())
+            lab = Lab(base=info["url"].rstrip("/") + "/", folder=folder, log=log)
             request = urllib.request.Request(lab.url("api/status"),
                                              headers={"Authorization": f"token {TOKEN}"})
             urllib.request.urlopen(request, timeout=2).read()
-            return
-        except OSError:
+            return lab
+        except (OSError, StopIteration, ValueError, KeyError):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("JupyterLab did not start:\n"
-                                   + lab.log.read_text(errors="replace")[-3000:])
+                                   + log.read_text(errors="replace")[-3000:])
             time.sleep(0.25)
 
 
@@ -253,8 +263,15 @@ def output_links(page) -> list[str]:
         }}))""")
 
 
-def click_link(page, href: str):
-    """Scroll the link into view and click it; return the new tab and its HTTP status."""
+def click_link(page, href: str, *, opens_a_page: bool = True):
+    """Scroll the link into view and click it; return the new tab and its HTTP status.
+
+    Chromium hands out the new tab only once it shows something. A server that never
+    answers (chapter 11's long poll) or answers with an endless event stream (which the
+    browser does not show as a page) gives none: with ``opens_a_page=False`` the tab is
+    None and the status is that of the response to the click's request, or None if no
+    answer came within five seconds.
+    """
     page.evaluate(f"""(href) => {{
         const notebook = {CURRENT}.content;
         const index = notebook.widgets.findIndex(cell => cell.model.type === 'code'
@@ -264,6 +281,24 @@ def click_link(page, href: str):
     }}""", href)
     link = page.locator(f'.jp-OutputArea-output a[href="{href}"]').last
     link.wait_for(timeout=30_000)
+    if not opens_a_page:
+        statuses = []
+        def answered(response):
+            if response.request.is_navigation_request() and response.url.endswith(href):
+                statuses.append(response.status)
+        page.context.on("response", answered)
+        try:
+            with page.context.expect_event(
+                    "request", lambda request: request.is_navigation_request()
+                    and request.url.endswith(href)):
+                link.click()
+            for _ in range(50):                          # five seconds
+                if statuses:
+                    break
+                page.wait_for_timeout(100)
+        finally:
+            page.context.remove_listener("response", answered)
+        return None, (statuses[0] if statuses else None)
     with page.context.expect_page() as opened:
         link.click()
     tab = opened.value

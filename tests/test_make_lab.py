@@ -8,9 +8,6 @@ as a learner would, then fetches a barelab server through that proxy.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,15 +16,10 @@ from pathlib import Path
 import pytest
 
 import barelab
+from jupyterlab_ui import free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "barelab-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def fetch(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -58,12 +50,7 @@ def lab():
                 time.sleep(0.25)
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_process_group(proc)
 
 
 def test_make_lab_serves_jupyterlab_on_the_notebooks(lab):
@@ -106,11 +93,11 @@ def test_websockets_work_through_jupyter_server_proxy(lab, monkeypatch):
     with barelab.serve(echo, name="proxied-ws", lifespan="off") as server:
         monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/")
         url = lab.replace("http://", "ws://").rstrip("/") + server.link + "ws"
-        socket = barelab.websocket_connect(url, headers={"Authorization": f"token {TOKEN}"})
-        with socket:
-            socket.send_text("hello")
-            assert socket.receive() == "echo: hello"
-            socket.send_bytes(b"\x00\x01\xff")
-            assert socket.receive() == b"\xff\x01\x00"
-        assert socket.closed
+        client = barelab.websocket_connect(url, headers={"Authorization": f"token {TOKEN}"})
+        with client:
+            client.send_text("hello")
+            assert client.receive() == "echo: hello"
+            client.send_bytes(b"\x00\x01\xff")
+            assert client.receive() == b"\xff\x01\x00"
+        assert client.closed
     assert "/ws" in str(server.log), "the request reached the app through the proxy"
