@@ -576,9 +576,27 @@ class Head:
 #
 # What it does *not* do is wait for the body. The app may want to read a large upload piece
 # by piece, or not at all, so the body stays on the socket until `receive()` asks for it.
+#
+# One more detail. `body_length` accepts `Content-Length: 2, 2` (a list of one value
+# repeated, as a proxy that merges fields may send) because RFC 9110 §8.6 lets a recipient
+# treat it as `2`. The app must then see that `2` too: a framework that reads the header
+# itself would otherwise find `2, 2`, answer 400, and leave the connection open on a
+# request the server already framed. So `one_length` replaces the list with the number.
 
 # %%
 #| export
+def one_length(headers: list, length: int) -> list:
+    """``headers`` with every Content-Length field replaced by one, ``length`` (§8.6)."""
+    out, seen = [], False
+    for name, value in headers:
+        if name == b"content-length":
+            if seen:
+                continue
+            seen, value = True, b"%d" % length
+        out.append((name, value))
+    return out
+
+
 def read_head(buffer, max_line: int, max_header_bytes: int, max_body: int):
     """``(Head, body_start)`` from the start of ``buffer``, or None while it is incomplete."""
     parts = split_head(buffer, max_line, max_header_bytes)
@@ -591,7 +609,18 @@ def read_head(buffer, max_line: int, max_header_bytes: int, max_body: int):
     length = body_length(headers, version, max_body)
     if length is None:
         length = ChunkedDecoder(0, max_body, max_header_bytes)
+    else:
+        headers = one_length(headers, length)
     return Head(method.decode("ascii"), target, version, headers, length), body_start
+
+# %% [markdown]
+# What an app sees of a doubled length:
+
+# %%
+one_length([(b"host", b"x"), (b"content-length", b"2, 2"), (b"content-length", b"2")], 2)
+
+# %% [markdown]
+# One field, one plain number, where the client sent two fields with three copies of it.
 
 # %% [markdown]
 # Try it on a head that is still arriving, then on a complete one. In the output, `None`

@@ -18,7 +18,7 @@ import pytest
 from rawclient import RawClient
 
 import barelab
-from barelab.built.asgi_server import ASGIServer, ClientDisconnected, Connection
+from barelab.built.asgi_server import ASGIServer, ClientDisconnected, Connection, one_length
 from barelab.engines.asgi import ASGIEngine
 from barelab.errors import LifespanStartupFailed
 
@@ -810,3 +810,31 @@ def test_connection_class_is_the_hook_for_each_accepted_connection(serve):
     served = serve(hello, engine=CountingServer)
     assert barelab.http_request(served.server).body == b"hello"
     assert len(made) == 1 and isinstance(made[0].server, CountingServer)
+
+
+def test_a_content_length_list_reaches_the_app_as_one_number():
+    """RFC 9110 §8.6 lets the server take `2, 2` as 2; the app must then see 2 as well."""
+    headers = [(b"host", b"x"), (b"content-length", b"2, 2"), (b"x-a", b"1"),
+               (b"content-length", b"2")]
+    assert one_length(headers, 2) == [(b"host", b"x"), (b"content-length", b"2"), (b"x-a", b"1")]
+
+    seen = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        seen.append([v for n, v in scope["headers"] if n == b"content-length"])
+        body = (await receive())["body"]
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    with barelab.serve(app, name="cl-list", server=ASGIServer) as server:
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n"
+                         b"Connection: close\r\n\r\nab")
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\nab")
+    assert seen == [[b"2"]]

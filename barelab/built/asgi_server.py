@@ -81,6 +81,18 @@ class Head:
         self.expect_continue = _expects_continue(version, headers)
 
 
+def one_length(headers: list, length: int) -> list:
+    """``headers`` with every Content-Length field replaced by one, ``length`` (§8.6)."""
+    out, seen = [], False
+    for name, value in headers:
+        if name == b"content-length":
+            if seen:
+                continue
+            seen, value = True, b"%d" % length
+        out.append((name, value))
+    return out
+
+
 def read_head(buffer, max_line: int, max_header_bytes: int, max_body: int):
     """``(Head, body_start)`` from the start of ``buffer``, or None while it is incomplete."""
     parts = split_head(buffer, max_line, max_header_bytes)
@@ -93,6 +105,8 @@ def read_head(buffer, max_line: int, max_header_bytes: int, max_body: int):
     length = body_length(headers, version, max_body)
     if length is None:
         length = ChunkedDecoder(0, max_body, max_header_bytes)
+    else:
+        headers = one_length(headers, length)
     return Head(method.decode("ascii"), target, version, headers, length), body_start
 
 
