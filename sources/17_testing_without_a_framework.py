@@ -2388,6 +2388,7 @@ with TestClient(notes_asgi) as session:
 #     T->>A: websocket.receive {"text": "hi"}
 #     A->>T: websocket.send {"text": "HI"}
 #     A->>T: websocket.close {"code": 4000}
+#     T->>A: websocket.disconnect {"code": 4000} (the echo)
 #     Note over T: receive_text() raises WebSocketDisconnect(4000)
 # ```
 #
@@ -2471,7 +2472,22 @@ class WebSocketSession:
         self.client, self.scope, self.timeout = client, scope, client.timeout
         self.inbox, self.outbox = asyncio.Queue(), queue.Queue()
         self.accepted_subprotocol, self.accept_headers = None, Headers()
-        self.closed = False
+        self.closed = self.app_accepted = self.app_told = False
+
+# %% [markdown]
+# The app hears that the conversation is over exactly once, whoever closed first.
+# `_tell_app` is the one place that puts a `websocket.disconnect` in its queue; it runs on
+# the loop's thread and keeps a flag, so a second ending is dropped.
+
+# %%
+#| export
+def _tell_app(self, code: int, reason: str = "") -> None:
+    """Queue the app's one websocket.disconnect (run on the portal loop's thread)."""
+    if not self.app_told:
+        self.app_told = True
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+
+WebSocketSession._tell_app = _tell_app
 
 # %% [markdown]
 # `_run` is the coroutine the portal runs: the app, with `inbox.get` as its `receive` and
@@ -2479,11 +2495,23 @@ class WebSocketSession:
 # follows whatever the app did. When the app returns without closing, the session will
 # report a normal closure (1000), which is what a server sends then; when it raises, the
 # test gets the exception.
+#
+# `send` also plays the client's part of the closing handshake. A real client that gets
+# a Close frame answers with one (RFC 6455 §5.5.1: an endpoint that receives a Close and
+# has not sent one "MUST send a Close frame in response"), and the server then hands the
+# app `websocket.disconnect` with that code (ASGI WebSocket spec, "Disconnect -
+# receive event"). So once the app has accepted and then closes with code c, its next
+# `receive()` returns the disconnect with c, at once, as it would behind a real server.
 
 # %%
 #| export
 async def _ws_run(self) -> None:
     async def send(message):
+        kind = message.get("type")
+        if kind == "websocket.accept":
+            self.app_accepted = True
+        elif kind == "websocket.close" and self.app_accepted:   # the client echoes it
+            self._tell_app(message.get("code", 1000))
         self.outbox.put(message)
     try:
         await self.client.app(self.scope, self.inbox.get, send)
@@ -2641,8 +2669,9 @@ def _drain(outbox: queue.Queue) -> list:
 
 # %% [markdown]
 # Sending is putting a `websocket.receive` message in the app's queue: `text` for a text
-# frame, `bytes` for a binary one (RFC 6455 §5.6); JSON goes as text. `close` sends
-# `websocket.disconnect` with the code.
+# frame, `bytes` for a binary one (RFC 6455 §5.6); JSON goes as text. `close` tells the
+# app `websocket.disconnect` with the code, through `_tell_app`, so a client that closes
+# after the app did adds nothing the app has not heard.
 
 # %%
 #| export
@@ -2657,7 +2686,9 @@ def _send_json(self, data) -> None:
 
 def _close(self, code: int = 1000, reason: str = "") -> None:
     """The client closes: the app's next receive() is websocket.disconnect with ``code``."""
-    self._to_app({"type": "websocket.disconnect", "code": code, "reason": reason})
+    if self.closed:
+        raise RuntimeError("this WebSocket is closed")
+    self.portal.call_soon(self._tell_app, code, reason)
     self.closed = True
 
 WebSocketSession.send_text, WebSocketSession.send_bytes = _send_text, _send_bytes
@@ -2821,6 +2852,30 @@ with TestClient(Starlette(routes=[WebSocketRoute("/ws", starlette_echo)])).webso
     print(ws.receive_text())
 
 # %% [markdown]
+# Now the closing handshake from the app's side. `closer` accepts, closes with 4001 and
+# then does what a framework does after its own close: it calls `receive()` once more, to
+# hear the client's answer, and keeps what it got. Look at the code it hears.
+
+# %%
+async def closer(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 4001})
+    heard.append(await receive())
+
+heard = []
+with TestClient(closer).websocket_connect("/ws") as ws:
+    try:
+        ws.receive_text()
+    except WebSocketDisconnect as closed:
+        print("the test saw:", closed.code)
+print("the app heard:", heard)
+
+# %% [markdown]
+# The app's last `receive()` returned at once, with its own 4001 echoed back, as a
+# browser would have answered. Without the echo it would wait for an answer that never
+# comes, until the session gave up on it.
+#
 # And an app that never answers the handshake fails the test after the timeout, instead
 # of freezing the notebook. The message says the client was waiting for
 # `websocket.accept`:

@@ -2290,6 +2290,11 @@ WebSocket.send_text, WebSocket.send_bytes, WebSocket.send_json = send_text, send
 # 1011, "an unexpected condition" (RFC 6455 §7.4.1), and is re-raised for the log. These
 # are the same rules as for http, translated: a close code instead of a status, and the
 # traceback still goes only to the log.
+#
+# A websocket handler answers through the socket, so it should return `None`. One that
+# returns something else (a `Response`, out of HTTP habit) has a bug that would otherwise
+# pass in silence, so `handle_websocket` raises a `TypeError` naming the route, and the
+# 1011 rule above closes the socket.
 
 # %%
 #| export
@@ -2301,7 +2306,12 @@ async def handle_websocket(self, scope, receive, send) -> None:
     if entry is None:
         return await websocket.close(1008)      # before accept: the server answers 403
     try:
-        await entry.app(websocket)
+        returned = await entry.app(websocket)
+        if returned is not None:
+            raise TypeError(f"the websocket route {entry.template!r} ({entry.name}) returned "
+                            f"{type(returned).__name__} {returned!r:.60}; a websocket handler "
+                            "answers through the socket (send_text, send_json...) and "
+                            "returns None")
     except WebSocketDisconnect:
         return                                  # the client left, or we closed it
     except HTTPException:
@@ -2349,6 +2359,27 @@ barelab.call_asgi(demo, path="/echo", receive_events=client_says)
 barelab.call_asgi(demo, path="/nowhere", receive_events=client_says[:1]).sent
 
 # %% [markdown]
+# Now the slip the `TypeError` is for: a handler on a separate app, `slip`, that returns
+# a `Response` the way an http route would. Look at what the client gets and what the
+# log gets:
+
+# %%
+slip = Bare()
+
+@slip.websocket("/hello")
+async def hello_socket(websocket):
+    return Response("hello\n")
+
+call = barelab.call_asgi(slip, path="/hello", receive_events=client_says[:1], raise_errors=False)
+print("the client got:", call.sent)
+print("the log gets:  ", call.exception)
+
+# %% [markdown]
+# The handler never accepted, so its close came before accept, which a server turns into
+# the 403 refusal: the client learns only that it was turned away. The log names the
+# route and what came back, and says where the answer should have gone.
+
+# %% [markdown]
 # One more case: a handler that closes the socket itself and then, by mistake or by
 # design, loops on `receive_message`. The late text message below was "sent" by the
 # client before it saw our Close. Look for what the loop gets, and how it ends:
@@ -2373,8 +2404,26 @@ got, call.sent[-1]
 
 # %% [markdown]
 # The late `hi` was dropped, and the loop ended with the client's disconnect (code 1000
-# here, the code `call_asgi` sends), not with a hang. A client that never answers our
-# Close ends it too, after `close_timeout` seconds, with 1006.
+# here, the code `call_asgi` sends), not with a hang.
+#
+# A real client answers our Close with a Close of its own, carrying the same code (RFC
+# 6455 §5.5.1), and chapter 17's `TestClient` plays that part in-process. So through it
+# the loop ends at once with our own 4000, while the test sees the close it was sent:
+
+# %%
+import barelab.built.testing as testing
+
+got.clear()
+with testing.TestClient(demo).websocket_connect("/short") as ws:
+    try:
+        ws.receive_text()
+    except testing.WebSocketDisconnect as closed:
+        print("the test saw:", closed.code, closed.reason)
+got
+
+# %% [markdown]
+# Only a client that never answers makes `_await_goodbye` wait: after `close_timeout`
+# seconds the loop ends with 1006, the code for a close without a Close frame.
 
 # %% [markdown]
 # ## The demo app: notes and a chat room

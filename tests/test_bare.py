@@ -11,6 +11,7 @@ import functools
 import itertools
 import json
 import socket
+import time
 import uuid
 from collections import Counter, defaultdict
 from contextlib import asynccontextmanager
@@ -673,6 +674,36 @@ def test_websocket_disconnect_is_raised_in_the_handler():
     assert [m["type"] for m in call.sent] == ["websocket.accept"]
 
 
+def test_websocket_handler_that_returns_something_is_refused_with_a_type_error():
+    app = Bare()
+    @app.websocket("/early", name="early")
+    async def early(websocket):
+        return Response("hi")                  # before accept: the client is denied (403)
+    @app.websocket("/late")
+    async def late(websocket):
+        await websocket.accept()
+        return {"done": True}                  # after accept: closed with 1011
+    call = barelab.call_asgi(app, path="/early", receive_events=ws_events(), raise_errors=False)
+    assert call.sent == [{"type": "websocket.close", "code": 1011, "reason": ""}]
+    assert isinstance(call.exception, TypeError)
+    assert "'/early' (early) returned Response" in str(call.exception)
+    assert "returns None" in str(call.exception)
+    call = barelab.call_asgi(app, path="/late", receive_events=ws_events(), raise_errors=False)
+    assert [m["type"] for m in call.sent] == ["websocket.accept", "websocket.close"]
+    assert call.sent[-1]["code"] == 1011
+    assert "'/late'" in str(call.exception) and "dict {'done': True}" in str(call.exception)
+
+
+def test_websocket_handler_returning_none_closes_normally():
+    app = Bare()
+    @app.websocket("/ws")
+    async def quiet(websocket):
+        await websocket.accept()
+        return None
+    call = barelab.call_asgi(app, path="/ws", receive_events=ws_events())
+    assert call.exception is None and call.sent[-1]["code"] == 1000
+
+
 def test_websocket_close_before_accept_and_after():
     app = Bare()
     @app.websocket("/deny")
@@ -1088,14 +1119,39 @@ def test_receive_after_our_close_waits_for_the_clients_disconnect():
     assert call.sent[-1] == {"type": "websocket.close", "code": 4000, "reason": "enough"}
 
 
-def test_receive_after_our_close_gives_up_with_1006_when_the_client_is_silent(monkeypatch):
-    monkeypatch.setattr(WebSocket, "close_timeout", 0.1)
+def test_receive_after_our_close_hears_the_test_clients_echo(monkeypatch):
+    monkeypatch.setattr(WebSocket, "close_timeout", 5.0)   # the echo must come long before
     outcomes = []
+    started = time.monotonic()
     with TestClient(looping_after_close_app(outcomes)) as client:
         with client.websocket_connect("/ws") as ws:
-            with pytest.raises(Exception, match="4000"):   # the testing module's own class
-                ws.receive_text()                         # the app's close
+            with pytest.raises(Exception, match="4000") as caught:   # testing's own class
+                ws.receive_text()                                    # the app's close
+    assert caught.value.code == 4000 and caught.value.reason == "enough"
+    assert outcomes == [4000, 4000, 4000]                   # RFC 6455 §5.5.1: echoed
+    assert time.monotonic() - started < 2
+
+
+def test_receive_after_our_close_gives_up_with_1006_when_the_client_is_silent(monkeypatch):
+    monkeypatch.setattr(WebSocket, "close_timeout", 0.1)
+    outcomes, sent = [], []
+    connected = False
+
+    async def silent_client():                 # connects, then never answers our Close
+        nonlocal connected
+        if not connected:
+            connected = True
+            return {"type": "websocket.connect"}
+        await asyncio.sleep(3600)
+
+    async def record(message):
+        sent.append(message)
+
+    app = looping_after_close_app(outcomes)
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "subprotocols": []}
+    asyncio.run(asyncio.wait_for(app(scope, silent_client, record), 5))
     assert outcomes == [1006, 1006, 1006]
+    assert sent[-1] == {"type": "websocket.close", "code": 4000, "reason": "enough"}
 
 
 def test_receive_after_our_close_on_a_real_server():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from contextlib import asynccontextmanager
 
 import pytest
@@ -390,6 +391,52 @@ def test_websocket_app_close_is_a_disconnect_with_code(ws_client):
         with pytest.raises(WebSocketDisconnect) as caught:
             ws.receive_text()
     assert (caught.value.code, caught.value.reason) == (4001, "asked to")
+
+
+def test_websocket_app_close_is_echoed_to_the_app_once():
+    """RFC 6455 §5.5.1: the client answers the app's Close; ASGI: the app's next receive()
+    is websocket.disconnect with that code, at once, and only one disconnect arrives."""
+    heard = []
+
+    async def closer(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4001, "reason": "done"})
+        heard.append(await receive())
+        try:
+            heard.append(await asyncio.wait_for(receive(), 0.2))
+        except asyncio.TimeoutError:
+            heard.append("nothing more")
+
+    started = time.monotonic()
+    with TestClient(closer, timeout=5).websocket_connect("/") as ws:
+        with pytest.raises(WebSocketDisconnect) as caught:
+            ws.receive_text()
+        with pytest.raises(RuntimeError, match="closed"):
+            ws.close(1000)
+    assert (caught.value.code, caught.value.reason) == (4001, "done")
+    assert heard[0]["type"] == "websocket.disconnect" and heard[0]["code"] == 4001
+    assert heard[1] == "nothing more"
+    assert time.monotonic() - started < 2
+    assert loop_threads() == []
+
+
+def test_websocket_app_close_unread_by_the_test_is_not_told_twice():
+    heard = []
+
+    async def closer(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4002})
+        heard.append(await receive())
+        try:
+            heard.append(await asyncio.wait_for(receive(), 0.2))
+        except asyncio.TimeoutError:
+            heard.append("nothing more")
+
+    with TestClient(closer).websocket_connect("/"):
+        pass                                 # leaving would close with 1000: already told
+    assert heard[0]["code"] == 4002 and heard[1] == "nothing more"
 
 
 def test_websocket_close_before_accept_is_denied_403(ws_client):

@@ -849,7 +849,12 @@ async def handle_websocket(self, scope, receive, send) -> None:
     if entry is None:
         return await websocket.close(1008)      # before accept: the server answers 403
     try:
-        await entry.app(websocket)
+        returned = await entry.app(websocket)
+        if returned is not None:
+            raise TypeError(f"the websocket route {entry.template!r} ({entry.name}) returned "
+                            f"{type(returned).__name__} {returned!r:.60}; a websocket handler "
+                            "answers through the socket (send_text, send_json...) and "
+                            "returns None")
     except WebSocketDisconnect:
         return                                  # the client left, or we closed it
     except HTTPException:

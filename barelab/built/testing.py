@@ -770,11 +770,25 @@ class WebSocketSession:
         self.client, self.scope, self.timeout = client, scope, client.timeout
         self.inbox, self.outbox = asyncio.Queue(), queue.Queue()
         self.accepted_subprotocol, self.accept_headers = None, Headers()
-        self.closed = False
+        self.closed = self.app_accepted = self.app_told = False
+
+
+def _tell_app(self, code: int, reason: str = "") -> None:
+    """Queue the app's one websocket.disconnect (run on the portal loop's thread)."""
+    if not self.app_told:
+        self.app_told = True
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+
+WebSocketSession._tell_app = _tell_app
 
 
 async def _ws_run(self) -> None:
     async def send(message):
+        kind = message.get("type")
+        if kind == "websocket.accept":
+            self.app_accepted = True
+        elif kind == "websocket.close" and self.app_accepted:   # the client echoes it
+            self._tell_app(message.get("code", 1000))
         self.outbox.put(message)
     try:
         await self.client.app(self.scope, self.inbox.get, send)
@@ -893,7 +907,9 @@ def _send_json(self, data) -> None:
 
 def _close(self, code: int = 1000, reason: str = "") -> None:
     """The client closes: the app's next receive() is websocket.disconnect with ``code``."""
-    self._to_app({"type": "websocket.disconnect", "code": code, "reason": reason})
+    if self.closed:
+        raise RuntimeError("this WebSocket is closed")
+    self.portal.call_soon(self._tell_app, code, reason)
     self.closed = True
 
 WebSocketSession.send_text, WebSocketSession.send_bytes = _send_text, _send_bytes
