@@ -1332,6 +1332,9 @@ def route_path(scope: dict) -> str:
 # The result has three shapes, so read the docstring before the loop. The `:=` in the
 # last branch stores the match and tests it in one line: `params` is the dict of typed
 # parameters, or `None` when the template does not match.
+#
+# One path is no path at all: `OPTIONS *` asks about the server as a whole (RFC 9110
+# §9.3.7, RFC 9112 §3.2.4). For it, every method of every HTTP route is "allowed".
 
 # %%
 #| export
@@ -1339,6 +1342,9 @@ def find(self, scope: dict):
     """What takes this scope: ``(Mount, None)``, ``(route, params)``, or ``(None, allowed)``
     with the methods other routes on this path allow (empty: nothing is here)."""
     path, allowed = route_path(scope), set()
+    if path == "*":                             # OPTIONS *: the whole server
+        return None, {method for entry in self.routes if isinstance(entry, Route)
+                      and not isinstance(entry, WebSocketRoute) for method in entry.methods}
     for entry in self.routes:
         if isinstance(entry, Mount):
             if path == entry.prefix or path.startswith(entry.prefix + "/"):
@@ -1354,11 +1360,12 @@ def find(self, scope: dict):
 Bare.find = find
 
 # %% [markdown]
-# Ask `demo` about three requests: one that matches, one on the right path with the wrong
-# method, and one on no path at all.
+# Ask `demo` about four requests: one that matches, one on the right path with the wrong
+# method, one on no path at all, and `OPTIONS *`.
 
 # %%
-for method, path in (("GET", "/notes/7"), ("DELETE", "/notes/7"), ("GET", "/nowhere")):
+for method, path in (("GET", "/notes/7"), ("DELETE", "/notes/7"), ("GET", "/nowhere"),
+                     ("OPTIONS", "*")):
     entry, found = demo.find({"type": "http", "method": method, "path": path})
     shown = sorted(found) if isinstance(found, set) else found    # a set prints in any order
     print(f"{method:6} {path:9} -> {entry}, {shown}")
@@ -1366,7 +1373,7 @@ for method, path in (("GET", "/notes/7"), ("DELETE", "/notes/7"), ("GET", "/nowh
 # %% [markdown]
 # A match gives the route and its parameters, `{'id': 7}`, already an `int`.
 # The wrong method gives no route but the methods that *would* work. Nothing at all gives
-# an empty list: that will be a 404.
+# an empty list: that will be a 404. `*` gives every method the app routes anywhere.
 
 # %% [markdown]
 # When nothing takes the request, `refusal` says what to answer: 404 if no route has this

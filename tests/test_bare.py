@@ -1169,3 +1169,34 @@ def test_receive_after_our_close_on_a_real_server():
     finally:
         server.stop()
     assert len(outcomes) == 3 and len(set(outcomes)) == 1 and outcomes[0] != 1006
+
+
+def test_options_star_lists_every_http_method_the_app_routes():
+    app = Bare(name="star")
+
+    @app.get("/a")
+    async def a(request):
+        return "a"
+
+    @app.route("/b", methods=["POST", "PUT"])
+    async def b(request):
+        return "b"
+
+    @app.websocket("/ws")
+    async def ws(websocket):
+        await websocket.accept()
+
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "OPTIONS", "path": "*", "raw_path": b"*",
+             "query_string": b"", "headers": [], "root_path": ""}
+    asyncio.run(app(scope, receive, send))
+    start = sent[0]
+    assert start["status"] == 204
+    assert dict(start["headers"])[b"allow"] == b"GET, HEAD, OPTIONS, POST, PUT"

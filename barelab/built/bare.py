@@ -529,6 +529,9 @@ def find(self, scope: dict):
     """What takes this scope: ``(Mount, None)``, ``(route, params)``, or ``(None, allowed)``
     with the methods other routes on this path allow (empty: nothing is here)."""
     path, allowed = route_path(scope), set()
+    if path == "*":                             # OPTIONS *: the whole server
+        return None, {method for entry in self.routes if isinstance(entry, Route)
+                      and not isinstance(entry, WebSocketRoute) for method in entry.methods}
     for entry in self.routes:
         if isinstance(entry, Mount):
             if path == entry.prefix or path.startswith(entry.prefix + "/"):
