@@ -1,9 +1,10 @@
-"""The even chapters, run in JupyterLab in Chromium, links straight to ports (browser_run.py)."""
+"""Chapters of group 4 in JupyterLab in Chromium, links straight to the servers' ports
+(browser_run.py)."""
 
 import pytest
 
 import jupyterlab_ui as ui
-from browser_run import notebooks_with_parity, run_like_a_learner
+from browser_run import chapter_group, run_like_a_learner
 
 
 @pytest.fixture(scope="module")
@@ -13,6 +14,6 @@ def page(tmp_path_factory):
         yield page
 
 
-@pytest.mark.parametrize("notebook", notebooks_with_parity(0), ids=lambda path: path.stem)
+@pytest.mark.parametrize("notebook", chapter_group(4), ids=lambda path: path.stem)
 def test_run_all_in_jupyterlab_and_click_the_server_links(page, notebook):
     run_like_a_learner(page, notebook.name)
