@@ -26,6 +26,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 import jupyterlab_ui as ui
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,3 +138,24 @@ def run_like_a_learner(page, name: str) -> list[str]:
         raise
     finally:
         ui.close_notebook(page)
+
+
+def browser_tests(group: int, *, hub_prefix: bool):
+    """The fixture and the test of one test_browser_N.py file, for chapter group ``group``.
+
+    Each file only names what this returns, so pytest collects a ``page`` fixture (one
+    JupyterLab and one Chromium for the file) and one test per chapter of the group.
+    """
+    @pytest.fixture(scope="module")
+    def page(tmp_path_factory):
+        tmp = tmp_path_factory.mktemp("lab")
+        lab = (ui.running_lab(tmp, base_url="/user/learner/", hub_prefix=True) if hub_prefix
+               else ui.running_lab(tmp))
+        with lab as running, ui.chromium_page(running) as page:
+            yield page
+
+    @pytest.mark.parametrize("notebook", chapter_group(group), ids=lambda path: path.stem)
+    def test_run_all_in_jupyterlab_and_click_the_server_links(page, notebook):
+        run_like_a_learner(page, notebook.name)
+
+    return page, test_run_all_in_jupyterlab_and_click_the_server_links

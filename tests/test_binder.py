@@ -45,7 +45,10 @@ def test_binder_environment_builds_and_runs_chapter_one(tmp_path):
     venv = tmp_path / "binder-venv"
     subprocess.run([binder_python(), "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    # --no-compile: the .pyc files of a few thousand modules the test never imports cost
+    # more CPU than the rest of the install.
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+           "--no-compile"]
     # As repo2docker does: from the repository root, exactly the requirements file.
     subprocess.run(pip + ["-r", "binder/requirements.txt"], cwd=ROOT, check=True, timeout=600)
 

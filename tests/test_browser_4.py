@@ -1,19 +1,7 @@
-"""Chapters of group 4 in JupyterLab in Chromium, links straight to the servers' ports
-(browser_run.py)."""
+"""Chapters of group 4 in JupyterLab in Chromium, with links straight to the servers'
+ports (browser_run.py)."""
 
-import pytest
+from browser_run import browser_tests
 
-import jupyterlab_ui as ui
-from browser_run import chapter_group, run_like_a_learner
-
-
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("lab")
-    with ui.running_lab(tmp) as lab, ui.chromium_page(lab) as page:
-        yield page
-
-
-@pytest.mark.parametrize("notebook", chapter_group(4), ids=lambda path: path.stem)
-def test_run_all_in_jupyterlab_and_click_the_server_links(page, notebook):
-    run_like_a_learner(page, notebook.name)
+page, test_run_all_in_jupyterlab_and_click_the_server_links = \
+    browser_tests(4, hub_prefix=False)
