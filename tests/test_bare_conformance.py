@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-import barelab
+from battery import battery_table
+
 from barelab.built.bare import Bare, Response, WebSocketDisconnect
-from barelab.built.conformance import BATTERY, MUST, echo_asgi, echo_text, run_batteries
+from barelab.built.conformance import BATTERY, MUST, echo_asgi, echo_text
 from barelab.built.websocket import WebSocketASGIServer
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -64,14 +65,8 @@ SERVERS = {                      # name -> (app, engine class or None for barela
 
 @pytest.fixture(scope="module")
 def tables():
-    servers = {name: barelab.serve(app, name=name, server=engine) if engine
-               else barelab.serve(app, name=name)
-               for name, (app, engine) in SERVERS.items()}
-    try:
-        yield run_batteries(servers, BATTERY)
-    finally:
-        for server in servers.values():
-            server.stop()
+    with battery_table(SERVERS, BATTERY) as table:
+        yield table
 
 
 @pytest.mark.parametrize("server", ["course ASGI", "barelab ASGI"])

@@ -17,12 +17,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from battery import battery_table
+
 import barelab
 from barelab.serving import detect_kind
 from barelab.built.conformance import (
     BATTERY, FAIL, MUST, PASS, Frame, Outcome, Probe, Read, Response, Send,
     WSGIRefServer, announces_close, bare_204, echo_asgi, echo_wsgi, either, fails_connection,
-    has_date, in_order, not_served, refused, run_battery, run_batteries, run_probe, saw_probe, status_is)
+    has_date, in_order, not_served, refused, run_battery, run_probe, saw_probe, status_is)
 from barelab.built.websocket import WebSocketASGIServer
 from barelab.built.wsgi_server import WSGIServer
 
@@ -45,14 +47,8 @@ MUST_PROBES = [p for p in BATTERY if p.level == MUST]
 @pytest.fixture(scope="module")
 def tables():
     """The whole battery, run once on the four servers; stopped at the end."""
-    servers = {name: barelab.serve(app, name=f"battery-{name}", server=engine)
-               if engine else barelab.serve(app, name=f"battery-{name}")
-               for name, (app, engine) in SERVERS.items()}
-    try:
-        yield run_batteries(servers, BATTERY)
-    finally:
-        for server in servers.values():
-            server.stop()
+    with battery_table(SERVERS, BATTERY, prefix="battery-") as table:
+        yield table
 
 
 def _cases():
