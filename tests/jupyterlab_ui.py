@@ -51,8 +51,6 @@ def free_port() -> int:
 @dataclass
 class Lab:
     base: str           # e.g. http://127.0.0.1:8888/user/learner/
-    folder: Path        # the copy of notebooks/ that JupyterLab serves
-    log: Path
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -89,7 +87,7 @@ def running_lab(tmp: Path, *, base_url: str = "/", hub_prefix: bool = False):
         proc = subprocess.Popen(args, cwd=folder, env=env, stdout=sink,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        yield wait_for_status(tmp / "runtime", folder, log, proc)
+        yield wait_for_status(tmp / "runtime", log, proc)
     finally:
         stop_process_group(proc)
 
@@ -104,7 +102,7 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 15) -> None:
         proc.wait(5)
 
 
-def wait_for_status(runtime: Path, folder: Path, log: Path, proc: subprocess.Popen,
+def wait_for_status(runtime: Path, log: Path, proc: subprocess.Popen,
                     timeout: float = 90) -> Lab:
     """Wait until the server answers; return it as a :class:`Lab`.
 
@@ -115,7 +113,7 @@ def wait_for_status(runtime: Path, folder: Path, log: Path, proc: subprocess.Pop
     while True:
         try:
             info = json.loads(next(runtime.glob("jpserver-*.json")).read_text())
-            lab = Lab(base=info["url"].rstrip("/") + "/", folder=folder, log=log)
+            lab = Lab(base=info["url"].rstrip("/") + "/")
             request = urllib.request.Request(lab.url("api/status"),
                                              headers={"Authorization": f"token {TOKEN}"})
             urllib.request.urlopen(request, timeout=2).read()
@@ -258,6 +256,27 @@ def output_links(page) -> list[str]:
         }}))""")
 
 
+def show_cell(page, index: int, block: str = "center") -> float:
+    """Make cell ``index`` the active one and scroll it into view; return how far its top
+    is from the notebook's (JupyterLab guesses the height of cells never drawn, so after a
+    long jump the cell can be near its place rather than on it: call again to settle)."""
+    return page.evaluate(f"""([index, block]) => {{
+        const notebook = {CURRENT}.content;
+        notebook.activeCellIndex = index;
+        // Off-screen cells are laid out but not drawn (content-visibility), so a link in
+        // one is not clickable until the cell is scrolled into view.
+        notebook.widgets[index].node.scrollIntoView({{block}});
+        const cell = notebook.widgets[index].node.getBoundingClientRect();
+        return cell.top - notebook.node.getBoundingClientRect().top;
+    }}""", [index, block])
+
+
+def cell_index(page, test: str, arg) -> int:
+    """The index of the first cell for which the JavaScript ``test(cell, arg)`` holds."""
+    return page.evaluate(f"""(arg) => {CURRENT}.content.widgets.findIndex(
+        cell => ({test})(cell, arg))""", arg)
+
+
 def click_link(page, href: str, *, opens_a_page: bool = True):
     """Scroll the link into view and click it; return the new tab and its HTTP status.
 
@@ -267,15 +286,9 @@ def click_link(page, href: str, *, opens_a_page: bool = True):
     None and the status is that of the response to the click's request, or None if no
     answer came within five seconds.
     """
-    page.evaluate(f"""(href) => {{
-        const notebook = {CURRENT}.content;
-        const index = notebook.widgets.findIndex(cell => cell.model.type === 'code'
-            && JSON.stringify(cell.model.outputs.toJSON()).includes(href));
-        notebook.activeCellIndex = index;
-        // Off-screen cells are laid out but not drawn (content-visibility), so a link in
-        // one is not clickable until the cell is scrolled into view.
-        notebook.widgets[index].node.scrollIntoView({{block: 'center'}});
-    }}""", href)
+    show_cell(page, cell_index(page, "(cell, href) => cell.model.type === 'code' && "
+                                     "JSON.stringify(cell.model.outputs.toJSON()).includes(href)",
+                               href))
     link = page.locator(f'.jp-OutputArea-output a[href="{href}"]').last
     link.wait_for(timeout=30_000)
     if not opens_a_page:

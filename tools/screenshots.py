@@ -48,32 +48,14 @@ def run_up_to_the_end(page, name: str) -> None:
 
 def scroll_to_cell(page, line: str) -> None:
     """Make the cell containing ``line`` the first one on screen."""
-    index = page.evaluate(f"""(line) => {{
-        const notebook = {ui.CURRENT}.content;
-        const index = notebook.widgets.findIndex(cell => cell.model.sharedModel.getSource()
-                                                            .includes(line));
-        if (index >= 0) {{
-            notebook.activeCellIndex = index;
-            notebook.scrollToItem(index, 'start');
-        }}
-        return index;
-    }}""", line)
+    index = ui.cell_index(page, "(cell, line) => cell.model.sharedModel.getSource()"
+                                ".includes(line)", line)
     if index < 0:
         raise SystemExit(f"no cell contains {line!r}")
-    # JupyterLab renders only the cells on screen and guesses the height of the others, so
-    # a long jump lands near the cell, not on it: scroll again until it is at the top.
-    for _ in range(10):
-        page.wait_for_timeout(500)
-        top = page.evaluate(f"""(index) => {{
-            const notebook = {ui.CURRENT}.content;
-            notebook.scrollToItem(index, 'start');
-            notebook.widgets[index].node.scrollIntoView({{block: 'start'}});
-            const cell = notebook.widgets[index].node.getBoundingClientRect();
-            const view = notebook.node.getBoundingClientRect();
-            return cell.top - view.top;
-        }}""", index)
-        if abs(top) < 40:
+    for _ in range(10):                         # a long jump lands near the cell: settle
+        if abs(ui.show_cell(page, index, "start")) < 40:
             break
+        page.wait_for_timeout(500)
     page.wait_for_timeout(800)                  # let the cells scrolled into view render
 
 
